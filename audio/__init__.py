@@ -1,0 +1,1 @@
+"""Sound: voice-over, music bed, effects and the mix (see the sound issue)."""

@@ -1,0 +1,1 @@
+"""Shot generation: keyframe candidates on Ray, scoring and selection, camera-move clips."""

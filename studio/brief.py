@@ -1,0 +1,206 @@
+"""The brief: what a producer asks for. Schema ``Brief.1``.
+
+Validation happens here, at the edge, before any work starts: field errors name the
+path (``beats[2].duration``), the bad value and the fix. Checks that need the catalog
+(unknown specs, beats longer than a channel allows, missing reference images) live in
+``check_against``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from studio import documents
+from studio.errors import ManyErrors, StudioError
+from studio.specs import NAME_RE, Catalog, ChannelSpec, parse_rate
+
+ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+CameraMove = Literal["push-in", "pull-out", "pan-left", "pan-right", "parallax", "static"]
+
+
+class Character(BaseModel):
+    """A character sheet: one description and its reference images, reused in every beat
+    that casts it, so the character stays the same."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=ID_RE)
+    description: str = Field(min_length=1, max_length=1000)
+    reference_images: list[str] = []
+
+
+class Beat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=ID_RE, description="unique within the brief, e.g. b01-open")
+    duration: float = Field(gt=0, le=600, description="seconds on screen")
+    narration: str = Field("", max_length=2000)
+    subject: str = Field(min_length=1, max_length=500)
+    environment: str = Field("", max_length=500)
+    composition: str = Field(
+        "", max_length=500, description='free text, e.g. "subject left third, copy space right"'
+    )
+    mood: str = Field("", max_length=200)
+    style: str = Field("", max_length=500, description="beat-specific style on top of the pack")
+    disallowed: list[str] = Field([], description="elements that must not appear")
+    reference_images: list[str] = Field([], description="paths relative to the brief")
+    characters: list[str] = Field([], description="ids from the brief's characters")
+    focus: tuple[float, float] | None = Field(
+        None, description="subject position as fractions of the frame (x, y); overrides composition"
+    )
+    copy_space: Literal["left", "right", "top", "bottom", "none"] | None = Field(
+        None, description="where text goes; overrides composition"
+    )
+    camera: CameraMove | None = Field(None, description="camera move; default from the style pack")
+
+    @field_validator("focus")
+    @classmethod
+    def _focus(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not all(0.0 <= c <= 1.0 for c in v):
+            raise ValueError("focus coordinates are fractions between 0 and 1")
+        return v
+
+
+class Brief(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    schema_: str = Field("Brief.1", alias="schema")
+    project: str = Field(pattern=NAME_RE, description="project code, lower-case")
+    campaign: str = Field(pattern=NAME_RE)
+    purpose: str = Field(min_length=1, max_length=2000)
+    channels: list[str] = Field(min_length=1, description="channel spec names")
+    style_pack: str
+    beats: list[Beat] = Field(min_length=1)
+    characters: list[Character] = []
+    candidates: int = Field(4, ge=1, le=64, description="candidates per beat")
+    usage_class: Literal["experiment", "internal", "public"] = "internal"
+    locale: str = Field("en-US", pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")
+    fps: str | None = Field(None, description="edit rate; default: the first video channel's")
+    seed: int | None = Field(None, ge=0, lt=2**31, description="base seed; default from project")
+    hero_beat: str | None = Field(None, description="beat whose frame stills are made from")
+
+    @field_validator("fps")
+    @classmethod
+    def _fps(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_rate(v)
+        return v
+
+    @model_validator(mode="after")
+    def _refs(self) -> Brief:
+        seen: set[str] = set()
+        for b in self.beats:
+            if b.id in seen:
+                raise ValueError(f"beat id {b.id!r} appears twice; beat ids must be unique")
+            seen.add(b.id)
+        chars = {c.id for c in self.characters}
+        for i, b in enumerate(self.beats):
+            for c in b.characters:
+                if c not in chars:
+                    raise ValueError(f"beats[{i}].characters: {c!r} is not in the brief's characters")
+        if self.hero_beat is not None and self.hero_beat not in seen:
+            raise ValueError(f"hero_beat {self.hero_beat!r} is not a beat id")
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError("channels lists a spec twice")
+        return self
+
+    # -- derived -------------------------------------------------------------------
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+    @property
+    def base_seed(self) -> int:
+        if self.seed is not None:
+            return self.seed
+        h = hashlib.sha256(f"{self.project}/{self.campaign}".encode()).digest()
+        return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
+
+    @property
+    def total_duration(self) -> float:
+        return sum(b.duration for b in self.beats)
+
+    def hero(self) -> Beat:
+        if self.hero_beat:
+            return next(b for b in self.beats if b.id == self.hero_beat)
+        return self.beats[0]
+
+
+def brief_json_schema() -> dict[str, Any]:
+    schema = Brief.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Brief.1"
+    return schema
+
+
+def load_brief(path: str | Path) -> tuple[Brief, Path]:
+    path = Path(path)
+    return documents.load(path, Brief, "Brief"), path.resolve().parent
+
+
+def check_against(brief: Brief, catalog: Catalog, base_dir: Path, source: str | None = None) -> list[ChannelSpec]:
+    """Everything that needs the catalog or the filesystem. Returns the channel specs."""
+    errors: list[StudioError] = []
+    specs: list[ChannelSpec] = []
+    for i, name in enumerate(brief.channels):
+        try:
+            specs.append(catalog.spec(name, field=f"channels[{i}]"))
+        except StudioError as e:
+            e.source = source
+            errors.append(e)
+    try:
+        catalog.style(brief.style_pack)
+    except StudioError as e:
+        e.source = source
+        errors.append(e)
+    total = brief.total_duration
+    for spec in specs:
+        if spec.kind != "video":
+            continue
+        if spec.max_duration is not None and total > spec.max_duration:
+            longest = max(brief.beats, key=lambda b: b.duration)
+            errors.append(StudioError(
+                f"the spot runs {total:g} s but {spec.name} allows at most {spec.max_duration:g} s "
+                f"(longest beat: {longest.id}, {longest.duration:g} s)",
+                fix="shorten the beats or drop that channel", field="beats", source=source,
+            ))
+        if total < spec.min_duration:
+            errors.append(StudioError(
+                f"the spot runs {total:g} s but {spec.name} needs at least {spec.min_duration:g} s",
+                fix="lengthen the beats or drop that channel", field="beats", source=source,
+            ))
+    for i, b in enumerate(brief.beats):
+        for j, ref in enumerate(b.reference_images):
+            if not (base_dir / ref).is_file():
+                errors.append(StudioError(
+                    f"reference image {ref!r} not found (looked in {base_dir})",
+                    fix="fix the path, relative to the brief", field=f"beats[{i}].reference_images[{j}]",
+                    source=source,
+                ))
+    for i, c in enumerate(brief.characters):
+        for j, ref in enumerate(c.reference_images):
+            if not (base_dir / ref).is_file():
+                errors.append(StudioError(
+                    f"reference image {ref!r} not found (looked in {base_dir})",
+                    fix="fix the path, relative to the brief", field=f"characters[{i}].reference_images[{j}]",
+                    source=source,
+                ))
+    if errors:
+        raise ManyErrors(errors)
+    return specs
+
+
+def edit_rate(brief: Brief, specs: list[ChannelSpec]):  # -> Fraction
+    if brief.fps:
+        return parse_rate(brief.fps)
+    for s in specs:
+        if s.kind == "video":
+            return s.rate
+    return parse_rate("30")

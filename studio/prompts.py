@@ -1,0 +1,169 @@
+"""The structured prompt compiler: beat + style pack + channels -> a prompt record.
+
+A prompt record is everything a keyframe backend needs to know about *what* to make,
+and nothing about *how* (seed, steps, model are per candidate). It is canonical JSON
+with a content hash: same inputs, same record, same hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from studio.brief import Beat, Brief
+from studio.specs import ChannelSpec, StylePack
+from studio.versioning import schema_string
+
+CODE_VERSION = "prompts.1"
+
+# Words in the composition text and where they put the subject (fractions of the frame).
+_X_WORDS = [
+    (r"\bleft third\b", 1 / 3), (r"\bright third\b", 2 / 3),
+    (r"\b(far )?left\b", 0.3), (r"\b(far )?right\b", 0.7),
+    (r"\bcent(er|re)(ed)?\b", 0.5),
+]
+_Y_WORDS = [
+    (r"\b(top|upper) third\b", 0.4), (r"\b(bottom|lower) third\b", 0.6),
+    (r"\b(top|upper|high)\b", 0.42), (r"\b(bottom|lower|low)\b", 0.58),
+]
+_SIZE_WORDS = [
+    (r"\b(extreme close[- ]?up|macro|ecu)\b", "extreme-close-up", 0.55),
+    (r"\b(close[- ]?up|cu|tight)\b", "close-up", 0.42),
+    (r"\b(medium|mid)( shot)?\b", "medium", 0.3),
+    (r"\b(wide|establishing|long shot|ws)\b", "wide", 0.18),
+]
+_OPPOSITE = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
+
+
+class Composition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    focus: tuple[float, float]
+    shot_size: str
+    subject_scale: float  # subject height as a fraction of the frame
+    copy_space: str  # left/right/top/bottom/none
+    copy_rect: tuple[float, float, float, float] | None  # x0, y0, x1, y1 fractions
+
+
+class PromptRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    schema_: str = "PromptRecord.1"
+    beat_id: str
+    positive: str
+    negative: str
+    style_tokens: list[str]
+    subject: str
+    environment: str
+    mood: str
+    palette: list[str]
+    text_color: str
+    composition: Composition
+    camera: str
+    channels: list[str]
+    reference_images: list[str]  # sha256 of the bytes, never paths
+    characters: list[str]
+    code_version: str = CODE_VERSION
+
+    def canonical(self) -> dict[str, Any]:
+        d = self.model_dump(mode="json")
+        d["schema"] = d.pop("schema_")
+        return d
+
+    @property
+    def hash(self) -> str:
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _find(text: str, table: list[tuple[str, float]], default: float) -> float:
+    for pattern, value in table:
+        if re.search(pattern, text):
+            return value
+    return default
+
+
+def compose(beat: Beat) -> Composition:
+    text = beat.composition.lower()
+    size_name, scale = "medium", 0.3
+    for pattern, name, s in _SIZE_WORDS:
+        if re.search(pattern, text):
+            size_name, scale = name, s
+            break
+    copy = beat.copy_space
+    if copy is None:
+        m = re.search(r"(copy|text|negative) space (on the |at the |to the )?(left|right|top|bottom)", text)
+        copy = m.group(3) if m else "none"
+    # The subject sits opposite its copy space unless told otherwise.
+    default_x = {"left": 2 / 3, "right": 1 / 3}.get(copy, 0.5)
+    default_y = {"top": 0.58, "bottom": 0.42}.get(copy, 0.5)
+    subject_text = re.sub(r"(copy|text|negative) space[^,;.]*", "", text)
+    if beat.focus is not None:
+        focus = (float(beat.focus[0]), float(beat.focus[1]))
+    else:
+        focus = (_find(subject_text, _X_WORDS, default_x), _find(subject_text, _Y_WORDS, default_y))
+    rect: tuple[float, float, float, float] | None
+    if copy == "left":
+        rect = (0.06, 0.3, max(0.2, focus[0] - 0.14), 0.7)
+    elif copy == "right":
+        rect = (min(0.8, focus[0] + 0.14), 0.3, 0.94, 0.7)
+    elif copy == "top":
+        rect = (0.25, 0.24, 0.75, max(0.3, focus[1] - 0.14))
+    elif copy == "bottom":
+        rect = (0.25, min(0.7, focus[1] + 0.14), 0.75, 0.76)
+    else:
+        rect = None
+    return Composition(
+        focus=(round(focus[0], 4), round(focus[1], 4)),
+        shot_size=size_name,
+        subject_scale=scale,
+        copy_space=copy,
+        copy_rect=tuple(round(v, 4) for v in rect) if rect else None,  # type: ignore[arg-type]
+    )
+
+
+def _join(parts: list[str]) -> str:
+    return ", ".join(p.strip() for p in parts if p and p.strip())
+
+
+def compile_prompt(
+    brief: Brief,
+    beat: Beat,
+    style: StylePack,
+    channels: list[ChannelSpec],
+    reference_hashes: list[str] | None = None,
+) -> PromptRecord:
+    comp = compose(beat)
+    cast = [c for c in brief.characters if c.id in beat.characters]
+    copy_hint = f"clean empty {comp.copy_space} area for text" if comp.copy_space != "none" else ""
+    positive = _join([
+        beat.subject,
+        *[c.description for c in cast],
+        beat.environment,
+        beat.composition,
+        f"{beat.mood} mood" if beat.mood else "",
+        beat.style,
+        *style.look_tokens,
+        copy_hint,
+    ])
+    negative = _join([*style.negative_tokens, *beat.disallowed])
+    return PromptRecord(
+        schema_=schema_string("PromptRecord"),
+        beat_id=beat.id,
+        positive=positive,
+        negative=negative,
+        style_tokens=list(style.look_tokens),
+        subject=beat.subject,
+        environment=beat.environment,
+        mood=beat.mood,
+        palette=list(style.palette),
+        text_color=style.text_color,
+        composition=comp,
+        camera=beat.camera or style.camera,
+        channels=sorted(c.name for c in channels),
+        reference_images=sorted(reference_hashes or []),
+        characters=[c.id for c in cast],
+    )

@@ -1,0 +1,45 @@
+"""Typed settings, read once from the environment (prefix ``STUDIO_``) when first asked for."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STUDIO_", extra="ignore")
+
+    home: Path = Field(
+        default=Path(".studio"),
+        description="Where the media store and the default SQLite database live.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="Any SQLAlchemy URL (postgresql+psycopg://...). Default: SQLite under home.",
+    )
+    specs_dir: Path | None = Field(default=None, description="Extra channel specs (YAML files).")
+    styles_dir: Path | None = Field(default=None, description="Extra style packs (YAML files).")
+    ray_num_cpus: int | None = Field(
+        default=None, description="CPUs for a local Ray started by Studio (default: all)."
+    )
+    ray_dashboard: bool = Field(default=False, description="Start the dashboard with local Ray.")
+    x264_preset: str = Field(default="veryfast", description="libx264 preset for deliverables.")
+    clip_crf: int = Field(default=12, description="CRF of the near-lossless shot masters.")
+
+    @property
+    def store_root(self) -> Path:
+        return self.home / "store"
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'studio.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

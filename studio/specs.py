@@ -1,0 +1,207 @@
+"""Channel specs and style packs: versioned data shipped in the package, extendable from
+the user's own folders (``STUDIO_SPECS_DIR``, ``STUDIO_STYLES_DIR``). A user file with the
+same name as a shipped one replaces it."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from studio import documents
+from studio.errors import StudioError
+
+NAME_RE = r"^[a-z0-9][a-z0-9._-]*$"
+
+
+class Insets(BaseModel):
+    """Fractions of the frame kept clear at each edge (0.05 = 5%)."""
+
+    model_config = ConfigDict(extra="forbid")
+    top: float = Field(0.0, ge=0, lt=0.5)
+    right: float = Field(0.0, ge=0, lt=0.5)
+    bottom: float = Field(0.0, ge=0, lt=0.5)
+    left: float = Field(0.0, ge=0, lt=0.5)
+
+    def rect(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """The safe rectangle in pixels: x0, y0, x1, y1."""
+        return (
+            round(self.left * width),
+            round(self.top * height),
+            round(width - self.right * width),
+            round(height - self.bottom * height),
+        )
+
+
+def parse_rate(value: str | int | float) -> Fraction:
+    """Frame rates are exact rationals: "30", "25", "30000/1001"."""
+    try:
+        rate = Fraction(str(value))
+    except (ValueError, ZeroDivisionError) as e:
+        raise ValueError(f"not a frame rate; write e.g. 25 or 30000/1001 ({e})") from e
+    if rate <= 0 or rate > 240:
+        raise ValueError("frame rate must be between 0 and 240")
+    return rate
+
+
+class ChannelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_: str = Field("ChannelSpec.1", alias="schema")
+    name: str = Field(pattern=NAME_RE)
+    title: str
+    kind: Literal["video", "still"]
+    width: int = Field(gt=0, le=8192)
+    height: int = Field(gt=0, le=8192)
+    fps: str = "30"
+    # video
+    codec: Literal["h264", "hevc", "png", "jpeg"] = "h264"
+    profile: str | None = "high"
+    pix_fmt: str = "yuv420p"
+    crf: int | None = Field(None, ge=0, le=51)
+    video_bitrate: str | None = Field(None, pattern=r"^\d+(\.\d+)?[kM]?$")
+    max_bitrate: str | None = Field(None, pattern=r"^\d+(\.\d+)?[kM]?$")
+    gop_seconds: float = Field(0.5, gt=0, le=10)
+    bframes: int = Field(2, ge=0, le=16)
+    min_duration: float = Field(0.0, ge=0)
+    max_duration: float | None = Field(None, gt=0)
+    max_file_size: int | None = Field(None, gt=0, description="bytes")
+    # where text and the subject must stay (UI overlays, title safe)
+    safe_area: Insets = Insets()
+    # sound
+    loudness_target: float | None = Field(None, le=0, description="integrated LUFS")
+    true_peak: float | None = Field(None, le=0, description="dBTP ceiling")
+    audio_rate: int = 48000
+    audio_bitrate: str = "192k"
+    captions_burn_in: bool = False
+    color: Literal["bt709"] = "bt709"
+    source: str = Field("", description="where the figures come from")
+
+    @field_validator("fps")
+    @classmethod
+    def _rate(cls, v: str) -> str:
+        parse_rate(v)
+        return str(v)
+
+    @model_validator(mode="after")
+    def _check(self) -> ChannelSpec:
+        if self.kind == "video":
+            if self.codec not in ("h264", "hevc"):
+                raise ValueError(f"a video spec needs codec h264 or hevc, not {self.codec}")
+            if self.crf is None and self.video_bitrate is None:
+                raise ValueError("a video spec needs crf or video_bitrate")
+            if self.width % 2 or self.height % 2:
+                raise ValueError("4:2:0 video needs even width and height")
+        else:
+            if self.codec not in ("png", "jpeg"):
+                raise ValueError(f"a still spec needs codec png or jpeg, not {self.codec}")
+        return self
+
+    @property
+    def rate(self) -> Fraction:
+        return parse_rate(self.fps)
+
+    @property
+    def aspect(self) -> Fraction:
+        return Fraction(self.width, self.height)
+
+
+HEX_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+class Finishing(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lut: str | None = Field(None, description="a .cube file, relative to the style pack")
+    grain: float = Field(0.0, ge=0, le=1)
+    sharpen: float = Field(0.0, ge=0, le=2)
+
+
+class StylePack(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_: str = Field("StylePack.1", alias="schema")
+    name: str = Field(pattern=NAME_RE)
+    title: str
+    palette: list[str] = Field(min_length=2, max_length=12)
+    look_tokens: list[str] = []
+    negative_tokens: list[str] = []
+    text_color: str = "#ffffff"
+    camera: Literal["push-in", "pull-out", "pan-left", "pan-right", "parallax", "static"] = "push-in"
+    finishing: Finishing = Finishing()
+
+    @field_validator("palette")
+    @classmethod
+    def _hex(cls, v: list[str]) -> list[str]:
+        for c in v:
+            if not HEX_RE.match(c):
+                raise ValueError(f"palette colour {c!r} is not #rrggbb")
+        return [c.lower() for c in v]
+
+    @field_validator("text_color")
+    @classmethod
+    def _hex1(cls, v: str) -> str:
+        if not HEX_RE.match(v):
+            raise ValueError(f"{v!r} is not #rrggbb")
+        return v.lower()
+
+
+class Catalog:
+    """All channel specs and style packs known to this process."""
+
+    def __init__(self, specs_dir: Path | None = None, styles_dir: Path | None = None) -> None:
+        self.specs: dict[str, ChannelSpec] = {}
+        self.styles: dict[str, StylePack] = {}
+        self.style_paths: dict[str, Path] = {}
+        pkg = resources.files("studio") / "data"
+        for entry in sorted((pkg / "specs").iterdir(), key=lambda p: p.name):
+            if entry.name.endswith((".yaml", ".yml", ".json")):
+                self._add_spec(Path(str(entry)))
+        for entry in sorted((pkg / "styles").iterdir(), key=lambda p: p.name):
+            if entry.name.endswith((".yaml", ".yml", ".json")):
+                self._add_style(Path(str(entry)))
+        for folder, add in ((specs_dir, self._add_spec), (styles_dir, self._add_style)):
+            if folder is None:
+                continue
+            if not Path(folder).is_dir():
+                raise StudioError("is not a folder", fix="create it or unset the setting", source=str(folder))
+            for p in sorted(Path(folder).iterdir()):
+                if p.suffix in (".yaml", ".yml", ".json"):
+                    add(p)
+
+    def _add_spec(self, path: Path) -> None:
+        spec = documents.load(path, ChannelSpec, "ChannelSpec")
+        self.specs[spec.name] = spec
+
+    def _add_style(self, path: Path) -> None:
+        style = documents.load(path, StylePack, "StylePack")
+        self.styles[style.name] = style
+        self.style_paths[style.name] = path
+
+    def spec(self, name: str, field: str = "channels") -> ChannelSpec:
+        try:
+            return self.specs[name]
+        except KeyError:
+            raise StudioError(
+                f"unknown channel spec {name!r}",
+                fix="use one of: " + ", ".join(sorted(self.specs)) + " (or add a file to STUDIO_SPECS_DIR)",
+                field=field,
+            ) from None
+
+    def style(self, name: str, field: str = "style_pack") -> StylePack:
+        try:
+            return self.styles[name]
+        except KeyError:
+            raise StudioError(
+                f"unknown style pack {name!r}",
+                fix="use one of: " + ", ".join(sorted(self.styles)) + " (or add a file to STUDIO_STYLES_DIR)",
+                field=field,
+            ) from None
+
+    def lut_path(self, style: StylePack) -> Path | None:
+        if not style.finishing.lut:
+            return None
+        return (self.style_paths[style.name].parent / style.finishing.lut).resolve()

@@ -1,0 +1,153 @@
+"""Content-addressed media store.
+
+Every file a stage makes is put here and referred to by its sha256. Stages pass these
+references (a few dozen bytes) between Ray workers instead of frames. The store is a
+plain directory, so on a cluster it lives on shared storage that every node mounts.
+
+Layout: ``ROOT/objects/ab/abcdef...<ext>`` where the extension is kept so that ffmpeg
+and editors recognise the format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    """A reference to bytes in the store."""
+
+    sha256: str
+    ext: str  # with the dot, e.g. ".png"
+    size: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.sha256}{self.ext}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"sha256": self.sha256, "ext": self.ext, "size": self.size}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> MediaRef:
+        return cls(sha256=str(d["sha256"]), ext=str(d["ext"]), size=int(d["size"]))  # type: ignore[arg-type]
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write via a temp file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temp path beside ``path`` (same suffix, so tools pick the format) and
+    rename it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+class Store:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    @property
+    def objects(self) -> Path:
+        return self.root / "objects"
+
+    def path(self, ref: MediaRef) -> Path:
+        return self.objects / ref.sha256[:2] / ref.key
+
+    def has(self, ref: MediaRef) -> bool:
+        return self.path(ref).exists()
+
+    def _publish(self, tmp: Path, sha: str, ext: str) -> MediaRef:
+        size = tmp.stat().st_size
+        ref = MediaRef(sha, ext, size)
+        dest = self.path(ref)
+        if dest.exists():
+            tmp.unlink(missing_ok=True)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, dest)
+        return ref
+
+    def put_bytes(self, data: bytes, ext: str) -> MediaRef:
+        sha = hashlib.sha256(data).hexdigest()
+        ref = MediaRef(sha, ext, len(data))
+        if not self.has(ref):
+            atomic_write_bytes(self.path(ref), data)
+        return ref
+
+    def put_file(self, src: str | os.PathLike[str], ext: str | None = None, move: bool = False) -> MediaRef:
+        """Add a finished file. With ``move`` the source is renamed in (same filesystem)."""
+        src = Path(src)
+        ext = ext if ext is not None else src.suffix
+        sha = sha256_file(src)
+        self.objects.mkdir(parents=True, exist_ok=True)
+        if move:
+            try:
+                return self._publish(src, sha, ext)
+            except OSError:
+                pass  # another filesystem: fall back to a copy
+        fd, tmp = tempfile.mkstemp(prefix=".put.", dir=self.objects)
+        os.close(fd)
+        shutil.copyfile(src, tmp)
+        ref = self._publish(Path(tmp), sha, ext)
+        if move:
+            src.unlink(missing_ok=True)
+        return ref
+
+    @contextmanager
+    def writer(self, ext: str) -> Iterator[tuple[Path, list[MediaRef]]]:
+        """Let a tool (ffmpeg, PIL) write a new file, then add it by its hash.
+
+        ``with store.writer(".mp4") as (tmp, out): run(tmp); ref = out[0]`` after the block.
+        """
+        self.objects.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".new.", suffix=ext, dir=self.objects)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        result: list[MediaRef] = []
+        try:
+            yield tmp_path, result
+            result.append(self._publish(tmp_path, sha256_file(tmp_path), ext))
+        finally:
+            tmp_path.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""The edit: OpenTimelineIO assembly, conform and encode per channel, stills."""
