@@ -83,6 +83,7 @@ class Brief(BaseModel):
     fps: str | None = Field(None, description="edit rate; default: the first video channel's")
     seed: int | None = Field(None, ge=0, lt=2**31, description="base seed; default from project")
     hero_beat: str | None = Field(None, description="beat whose frame stills are made from")
+    handles: int = Field(12, ge=0, le=240, description="extra frames rendered each side of a shot")
 
     @field_validator("fps")
     @classmethod

@@ -167,3 +167,62 @@ def compile_prompt(
         reference_images=sorted(reference_hashes or []),
         characters=[c.id for c in cast],
     )
+
+
+# -- the stage ----------------------------------------------------------------------
+
+
+def candidate_seeds(base_seed: int, beat_id: str, count: int) -> list[int]:
+    """Distinct, recorded, reproducible seeds per beat."""
+    seeds: list[int] = []
+    i = 0
+    while len(seeds) < count:
+        h = hashlib.sha256(f"{base_seed}:{beat_id}:{i}".encode()).digest()
+        s = int.from_bytes(h[:4], "big") & 0x7FFFFFFF
+        if s not in seeds:
+            seeds.append(s)
+        i += 1
+    return seeds
+
+
+def plan_shots(ctx: Any) -> None:
+    """Stage ``prompts``: one shot per beat, each with its prompt record and seeds."""
+    from studio import db
+    from studio.context import ShotPlan
+
+    brief = ctx.brief
+    with ctx.session() as s:
+        for pos, beat in enumerate(brief.beats):
+            refs = []
+            for ref in beat.reference_images + [
+                r for c in brief.characters if c.id in beat.characters for r in c.reference_images
+            ]:
+                refs.append(ctx.store.put_file(ctx.brief_dir / ref).sha256)
+            record = compile_prompt(brief, beat, ctx.style, ctx.specs, refs)
+            doc = record.canonical()
+            h = record.hash
+            if s.get(db.PromptRecordRow, h) is None:
+                s.add(db.PromptRecordRow(hash=h, beat_id=beat.id, document=doc))
+            frames = max(1, round(beat.duration * ctx.edit_rate))
+            shot = ShotPlan(
+                shot_id=f"{ctx.run_id}-{beat.id}",
+                beat_id=beat.id,
+                position=pos,
+                duration=beat.duration,
+                frames=frames,
+                handles=brief.handles,
+                prompt=doc,
+                prompt_hash=h,
+                focus=tuple(record.composition.focus),  # type: ignore[arg-type]
+                camera=record.camera,
+                seeds=candidate_seeds(brief.base_seed, beat.id, brief.candidates),
+            )
+            ctx.shots.append(shot)
+            s.add(db.Shot(
+                id=shot.shot_id, run_id=ctx.run_id, beat_id=beat.id,
+                kind="video" if ctx.video_specs else "still", position=pos,
+                duration=beat.duration, rate=f"{ctx.edit_rate.numerator}/{ctx.edit_rate.denominator}",
+                frames=frames, handles=brief.handles, focus_x=shot.focus[0], focus_y=shot.focus[1],
+                prompt_hash=h,
+            ))
+            ctx.reporter.advance("prompts", shot=beat.id)

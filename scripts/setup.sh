@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what Studio needs on a fresh Debian machine with Python 3.11. Safe to re-run:
+# system packages are installed only when missing, the venv only when pyproject changed.
+#   scripts/setup.sh          runtime (ffmpeg, .venv with Studio)
+#   scripts/setup.sh --test   plus what the tests need (PostgreSQL server, xmllint, pytest)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-run}
+
+apt_pkgs=()
+command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || apt_pkgs+=(ffmpeg)
+if [ "$mode" = "--test" ]; then
+  command -v xmllint >/dev/null || apt_pkgs+=(libxml2-utils)
+  # The database tests run the same code against a real PostgreSQL on loopback.
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_pkgs+=(postgresql)
+fi
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "setup: installing ${apt_pkgs[*]} from Debian" >&2
+  $sudo apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${apt_pkgs[@]}" >/dev/null
+fi
+
+py=${PYTHON:-}
+if [ -z "$py" ]; then
+  if command -v python3.11 >/dev/null; then py=python3.11; else py=python3; fi
+fi
+[ -x .venv/bin/python ] || "$py" -m venv .venv
+
+extras=""; [ "$mode" = "--test" ] && extras="[test]"
+want="$(sha256sum pyproject.toml | cut -c1-16)$extras"
+stamp=.venv/.studio-installed
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing Python packages into .venv" >&2
+  .venv/bin/pip install -q -e ".$extras"
+  echo "$want" > "$stamp"
+fi

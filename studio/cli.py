@@ -1,0 +1,207 @@
+"""The ``studio`` command.
+
+User errors print one line each (``studio: error: ...``) and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from studio.errors import StudioError
+
+
+def _fail(e: StudioError) -> None:
+    for line in e.lines():
+        click.echo(f"studio: error: {line}", err=True)
+    sys.exit(e.exit_code)
+
+
+class StudioGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StudioError as e:
+            _fail(e)
+
+
+@click.group(cls=StudioGroup)
+@click.version_option(package_name="studio")
+def main() -> None:
+    """Studio: brief in, deliverables out, every step recorded."""
+
+
+@main.command()
+@click.argument("brief", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--candidates", type=click.IntRange(1, 64), default=None, help="Override candidates per beat.")
+@click.option("--backend", default="procedural", show_default=True, help="Keyframe backend.")
+@click.option("--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("--log-json", is_flag=True, help="Machine logs: one JSON object per line on stderr.")
+def render(brief: Path, out: Path, candidates: int | None, backend: str, quiet: bool, log_json: bool) -> None:
+    """Render BRIEF into deliverables under --out."""
+    from studio.pipeline import render as run_render
+    from studio.progress import make_reporter
+
+    reporter = make_reporter(quiet, log_json)
+    try:
+        ctx = run_render(brief, out, reporter=reporter, candidates=candidates, backend=backend)
+    finally:
+        reporter.close()
+    if log_json:
+        return
+    if not quiet:
+        click.echo(f"run {ctx.run_id}: {len(ctx.deliverables)} deliverables in {ctx.out_dir}")
+        for d in ctx.deliverables:
+            click.echo(f"  {d['spec']:<26} {ctx.out_dir / d['path']}")
+        click.echo(f"  manifest                   {ctx.out_dir / 'manifest.json'}")
+    else:
+        click.echo(str(ctx.out_dir))
+
+
+def _engine() -> Any:
+    from studio import db
+    from studio.settings import get_settings
+
+    settings = get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = db.make_engine(settings.db_url)
+    db.init_db(engine)
+    return engine
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def runs(limit: int, as_json: bool) -> None:
+    """List recent runs."""
+    from sqlmodel import Session, select
+
+    from studio import db
+
+    with Session(_engine()) as s:
+        rows = s.exec(
+            select(db.Run, db.BriefVersion, db.Project)
+            .join(db.BriefVersion, db.Run.brief_version_id == db.BriefVersion.id)  # type: ignore[arg-type]
+            .join(db.Project, db.BriefVersion.project_id == db.Project.id)  # type: ignore[arg-type]
+            .order_by(db.Run.started_at.desc())  # type: ignore[attr-defined]
+            .limit(limit)
+        ).all()
+        items = [
+            {"run": r.id, "status": r.status, "project": p.code, "campaign": bv.campaign,
+             "brief_version": bv.version, "started": r.started_at.isoformat(timespec="seconds"),
+             "out": r.out_dir}
+            for r, bv, p in rows
+        ]
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    if not items:
+        click.echo("no runs yet: try `studio render examples/briefs/launch.yaml --out out/demo`")
+        return
+    for it in items:
+        click.echo(f"{it['run']}  {it['status']:<9} {it['project']}/{it['campaign']} "
+                   f"brief v{it['brief_version']}  {it['started']}  {it['out']}")
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+def show(run_id: str, as_json: bool) -> None:
+    """What RUN made, from what, and why."""
+    from studio.inspect import describe_run
+
+    with_engine = _engine()
+    info = describe_run(with_engine, run_id)
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    r = info["run"]
+    click.echo(f"run {r['id']}  {r['status']}  {info['project']}/{info['campaign']} brief v{info['brief_version']}")
+    click.echo(f"  out: {r['out_dir']}")
+    if r.get("error"):
+        click.echo(f"  error: {r['error']}")
+    for shot in info["shots"]:
+        click.echo(f"  beat {shot['beat_id']} ({shot['duration']:g} s, {shot['frames']} frames @ {shot['rate']}) "
+                   f"prompt {shot['prompt_hash'][:12]}")
+        for c in shot["candidates"]:
+            mark = "*" if c["id"] == shot.get("selected") else " "
+            click.echo(f"   {mark} {c['id']} seed {c['seed']:<10} score {c['score']:.3f} "
+                       f"{c['backend']}/{c['model_id']} keyframe {c['media_sha256'][:12]}")
+        if shot.get("selected_reason"):
+            click.echo(f"     why: {shot['selected_reason']}")
+    for d in info["deliverables"]:
+        extra = f"{d['fps']} fps {d['duration']:.2f} s " if d["kind"] == "video" else ""
+        click.echo(f"  deliverable {d['spec']:<24} {d['width']}x{d['height']} {extra}{d['size']} B  {d['path']}")
+    for t in info["timelines"]:
+        click.echo(f"  timeline {t['kind']:<8} {t['path']}")
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["brief", "spec", "style", "manifest"]))
+def schema(kind: str) -> None:
+    """Print the JSON Schema of a document kind."""
+    from studio.brief import brief_json_schema
+    from studio.specs import ChannelSpec, StylePack
+
+    if kind == "brief":
+        doc = brief_json_schema()
+    elif kind == "spec":
+        doc = ChannelSpec.model_json_schema(by_alias=True)
+    elif kind == "style":
+        doc = StylePack.model_json_schema(by_alias=True)
+    else:
+        from studio.inspect import manifest_json_schema
+
+        doc = manifest_json_schema()
+    click.echo(json.dumps(doc, indent=2))
+
+
+@main.command()
+def specs() -> None:
+    """List channel specs."""
+    from studio.settings import get_settings
+    from studio.specs import Catalog
+
+    s = get_settings()
+    for spec in Catalog(s.specs_dir, s.styles_dir).specs.values():
+        extra = f"{spec.fps} fps" if spec.kind == "video" else f"≤ {spec.max_file_size} B"
+        click.echo(f"{spec.name:<26} {spec.kind:<5} {spec.width}x{spec.height} {extra:<14} {spec.title}")
+
+
+@main.command()
+def styles() -> None:
+    """List style packs."""
+    from studio.settings import get_settings
+    from studio.specs import Catalog
+
+    s = get_settings()
+    for st in Catalog(s.specs_dir, s.styles_dir).styles.values():
+        click.echo(f"{st.name:<16} {' '.join(st.palette)}  {st.title}")
+
+
+@main.command()
+def plugins() -> None:
+    """List keyframe backends and whether each loads."""
+    from shots.backends import plugin_status
+
+    for name, target, status in plugin_status():
+        click.echo(f"{name:<14} {status:<4} {target}" if status == "ok" else f"{name:<14} FAILED {target}: {status}")
+
+
+@main.command()
+def stages() -> None:
+    """The pipeline's stages, in order."""
+    from studio.pipeline import STAGES
+
+    for i, st in enumerate(STAGES, 1):
+        click.echo(f"{i}. {st.name:<10} {st.code_version:<12} {', '.join(st.inputs)} -> {', '.join(st.outputs)}"
+                   f"  {st.description}")
+
+
+if __name__ == "__main__":
+    main()

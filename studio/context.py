@@ -1,0 +1,118 @@
+"""What a run carries from stage to stage: inputs, settings, the store, the database,
+and each stage's outputs (references, never media)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from studio.brief import Brief
+from studio.progress import Reporter
+from studio.settings import Settings
+from studio.specs import Catalog, ChannelSpec, StylePack
+from studio.store import MediaRef, Store
+
+
+@dataclass
+class ShotPlan:
+    """One beat as a shot: its prompt record and timing. ``frames`` is the cut length at
+    the edit rate; the master clip carries ``handles`` extra frames on each side."""
+
+    shot_id: str
+    beat_id: str
+    position: int
+    duration: float
+    frames: int
+    handles: int
+    prompt: dict[str, Any]
+    prompt_hash: str
+    focus: tuple[float, float]
+    camera: str
+    seeds: list[int]
+
+
+@dataclass
+class CandidateResult:
+    candidate_id: str
+    shot_id: str
+    beat_id: str
+    index: int
+    seed: int
+    image: MediaRef
+    depth: MediaRef | None
+    score: float
+    components: dict[str, float]
+    reason: str
+    record: dict[str, Any]  # everything the database row holds
+
+
+@dataclass
+class ClipResult:
+    render_id: str
+    shot_id: str
+    beat_id: str
+    candidate_id: str
+    media: MediaRef
+    frames: int  # total, handles included
+    params: dict[str, Any]
+
+
+@dataclass
+class RunContext:
+    run_id: str
+    brief: Brief
+    brief_path: Path
+    brief_dir: Path
+    brief_version_id: int
+    version: int  # vNNN used in file names
+    specs: list[ChannelSpec]
+    style: StylePack
+    catalog: Catalog
+    settings: Settings
+    store: Store
+    engine: Engine
+    reporter: Reporter
+    out_dir: Path  # where the finished folder will be
+    work_dir: Path  # where this run writes until it is complete
+    edit_rate: Fraction
+    master_size: tuple[int, int]
+    backend: str = "procedural"
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    # stage outputs
+    shots: list[ShotPlan] = field(default_factory=list)
+    candidates: dict[str, list[CandidateResult]] = field(default_factory=dict)  # by shot id
+    selected: dict[str, CandidateResult] = field(default_factory=dict)  # by shot id
+    clips: dict[str, ClipResult] = field(default_factory=dict)  # by shot id
+    timelines: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> {id, path, sha256}
+    deliverables: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    cancelled: Callable[[], bool] = lambda: False
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine) as s:
+            yield s
+            s.commit()
+
+    @property
+    def video_specs(self) -> list[ChannelSpec]:
+        return [s for s in self.specs if s.kind == "video"]
+
+    @property
+    def still_specs(self) -> list[ChannelSpec]:
+        return [s for s in self.specs if s.kind == "still"]
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self.reporter.warn(message)
+
+    def file_stem(self, suffix: str) -> str:
+        b = self.brief
+        return f"{b.project}_{b.campaign}_{suffix}_v{self.version:03d}"

@@ -1,0 +1,131 @@
+"""Reading the records back: what a run made, from what, and why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from studio import db
+from studio.errors import StudioError
+
+
+def describe_run(engine: Engine, run_id: str) -> dict[str, Any]:
+    with Session(engine) as s:
+        run = s.get(db.Run, run_id)
+        if run is None:
+            matches = s.exec(select(db.Run).where(db.Run.id.startswith(run_id))).all()  # type: ignore[attr-defined]
+            if len(matches) == 1:
+                run = matches[0]
+            else:
+                raise StudioError(
+                    f"no run {run_id!r}" if not matches else f"{run_id!r} matches {len(matches)} runs",
+                    fix="list them with `studio runs`", field="RUN",
+                )
+        bv = s.get(db.BriefVersion, run.brief_version_id)
+        assert bv is not None
+        project = s.get(db.Project, bv.project_id)
+        shots = []
+        for shot in s.exec(select(db.Shot).where(db.Shot.run_id == run.id).order_by(db.Shot.position)).all():
+            cands = s.exec(select(db.Candidate).where(db.Candidate.shot_id == shot.id)
+                           .order_by(db.Candidate.index)).all()
+            ptr = db.current_pointer(s, "selected", f"shot:{shot.id}")
+            clist = []
+            for c in cands:
+                score = s.exec(select(db.Score).where(db.Score.candidate_id == c.id)).first()
+                clist.append({
+                    "id": c.id, "index": c.index, "seed": c.seed, "backend": c.backend,
+                    "model_id": c.model_id, "weights_sha256": c.weights_sha256, "width": c.width,
+                    "height": c.height, "steps": c.steps, "prompt_hash": c.prompt_hash,
+                    "recipe_hash": c.recipe_hash, "code_version": c.code_version,
+                    "media_sha256": c.media_sha256, "worker": c.worker, "seconds": round(c.seconds, 3),
+                    "score": score.total if score else 0.0,
+                    "score_components": score.components if score else {},
+                    "score_reason": score.reason if score else "",
+                })
+            prompt = s.get(db.PromptRecordRow, shot.prompt_hash)
+            shots.append({
+                "id": shot.id, "beat_id": shot.beat_id, "duration": shot.duration, "frames": shot.frames,
+                "rate": shot.rate, "handles": shot.handles, "prompt_hash": shot.prompt_hash,
+                "prompt": prompt.document if prompt else None,
+                "candidates": clist,
+                "selected": ptr.target_id if ptr else None,
+                "selected_reason": ptr.reason if ptr else None,
+            })
+        deliverables = [
+            {"spec": d.spec, "kind": d.kind, "path": d.path, "sha256": d.sha256, "width": d.width,
+             "height": d.height, "fps": d.fps, "duration": d.duration, "size": d.size}
+            for d in s.exec(select(db.Deliverable).where(db.Deliverable.run_id == run.id)).all()
+        ]
+        timelines = [
+            {"id": t.id, "kind": t.kind, "name": t.name, "path": t.path, "sha256": t.sha256}
+            for t in s.exec(select(db.Timeline).where(db.Timeline.run_id == run.id)).all()
+        ]
+        return {
+            "run": run.model_dump(),
+            "project": project.code if project else "?",
+            "campaign": bv.campaign,
+            "brief_version": bv.version,
+            "brief_sha256": bv.sha256,
+            "shots": shots,
+            "deliverables": deliverables,
+            "timelines": timelines,
+        }
+
+
+def manifest_json_schema() -> dict[str, Any]:
+    """JSON Schema of manifest.json (Manifest.1)."""
+    sha = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Manifest.1",
+        "type": "object",
+        "required": ["schema", "run_id", "brief", "deliverables", "timelines", "beats"],
+        "properties": {
+            "schema": {"const": "Manifest.1"},
+            "run_id": {"type": "string"},
+            "studio_version": {"type": "string"},
+            "version": {"type": "integer"},
+            "edit_rate": {"type": "string"},
+            "style_pack": {"type": "string"},
+            "backend": {"type": "string"},
+            "brief": {"type": "object", "required": ["project", "campaign", "sha256"]},
+            "deliverables": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["spec", "kind", "path", "sha256", "width", "height", "fps", "duration", "size"],
+                    "properties": {
+                        "spec": {"type": "string"},
+                        "kind": {"enum": ["video", "still"]},
+                        "path": {"type": "string"},
+                        "sha256": sha,
+                        "width": {"type": "integer"},
+                        "height": {"type": "integer"},
+                        "fps": {"type": ["string", "null"]},
+                        "duration": {"type": ["number", "null"]},
+                        "size": {"type": "integer"},
+                    },
+                },
+            },
+            "timelines": {
+                "type": "array",
+                "items": {"type": "object", "required": ["kind", "path", "sha256"]},
+            },
+            "beats": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "candidates", "selected"],
+                    "properties": {
+                        "candidates": {
+                            "type": "array",
+                            "items": {"type": "object", "required": ["id", "seed", "score", "keyframe_sha256"]},
+                        },
+                    },
+                },
+            },
+            "warnings": {"type": "array", "items": {"type": "string"}},
+        },
+    }

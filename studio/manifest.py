@@ -1,0 +1,68 @@
+"""Stage ``manifest``: manifest.json, the contract other tools read (schema Manifest.1).
+
+Paths in it are relative to the output folder. Keyframes appear by their sha256, so two
+renders of the same brief can be compared hash for hash.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from studio import __version__
+from studio.context import RunContext
+from studio.store import atomic_write_text
+from studio.versioning import schema_string
+
+CODE_VERSION = "manifest.1"
+
+
+def build_manifest(ctx: RunContext) -> dict[str, Any]:
+    b = ctx.brief
+    beats = []
+    for shot in ctx.shots:
+        cands = ctx.candidates.get(shot.shot_id, [])
+        sel = ctx.selected.get(shot.shot_id)
+        clip = ctx.clips.get(shot.shot_id)
+        beats.append({
+            "id": shot.beat_id,
+            "duration": shot.duration,
+            "frames": shot.frames,
+            "handles": shot.handles,
+            "prompt_hash": shot.prompt_hash,
+            "candidates": [
+                {"id": c.candidate_id, "index": c.index, "seed": c.seed, "score": round(c.score, 4),
+                 "keyframe_sha256": c.image.sha256, "recipe_hash": c.record["recipe_hash"]}
+                for c in cands
+            ],
+            "selected": sel.candidate_id if sel else None,
+            "selected_keyframe_sha256": sel.image.sha256 if sel else None,
+            "selection_reason": sel.reason if sel else None,
+            "clip_sha256": clip.media.sha256 if clip else None,
+        })
+    timelines = [
+        {"kind": kind, "name": t["name"], "path": str(t["path"].relative_to(ctx.work_dir)),
+         "sha256": t["sha256"], "format": "otio_json"}
+        for kind, t in ctx.timelines.items()
+    ]
+    return {
+        "schema": schema_string("Manifest"),
+        "studio_version": __version__,
+        "run_id": ctx.run_id,
+        "brief": {"project": b.project, "campaign": b.campaign, "sha256": b.content_hash(),
+                  "version_id": ctx.brief_version_id, "usage_class": b.usage_class, "locale": b.locale},
+        "version": ctx.version,
+        "edit_rate": f"{ctx.edit_rate.numerator}/{ctx.edit_rate.denominator}",
+        "style_pack": ctx.style.name,
+        "backend": ctx.backend,
+        "deliverables": ctx.deliverables,
+        "timelines": timelines,
+        "beats": beats,
+        "warnings": ctx.warnings,
+    }
+
+
+def write_manifest(ctx: RunContext) -> None:
+    manifest = build_manifest(ctx)
+    atomic_write_text(ctx.work_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    ctx.reporter.advance("manifest")

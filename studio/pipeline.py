@@ -1,0 +1,201 @@
+"""The pipeline, in order. Read this first.
+
+    brief ─► prompts ─► candidates ─► select ─► clips ─► timeline ─► conform ─► manifest
+
+Each stage declares what it reads and writes on the run context, the resources it uses
+and a code version (recorded with the run, so a changed stage shows in the records).
+Media moves between stages as store references, never as frames.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shots import clips, generate, select
+from studio import __version__, db, manifest, prompts
+from studio.brief import check_against, edit_rate, load_brief
+from studio.context import RunContext
+from studio.errors import StudioError
+from studio.progress import QuietReporter, Reporter
+from studio.settings import Settings, get_settings
+from studio.specs import Catalog
+from studio.store import Store
+from timelines import assemble, deliver
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[RunContext], None]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    code_version: str
+    resources: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def total(self, ctx: RunContext) -> int:
+        per = {
+            "prompts": len(ctx.brief.beats),
+            "candidates": len(ctx.brief.beats) * ctx.brief.candidates,
+            "select": len(ctx.brief.beats),
+            "clips": len(ctx.brief.beats) if ctx.video_specs else 0,
+            "timeline": int(bool(ctx.video_specs)) + int(bool(ctx.still_specs)),
+            "conform": len(ctx.specs),
+            "manifest": 1,
+        }
+        return per.get(self.name, 1)
+
+
+STAGES: list[Stage] = [
+    Stage("prompts", prompts.plan_shots, ("brief", "style", "specs"), ("shots",), prompts.CODE_VERSION,
+          description="beat + style pack + channels -> prompt record, seeds, timing"),
+    Stage("candidates", generate.generate_candidates, ("shots",), ("candidates",), generate.CODE_VERSION,
+          {"ray": "KeyframeWorker actor pool, one backend per actor"},
+          "N keyframes per beat on Ray actors, written to the store and scored there"),
+    Stage("select", select.select_candidates, ("candidates",), ("selected",), select.CODE_VERSION,
+          description="top score moves on; a 'selected' pointer with the reason"),
+    Stage("clips", clips.render_clips, ("selected",), ("clips",), clips.CODE_VERSION,
+          {"ray": "one task per shot, 1 CPU"}, "keyframe + camera move -> shot master with handles"),
+    Stage("timeline", assemble.assemble_timelines, ("clips", "selected"), ("timelines",),
+          assemble.CODE_VERSION, description="OpenTimelineIO edit (and stills) written as .otio"),
+    Stage("conform", deliver.conform_deliverables, ("timelines",), ("deliverables",), deliver.CODE_VERSION,
+          {"ffmpeg": "one filter graph per deliverable"}, "reframe, scale, fps, finish, encode per spec"),
+    Stage("manifest", manifest.write_manifest, ("deliverables", "timelines", "candidates"), ("manifest",),
+          manifest.CODE_VERSION, description="manifest.json at the root of the output folder"),
+]
+
+
+def code_versions() -> dict[str, str]:
+    return {"studio": __version__, **{s.name: s.code_version for s in STAGES}}
+
+
+def master_size(ctx_specs: list[Any]) -> tuple[int, int]:
+    """A square master big enough that every channel's crop is at native resolution."""
+    side = max(max(s.width, s.height) for s in ctx_specs)
+    side = max(256, (side + 15) // 16 * 16)
+    return side, side
+
+
+def _prepare_out(out_dir: Path) -> Path:
+    """Check the output folder up front and make the sibling work folder. Nothing lands
+    in ``out_dir`` until the run is complete."""
+    out_dir = out_dir.expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise StudioError("exists and is not a folder", fix="choose another --out", field="--out",
+                          source=str(out_dir))
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "manifest.json").exists():
+        raise StudioError("is not empty and holds no Studio output", fix="choose an empty or new folder",
+                          field="--out", source=str(out_dir))
+    parent = out_dir.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
+    except OSError as e:
+        raise StudioError(f"cannot write here ({e.strerror})", fix="choose a folder you can write to",
+                          field="--out", source=str(out_dir)) from None
+    return work
+
+
+def _publish(work: Path, out_dir: Path) -> None:
+    """Swap the finished work folder into place; an older Studio output is replaced."""
+    out_dir = out_dir.resolve()
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{work.name[-8:]}")
+        out_dir.rename(old)
+    work.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def render(
+    brief_path: str | Path,
+    out_dir: str | Path,
+    *,
+    settings: Settings | None = None,
+    reporter: Reporter | None = None,
+    candidates: int | None = None,
+    backend: str = "procedural",
+    backend_options: dict[str, Any] | None = None,
+) -> RunContext:
+    settings = settings or get_settings()
+    reporter = reporter or QuietReporter()
+    brief_path = Path(brief_path)
+    out_dir = Path(out_dir)
+
+    # Everything that can be wrong with the input is found before any work starts.
+    brief, brief_dir = load_brief(brief_path)
+    if candidates is not None:
+        brief = brief.model_copy(update={"candidates": candidates})
+    catalog = Catalog(settings.specs_dir, settings.styles_dir)
+    specs = check_against(brief, catalog, brief_dir, source=str(brief_path))
+    style = catalog.style(brief.style_pack)
+    work = _prepare_out(out_dir)
+
+    from studio.ray_runtime import ensure_ray
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = db.make_engine(settings.db_url)
+    db.init_db(engine)
+    run_id = db.new_id("run")
+    ctx: RunContext | None = None
+    try:
+        ensure_ray(settings)
+        from sqlmodel import Session
+
+        with Session(engine) as s:
+            project = db.get_or_create_project(s, brief.project)
+            bv = db.record_brief(s, project, brief.campaign, brief.content_hash(),
+                                 brief.model_dump(mode="json", by_alias=True), brief.schema_,
+                                 str(brief_path.resolve()))
+            s.add(db.Run(id=run_id, brief_version_id=bv.id, out_dir=str(out_dir.resolve()),  # type: ignore[arg-type]
+                         code_version=__version__,
+                         settings={"backend": backend, "code_versions": code_versions(),
+                                   "x264_preset": settings.x264_preset}))
+            s.commit()
+            bv_id = bv.id
+            version = db.run_number(s, bv)
+        ctx = RunContext(
+            run_id=run_id, brief=brief, brief_path=brief_path, brief_dir=brief_dir,
+            brief_version_id=bv_id, version=version, specs=specs, style=style,  # type: ignore[arg-type]
+            catalog=catalog, settings=settings, store=Store(settings.store_root), engine=engine,
+            reporter=reporter, out_dir=out_dir.resolve(), work_dir=work,
+            edit_rate=edit_rate(brief, specs), master_size=master_size(specs), backend=backend,
+            backend_options=backend_options or {},
+        )
+        reporter.event("run_start", run_id=run_id, brief=str(brief_path), out=str(out_dir))
+        for stage in STAGES:
+            total = stage.total(ctx)
+            if total == 0:
+                continue
+            reporter.stage_start(stage.name, total)
+            stage.run(ctx)
+            reporter.stage_done(stage.name)
+        _publish(work, out_dir)
+        with Session(engine) as s:
+            run = s.get(db.Run, run_id)
+            assert run is not None
+            run.status, run.finished_at = "succeeded", db.now()
+            s.add(run)
+            s.commit()
+        reporter.event("run_done", run_id=run_id, out=str(out_dir))
+        return ctx
+    except BaseException as e:
+        shutil.rmtree(work, ignore_errors=True)
+        from sqlmodel import Session
+
+        with Session(engine) as s:
+            run = s.get(db.Run, run_id)
+            if run is not None:
+                run.status, run.finished_at = "failed", db.now()
+                run.error = e.line() if isinstance(e, StudioError) else f"{type(e).__name__}: {e}"
+                s.add(run)
+                s.commit()
+        raise
+    finally:
+        engine.dispose()

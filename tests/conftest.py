@@ -1,0 +1,109 @@
+"""Shared, session-scoped fixtures: one local Ray, one real PostgreSQL on loopback, and
+one render of the example brief that many tests inspect."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_BRIEF = ROOT / "examples" / "briefs" / "launch.yaml"
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.fixture(scope="session")
+def studio_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("studio-home")
+
+
+@pytest.fixture(scope="session")
+def settings(studio_home: Path):
+    from studio.settings import Settings
+
+    return Settings(home=studio_home, ray_num_cpus=2)
+
+
+@pytest.fixture(scope="session")
+def ray_session(settings) -> Iterator[None]:
+    import ray
+
+    from studio.ray_runtime import ensure_ray
+
+    ensure_ray(settings)
+    yield
+    ray.shutdown()
+
+
+# -- PostgreSQL ----------------------------------------------------------------------
+
+
+def _pg_bindir() -> Path | None:
+    for cand in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (cand / "initdb").exists() and (cand / "pg_ctl").exists():
+            return cand
+    found = shutil.which("pg_ctl")
+    return Path(found).parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1, started for this test session."""
+    if url := os.environ.get("STUDIO_TEST_POSTGRES_URL"):
+        yield url
+        return
+    bindir = _pg_bindir()
+    if bindir is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed: scripts/setup.sh --test installs it from Debian")
+        pytest.skip("PostgreSQL not installed (scripts/setup.sh --test installs it)")
+    tmp = Path(tempfile.mkdtemp(prefix="studio-pg-"))
+    data = tmp / "data"
+    sock = tmp / "sock"
+    sock.mkdir()
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        # PostgreSQL refuses to run as root; Debian's package creates the postgres user.
+        shutil.chown(tmp, "postgres")
+        shutil.chown(sock, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
+    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} -c fsync=off"
+    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(tmp / "log"),
+                    "-w", "-t", "60", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        time.sleep(0.2)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- one real render of the example brief ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, settings, ray_session):
+    """The README demo's brief, rendered once for the whole session."""
+    from studio.pipeline import render
+
+    out = tmp_path_factory.mktemp("demo") / "out"
+    ctx = render(EXAMPLE_BRIEF, out, settings=settings)
+    return ctx, out

@@ -1,0 +1,131 @@
+"""Stage ``timeline``: selected shots become an OpenTimelineIO timeline.
+
+One clip per beat on track V1, in brief order; each clip references its shot master in
+the store (handles included in the media's available range, the cut in source_range),
+carries a beat marker, and keeps its recipe under ``metadata["studio"]`` so any clip can
+be traced back to its candidate. Stills get their own timeline: one one-frame clip
+referencing the hero keyframe.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import opentimelineio as otio
+
+from studio import db
+from studio.context import RunContext
+from studio.store import atomic_write_text, sha256_file
+
+CODE_VERSION = "timeline.1"
+
+
+def _rt(frames: int, rate: Fraction) -> otio.opentime.RationalTime:
+    return otio.opentime.RationalTime(frames, float(rate))
+
+
+def _clip_metadata(ctx: RunContext, shot_id: str) -> dict[str, Any]:
+    shot = next(s for s in ctx.shots if s.shot_id == shot_id)
+    cand = ctx.selected[shot_id]
+    beat = next(b for b in ctx.brief.beats if b.id == shot.beat_id)
+    return {
+        "beat_id": shot.beat_id,
+        "shot_id": shot_id,
+        "candidate_id": cand.candidate_id,
+        "seed": cand.seed,
+        "backend": cand.record["backend"],
+        "model_id": cand.record["model_id"],
+        "weights_sha256": cand.record["weights_sha256"],
+        "prompt_hash": shot.prompt_hash,
+        "recipe_hash": cand.record["recipe_hash"],
+        "keyframe_sha256": cand.image.sha256,
+        "score": round(cand.score, 4),
+        "focus": list(shot.focus),
+        "camera": shot.camera,
+        "narration": beat.narration,
+        "rate": f"{ctx.edit_rate.numerator}/{ctx.edit_rate.denominator}",
+    }
+
+
+def build_edit(ctx: RunContext) -> otio.schema.Timeline:
+    rate = ctx.edit_rate
+    tl = otio.schema.Timeline(name=f"{ctx.brief.project}_{ctx.brief.campaign}_edit")
+    tl.global_start_time = _rt(0, rate)
+    tl.metadata["studio"] = {"run_id": ctx.run_id, "brief_version_id": ctx.brief_version_id,
+                             "rate": f"{rate.numerator}/{rate.denominator}",
+                             "code_version": CODE_VERSION}
+    track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
+    tl.tracks.append(track)
+    for shot in ctx.shots:
+        clip_res = ctx.clips[shot.shot_id]
+        path = ctx.store.path(clip_res.media).resolve()
+        ref = otio.schema.ExternalReference(
+            target_url=path.as_uri(),
+            available_range=otio.opentime.TimeRange(_rt(0, rate), _rt(clip_res.frames, rate)),
+        )
+        ref.metadata["studio"] = {"sha256": clip_res.media.sha256, "render_id": clip_res.render_id}
+        clip = otio.schema.Clip(
+            name=shot.beat_id,
+            media_reference=ref,
+            source_range=otio.opentime.TimeRange(_rt(shot.handles, rate), _rt(shot.frames, rate)),
+        )
+        clip.metadata["studio"] = _clip_metadata(ctx, shot.shot_id)
+        marker = otio.schema.Marker(
+            name=shot.beat_id,
+            marked_range=otio.opentime.TimeRange(_rt(shot.handles, rate), _rt(0, rate)),
+            color=otio.schema.MarkerColor.GREEN,
+        )
+        marker.metadata["studio"] = {"kind": "beat", "narration": clip.metadata["studio"]["narration"]}
+        clip.markers.append(marker)
+        track.append(clip)
+    return tl
+
+
+def build_stills(ctx: RunContext) -> otio.schema.Timeline:
+    """A still is a single-frame shot: a one-frame clip of the hero beat's keyframe."""
+    rate = ctx.edit_rate
+    hero = ctx.brief.hero()
+    shot = next(s for s in ctx.shots if s.beat_id == hero.id)
+    cand = ctx.selected[shot.shot_id]
+    tl = otio.schema.Timeline(name=f"{ctx.brief.project}_{ctx.brief.campaign}_stills")
+    tl.global_start_time = _rt(0, rate)
+    tl.metadata["studio"] = {"run_id": ctx.run_id, "code_version": CODE_VERSION}
+    track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
+    tl.tracks.append(track)
+    ref = otio.schema.ExternalReference(
+        target_url=ctx.store.path(cand.image).resolve().as_uri(),
+        available_range=otio.opentime.TimeRange(_rt(0, rate), _rt(1, rate)),
+    )
+    ref.metadata["studio"] = {"sha256": cand.image.sha256}
+    clip = otio.schema.Clip(name=hero.id, media_reference=ref,
+                            source_range=otio.opentime.TimeRange(_rt(0, rate), _rt(1, rate)))
+    clip.metadata["studio"] = _clip_metadata(ctx, shot.shot_id)
+    track.append(clip)
+    return tl
+
+
+def write_timeline(ctx: RunContext, tl: otio.schema.Timeline, kind: str) -> None:
+    path = ctx.work_dir / "timelines" / f"{ctx.file_stem(kind)}.otio"
+    atomic_write_text(path, otio.adapters.write_to_string(tl, "otio_json"))
+    sha = sha256_file(path)
+    tid = db.new_id("tl")
+    final = ctx.out_dir / path.relative_to(ctx.work_dir)
+    with ctx.session() as s:
+        s.add(db.Timeline(id=tid, run_id=ctx.run_id, name=tl.name, kind=kind, sha256=sha, path=str(final)))
+    ctx.timelines[kind] = {"id": tid, "path": path, "sha256": sha, "name": tl.name}
+
+
+def assemble_timelines(ctx: RunContext) -> None:
+    if ctx.video_specs:
+        write_timeline(ctx, build_edit(ctx), "edit")
+        ctx.reporter.advance("timeline")
+    if ctx.still_specs:
+        write_timeline(ctx, build_stills(ctx), "stills")
+        ctx.reporter.advance("timeline")
+
+
+def read_clips(path: Path) -> list[otio.schema.Clip]:
+    tl = otio.adapters.read_from_file(str(path))
+    return list(tl.find_clips())

@@ -1,0 +1,121 @@
+"""Stage ``conform``: the edit timeline, conformed and encoded once per channel spec.
+
+The conform reads the written ``.otio`` (not in-memory state), so an editor's timeline
+can go through the same path. Every deliverable is measured with ffprobe afterwards;
+the manifest and database carry the measured figures, not the requested ones.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+import urllib.request
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import opentimelineio as otio
+
+from studio import db
+from studio.context import RunContext
+from studio.errors import StageError
+from studio.specs import ChannelSpec
+from studio.store import sha256_file
+
+CODE_VERSION = "deliver.1"
+
+
+def url_to_path(url: str) -> Path:
+    if url.startswith("file:"):
+        return Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+    return Path(url)
+
+
+def _rate(meta: dict[str, Any], fallback: float) -> Fraction:
+    r = meta.get("rate")
+    return Fraction(r) if r else Fraction(fallback).limit_denominator(1001)
+
+
+def conform_clips(timeline_path: Path, master_size: tuple[int, int]) -> list[Any]:
+    from timelines.conform import ConformClip
+
+    tl = otio.adapters.read_from_file(str(timeline_path))
+    out = []
+    for clip in tl.find_clips():
+        meta = dict(clip.metadata.get("studio", {}))
+        sr = clip.source_range or clip.available_range()
+        rate = _rate(meta, sr.start_time.rate)
+        start = round(sr.start_time.to_frames(float(rate)))
+        frames = round(sr.duration.to_frames(float(rate)))
+        focus = tuple(meta.get("focus", (0.5, 0.5)))
+        out.append(ConformClip(
+            path=url_to_path(clip.media_reference.target_url), start_frame=start, frames=frames,
+            rate=rate, width=master_size[0], height=master_size[1],
+            focus=(float(focus[0]), float(focus[1])), name=clip.name,
+        ))
+    return out
+
+
+def _record(ctx: RunContext, spec: ChannelSpec, path: Path, timeline_id: str | None,
+            params: dict[str, Any]) -> None:
+    from timelines.conform import probe
+
+    info = probe(path)
+    sha = sha256_file(path)
+    final = ctx.out_dir / path.relative_to(ctx.work_dir)
+    fps = info.get("fps")
+    entry = {
+        "spec": spec.name, "kind": spec.kind, "path": str(path.relative_to(ctx.work_dir)),
+        "sha256": sha, "width": info["width"], "height": info["height"],
+        "fps": f"{fps.numerator}/{fps.denominator}" if spec.kind == "video" and fps else None,
+        "duration": round(float(info["duration"]), 4) if spec.kind == "video" else None,
+        "size": path.stat().st_size, "codec": info.get("codec"),
+    }
+    if spec.max_file_size and entry["size"] > spec.max_file_size:
+        raise StageError(
+            f"{path.name} is {entry['size']} bytes, over the spec's {spec.max_file_size}",
+            fix="raise the CRF or lower the bitrate in the spec", stage="conform", field=spec.name,
+        )
+    for crop in params.get("crops", []):
+        if not crop.get("focus_in_safe", True):
+            ctx.warn(f"{spec.name}: shot {crop.get('clip')}: the focus point sits outside the safe area "
+                     "even after tightening; move the subject (beat focus) or check the framing")
+    with ctx.session() as s:
+        s.add(db.Deliverable(
+            id=db.new_id("dlv"), run_id=ctx.run_id, timeline_id=timeline_id, spec=spec.name, kind=spec.kind,
+            path=str(final), sha256=sha, width=entry["width"], height=entry["height"], fps=entry["fps"],
+            duration=entry["duration"], size=entry["size"], code_version=CODE_VERSION,
+            params={k: v for k, v in params.items() if k != "command"} | {"command": params.get("command")},
+        ))
+    ctx.deliverables.append(entry)
+
+
+def conform_deliverables(ctx: RunContext) -> None:
+    from timelines.conform import conform_still, conform_video
+
+    finishing = ctx.style.finishing
+    lut = ctx.catalog.lut_path(ctx.style)
+    for spec in ctx.video_specs:
+        tl = ctx.timelines["edit"]
+        clips = conform_clips(tl["path"], ctx.master_size)
+        out = ctx.work_dir / "deliverables" / spec.name / f"{ctx.file_stem(spec.name)}.mp4"
+        last = [0.0]
+
+        def progress(frac: float, _spec: str = spec.name, _last: list[float] = last) -> None:
+            ctx.reporter.advance("conform", amount=max(0.0, frac - _last[0]), spec=_spec)
+            _last[0] = frac
+
+        params = conform_video(clips, spec, out, preset=ctx.settings.x264_preset, lut=lut,
+                               grain=finishing.grain, sharpen=finishing.sharpen, progress=progress)
+        ctx.reporter.advance("conform", amount=max(0.0, 1.0 - last[0]), spec=spec.name)
+        _record(ctx, spec, out, tl["id"], params)
+    for spec in ctx.still_specs:
+        tl = ctx.timelines["stills"]
+        clip = otio.adapters.read_from_file(str(tl["path"])).find_clips()[0]
+        image = url_to_path(clip.media_reference.target_url)
+        focus = tuple(clip.metadata["studio"]["focus"])
+        ext = ".jpg" if spec.codec == "jpeg" else ".png"
+        out = ctx.work_dir / "deliverables" / spec.name / f"{ctx.file_stem(spec.name)}{ext}"
+        params = conform_still(image, (float(focus[0]), float(focus[1])), spec, out,
+                               sharpen=finishing.sharpen)
+        _record(ctx, spec, out, tl["id"], params)
+        ctx.reporter.advance("conform", spec=spec.name)
