@@ -15,17 +15,21 @@ from studio.settings import Settings
 def ensure_ray(settings: Settings) -> dict[str, Any]:
     """Start or join Ray once per process; return what we connected to."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = os.environ.get("RAY_ADDRESS")
+    if not address:
+        # Ray turns "127.0.0.1" into the machine's routable address unless told this is a
+        # single-machine instance; this switch (read when ray is imported) makes every Ray
+        # process of a local instance listen on loopback only.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
         return {"address": "existing", "local": False}
-    address = os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=False)
         return {"address": address, "local": False}
     kwargs: dict[str, Any] = dict(
         include_dashboard=settings.ray_dashboard,
-        _node_ip_address="127.0.0.1",
         log_to_driver=False,
         configure_logging=False,
     )

@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_BRIEF = ROOT / "examples" / "briefs" / "launch.yaml"
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Local Ray on loopback only (see studio/ray_runtime.py); read when ray is first imported.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 @pytest.fixture(scope="session")

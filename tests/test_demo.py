@@ -1,0 +1,170 @@
+"""The README demo, checked the way a producer's QC would: every deliverable measured with
+ffprobe against its spec, the edit read back with OpenTimelineIO, the records in the
+database, and a second render giving byte-identical keyframes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import opentimelineio as otio
+import pytest
+from sqlmodel import Session, select
+
+from studio import db
+from studio.brief import load_brief
+from studio.specs import Catalog
+from studio.store import sha256_file
+
+from .conftest import EXAMPLE_BRIEF
+
+
+def ffprobe(path: Path) -> dict:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-count_frames", "-of", "json", str(path)],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="session")
+def manifest(demo_run) -> dict:
+    _, out = demo_run
+    return json.loads((out / "manifest.json").read_text())
+
+
+def test_manifest_shape(demo_run, manifest) -> None:
+    import jsonschema
+
+    from studio.inspect import manifest_json_schema
+
+    jsonschema.validate(manifest, manifest_json_schema())
+    brief, _ = load_brief(EXAMPLE_BRIEF)
+    assert [b["id"] for b in manifest["beats"]] == [b.id for b in brief.beats]
+    for beat in manifest["beats"]:
+        assert len(beat["candidates"]) == brief.candidates
+        assert len({c["seed"] for c in beat["candidates"]}) == brief.candidates
+        assert beat["selected"] in {c["id"] for c in beat["candidates"]}
+        best = max(beat["candidates"], key=lambda c: (c["score"], -c["index"]))
+        assert beat["selected"] == best["id"]
+        assert beat["selection_reason"]
+    assert sorted(d["spec"] for d in manifest["deliverables"]) == sorted(brief.channels)
+
+
+def test_every_deliverable_matches_its_spec(demo_run, manifest) -> None:
+    _, out = demo_run
+    catalog = Catalog()
+    brief, _ = load_brief(EXAMPLE_BRIEF)
+    for d in manifest["deliverables"]:
+        spec = catalog.spec(d["spec"])
+        path = out / d["path"]
+        assert path.is_file()
+        assert sha256_file(path) == d["sha256"]
+        assert path.stat().st_size == d["size"]
+        if spec.max_file_size:
+            assert d["size"] <= spec.max_file_size
+        info = ffprobe(path)
+        v = next(s for s in info["streams"] if s["codec_type"] == "video")
+        assert (v["width"], v["height"]) == (spec.width, spec.height), d["spec"]
+        assert (d["width"], d["height"]) == (spec.width, spec.height)
+        if spec.kind == "still":
+            assert v["codec_name"] == {"jpeg": "mjpeg", "png": "png"}[spec.codec]
+            continue
+        assert v["codec_name"] == "h264"
+        assert v["profile"].lower() == "high"
+        assert v["pix_fmt"] == "yuv420p"
+        assert Fraction(v["r_frame_rate"]) == spec.rate
+        assert v.get("color_primaries") == "bt709" and v.get("color_transfer") == "bt709"
+        assert v.get("sample_aspect_ratio", "1:1") in ("1:1", "N/A")
+        frame = 1 / float(spec.rate)
+        duration = float(info["format"]["duration"])
+        assert abs(duration - brief.total_duration) <= frame + 1e-6, (d["spec"], duration)
+        assert abs(int(v["nb_read_frames"]) - round(brief.total_duration * spec.rate)) <= 1
+
+
+def test_timeline_reads_back_one_clip_per_beat(demo_run, manifest) -> None:
+    _, out = demo_run
+    edit = next(t for t in manifest["timelines"] if t["kind"] == "edit")
+    tl = otio.adapters.read_from_file(str(out / edit["path"]))
+    clips = list(tl.find_clips())
+    brief, _ = load_brief(EXAMPLE_BRIEF)
+    assert [c.name for c in clips] == [b.id for b in brief.beats]
+    rate = 30.0
+    for clip, beat, mb in zip(clips, brief.beats, manifest["beats"], strict=True):
+        assert clip.source_range.duration.to_seconds() == pytest.approx(beat.duration)
+        assert clip.source_range.start_time.value == brief.handles  # handles before the cut
+        assert clip.media_reference.available_range.duration.value == round(beat.duration * rate) + 2 * brief.handles
+        meta = clip.metadata["studio"]
+        assert meta["candidate_id"] == mb["selected"]
+        assert meta["keyframe_sha256"] == mb["selected_keyframe_sha256"]
+        assert [m.name for m in clip.markers] == [beat.id]
+        assert Path(clip.media_reference.target_url.removeprefix("file://")).is_file()
+    stills = next(t for t in manifest["timelines"] if t["kind"] == "stills")
+    st = otio.adapters.read_from_file(str(out / stills["path"]))
+    (still,) = st.find_clips()
+    assert still.name == brief.hero().id and still.source_range.duration.value == 1
+
+
+def test_database_traces_every_deliverable(demo_run, settings, manifest) -> None:
+    ctx, _ = demo_run
+    engine = db.make_engine(settings.db_url)
+    with Session(engine) as s:
+        run = s.get(db.Run, ctx.run_id)
+        assert run.status == "succeeded"
+        shots = s.exec(select(db.Shot).where(db.Shot.run_id == run.id)).all()
+        assert len(shots) == len(manifest["beats"])
+        for shot, mb in zip(sorted(shots, key=lambda x: x.position), manifest["beats"], strict=True):
+            cands = s.exec(select(db.Candidate).where(db.Candidate.shot_id == shot.id)).all()
+            assert {c.id for c in cands} == {c["id"] for c in mb["candidates"]}
+            for c in cands:
+                assert c.backend == "procedural" and c.weights_sha256 is None
+                assert c.prompt_hash == shot.prompt_hash and len(c.recipe_hash) == 64
+                assert c.width == c.height == 1920
+                assert s.get(db.PromptRecordRow, c.prompt_hash) is not None
+                assert s.exec(select(db.Score).where(db.Score.candidate_id == c.id)).one().reason
+            ptr = db.current_pointer(s, "selected", f"shot:{shot.id}")
+            assert ptr.target_id == mb["selected"]
+            render = s.exec(select(db.Render).where(db.Render.shot_id == shot.id)).one()
+            assert render.candidate_id == mb["selected"] and render.media_sha256 == mb["clip_sha256"]
+        dl = s.exec(select(db.Deliverable).where(db.Deliverable.run_id == run.id)).all()
+        assert {d.sha256 for d in dl} == {d["sha256"] for d in manifest["deliverables"]}
+    engine.dispose()
+
+
+def test_rerender_gives_identical_keyframes(demo_run, manifest, settings, ray_session, tmp_path: Path) -> None:
+    from studio.pipeline import render
+
+    out = tmp_path / "again"
+    render(EXAMPLE_BRIEF, out, settings=settings)
+    again = json.loads((out / "manifest.json").read_text())
+    first = [[c["keyframe_sha256"] for c in b["candidates"]] for b in manifest["beats"]]
+    second = [[c["keyframe_sha256"] for c in b["candidates"]] for b in again["beats"]]
+    assert first == second
+    assert [b["selected_keyframe_sha256"] for b in manifest["beats"]] == \
+        [b["selected_keyframe_sha256"] for b in again["beats"]]
+    assert again["run_id"] != manifest["run_id"] and again["version"] == manifest["version"] + 1
+
+
+def test_runs_and_show(demo_run, settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from studio.cli import main
+    from studio.settings import get_settings
+
+    ctx, _ = demo_run
+    monkeypatch.setenv("STUDIO_HOME", str(settings.home))
+    get_settings.cache_clear()
+    try:
+        r = CliRunner().invoke(main, ["runs"])
+        assert r.exit_code == 0 and ctx.run_id in r.output and "aurora/spring-launch" in r.output
+        r = CliRunner().invoke(main, ["show", ctx.run_id[:12]])
+        assert r.exit_code == 0, r.output
+        assert "beat b01-sunrise" in r.output and "why: auto: highest score" in r.output
+        assert "deliverable youtube-1080p" in r.output
+        r = CliRunner().invoke(main, ["show", ctx.run_id, "--json"])
+        info = json.loads(r.output)
+        assert info["shots"][0]["prompt"]["beat_id"] == "b01-sunrise"
+    finally:
+        get_settings.cache_clear()
