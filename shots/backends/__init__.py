@@ -51,7 +51,13 @@ class KeyframeBackend(Protocol):
         no weights), library versions, device, dtype."""
 
     def generate(self, prompt: dict[str, Any], seed: int, width: int, height: int) -> Keyframe:
-        """One keyframe. ``prompt`` is PromptRecord.canonical(). Same inputs, same pixels."""
+        """One keyframe. ``prompt`` is PromptRecord.canonical(). Same inputs, same pixels.
+
+        A backend that uses reference images (style references, character sheets) also
+        accepts ``references: list[Path]`` (files in the store, in the prompt record's
+        order) and may offer ``generate_batch(prompt, seeds, width, height, references)``
+        returning one Keyframe per seed; the worker uses it when present.
+        """
 
 
 def _target(name: str) -> str:
