@@ -140,7 +140,7 @@ def generate_candidates(ctx: RunContext) -> None:
         ) from e
     finally:
         for a in actors:
-            ray.kill(a)
+            ray.kill(a, no_restart=True)
     for shot in ctx.shots:
         ctx.candidates[shot.shot_id].sort(key=lambda c: c.index)
 

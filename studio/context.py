@@ -97,7 +97,7 @@ class RunContext:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with Session(self.engine) as s:
+        with Session(self.engine, expire_on_commit=False) as s:
             yield s
             s.commit()
 
