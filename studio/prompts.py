@@ -105,15 +105,17 @@ def compose(beat: Beat) -> Composition:
         focus = (float(beat.focus[0]), float(beat.focus[1]))
     else:
         focus = (_find(subject_text, _X_WORDS, default_x), _find(subject_text, _Y_WORDS, default_y))
+    # Keep the copy area clear of the subject: half its size plus a margin from the focus.
+    gap = max(0.14, scale * 0.45 + 0.04)
     rect: tuple[float, float, float, float] | None
     if copy == "left":
-        rect = (0.06, 0.3, max(0.2, focus[0] - 0.14), 0.7)
+        rect = (0.06, 0.3, max(0.2, focus[0] - gap), 0.7)
     elif copy == "right":
-        rect = (min(0.8, focus[0] + 0.14), 0.3, 0.94, 0.7)
+        rect = (min(0.8, focus[0] + gap), 0.3, 0.94, 0.7)
     elif copy == "top":
-        rect = (0.25, 0.24, 0.75, max(0.3, focus[1] - 0.14))
+        rect = (0.25, 0.24, 0.75, max(0.3, focus[1] - gap))
     elif copy == "bottom":
-        rect = (0.25, min(0.7, focus[1] + 0.14), 0.75, 0.76)
+        rect = (0.25, min(0.7, focus[1] + gap), 0.75, 0.76)
     else:
         rect = None
     return Composition(
