@@ -76,7 +76,12 @@ class KeyframeWorker:
         from shots.score import score_keyframe
 
         t0 = time.monotonic()
-        kf = self.backend.generate(job["prompt"], job["seed"], job["width"], job["height"])
+        refs = [self.store.find(h) for h in job["prompt"].get("reference_images", [])]
+        if refs:
+            kf = self.backend.generate(job["prompt"], job["seed"], job["width"], job["height"],
+                                       references=refs)
+        else:
+            kf = self.backend.generate(job["prompt"], job["seed"], job["width"], job["height"])
         seconds = time.monotonic() - t0
         image = self.store.put_bytes(png_bytes(kf.image), ".png")
         depth = self.store.put_bytes(depth_png_bytes(kf.depth), ".png") if kf.depth is not None else None
@@ -160,7 +165,8 @@ def _record(ctx: RunContext, job: dict[str, Any], res: dict[str, Any]) -> None:
         weights_sha256=describe.get("weights_sha256"), steps=params.get("steps"),
         width=job["width"], height=job["height"], prompt_hash=job["prompt_hash"],
         code_version=res["code_version"], recipe_hash=rhash,
-        params={**params, "describe": describe}, media_sha256=image.sha256, media_ext=image.ext,
+        params={**params, "describe": describe, "backend_options": ctx.backend_options},
+        media_sha256=image.sha256, media_ext=image.ext,
         depth_sha256=depth.sha256 if depth else None, worker=res["worker"],
         seconds=res["seconds"], gpu_seconds=res["gpu_seconds"],
     )

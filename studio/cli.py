@@ -194,6 +194,26 @@ def plugins() -> None:
 
 
 @main.command()
+@click.argument("candidate_id")
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None, help="Write the image here.")
+def regenerate(candidate_id: str, out: Path | None) -> None:
+    """Re-create CANDIDATE from its recorded recipe; exit 1 if the pixels differ."""
+    from shots.regenerate import regenerate as run
+    from studio.settings import get_settings
+    from studio.store import Store
+
+    res = run(_engine(), Store(get_settings().store_root), candidate_id, out)
+    if res["identical"]:
+        click.echo(f"{res['candidate']}: identical ({res['regenerated_sha256'][:16]}) "
+                   f"from {res['backend']} seed {res['seed']} at {res['size'][0]}x{res['size'][1]}")
+        return
+    click.echo(f"{res['candidate']}: DIFFERS: recorded {res['recorded_sha256'][:16]}, "
+               f"now {res['regenerated_sha256'][:16]} (recorded on {res['recorded_device']}, "
+               f"now on {res['device']}; check library versions and device)", err=True)
+    sys.exit(1)
+
+
+@main.command()
 def stages() -> None:
     """The pipeline's stages, in order."""
     from studio.pipeline import STAGES

@@ -95,6 +95,12 @@ class Store:
     def path(self, ref: MediaRef) -> Path:
         return self.objects / ref.sha256[:2] / ref.key
 
+    def find(self, sha256: str) -> Path:
+        """The stored file for a hash, whatever its extension (prompt records keep hashes only)."""
+        for p in sorted((self.objects / sha256[:2]).glob(f"{sha256}*")):
+            return p
+        raise FileNotFoundError(f"{sha256} is not in the store at {self.root}")
+
     def has(self, ref: MediaRef) -> bool:
         return self.path(ref).exists()
 

@@ -168,3 +168,30 @@ def test_runs_and_show(demo_run, settings, monkeypatch: pytest.MonkeyPatch) -> N
         assert info["shots"][0]["prompt"]["beat_id"] == "b01-sunrise"
     finally:
         get_settings.cache_clear()
+
+
+def test_regenerate_recreates_a_candidate_from_its_record(demo_run, settings, manifest, tmp_path: Path) -> None:
+    from shots.regenerate import regenerate
+    from studio.store import Store
+
+    beat = manifest["beats"][1]
+    cand = next(c for c in beat["candidates"] if c["id"] == beat["selected"])
+    engine = db.make_engine(settings.db_url)
+    res = regenerate(engine, Store(settings.store_root), cand["id"][:14], tmp_path / "again.png")
+    assert res["identical"] and res["regenerated_sha256"] == cand["keyframe_sha256"]
+    assert sha256_file(tmp_path / "again.png") == cand["keyframe_sha256"]
+    # a record that no longer matches what its recipe makes is reported, not hidden
+    with Session(engine) as s:
+        row = s.get(db.Candidate, cand["id"])
+        row.seed += 1
+        s.add(row)
+        s.commit()
+    try:
+        assert regenerate(engine, Store(settings.store_root), cand["id"])["identical"] is False
+    finally:
+        with Session(engine) as s:
+            row = s.get(db.Candidate, cand["id"])
+            row.seed -= 1
+            s.add(row)
+            s.commit()
+    engine.dispose()

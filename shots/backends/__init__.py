@@ -27,6 +27,8 @@ ENTRY_POINT_GROUP = "studio.keyframe_backends"
 # name -> "module:Class"; one backend per file.
 BUILTIN: dict[str, str] = {
     "procedural": "shots.backends.procedural:ProceduralBackend",
+    "diffusers-image": "shots.backends.diffusers_image:DiffusersImageBackend",
+    "diffusers-video": "shots.backends.diffusers_video:DiffusersVideoBackend",
 }
 
 
@@ -94,7 +96,13 @@ def load_backend_class(name: str) -> type:
 
 def create_backend(name: str, options: dict[str, Any] | None = None) -> KeyframeBackend:
     cls = load_backend_class(name)
-    return cls(**(options or {}))
+    try:
+        return cls(**(options or {}))
+    except TypeError as e:
+        raise StudioError(
+            f"keyframe backend {name!r} does not take these options: {e}",
+            fix="check the backend's options in the model entry or brief", field="backend",
+        ) from e
 
 
 def plugin_status() -> list[tuple[str, str, str]]:
