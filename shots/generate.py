@@ -51,7 +51,8 @@ def recipe_hash(describe: dict[str, Any], code_version: str, prompt_hash: str, s
     blob = json.dumps(
         {"model": {k: describe.get(k) for k in ("backend", "model_id", "weights_sha256")},
          "code": code_version, "prompt": prompt_hash, "seed": seed, "size": [width, height],
-         "params": params},
+         # timings describe one run, not the recipe
+         "params": {k: v for k, v in params.items() if k not in ("seconds", "gpu_seconds")}},
         sort_keys=True, separators=(",", ":"), default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()

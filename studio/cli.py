@@ -142,7 +142,7 @@ def show(run_id: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("kind", type=click.Choice(["brief", "spec", "style", "manifest"]))
+@click.argument("kind", type=click.Choice(["brief", "spec", "style", "model", "manifest"]))
 def schema(kind: str) -> None:
     """Print the JSON Schema of a document kind."""
     from studio.brief import brief_json_schema
@@ -154,6 +154,10 @@ def schema(kind: str) -> None:
         doc = ChannelSpec.model_json_schema(by_alias=True)
     elif kind == "style":
         doc = StylePack.model_json_schema(by_alias=True)
+    elif kind == "model":
+        from studio.models import ModelEntry
+
+        doc = ModelEntry.model_json_schema(by_alias=True)
     else:
         from studio.inspect import manifest_json_schema
 

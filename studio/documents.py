@@ -33,6 +33,9 @@ _FIXES = {
 }
 
 
+_SCHEMA_CMD = {"Brief": "brief", "ChannelSpec": "spec", "StylePack": "style", "ModelEntry": "model"}
+
+
 def field_path(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -57,7 +60,7 @@ def validation_errors(exc: ValidationError, source: str | None, family: str) -> 
         errors.append(
             StudioError(
                 what,
-                fix=_FIXES.get(err["type"], f"see `studio schema {family.lower()}`"),
+                fix=_FIXES.get(err["type"], f"see `studio schema {_SCHEMA_CMD.get(family, family.lower())}`"),
                 field=field_path(loc),
                 source=source,
             )

@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     )
     specs_dir: Path | None = Field(default=None, description="Extra channel specs (YAML files).")
     styles_dir: Path | None = Field(default=None, description="Extra style packs (YAML files).")
+    models_dir: Path | None = Field(default=None, description="Extra model registry entries (YAML files).")
     ray_num_cpus: int | None = Field(
         default=None, description="CPUs for a local Ray started by Studio (default: all)."
     )

@@ -21,6 +21,7 @@ CURRENT: dict[str, int] = {
     "StylePack": 1,
     "PromptRecord": 1,
     "Manifest": 1,
+    "ModelEntry": 1,
 }
 
 # family -> {from_version: function that returns the document at from_version + 1}

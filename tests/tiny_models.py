@@ -1,0 +1,217 @@
+"""Tiny random-weight diffusers pipelines for offline tests.
+
+Built from inline configs (the way diffusers' own fast tests build theirs), saved with
+``save_pretrained`` and then loaded back by the code under test, so the real loading path
+runs without any model hub. Everything is seeded, so the same call writes the same weight
+bytes on every run (the weights hash of a folder is stable).
+
+* ``build_tiny_sd(folder)``: a Stable Diffusion 1.x-style text-to-image pipeline
+  (UNet2DConditionModel, AutoencoderKL, CLIPTextModel, a locally written CLIP BPE
+  tokenizer, DDIM). About 0.1 s to build and save on 2 cores.
+* ``build_tiny_svd(folder)``: a Stable Video Diffusion image-to-video pipeline
+  (UNetSpatioTemporalConditionModel, AutoencoderKLTemporalDecoder,
+  CLIPVisionModelWithProjection, Euler).
+
+torch/diffusers/transformers are imported inside the functions: collecting the test
+module must not pay for them when the tests are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    # The byte -> printable-character table of GPT-2/CLIP byte-level BPE.
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
+        range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs], strict=True))
+
+
+def write_clip_tokenizer_files(folder: Path) -> Path:
+    """A complete (if merge-free) CLIP BPE vocabulary: every byte, with and without the
+    end-of-word marker, plus the two special tokens. Any text tokenizes to ids < 517.
+
+    Written as files and loaded with ``from_pretrained(folder)``: in transformers 5,
+    ``CLIPTokenizer(vocab_file=..., merges_file=...)`` silently ignores the files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = list(_bytes_to_unicode().values())
+    # A few merges so the BPE path is exercised, not only single characters; a merge's
+    # result must itself be in the vocabulary (the tokenizers library checks).
+    merges = [("t", "h"), ("th", "e</w>"), ("a", "n")]
+    tokens = ["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars]
+    tokens += [a + b for a, b in merges]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}), encoding="utf-8")
+    lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in merges]
+    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def build_tiny_sd(folder: Path, seed: int = 0) -> Path:
+    """Save a tiny SD-style text-to-image pipeline into ``folder``; returns ``folder``."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    tok_dir = write_clip_tokenizer_files(folder.parent / (folder.name + "-tokenizer-src"))
+    # model_max_length: CLIP pads/truncates to 77 tokens; without it the limit is "infinite".
+    tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir), model_max_length=77)
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    )
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(
+        block_out_channels=[8, 16],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=32,
+    )
+    torch.manual_seed(seed + 2)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=16, intermediate_size=24,
+        layer_norm_eps=1e-5, num_attention_heads=2, num_hidden_layers=2, vocab_size=520,
+        max_position_embeddings=77, projection_dim=16,
+    ))
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    pipe = StableDiffusionPipeline(
+        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(str(folder), safe_serialization=True)
+    return folder
+
+
+def build_tiny_svd(folder: Path, seed: int = 0, num_frames: int = 4) -> Path:
+    """Save a tiny Stable Video Diffusion (image-to-video) pipeline into ``folder``."""
+    import torch
+    from diffusers import (
+        AutoencoderKLTemporalDecoder,
+        EulerDiscreteScheduler,
+        StableVideoDiffusionPipeline,
+        UNetSpatioTemporalConditionModel,
+    )
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    # The spatio-temporal blocks hard-code 32 norm groups: channels must be multiples of 32.
+    unet = UNetSpatioTemporalConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=8,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+        cross_attention_dim=16,
+        num_attention_heads=(2, 4),
+        projection_class_embeddings_input_dim=3 * 8,
+        addition_time_embed_dim=8,
+        num_frames=num_frames,
+    )
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKLTemporalDecoder(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        latent_channels=4,
+        layers_per_block=1,
+    )
+    torch.manual_seed(seed + 2)
+    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=16, projection_dim=16, num_hidden_layers=2, num_attention_heads=2,
+        # SVD resizes the conditioning image to 224x224 before the encoder: 7x7 patches.
+        image_size=224, intermediate_size=24, patch_size=32,
+    ))
+    feature_extractor = CLIPImageProcessor(crop_size=32, size=32)
+    scheduler = EulerDiscreteScheduler(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+        interpolation_type="linear", num_train_timesteps=1000, prediction_type="v_prediction",
+        sigma_max=700.0, sigma_min=0.002, steps_offset=1, timestep_spacing="leading",
+        timestep_type="continuous", trained_betas=None, use_karras_sigmas=True,
+    )
+    pipe = StableVideoDiffusionPipeline(
+        vae=vae, image_encoder=image_encoder, unet=unet, scheduler=scheduler,
+        feature_extractor=feature_extractor,
+    )
+    pipe.save_pretrained(str(folder), safe_serialization=True)
+    return folder
+
+
+def build_tiny_ip_adapter(folder: Path, sd_folder: Path, seed: int = 0) -> Path:
+    """A random IP-Adapter for the tiny SD UNet in ``sd_folder``, laid out like
+    h94/IP-Adapter: ``models/ip-adapter_tiny.safetensors`` (keys ``image_proj.*`` and
+    ``ip_adapter.<n>.to_{k,v}_ip.weight``, numbered 1, 3, 5, ... over the UNet's attention
+    processors as diffusers' loader expects) and ``models/image_encoder/``."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    unet = UNet2DConditionModel.from_pretrained(str(sd_folder / "unet"))
+    cross = unet.config.cross_attention_dim
+    blocks = list(unet.config.block_out_channels)
+    embed_dim = 16  # the image encoder's projection_dim
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen) * 0.2
+
+    tensors: dict[str, torch.Tensor] = {
+        # "plain" IP-Adapter image projection: 4 tokens of cross_attention_dim
+        "image_proj.proj.weight": rand(4 * cross, embed_dim),
+        "image_proj.proj.bias": rand(4 * cross),
+        "image_proj.norm.weight": torch.ones(cross),
+        "image_proj.norm.bias": torch.zeros(cross),
+    }
+    key_id = 1
+    for name in unet.attn_processors:
+        if name.startswith("mid_block"):
+            hidden = blocks[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(blocks))[int(name[len("up_blocks.")])]
+        else:
+            hidden = blocks[int(name[len("down_blocks.")])]
+        if not name.endswith("attn1.processor"):
+            tensors[f"ip_adapter.{key_id}.to_k_ip.weight"] = rand(hidden, cross)
+            tensors[f"ip_adapter.{key_id}.to_v_ip.weight"] = rand(hidden, cross)
+            key_id += 2
+    models = folder / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(models / "ip-adapter_tiny.safetensors"))
+    torch.manual_seed(seed + 3)
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=16, projection_dim=embed_dim, num_hidden_layers=2, num_attention_heads=2,
+        image_size=224, intermediate_size=24, patch_size=32,  # 224: the default CLIP crop
+    ))
+    encoder.save_pretrained(str(models / "image_encoder"))
+    return folder
