@@ -7,6 +7,7 @@ shot; the task reads the keyframe from the store and writes the master back into
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -38,12 +39,70 @@ def render_clip_job(job: dict[str, Any]) -> dict[str, Any]:
             "code_version": CAMERA_VERSION}
 
 
+class VideoWorker:
+    """A Ray actor holding an image-to-video model, warm across shots."""
+
+    def __init__(self, model: dict[str, Any], device: str | None) -> None:
+        from shots.backends.diffusers_video import DiffusersVideoBackend
+
+        self.backend = DiffusersVideoBackend(model, device=device)
+
+    def render(self, job: dict[str, Any]) -> dict[str, Any]:
+        store = Store(job["store_root"])
+        keyframe = store.path(MediaRef.from_dict(job["image"]))
+        with tempfile.TemporaryDirectory(dir=store.root) as tmp:
+            out = Path(tmp) / "master.mp4"
+            params = self.backend.render_clip(
+                keyframe, out, prompt=job["prompt"], seed=job["seed"], frames=job["frames"],
+                rate=Fraction(job["rate"]), width=job["width"], height=job["height"],
+                crf=job["crf"], preset=job["preset"], shot=job["beat_id"],
+            )
+            ref = store.put_file(out, move=True)
+        params = {**params, "describe": self.backend.describe()}
+        return {"shot_id": job["shot_id"], "media": ref.to_dict(), "params": params,
+                "code_version": self.backend.code_version}
+
+
+def _video_submitter(ctx: RunContext) -> tuple[Callable[[dict[str, Any]], Any], list[Any]]:
+    """Jobs go round-robin to warm video actors (one model load per actor)."""
+    import ray
+
+    entry = ctx.clip_model
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if entry.num_gpus and gpus >= entry.num_gpus:
+        res: dict[str, float] = {"num_cpus": 1, "num_gpus": entry.num_gpus}
+        count = gpus // entry.num_gpus
+    elif entry.num_gpus == 0 or ctx.settings.model_device == "cpu":
+        res, count = {"num_cpus": 1}, 1
+    else:
+        raise StageError(
+            f"model {entry.id!r} needs {entry.num_gpus} GPU per actor but the Ray cluster has {gpus}",
+            fix="run on a GPU cluster (RAY_ADDRESS), or set STUDIO_MODEL_DEVICE=cpu (slow)",
+            stage="clips", field="clip_model",
+        )
+    cls = ray.remote(max_restarts=2, max_task_retries=2, **res)(VideoWorker)
+    actors = [cls.remote(entry.dump(), ctx.settings.model_device) for _ in range(max(1, min(count, len(ctx.shots))))]
+    counter = [0]
+
+    def submit(job: dict[str, Any]) -> Any:
+        actor = actors[counter[0] % len(actors)]
+        counter[0] += 1
+        return actor.render.remote(job)
+
+    return submit, actors
+
+
 def render_clips(ctx: RunContext) -> None:
     if not ctx.video_specs:
         return
     import ray
 
-    task = ray.remote(num_cpus=1, max_retries=2)(render_clip_job)
+    actors: list[Any] = []
+    if ctx.clip_model is not None:
+        submit, actors = _video_submitter(ctx)
+    else:
+        task = ray.remote(num_cpus=1, max_retries=2)(render_clip_job)
+        submit = task.remote
     jobs = []
     for shot in ctx.shots:
         cand = ctx.selected[shot.shot_id]
@@ -53,17 +112,18 @@ def render_clips(ctx: RunContext) -> None:
             "depth": cand.depth.to_dict() if cand.depth else None, "move": shot.camera,
             "rate": f"{ctx.edit_rate.numerator}/{ctx.edit_rate.denominator}",
             "frames": shot.frames + 2 * shot.handles, "crf": ctx.settings.clip_crf,
-            "preset": ctx.settings.x264_preset,
+            "preset": ctx.settings.x264_preset, "prompt": shot.prompt, "seed": cand.seed,
+            "width": ctx.master_size[0], "height": ctx.master_size[1],
         })
-    refs = {task.remote(j): j for j in jobs}
+    refs = {submit(j): j for j in jobs}
     pending = list(refs)
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
         job = refs[done[0]]
         try:
             res = ray.get(done[0])
-        except ray.exceptions.RayTaskError as e:
-            cause = e.as_instanceof_cause()
+        except ray.exceptions.RayError as e:
+            cause = e.as_instanceof_cause() if isinstance(e, ray.exceptions.RayTaskError) else e
             if isinstance(cause, StageError):
                 raise cause from None
             raise StageError(f"clip render failed: {str(e).splitlines()[0][:300]}", stage="clips",
@@ -81,3 +141,5 @@ def render_clips(ctx: RunContext) -> None:
             media=media, frames=job["frames"], params=res["params"],
         )
         ctx.reporter.advance("clips", shot=shot.beat_id)
+    for a in actors:
+        ray.kill(a, no_restart=True)

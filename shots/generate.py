@@ -74,32 +74,34 @@ class KeyframeWorker:
         return self.backend.describe()
 
     def generate(self, job: dict[str, Any]) -> dict[str, Any]:
+        """One job: one or more seeds of one prompt (a batch when the backend has one)."""
         from shots.score import score_keyframe
 
+        prompt, w, h = job["prompt"], job["width"], job["height"]
+        seeds = [it["seed"] for it in job["items"]]
+        refs = [self.store.find(x) for x in prompt.get("reference_images", [])]
+        kwargs: dict[str, Any] = {"references": refs} if refs else {}
         t0 = time.monotonic()
-        refs = [self.store.find(h) for h in job["prompt"].get("reference_images", [])]
-        if refs:
-            kf = self.backend.generate(job["prompt"], job["seed"], job["width"], job["height"],
-                                       references=refs)
+        if len(seeds) > 1 and hasattr(self.backend, "generate_batch"):
+            frames = self.backend.generate_batch(prompt, seeds, w, h, **kwargs)
         else:
-            kf = self.backend.generate(job["prompt"], job["seed"], job["width"], job["height"])
-        seconds = time.monotonic() - t0
-        image = self.store.put_bytes(png_bytes(kf.image), ".png")
-        depth = self.store.put_bytes(depth_png_bytes(kf.depth), ".png") if kf.depth is not None else None
-        score = score_keyframe(kf.image, job["prompt"], self.specs)
+            frames = [self.backend.generate(prompt, seed, w, h, **kwargs) for seed in seeds]
+        seconds = (time.monotonic() - t0) / len(seeds)
         describe = self.backend.describe()
-        return {
-            "job": job["id"],
-            "image": image.to_dict(),
-            "depth": depth.to_dict() if depth else None,
-            "params": kf.params,
-            "describe": describe,
-            "code_version": self.backend.code_version,
-            "seconds": seconds,
-            "gpu_seconds": float(kf.params.get("gpu_seconds", 0.0)),
-            "worker": self.worker,
-            "score": {"total": score.total, "components": score.components, "reason": score.reason},
-        }
+        items = []
+        for it, kf in zip(job["items"], frames, strict=True):
+            image = self.store.put_bytes(png_bytes(kf.image), ".png")
+            depth = self.store.put_bytes(depth_png_bytes(kf.depth), ".png") if kf.depth is not None else None
+            score = score_keyframe(kf.image, prompt, self.specs)
+            items.append({
+                "index": it["index"], "seed": it["seed"],
+                "image": image.to_dict(), "depth": depth.to_dict() if depth else None,
+                "params": kf.params, "seconds": float(kf.params.get("seconds", seconds)),
+                "gpu_seconds": float(kf.params.get("gpu_seconds", 0.0)),
+                "score": {"total": score.total, "components": score.components, "reason": score.reason},
+            })
+        return {"job": job["id"], "items": items, "describe": describe,
+                "code_version": self.backend.code_version, "worker": self.worker}
 
 
 def worker_class(resources: dict[str, float] | None = None) -> Any:
@@ -110,33 +112,82 @@ def worker_class(resources: dict[str, float] | None = None) -> Any:
     return ray.remote(**opts)(KeyframeWorker)
 
 
+def plan_resources(ctx: RunContext) -> tuple[dict[str, float], int]:
+    """Per-actor resources and how many actors the cluster can hold for this model."""
+    import ray
+
+    from studio.ray_runtime import cluster_cpus
+
+    entry = ctx.keyframe_model
+    cpus = cluster_cpus()
+    if entry is None or entry.num_gpus == 0:
+        return {"num_cpus": 1}, cpus
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if gpus >= entry.num_gpus:
+        return {"num_cpus": 1, "num_gpus": entry.num_gpus}, gpus // entry.num_gpus
+    if ctx.settings.model_device == "cpu":
+        return {"num_cpus": 1}, cpus
+    raise StageError(
+        f"model {entry.id!r} needs {entry.num_gpus} GPU per actor but the Ray cluster has {gpus}",
+        fix="run on a GPU cluster (RAY_ADDRESS), or set STUDIO_MODEL_DEVICE=cpu to run it on the CPU (slow)",
+        stage="candidates", field="keyframe_model",
+    )
+
+
+def warm_actors(ctx: RunContext, resources: dict[str, float], count: int) -> tuple[list[Any], bool]:
+    """Actors that already hold this backend and model are reused (named, per model);
+    missing ones are started. On a cluster they outlive the run, so the next job finds
+    the model loaded; a local Ray ends with the process anyway."""
+    import os as _os
+
+
+    cls = worker_class(resources)
+    key = hashlib.sha256(json.dumps([ctx.backend, ctx.backend_options], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:12]
+    keep = bool(_os.environ.get("RAY_ADDRESS")) and ctx.settings.keep_actors_warm
+    specs = [s.model_dump(mode="json", by_alias=True) for s in ctx.specs]
+    actors = []
+    for i in range(count):
+        opts: dict[str, Any] = {"name": f"studio-kf-{ctx.backend}-{key}-{i}", "namespace": "studio",
+                                "get_if_exists": True}
+        if keep:
+            opts["lifetime"] = "detached"
+        actors.append(cls.options(**opts).remote(ctx.backend, ctx.backend_options,
+                                                 str(ctx.store.root.resolve()), specs))
+    return actors, keep
+
+
 def generate_candidates(ctx: RunContext) -> None:
     import ray
     from ray.util import ActorPool
 
-    from studio.ray_runtime import cluster_cpus
-
     w, h = ctx.master_size
+    batch = ctx.keyframe_model.batch_size if ctx.keyframe_model else 1
     jobs: list[dict[str, Any]] = []
     for shot in ctx.shots:
-        for i, seed in enumerate(shot.seeds):
+        for start in range(0, len(shot.seeds), batch):
+            idx = range(start, min(start + batch, len(shot.seeds)))
             jobs.append({
-                "id": f"{shot.shot_id}/{i}", "shot_id": shot.shot_id, "beat_id": shot.beat_id,
-                "index": i, "seed": seed, "prompt": shot.prompt, "prompt_hash": shot.prompt_hash,
-                "width": w, "height": h,
+                "id": f"{shot.shot_id}/{start}", "shot_id": shot.shot_id, "beat_id": shot.beat_id,
+                "items": [{"index": i, "seed": shot.seeds[i]} for i in idx],
+                "prompt": shot.prompt, "prompt_hash": shot.prompt_hash, "width": w, "height": h,
             })
-    n_actors = max(1, min(len(jobs), cluster_cpus()))
-    cls = worker_class()
-    specs = [s.model_dump(mode="json", by_alias=True) for s in ctx.specs]
-    actors = [cls.remote(ctx.backend, ctx.backend_options, str(ctx.store.root.resolve()), specs)
-              for _ in range(n_actors)]
+    resources, capacity = plan_resources(ctx)
+    actors, keep = warm_actors(ctx, resources, max(1, min(len(jobs), capacity)))
     pool = ActorPool(actors)
     by_id = {j["id"]: j for j in jobs}
+    seen: set[tuple[str, int]] = set()
     try:
         for res in pool.map_unordered(lambda a, j: a.generate.remote(j), jobs):
             job = by_id[res["job"]]
-            _record(ctx, job, res)
-            ctx.reporter.advance("candidates", shot=job["beat_id"], candidate=job["index"])
+            for item in res["items"]:
+                # A retried task after an actor restart returns the same items again only if
+                # the first result was lost; record each candidate once.
+                if (job["shot_id"], item["index"]) in seen:
+                    continue
+                seen.add((job["shot_id"], item["index"]))
+                _record(ctx, job, res, item)
+                ctx.reporter.advance("candidates", shot=job["beat_id"], candidate=item["index"])
             if ctx.cancelled():
                 raise StageError("cancelled", stage="candidates")
     except ray.exceptions.RayError as e:
@@ -145,23 +196,24 @@ def generate_candidates(ctx: RunContext) -> None:
             fix="see the worker log (ray logs) and the backend's settings", stage="candidates",
         ) from e
     finally:
-        for a in actors:
-            ray.kill(a, no_restart=True)
+        if not keep:
+            for a in actors:
+                ray.kill(a, no_restart=True)
     for shot in ctx.shots:
         ctx.candidates[shot.shot_id].sort(key=lambda c: c.index)
 
 
-def _record(ctx: RunContext, job: dict[str, Any], res: dict[str, Any]) -> None:
+def _record(ctx: RunContext, job: dict[str, Any], res: dict[str, Any], item: dict[str, Any]) -> None:
     describe = res["describe"]
-    image = MediaRef.from_dict(res["image"])
-    depth = MediaRef.from_dict(res["depth"]) if res["depth"] else None
-    params = res["params"]
+    image = MediaRef.from_dict(item["image"])
+    depth = MediaRef.from_dict(item["depth"]) if item["depth"] else None
+    params = item["params"]
     cid = db.new_id("cand")
-    rhash = recipe_hash(describe, res["code_version"], job["prompt_hash"], job["seed"],
+    rhash = recipe_hash(describe, res["code_version"], job["prompt_hash"], item["seed"],
                         job["width"], job["height"], params)
-    score = res["score"]
+    score = item["score"]
     row = db.Candidate(
-        id=cid, shot_id=job["shot_id"], index=job["index"], seed=job["seed"],
+        id=cid, shot_id=job["shot_id"], index=item["index"], seed=item["seed"],
         backend=describe.get("backend", ctx.backend), model_id=describe.get("model_id", ""),
         weights_sha256=describe.get("weights_sha256"), steps=params.get("steps"),
         width=job["width"], height=job["height"], prompt_hash=job["prompt_hash"],
@@ -169,7 +221,7 @@ def _record(ctx: RunContext, job: dict[str, Any], res: dict[str, Any]) -> None:
         params={**params, "describe": describe, "backend_options": ctx.backend_options},
         media_sha256=image.sha256, media_ext=image.ext,
         depth_sha256=depth.sha256 if depth else None, worker=res["worker"],
-        seconds=res["seconds"], gpu_seconds=res["gpu_seconds"],
+        seconds=item["seconds"], gpu_seconds=item["gpu_seconds"],
     )
     with ctx.session() as s:
         s.add(row)
@@ -177,8 +229,8 @@ def _record(ctx: RunContext, job: dict[str, Any], res: dict[str, Any]) -> None:
         s.add(db.Score(candidate_id=cid, scorer="heuristic.score.1", total=score["total"],
                        components=score["components"], reason=score["reason"]))
     ctx.candidates.setdefault(job["shot_id"], []).append(CandidateResult(
-        candidate_id=cid, shot_id=job["shot_id"], beat_id=job["beat_id"], index=job["index"],
-        seed=job["seed"], image=image, depth=depth, score=score["total"],
+        candidate_id=cid, shot_id=job["shot_id"], beat_id=job["beat_id"], index=item["index"],
+        seed=item["seed"], image=image, depth=depth, score=score["total"],
         components=score["components"], reason=score["reason"],
         record={"recipe_hash": rhash, "backend": row.backend, "model_id": row.model_id,
                 "weights_sha256": row.weights_sha256, "code_version": row.code_version,

@@ -84,6 +84,12 @@ class Brief(BaseModel):
     seed: int | None = Field(None, ge=0, lt=2**31, description="base seed; default from project")
     hero_beat: str | None = Field(None, description="beat whose frame stills are made from")
     handles: int = Field(12, ge=0, le=240, description="extra frames rendered each side of a shot")
+    keyframe_model: str | None = Field(
+        None, description="model registry id for keyframes (`studio models`); default: procedural"
+    )
+    clip_model: str | None = Field(
+        None, description="model registry id for image-to-video shot clips; default: camera move"
+    )
 
     @field_validator("fps")
     @classmethod
@@ -146,9 +152,31 @@ def load_brief(path: str | Path) -> tuple[Brief, Path]:
     return documents.load(path, Brief, "Brief"), path.resolve().parent
 
 
-def check_against(brief: Brief, catalog: Catalog, base_dir: Path, source: str | None = None) -> list[ChannelSpec]:
-    """Everything that needs the catalog or the filesystem. Returns the channel specs."""
+def check_models(brief: Brief, registry: Any, source: str | None = None) -> list[StudioError]:
+    """Models exist, fit their role, and are licensed for the brief's usage class."""
     errors: list[StudioError] = []
+    for field, kinds in (("keyframe_model", ("text-to-image", "image-to-image")),
+                         ("clip_model", ("image-to-video",))):
+        model_id = getattr(brief, field)
+        if model_id is None:
+            continue
+        try:
+            entry = registry.get(model_id, field=field)
+            if entry.kind not in kinds:
+                raise StudioError(f"model {model_id!r} is {entry.kind}, not {' or '.join(kinds)}",
+                                  fix="pick a model of that kind (`studio models`)", field=field)
+            registry.check_usage(entry, brief.usage_class, field="usage_class")
+        except StudioError as e:
+            e.source = source
+            errors.append(e)
+    return errors
+
+
+def check_against(brief: Brief, catalog: Catalog, base_dir: Path, source: str | None = None,
+                  registry: Any = None) -> list[ChannelSpec]:
+    """Everything that needs the catalog, the model registry or the filesystem. Returns the
+    channel specs."""
+    errors: list[StudioError] = check_models(brief, registry, source) if registry is not None else []
     specs: list[ChannelSpec] = []
     for i, name in enumerate(brief.channels):
         try:

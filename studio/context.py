@@ -85,6 +85,8 @@ class RunContext:
     master_size: tuple[int, int]
     backend: str = "procedural"
     backend_options: dict[str, Any] = field(default_factory=dict)
+    keyframe_model: Any = None  # studio.models.ModelEntry when the brief names one
+    clip_model: Any = None
     # stage outputs
     shots: list[ShotPlan] = field(default_factory=list)
     candidates: dict[str, list[CandidateResult]] = field(default_factory=dict)  # by shot id

@@ -21,6 +21,7 @@ from studio import __version__, db, manifest, prompts
 from studio.brief import check_against, edit_rate, load_brief
 from studio.context import RunContext
 from studio.errors import StudioError
+from studio.models import ModelRegistry
 from studio.progress import QuietReporter, Reporter
 from studio.settings import Settings, get_settings
 from studio.specs import Catalog
@@ -133,8 +134,14 @@ def render(
     if candidates is not None:
         brief = brief.model_copy(update={"candidates": candidates})
     catalog = Catalog(settings.specs_dir, settings.styles_dir)
-    specs = check_against(brief, catalog, brief_dir, source=str(brief_path))
+    registry = ModelRegistry(settings.models_dir)
+    specs = check_against(brief, catalog, brief_dir, source=str(brief_path), registry=registry)
     style = catalog.style(brief.style_pack)
+    keyframe_model = registry.get(brief.keyframe_model) if brief.keyframe_model else None
+    clip_model = registry.get(brief.clip_model) if brief.clip_model else None
+    if keyframe_model is not None:
+        backend = keyframe_model.backend
+        backend_options = {"model": keyframe_model.dump(), "device": settings.model_device}
     work = _prepare_out(out_dir)
 
     from studio.ray_runtime import ensure_ray
@@ -165,8 +172,10 @@ def render(
             brief_version_id=bv_id, version=version, specs=specs, style=style,  # type: ignore[arg-type]
             catalog=catalog, settings=settings, store=Store(settings.store_root), engine=engine,
             reporter=reporter, out_dir=out_dir.resolve(), work_dir=work,
-            edit_rate=edit_rate(brief, specs), master_size=master_size(specs), backend=backend,
-            backend_options=backend_options or {},
+            edit_rate=edit_rate(brief, specs),
+            master_size=(keyframe_model.width, keyframe_model.height) if keyframe_model else master_size(specs),
+            backend=backend, backend_options=backend_options or {},
+            keyframe_model=keyframe_model, clip_model=clip_model,
         )
         reporter.event("run_start", run_id=run_id, brief=str(brief_path), out=str(out_dir))
         for stage in STAGES:

@@ -27,6 +27,12 @@ class Settings(BaseSettings):
         default=None, description="CPUs for a local Ray started by Studio (default: all)."
     )
     ray_dashboard: bool = Field(default=False, description="Start the dashboard with local Ray.")
+    model_device: str | None = Field(
+        default=None, description="Device for model backends (cuda, cpu); default: cuda when present."
+    )
+    keep_actors_warm: bool = Field(
+        default=True, description="On a Ray cluster, keep model actors alive between jobs."
+    )
     x264_preset: str = Field(default="veryfast", description="libx264 preset for deliverables.")
     clip_crf: int = Field(default=12, description="CRF of the near-lossless shot masters.")
 

@@ -20,6 +20,8 @@ EXAMPLE_BRIEF = ROOT / "examples" / "briefs" / "launch.yaml"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Local Ray on loopback only (see studio/ray_runtime.py); read when ray is first imported.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# Ray workers inherit the environment: let them import test-only backends from tests/.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
 
 
 @pytest.fixture(scope="session")
@@ -109,3 +111,53 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, settings, ray_session):
     out = tmp_path_factory.mktemp("demo") / "out"
     ctx = render(EXAMPLE_BRIEF, out, settings=settings)
     return ctx, out
+
+
+# -- tiny random-weight diffusers pipelines, built once -------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from tests.tiny_models import build_tiny_ip_adapter, build_tiny_sd, build_tiny_svd
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    sd = build_tiny_sd(root / "weights" / "sd")
+    return {
+        "root": root,
+        "sd": sd,
+        "ipa": build_tiny_ip_adapter(root / "weights" / "ipa", sd),
+        "svd": build_tiny_svd(root / "weights" / "svd", num_frames=4),
+    }
+
+
+@pytest.fixture(scope="session")
+def models_dir(tiny: dict[str, Path]) -> Path:
+    """A user models folder (STUDIO_MODELS_DIR) with entries pointing at the tiny weights
+    by relative path (relative to the entry file)."""
+    import yaml
+
+    from tests.tiny_models import entry_doc
+
+    folder = tiny["root"] / "models"
+    folder.mkdir()
+    docs = [
+        entry_doc("tiny-sd", kind="text-to-image", backend="diffusers-image",
+                  source={"path": "../weights/sd"}, scheduler="EulerDiscreteScheduler",
+                  batch_size=2, usage_classes=["experiment", "internal"]),
+        entry_doc("tiny-sd-ref", kind="image-to-image", backend="diffusers-image",
+                  source={"path": "../weights/sd"}, strength=0.7, batch_size=2),
+        entry_doc("tiny-sd-ip", kind="text-to-image", backend="diffusers-image",
+                  source={"path": "../weights/sd"}, batch_size=2,
+                  ip_adapter={"path": "../weights/ipa", "subfolder": "models",
+                              "weight_name": "ip-adapter_tiny.safetensors", "scale": 0.8}),
+        entry_doc("tiny-svd", kind="image-to-video", backend="diffusers-video",
+                  source={"path": "../weights/svd"}, guidance=2.0, width=32, height=32, fps=7,
+                  num_frames=4, call_args={"decode_chunk_size": 4, "motion_bucket_id": 100}),
+    ]
+
+
+    for doc in docs:
+        (folder / f"{doc['id']}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return folder
+
+

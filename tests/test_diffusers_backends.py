@@ -27,6 +27,7 @@ from PIL import Image
 
 from studio.errors import StudioError
 from studio.models import ModelRegistry, verify_weights, weights_hash
+from tests.tiny_models import entry_doc as _entry
 
 pytest.importorskip("torch")
 pytest.importorskip("diffusers")
@@ -54,56 +55,6 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from tests.tiny_models import build_tiny_ip_adapter, build_tiny_sd, build_tiny_svd
-
-    root = tmp_path_factory.mktemp("tiny-models")
-    sd = build_tiny_sd(root / "weights" / "sd")
-    return {
-        "root": root,
-        "sd": sd,
-        "ipa": build_tiny_ip_adapter(root / "weights" / "ipa", sd),
-        "svd": build_tiny_svd(root / "weights" / "svd", num_frames=4),
-    }
-
-
-def _entry(id_: str, **fields: Any) -> dict[str, Any]:
-    doc = {
-        "schema": "ModelEntry.1", "id": id_, "licence": "test weights (random)",
-        "provenance": "random weights built by tests/tiny_models.py",
-        "usage_classes": ["experiment"], "dtype": "float32", "steps": 2, "guidance": 5.0,
-        "width": 64, "height": 64,
-    }
-    doc.update(fields)
-    return doc
-
-
-@pytest.fixture(scope="session")
-def models_dir(tiny: dict[str, Path]) -> Path:
-    """A user models folder (STUDIO_MODELS_DIR) with entries pointing at the tiny weights
-    by relative path (relative to the entry file)."""
-    folder = tiny["root"] / "models"
-    folder.mkdir()
-    docs = [
-        _entry("tiny-sd", kind="text-to-image", backend="diffusers-image",
-               source={"path": "../weights/sd"}, scheduler="EulerDiscreteScheduler",
-               batch_size=2, usage_classes=["experiment", "internal"]),
-        _entry("tiny-sd-ref", kind="image-to-image", backend="diffusers-image",
-               source={"path": "../weights/sd"}, strength=0.7, batch_size=2),
-        _entry("tiny-sd-ip", kind="text-to-image", backend="diffusers-image",
-               source={"path": "../weights/sd"}, batch_size=2,
-               ip_adapter={"path": "../weights/ipa", "subfolder": "models",
-                           "weight_name": "ip-adapter_tiny.safetensors", "scale": 0.8}),
-        _entry("tiny-svd", kind="image-to-video", backend="diffusers-video",
-               source={"path": "../weights/svd"}, guidance=2.0, width=32, height=32, fps=7,
-               num_frames=4, call_args={"decode_chunk_size": 4, "motion_bucket_id": 100}),
-    ]
-    for doc in docs:
-        (folder / f"{doc['id']}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return folder
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -215,3 +216,15 @@ def build_tiny_ip_adapter(folder: Path, sd_folder: Path, seed: int = 0) -> Path:
     ))
     encoder.save_pretrained(str(models / "image_encoder"))
     return folder
+
+
+def entry_doc(id_: str, **fields: Any) -> dict[str, Any]:
+    """A ModelEntry document for tiny random test weights."""
+    doc = {
+        "schema": "ModelEntry.1", "id": id_, "licence": "test weights (random)",
+        "provenance": "random weights built by tests/tiny_models.py",
+        "usage_classes": ["experiment"], "dtype": "float32", "steps": 2, "guidance": 5.0,
+        "width": 64, "height": 64,
+    }
+    doc.update(fields)
+    return doc

@@ -65,6 +65,8 @@ class KeyframeBackend(Protocol):
 def _target(name: str) -> str:
     if name in BUILTIN:
         return BUILTIN[name]
+    if ":" in name:  # a backend by import path ("pkg.module:Class"), e.g. during development
+        return name
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:
             return ep.value
