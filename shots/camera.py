@@ -7,11 +7,15 @@ a time (never the whole clip in memory). Why this path and not a pure ffmpeg gra
   alternative for zoom/pan is ``perspective`` with per-frame expressions, and it cannot
   do the depth-layered parallax move at all.
 * Measured on this 2-core machine, 1920×1920 × 120 frames, push-in, libx264 veryfast
-  CRF 12: ``loop,perspective=interpolation=cubic:eval=frame`` 14.3 s; Python RGB
-  frames piped as rgb24 16.6 s; Python Y'CbCr planes piped as yuv420p (this module)
-  ≈ 9–11 s. Resampling the three planes separately touches half the samples of RGB
-  (chroma is resampled straight to quarter size) and ffmpeg has no colour conversion
-  left to do.
+  CRF 12, interleaved runs: ``loop,perspective=interpolation=cubic:eval=frame``
+  23.0 / 23.1 s wall (28.1 / 25.8 CPU-s); Python RGB frames piped as rgb24 16.6 /
+  33.3 s (25.8 / 24.1 CPU-s); Python Y'CbCr planes piped as yuv420p (this module)
+  22.7 / 19.5 s (26.2 / 27.4 CPU-s). A tie within this host's noise: the CRF 12
+  encode of a 1920×1920 frame is most of the cost (frame generation is ≈ 0.1 s of
+  one core per frame, the encoder uses both). This path was kept because it also
+  renders parallax, so every move shares one resampler and one encoder setup. Planes
+  rather than RGB: half the bytes through the pipe and no colour conversion left
+  for ffmpeg (whose default RGB→YUV matrix is BT.601, not 709).
 
 Resampling is ``PIL.Image.resize`` with a fractional ``box``: a separable bicubic filter
 over a sub-pixel source window, so the move is smooth at any speed. The keyframe is
@@ -181,13 +185,14 @@ class _Renderer:
         self.ow, self.oh = out_w, out_h
 
     def _box(self, v: _View, dx: float, chroma: bool) -> tuple[float, float, float, float]:
-        # Source window for this frame; shrink by float error so PIL never sees a box a
-        # hair outside the image.
+        # Source window for this frame. The moves are planned to stay inside the
+        # keyframe; the clamps only absorb float error (PIL refuses a box a hair
+        # outside the image).
         w, h = self.ow / v.zoom, self.oh / v.zoom
         x0 = min(max(v.cx + dx - w / 2, 0.0), self.sw - w)
         y0 = min(max(v.cy - h / 2, 0.0), self.sh - h)
         if not chroma:
-            return (x0, y0, x0 + w, y0 + h)
+            return (x0, y0, min(x0 + w, float(self.sw)), min(y0 + h, float(self.sh)))
         # 4:2:0 as H.264 expects it ("left" siting): a chroma sample sits on the even
         # luma column and halfway between two luma rows. Resampling the full-size
         # chroma to half size centres samples between columns, so move the window
@@ -266,16 +271,29 @@ def _flat_layer(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> _Layer:
 def _depth_layers(y: np.ndarray, cb: np.ndarray, cr: np.ndarray,
                   depth: np.ndarray) -> list[_Layer] | None:
     """Split the keyframe into 2..MAX_LAYERS layers by depth; None if the map is flat."""
-    qs = [float(np.quantile(depth, k / MAX_LAYERS)) for k in range(1, MAX_LAYERS)]
-    # Drop thresholds that do not separate anything (a map with few levels).
-    thresholds: list[float] = []
-    lo = float(depth.min())
-    for t in qs:
-        if t - (thresholds[-1] if thresholds else lo) > 0.02 and float(depth.max()) - t > 0.02:
-            thresholds.append(t)
+    # Evenly spaced depth levels between robust extremes (quantiles would put every
+    # threshold inside a large background and miss a small near subject).
+    lo, hi = (float(v) for v in np.quantile(depth, [0.005, 0.995]))
+    if hi - lo < 0.05:
+        return None
+    thresholds = [lo + (hi - lo) * k / MAX_LAYERS for k in range(1, MAX_LAYERS)]
+    # Merge layers that hold (almost) nothing, e.g. the middle of a two-level map.
+    min_share = 0.005 * depth.size
+    changed = True
+    while changed and thresholds:
+        changed = False
+        edges = [-1.0, *thresholds, 2.0]
+        for k in range(len(edges) - 1):
+            count = int(((depth >= edges[k]) & (depth < edges[k + 1])).sum())
+            if count < min_share:
+                # drop the threshold on the nearer side (or the farther, for the last band)
+                del thresholds[min(k, len(thresholds) - 1)]
+                changed = True
+                break
     if not thresholds:
         return None
     bounds = [-1.0, *thresholds, 2.0]
+    feather = 0.5 * (hi - lo) / MAX_LAYERS
     means = [float(depth[(depth >= bounds[k]) & (depth < bounds[k + 1])].mean())
              for k in range(len(bounds) - 1)]
     span = max(means[-1] - means[0], 1e-6)
@@ -289,7 +307,11 @@ def _depth_layers(y: np.ndarray, cb: np.ndarray, cr: np.ndarray,
         valid = np.asarray(valid_im) > 127
         if not valid.any():
             valid = band
-        nearer = depth >= bounds[k + 1]
+        # Pixels this layer must invent: those nearer than the end of the next
+        # layer's cross-fade (below). Within the cross-fade both layers keep real
+        # pixels, so a continuous surface (a floor receding in depth) blends between
+        # two shifted copies instead of tearing along the threshold.
+        nearer = depth >= bounds[k + 1] + feather / 2
         if nearer.any():
             fy, fcb, fcr = _push_pull_fill([y, cb, cr], valid)
             # Keep the original pixels wherever this layer is itself visible.
@@ -303,8 +325,12 @@ def _depth_layers(y: np.ndarray, cb: np.ndarray, cr: np.ndarray,
         layer = _flat_layer(fy, fcb, fcr)
         layer.shift = shift
         if k > 0:
-            # Everything at or nearer than this layer, anti-aliased by a small blur.
-            mask = Image.fromarray(((depth >= bounds[k]) * 255).astype(np.uint8))
+            # Everything at or nearer than this layer, cross-faded over ``feather`` of
+            # depth (a depth step, i.e. an object's edge, stays sharp) and anti-aliased
+            # by a small blur.
+            ramp = np.clip((depth - bounds[k]) / feather + 0.5, 0.0, 1.0)
+            ramp = ramp * ramp * (3 - 2 * ramp)
+            mask = Image.fromarray(np.rint(ramp * 255).astype(np.uint8))
             mask = mask.filter(ImageFilter.GaussianBlur(1.2))
             layer.alpha = mask
             layer.alpha_c = _pad(mask, CHROMA_PAD)

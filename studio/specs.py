@@ -90,6 +90,8 @@ class ChannelSpec(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> ChannelSpec:
         if self.kind == "video":
+            if self.codec == "hevc" and self.profile == "high":
+                self.profile = "main"  # the field's default is H.264's; HEVC has no "high"
             if self.codec not in ("h264", "hevc"):
                 raise ValueError(f"a video spec needs codec h264 or hevc, not {self.codec}")
             if self.crf is None and self.video_bitrate is None:

@@ -22,6 +22,16 @@ from pathlib import Path
 CHUNK = 1 << 20
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes files readable by their owner only; finished outputs get the usual mode.
+FILE_MODE = 0o666 & ~_umask()
+
+
 @dataclass(frozen=True)
 class MediaRef:
     """A reference to bytes in the store."""
@@ -58,6 +68,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -79,6 +90,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -112,6 +124,7 @@ class Store:
             tmp.unlink(missing_ok=True)
         else:
             dest.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(tmp, FILE_MODE)
             os.replace(tmp, dest)
         return ref
 

@@ -35,10 +35,13 @@ def _rate(meta: dict[str, Any], fallback: float) -> Fraction:
     return Fraction(r) if r else Fraction(fallback).limit_denominator(1001)
 
 
-def conform_clips(timeline_path: Path, master_size: tuple[int, int]) -> list[Any]:
-    from timelines.conform import ConformClip
+def conform_clips(timeline_path: Path) -> list[Any]:
+    """The timeline's clips as the conform needs them; sizes are measured from the media
+    (a video model's clips need not match the keyframe size)."""
+    from timelines.conform import ConformClip, probe
 
     tl = otio.adapters.read_from_file(str(timeline_path))
+    sizes: dict[Path, tuple[int, int]] = {}
     out = []
     for clip in tl.find_clips():
         meta = dict(clip.metadata.get("studio", {}))
@@ -47,9 +50,13 @@ def conform_clips(timeline_path: Path, master_size: tuple[int, int]) -> list[Any
         start = round(sr.start_time.to_frames(float(rate)))
         frames = round(sr.duration.to_frames(float(rate)))
         focus = tuple(meta.get("focus", (0.5, 0.5)))
+        path = url_to_path(clip.media_reference.target_url)
+        if path not in sizes:
+            info = probe(path)
+            sizes[path] = (int(info["width"]), int(info["height"]))
         out.append(ConformClip(
-            path=url_to_path(clip.media_reference.target_url), start_frame=start, frames=frames,
-            rate=rate, width=master_size[0], height=master_size[1],
+            path=path, start_frame=start, frames=frames,
+            rate=rate, width=sizes[path][0], height=sizes[path][1],
             focus=(float(focus[0]), float(focus[1])), name=clip.name,
         ))
     return out
@@ -96,7 +103,7 @@ def conform_deliverables(ctx: RunContext) -> None:
     lut = ctx.catalog.lut_path(ctx.style)
     for spec in ctx.video_specs:
         tl = ctx.timelines["edit"]
-        clips = conform_clips(tl["path"], ctx.master_size)
+        clips = conform_clips(tl["path"])
         out = ctx.work_dir / "deliverables" / spec.name / f"{ctx.file_stem(spec.name)}.mp4"
         last = [0.0]
 

@@ -1,0 +1,483 @@
+"""Conform and encode: one ffmpeg filter graph per deliverable, stills with PIL.
+
+A deliverable is made in a single ffmpeg process: every clip is trimmed, reframed with
+``crop_box`` (never stretched), scaled, concatenated, retimed to the channel's rate,
+finished (LUT, grain, sharpen) and encoded in one pass, so frames are decoded once and
+never touch the disk or Python in between (a 1080p grade costs as much as the encode:
+doing it in a separate pass would double the time).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import IO, Any
+
+import ffmpeg
+from PIL import Image, ImageFilter
+
+from studio.errors import StageError
+from studio.specs import ChannelSpec
+from studio.store import atomic_output, atomic_write_bytes
+from timelines.reframe import Crop, crop_box
+
+CODE_VERSION = "conform.1"
+
+GRAIN_MAX_STRENGTH = 12  # ffmpeg `noise` strength at grain = 1 (of 100): visible, not ugly
+SHARPEN_AMOUNT = 0.6  # `unsharp` luma amount per unit of sharpen (sharpen <= 2 -> <= 1.2)
+JPEG_QUALITY = (50, 95)  # binary search range for stills
+
+
+@dataclass(frozen=True)
+class ConformClip:
+    """One cut of the edit: ``frames`` frames of ``path`` from ``start_frame`` (in the
+    clip's own frames; handles lie outside the range)."""
+
+    path: Path
+    start_frame: int
+    frames: int
+    rate: Fraction
+    width: int
+    height: int
+    focus: tuple[float, float]
+    name: str
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _rate_str(rate: Fraction) -> str:
+    return f"{rate.numerator}/{rate.denominator}"
+
+
+def _bits(value: str) -> int:
+    """"8M" -> 8_000_000, "384k" -> 384_000, "5000000" -> 5_000_000."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([kM]?)", value)
+    if not m:
+        raise ValueError(f"not a bitrate: {value!r}")
+    scale = {"": 1, "k": 1_000, "M": 1_000_000}[m.group(2)]
+    return int(float(m.group(1)) * scale)
+
+
+def _crop_dict(name: str, crop: Crop) -> dict[str, Any]:
+    return {"clip": name, "x": crop.x, "y": crop.y, "w": crop.w, "h": crop.h,
+            "zoom": crop.zoom, "focus_in_safe": crop.focus_in_safe}
+
+
+def _timing(clips: list[ConformClip], spec: ChannelSpec) -> tuple[Fraction, int]:
+    """Cut duration (exact) and the number of frames ffmpeg's ``fps`` filter makes of it.
+
+    ``fps`` (round=near) rounds the end-of-stream time to the nearest output frame and
+    emits every frame before it: round(duration × R), halves up."""
+    duration = sum((Fraction(c.frames) / Fraction(c.rate) for c in clips), Fraction(0))
+    return duration, math.floor(duration * spec.rate + Fraction(1, 2))
+
+
+def _check_clips(clips: list[ConformClip], spec: ChannelSpec) -> None:
+    where = {"stage": "conform", "field": spec.name}
+    if spec.kind != "video":
+        raise StageError(f"spec {spec.name} is a {spec.kind} spec, not video",
+                         fix="conform stills with conform_still", **where)
+    if not clips:
+        raise StageError("the edit has no clips", fix="add at least one shot to the timeline",
+                         **where)
+    for c in clips:
+        if c.frames < 1 or c.start_frame < 0:
+            raise StageError(
+                f"clip {c.name}: source range starts at frame {c.start_frame} "
+                f"and lasts {c.frames} frames",
+                fix="give every cut a start >= 0 and at least one frame", **where)
+        if Fraction(c.rate) <= 0:
+            raise StageError(f"clip {c.name}: frame rate {c.rate} is not positive",
+                             fix="probe the clip for its rate", **where)
+        if not Path(c.path).is_file():
+            raise StageError(f"clip {c.name}: {c.path} does not exist",
+                             fix="re-render the shot's clip (stage clips)", **where)
+
+
+# ---------------------------------------------------------------------------- video
+
+
+def _clip_stream(clip: ConformClip, spec: ChannelSpec, seen: dict[tuple[str, str], int]
+                 ) -> tuple[Any, Crop]:
+    """Input and per-clip graph: seek, trim, reframe, scale."""
+    rate = Fraction(clip.rate)
+    input_opts: dict[str, Any] = {}
+    if clip.start_frame > 0:
+        # Seek the input to half a frame before the cut, so ffmpeg skips decoding the
+        # head handle; half a frame of slack keeps the first kept frame exact even if
+        # timestamps are rounded. The trim below then counts from the cut's first frame.
+        input_opts["ss"] = f"{float((clip.start_frame - Fraction(1, 2)) / rate):.6f}"
+    key = (str(clip.path), input_opts.get("ss", ""))
+    if key in seen:
+        # The same master cut twice at the same point. typed-ffmpeg would merge equal
+        # inputs into one, and one decoder feeding two trims buffers the second cut's
+        # frames in memory until concat reaches it; a harmless distinct option keeps
+        # them separate inputs.
+        seen[key] += 1
+        input_opts["thread_queue_size"] = 8 + seen[key]
+    else:
+        seen[key] = 0
+    src = ffmpeg.input(str(clip.path), **input_opts)
+    crop = crop_box(clip.width, clip.height, spec, clip.focus)
+    # 4:2:0 sources crop on the chroma grid: ffmpeg would round odd offsets down anyway,
+    # do it here so the reported crop is the one applied.
+    crop = Crop(crop.x // 2 * 2, crop.y // 2 * 2, crop.w, crop.h, crop.zoom, crop.focus_in_safe)
+    v = src.video.trim(start_frame=0, end_frame=clip.frames).setpts(expr="PTS-STARTPTS")
+    if clip.frames == 1:
+        # concat ends a segment at last pts × n/(n-1) (the mean frame duration), which
+        # gives a one-frame cut no duration at all: the next cut would land on it. Add
+        # a clone half a frame later so the segment ends exactly one frame in; fps
+        # below drops the clone.
+        v = v.tpad(stop=1, stop_mode="clone").setpts(
+            expr=f"N*{rate.denominator}/({2 * rate.numerator}*TB)")
+    v = (
+        v.crop(out_w=crop.w, out_h=crop.h, x=crop.x, y=crop.y)
+        .scale(w=spec.width, h=spec.height, flags="lanczos", out_color_matrix="bt709",
+               out_range="tv")
+        .setsar(sar="1")
+    )
+    return v, crop
+
+
+def _encoder_options(spec: ChannelSpec, preset: str, threads: int | None) -> dict[str, Any]:
+    rate = spec.rate
+    gop = max(1, round(spec.gop_seconds * rate))
+    opts: dict[str, Any] = {}
+    if spec.codec == "hevc":
+        opts["c:v"] = "libx265"
+        opts["tag:v"] = "hvc1"  # Apple players refuse the default hev1 tag
+        opts["x265-params"] = (f"keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0:"
+                               f"bframes={spec.bframes}:log-level=error")
+    else:
+        opts["c:v"] = "libx264"
+        opts["x264-params"] = "open_gop=0"
+    opts["preset"] = preset
+    if spec.crf is not None:
+        opts["crf"] = spec.crf  # quality-targeted; max_bitrate below caps it
+    else:
+        assert spec.video_bitrate is not None
+        opts["b:v"] = spec.video_bitrate
+    if spec.max_bitrate:
+        opts["maxrate"] = spec.max_bitrate
+        opts["bufsize"] = str(2 * _bits(spec.max_bitrate))  # two seconds of VBV at the cap
+    if spec.profile:
+        opts["profile:v"] = spec.profile
+    opts["pix_fmt"] = spec.pix_fmt
+    # Fixed, closed GOPs: every gop_seconds a keyframe that nothing references across,
+    # so deliverables can be cut and stream-copied at any GOP boundary.
+    opts["g"] = gop
+    opts["keyint_min"] = gop
+    opts["sc_threshold"] = 0
+    opts["bf"] = spec.bframes
+    opts["flags"] = "+cgop"
+    opts["colorspace"] = "bt709"
+    opts["color_primaries"] = "bt709"
+    opts["color_trc"] = "bt709"
+    opts["color_range"] = "tv"
+    opts["r"] = _rate_str(rate)
+    opts["movflags"] = "+faststart"
+    if threads:
+        opts["threads"] = threads
+    return opts
+
+
+def _build(clips: list[ConformClip], spec: ChannelSpec, out: Path, *, preset: str,
+           lut: Path | None, grain: float, sharpen: float, audio: Path | None,
+           threads: int | None) -> tuple[list[str], list[Crop], Fraction, int]:
+    _check_clips(clips, spec)
+    duration, n_out = _timing(clips, spec)
+    seen: dict[tuple[str, str], int] = {}
+    streams = []
+    crops: list[Crop] = []
+    for clip in clips:
+        v, crop = _clip_stream(clip, spec, seen)
+        streams.append(v)
+        crops.append(crop)
+    if len(streams) > 1:
+        video = ffmpeg.filters.concat(*streams, n=len(streams), v=1, a=0).video(0)
+    else:
+        video = streams[0]
+    # Clips may be cut at another edit rate (30 -> 25): retime once, after the concat.
+    video = video.fps(fps=_rate_str(spec.rate))
+    if lut is not None:
+        if not Path(lut).is_file():
+            raise StageError(f"LUT {lut} does not exist", fix="fix the style pack's finishing.lut",
+                             stage="conform", field=spec.name)
+        # Convert to RGB and back explicitly: the converters ffmpeg would insert on its
+        # own write BT.601 when going back to YUV.
+        video = (
+            video.scale(in_color_matrix="bt709", in_range="tv").format(pix_fmts="gbrp")
+            .lut3d(file=str(lut))
+            .scale(out_color_matrix="bt709", out_range="tv")
+        )
+    if grain > 0:
+        s = max(1, round(min(grain, 1.0) * GRAIN_MAX_STRENGTH))
+        # Temporal (t) uniform (u) grain, mostly in luma as film grain is.
+        video = video.noise(c0_strength=s, c0_flags="t+u", c1_strength=s // 3, c1_flags="t+u",
+                            c2_strength=s // 3, c2_flags="t+u")
+    if sharpen > 0:
+        video = video.unsharp(luma_msize_x=5, luma_msize_y=5,
+                              luma_amount=round(min(sharpen, 2.0) * SHARPEN_AMOUNT, 3))
+    video = video.format(pix_fmts=spec.pix_fmt)
+
+    seconds = f"{float(duration):.6f}"
+    outputs: list[Any] = [video]
+    opts = _encoder_options(spec, preset, threads)
+    if audio is not None:
+        if not Path(audio).is_file():
+            raise StageError(f"audio {audio} does not exist", fix="re-run the audio stage",
+                             stage="conform", field=spec.name)
+        # Exactly the picture's length: cut longer audio, pad shorter with silence.
+        a = (ffmpeg.input(str(audio)).audio.atrim(end=seconds).asetpts(expr="PTS-STARTPTS")
+             .apad(whole_dur=seconds))
+        outputs.append(a)
+        # -ar rather than an aresample filter (ffmpeg 5.1 snag with some layouts).
+        opts.update({"c:a": "aac", "b:a": spec.audio_bitrate, "ar": spec.audio_rate})
+    else:
+        opts["an"] = True
+    node = ffmpeg.output(*outputs, filename=str(out), extra_options=opts)
+    node = node.global_args(hide_banner=True, stdin=False, loglevel="warning", y=True,
+                            progress="pipe:1", stats=False,
+                            **({"filter_complex_threads": threads} if threads else {}))
+    return node.compile(), crops, duration, n_out
+
+
+def build_video_command(
+    clips: list[ConformClip],
+    spec: ChannelSpec,
+    out: Path,
+    *,
+    preset: str = "veryfast",
+    lut: Path | None = None,
+    grain: float = 0.0,
+    sharpen: float = 0.0,
+    audio: Path | None = None,
+    threads: int | None = None,
+) -> list[str]:
+    """The ffmpeg argument list that makes ``out`` from ``clips`` for ``spec``."""
+    cmd, _, _, _ = _build(clips, spec, out, preset=preset, lut=lut, grain=grain,
+                          sharpen=sharpen, audio=audio, threads=threads)
+    return cmd
+
+
+def _drain(pipe: IO[bytes], tail: deque[str]) -> None:
+    # stderr on a thread: we read progress from stdout, and a full stderr pipe would
+    # otherwise stall ffmpeg.
+    for line in iter(pipe.readline, b""):
+        tail.append(line.decode("utf-8", "replace").rstrip())
+
+
+def _run(cmd: list[str], total_frames: int, progress: Callable[[float], None] | None,
+         fail: Callable[[str], StageError]) -> None:
+    tail: deque[str] = deque(maxlen=30)
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+    except OSError as e:
+        raise fail(f"cannot start ffmpeg: {e}") from e
+    assert proc.stdout is not None and proc.stderr is not None
+    reader = threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True)
+    reader.start()
+    try:
+        for raw in proc.stdout:
+            key, _, value = raw.decode("ascii", "replace").strip().partition("=")
+            if key == "frame" and progress is not None and total_frames > 0:
+                try:
+                    progress(min(int(value) / total_frames, 1.0))
+                except ValueError:
+                    pass
+        rc = proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    reader.join(timeout=5)
+    if rc != 0:
+        lines = [ln for ln in tail if ln.strip()][-6:]
+        raise fail(f"ffmpeg exited {rc}: " + (" | ".join(lines) or "no message"))
+    if progress is not None:
+        progress(1.0)
+
+
+def conform_video(
+    clips: list[ConformClip],
+    spec: ChannelSpec,
+    out: Path,
+    *,
+    progress: Callable[[float], None] | None = None,
+    preset: str = "veryfast",
+    lut: Path | None = None,
+    grain: float = 0.0,
+    sharpen: float = 0.0,
+    audio: Path | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Encode the edit for ``spec`` into ``out`` (atomically: a failure leaves nothing)."""
+    out = Path(out)
+    with atomic_output(out) as tmp:
+        cmd, crops, duration, n_out = _build(clips, spec, tmp, preset=preset, lut=lut,
+                                             grain=grain, sharpen=sharpen, audio=audio,
+                                             threads=threads)
+
+        def fail(what: str) -> StageError:
+            return StageError(f"encoding {spec.name} failed: {what}",
+                              fix="check the clips and the spec's encoder settings",
+                              stage="conform", field=spec.name)
+
+        _run(cmd, n_out, progress, fail)
+    # Record the command as it would be run for ``out`` (the temp name is incidental).
+    recorded = [str(out) if a == str(tmp) else a for a in cmd]
+    return {
+        "command": recorded,
+        "crops": [_crop_dict(c.name, crop) for c, crop in zip(clips, crops, strict=True)],
+        "frames": n_out,
+        "duration": float(duration),
+        "code_version": CODE_VERSION,
+    }
+
+
+# ---------------------------------------------------------------------------- probe
+
+
+def probe(path: Path) -> dict[str, Any]:
+    """What ffprobe says about the first video stream and the container."""
+    cmd = ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise StageError(f"cannot run ffprobe on {path}: {e}", fix="install ffmpeg",
+                         stage="conform") from e
+    if res.returncode != 0:
+        raise StageError(f"ffprobe cannot read {path}: {res.stderr.strip()[-300:]}",
+                         fix="re-render the file", stage="conform")
+    data = json.loads(res.stdout)
+    streams = data.get("streams", [])
+    fmt = data.get("format", {})
+    video = next((s for s in streams if s.get("codec_type") == "video"), None)
+    if video is None:
+        raise StageError(f"{path} has no video stream", fix="re-render the file", stage="conform")
+
+    def num(v: Any, kind: type) -> Any:
+        try:
+            return kind(v) if v not in (None, "N/A") else None
+        except (TypeError, ValueError):
+            return None
+
+    fps = None
+    for key in ("r_frame_rate", "avg_frame_rate"):
+        raw = video.get(key)
+        if raw and raw != "0/0":
+            fps = Fraction(raw)
+            break
+    duration = num(fmt.get("duration"), float)
+    if duration is None:
+        duration = num(video.get("duration"), float)
+    return {
+        "width": int(video["width"]),
+        "height": int(video["height"]),
+        "fps": fps,
+        "codec": video.get("codec_name"),
+        "pix_fmt": video.get("pix_fmt"),
+        "duration": duration,
+        "nb_frames": num(video.get("nb_frames"), int),
+        "size": num(fmt.get("size"), int),
+        "profile": video.get("profile"),
+        "color_space": video.get("color_space"),
+        "color_primaries": video.get("color_primaries"),
+        "color_transfer": video.get("color_transfer"),
+        "sample_aspect_ratio": video.get("sample_aspect_ratio"),
+        "has_audio": any(s.get("codec_type") == "audio" for s in streams),
+    }
+
+
+# ---------------------------------------------------------------------------- stills
+
+
+def _encode_jpeg(im: Image.Image, quality: int) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=quality, subsampling=2, progressive=True, optimize=True)
+    return buf.getvalue()
+
+
+def _encode_png(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def conform_still(image: Path, focus: tuple[float, float], spec: ChannelSpec, out: Path, *,
+                  sharpen: float = 0.0) -> dict[str, Any]:
+    """Reframe ``image`` for a still spec and encode it at the best quality that fits the
+    spec's byte limit."""
+    where = {"stage": "conform", "field": spec.name}
+    if spec.kind != "still":
+        raise StageError(f"spec {spec.name} is a {spec.kind} spec, not a still",
+                         fix="conform video with conform_video", **where)
+    try:
+        with Image.open(image) as src:
+            src.load()
+            im = src.convert("RGB")
+    except (OSError, ValueError) as e:
+        raise StageError(f"cannot read {image}: {e}", fix="re-render the keyframe", **where) from e
+    crop = crop_box(im.width, im.height, spec, focus)
+    # Resize straight from the crop box (one resampling, no intermediate image).
+    im = im.resize((spec.width, spec.height), Image.LANCZOS,
+                   box=(crop.x, crop.y, crop.x + crop.w, crop.y + crop.h))
+    if sharpen > 0:
+        # Mild: downscaling with Lanczos is already crisp; this only restores a little
+        # bite lost to small sizes.
+        im = im.filter(ImageFilter.UnsharpMask(radius=1.0, percent=round(min(sharpen, 2.0) * 40),
+                                               threshold=2))
+    limit = spec.max_file_size
+    crop_info = {k: v for k, v in _crop_dict("", crop).items() if k != "clip"}
+    quality: int | None = None
+    if spec.codec == "jpeg":
+        lo, hi = JPEG_QUALITY
+        smallest = _encode_jpeg(im, lo)
+        if limit is not None and len(smallest) > limit:
+            raise StageError(
+                f"the smallest JPEG reached is {len(smallest)} bytes (quality {lo}), "
+                f"over the {limit}-byte limit",
+                fix="use a simpler image or raise the spec's max_file_size", **where)
+        best = (lo, smallest)
+        lo += 1
+        # File size grows with quality (almost always monotonically): binary search the
+        # highest quality that fits.
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            data = _encode_jpeg(im, mid)
+            if limit is None or len(data) <= limit:
+                best = (mid, data)
+                lo = mid + 1
+            else:
+                hi = mid - 1
+        quality, data = best[0], best[1]
+        fmt = "jpeg"
+    else:
+        data = _encode_png(im)
+        fmt = "png"
+        if limit is not None and len(data) > limit:
+            # A 256-colour palette (with dithering) usually shrinks a PNG 2-3x.
+            pal = im.quantize(colors=256, method=Image.Quantize.MEDIANCUT,
+                              dither=Image.Dither.FLOYDSTEINBERG)
+            small = _encode_png(pal)
+            if len(small) > limit:
+                raise StageError(
+                    f"the smallest PNG reached is {len(small)} bytes (256-colour palette), "
+                    f"over the {limit}-byte limit",
+                    fix="use a JPEG spec, a simpler image, or raise the spec's max_file_size",
+                    **where)
+            data, fmt = small, "png-palette"
+    atomic_write_bytes(out, data)
+    return {"quality": quality, "bytes": len(data), "crop": crop_info, "format": fmt,
+            "width": spec.width, "height": spec.height, "code_version": CODE_VERSION}
