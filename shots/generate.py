@@ -12,6 +12,7 @@ import io
 import json
 import os
 import socket
+import threading
 import time
 from typing import Any
 
@@ -69,6 +70,9 @@ class KeyframeWorker:
         self.store = Store(store_root)
         self.specs = [ChannelSpec.model_validate(s) for s in specs]
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        # One backend call at a time (a pipeline's scheduler is stateful); post-processing
+        # runs outside the lock so two in-flight tasks overlap GPU and CPU work.
+        self._backend_lock = threading.Lock()
 
     def describe(self) -> dict[str, Any]:
         return self.backend.describe()
@@ -81,13 +85,14 @@ class KeyframeWorker:
         seeds = [it["seed"] for it in job["items"]]
         refs = [self.store.find(x) for x in prompt.get("reference_images", [])]
         kwargs: dict[str, Any] = {"references": refs} if refs else {}
-        t0 = time.monotonic()
-        if len(seeds) > 1 and hasattr(self.backend, "generate_batch"):
-            frames = self.backend.generate_batch(prompt, seeds, w, h, **kwargs)
-        else:
-            frames = [self.backend.generate(prompt, seed, w, h, **kwargs) for seed in seeds]
-        seconds = (time.monotonic() - t0) / len(seeds)
-        describe = self.backend.describe()
+        with self._backend_lock:
+            t0 = time.monotonic()
+            if len(seeds) > 1 and hasattr(self.backend, "generate_batch"):
+                frames = self.backend.generate_batch(prompt, seeds, w, h, **kwargs)
+            else:
+                frames = [self.backend.generate(prompt, seed, w, h, **kwargs) for seed in seeds]
+            seconds = (time.monotonic() - t0) / len(seeds)
+            describe = self.backend.describe()
         items = []
         for it, kf in zip(job["items"], frames, strict=True):
             image = self.store.put_bytes(png_bytes(kf.image), ".png")
@@ -134,51 +139,81 @@ def plan_resources(ctx: RunContext) -> tuple[dict[str, float], int]:
     )
 
 
-def warm_actors(ctx: RunContext, resources: dict[str, float], count: int) -> tuple[list[Any], bool]:
-    """Actors that already hold this backend and model are reused (named, per model);
-    missing ones are started. On a cluster they outlive the run, so the next job finds
-    the model loaded; a local Ray ends with the process anyway."""
-    import os as _os
+class KeyframePool:
+    """Warm keyframe actors for one backend and model, and the jobs run over them.
+
+    Actors are named per backend + options, so an actor that already holds the model is
+    reused before any new one is started; on a cluster they outlive the run (detached),
+    so the next job finds the model loaded. GPU actors take two tasks at a time: the
+    backend call is serialised by the worker's lock, and the PNG encode, scoring and
+    store write of one batch overlap the next batch's GPU work.
+    """
+
+    def __init__(self, backend: str, options: dict[str, Any], store_root: str,
+                 specs: list[dict[str, Any]], resources: dict[str, float], count: int,
+                 keep: bool = False) -> None:
+        from ray.util import ActorPool
+
+        key = hashlib.sha256(json.dumps([backend, options], sort_keys=True, default=str).encode()).hexdigest()[:12]
+        cls = worker_class(resources)
+        concurrency = 2 if resources.get("num_gpus") else 1
+        self.keep = keep
+        self.actors = []
+        for i in range(count):
+            opts: dict[str, Any] = {"name": f"studio-kf-{backend}-{key}-{i}", "namespace": "studio",
+                                    "get_if_exists": True, "max_concurrency": concurrency}
+            if keep:
+                opts["lifetime"] = "detached"
+            self.actors.append(cls.options(**opts).remote(backend, options, store_root, specs))
+        self.pool = ActorPool(self.actors * concurrency)
+
+    def run(self, jobs: list[dict[str, Any]]) -> Any:
+        """Results as they finish (any order)."""
+        return self.pool.map_unordered(lambda a, j: a.generate.remote(j), jobs)
+
+    def close(self) -> None:
+        import ray
+
+        if not self.keep:
+            for a in self.actors:
+                ray.kill(a, no_restart=True)
 
 
-    cls = worker_class(resources)
-    key = hashlib.sha256(json.dumps([ctx.backend, ctx.backend_options], sort_keys=True,
-                                    default=str).encode()).hexdigest()[:12]
-    keep = bool(_os.environ.get("RAY_ADDRESS")) and ctx.settings.keep_actors_warm
-    specs = [s.model_dump(mode="json", by_alias=True) for s in ctx.specs]
-    actors = []
-    for i in range(count):
-        opts: dict[str, Any] = {"name": f"studio-kf-{ctx.backend}-{key}-{i}", "namespace": "studio",
-                                "get_if_exists": True}
-        if keep:
-            opts["lifetime"] = "detached"
-        actors.append(cls.options(**opts).remote(ctx.backend, ctx.backend_options,
-                                                 str(ctx.store.root.resolve()), specs))
-    return actors, keep
-
-
-def generate_candidates(ctx: RunContext) -> None:
-    import ray
-    from ray.util import ActorPool
-
-    w, h = ctx.master_size
-    batch = ctx.keyframe_model.batch_size if ctx.keyframe_model else 1
+def make_jobs(shots: list[Any], width: int, height: int, batch: int) -> list[dict[str, Any]]:
+    """One job per batch of seeds of one shot: small dicts, never pixels."""
     jobs: list[dict[str, Any]] = []
-    for shot in ctx.shots:
+    for shot in shots:
         for start in range(0, len(shot.seeds), batch):
             idx = range(start, min(start + batch, len(shot.seeds)))
             jobs.append({
                 "id": f"{shot.shot_id}/{start}", "shot_id": shot.shot_id, "beat_id": shot.beat_id,
                 "items": [{"index": i, "seed": shot.seeds[i]} for i in idx],
-                "prompt": shot.prompt, "prompt_hash": shot.prompt_hash, "width": w, "height": h,
+                "prompt": shot.prompt, "prompt_hash": shot.prompt_hash, "width": width, "height": height,
             })
+    return jobs
+
+
+def generate_candidates(ctx: RunContext) -> None:
+    import os as _os
+
+    import ray
+
+    w, h = ctx.master_size
+    jobs = make_jobs(ctx.shots, w, h, ctx.keyframe_model.batch_size if ctx.keyframe_model else 1)
     resources, capacity = plan_resources(ctx)
-    actors, keep = warm_actors(ctx, resources, max(1, min(len(jobs), capacity)))
-    pool = ActorPool(actors)
+    pool = KeyframePool(
+        ctx.backend, ctx.backend_options, str(ctx.store.root.resolve()),
+        [s.model_dump(mode="json", by_alias=True) for s in ctx.specs], resources,
+        max(1, min(len(jobs), capacity)),
+        # Only model actors stay warm between jobs (loading weights is what warmth saves);
+        # procedural actors would just hold CPUs the clips stage needs.
+        keep=bool(_os.environ.get("RAY_ADDRESS")) and ctx.settings.keep_actors_warm
+        and ctx.keyframe_model is not None,
+    )
     by_id = {j["id"]: j for j in jobs}
     seen: set[tuple[str, int]] = set()
     try:
-        for res in pool.map_unordered(lambda a, j: a.generate.remote(j), jobs):
+        for res in pool.run(jobs):
             job = by_id[res["job"]]
             for item in res["items"]:
                 # A retried task after an actor restart returns the same items again only if
@@ -196,9 +231,7 @@ def generate_candidates(ctx: RunContext) -> None:
             fix="see the worker log (ray logs) and the backend's settings", stage="candidates",
         ) from e
     finally:
-        if not keep:
-            for a in actors:
-                ray.kill(a, no_restart=True)
+        pool.close()
     for shot in ctx.shots:
         ctx.candidates[shot.shot_id].sort(key=lambda c: c.index)
 
