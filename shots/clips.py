@@ -112,7 +112,7 @@ def render_clips(ctx: RunContext) -> None:
             "depth": cand.depth.to_dict() if cand.depth else None, "move": shot.camera,
             "rate": f"{ctx.edit_rate.numerator}/{ctx.edit_rate.denominator}",
             "frames": shot.frames + 2 * shot.handles, "crf": ctx.settings.clip_crf,
-            "preset": ctx.settings.x264_preset, "prompt": shot.prompt, "seed": cand.seed,
+            "preset": ctx.settings.clip_preset, "prompt": shot.prompt, "seed": cand.seed,
             "width": ctx.master_size[0], "height": ctx.master_size[1],
         })
     refs = {submit(j): j for j in jobs}

@@ -27,6 +27,10 @@ class StudioGroup(click.Group):
             return super().invoke(ctx)
         except StudioError as e:
             _fail(e)
+        except KeyboardInterrupt:
+            click.echo("studio: cancelled; nothing was published and the run is recorded as cancelled",
+                       err=True)
+            sys.exit(130)
 
 
 @click.group(cls=StudioGroup)

@@ -50,7 +50,7 @@ class Run(SQLModel, table=True):
     # A run is a job, not a version: its status moves from running to a final state.
     id: str = Field(primary_key=True)
     brief_version_id: int = Field(foreign_key="briefversion.id", index=True)
-    status: str = "running"  # running | succeeded | failed
+    status: str = "running"  # running | succeeded | failed | cancelled
     out_dir: str = ""
     code_version: str = ""
     settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

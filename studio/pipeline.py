@@ -201,7 +201,10 @@ def render(
         with Session(engine) as s:
             run = s.get(db.Run, run_id)
             if run is not None:
-                run.status, run.finished_at = "failed", db.now()
+                # Ctrl-C (or a job's SIGINT) cancels: the work folder is gone, the pool's
+                # actors were killed by their stage, and the record says so.
+                status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
+                run.status, run.finished_at = status, db.now()
                 run.error = e.line() if isinstance(e, StudioError) else f"{type(e).__name__}: {e}"
                 s.add(run)
                 s.commit()

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     )
     x264_preset: str = Field(default="veryfast", description="libx264 preset for deliverables.")
     clip_crf: int = Field(default=12, description="CRF of the near-lossless shot masters.")
+    clip_preset: str = Field(
+        default="ultrafast",
+        description="libx264 preset of shot masters: intermediates, so encode and decode speed "
+        "matter more than their size",
+    )
 
     @property
     def store_root(self) -> Path:

@@ -119,3 +119,31 @@ def test_show_unknown_run(tmp_path: Path) -> None:
     r = studio("show", "run_doesnotexist", home=tmp_path)
     assert r.returncode == 2
     assert "studio: error: RUN: no run 'run_doesnotexist' — list them with `studio runs`" in r.stderr
+
+
+def test_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
+    """SIGINT mid-run: pending work stops, nothing is published, the run says cancelled."""
+    import json
+    import signal
+    import time
+
+    env = {**os.environ, "STUDIO_HOME": str(tmp_path / "home"), "RAY_USAGE_STATS_ENABLED": "0",
+           "STUDIO_RAY_NUM_CPUS": "1"}
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "studio", "render", str(EXAMPLE_BRIEF), "--out", str(out),
+                          "--log-json"], stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                         stdin=subprocess.DEVNULL)
+    assert p.stderr is not None
+    deadline = time.monotonic() + 120
+    for line in p.stderr:  # wait until a candidate has been made, then interrupt
+        if '"event": "progress"' in line and '"stage": "candidates"' in line:
+            p.send_signal(signal.SIGINT)
+            break
+        assert time.monotonic() < deadline
+    rest = p.stderr.read()
+    assert p.wait(timeout=60) == 130, rest
+    assert "studio: cancelled" in rest
+    assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
+    r = studio("runs", "--json", home=tmp_path / "home")
+    (run,) = json.loads(r.stdout)
+    assert run["status"] == "cancelled"
