@@ -300,3 +300,28 @@ def test_png_still_and_palette_fallback(catalog: Catalog, keyframe: Path, tmp_pa
     with pytest.raises(StageError, match="smallest PNG"):
         conform_still(keyframe, (0.5, 0.5), spec.model_copy(update={"max_file_size": 1000}),
                       tmp_path / "no.png")
+
+
+def test_leaderboard_fits_the_whole_subject_without_stretching(catalog: Catalog, tmp_path: Path) -> None:
+    """728x90 from a square master: a crop would cut through the subject, so the subject
+    band is fitted to the banner height, on its composition side, undistorted."""
+    size, bar_w, bar_h = 960, 96, 384  # subject: 40% of the frame tall, a 1:4 bar
+    img = np.full((size, size, 3), (30, 40, 90), dtype=np.uint8)
+    cx, cy = size // 3, size // 2
+    img[cy - bar_h // 2:cy + bar_h // 2, cx - bar_w // 2:cx + bar_w // 2] = (250, 200, 40)
+    src = tmp_path / "master.png"
+    Image.fromarray(img).save(src)
+    out = tmp_path / "lb.jpg"
+    res = conform_still(src, (1 / 3, 0.5), catalog.spec("banner-728x90"), out, subject_scale=0.4)
+    assert res["crop"]["mode"] == "fit-subject"
+    got = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert got.shape == (90, 728, 3)
+    yellow = (got[..., 0] > 180) & (got[..., 1] > 140) & (got[..., 2] < 120)
+    rows, cols = np.nonzero(yellow)
+    assert rows.min() > 0 and rows.max() < 89  # the whole subject, with air above and below
+    height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+    assert abs(width / height - bar_w / bar_h) < 0.06  # not stretched
+    assert cols.mean() < 728 / 2  # stays on its side: subject left, copy space right
+    # without a subject size the old crop path applies (and cuts through the bar)
+    res2 = conform_still(src, (1 / 3, 0.5), catalog.spec("banner-728x90"), tmp_path / "c.jpg")
+    assert "mode" not in res2["crop"]

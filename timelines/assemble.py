@@ -43,6 +43,7 @@ def _clip_metadata(ctx: RunContext, shot_id: str) -> dict[str, Any]:
         "keyframe_sha256": cand.image.sha256,
         "score": round(cand.score, 4),
         "focus": list(shot.focus),
+        "subject_scale": shot.prompt["composition"]["subject_scale"],
         "camera": shot.camera,
         "narration": beat.narration,
         "rate": f"{ctx.edit_rate.numerator}/{ctx.edit_rate.denominator}",

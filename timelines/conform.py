@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import ffmpeg
+import numpy as np
 from PIL import Image, ImageFilter
 
 from studio.errors import StageError
@@ -415,10 +416,52 @@ def _encode_png(im: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+FIT_MARGIN = 1.25  # the subject's height plus air above and below
+FEATHER = 0.12  # of the banner height: how softly the subject band blends into its fill
+
+
+def _fit_subject(im: Image.Image, focus: tuple[float, float], subject_scale: float,
+                 spec: ChannelSpec) -> tuple[Image.Image, dict[str, Any]]:
+    """For a frame too short to hold the subject (a 728x90 leaderboard from a square
+    master): scale the band that holds the subject to the banner's height, place it so
+    the focus keeps its side of the frame within the safe area, and fill the rest with
+    the band's own edge colours, feathered. Nothing is stretched."""
+    w, h = im.size
+    band_h = min(h, max(2, round(subject_scale * FIT_MARGIN * h)))
+    y0 = int(min(max(focus[1] * h - band_h / 2, 0), h - band_h))
+    bw = max(1, round(w * spec.height / band_h))
+    band = im.resize((bw, spec.height), Image.LANCZOS, box=(0, y0, w, y0 + band_h))
+    s = spec.safe_area
+    # keep the composition's side (subject left, copy right) within the safe area
+    cx = (s.left + focus[0] * (1 - s.left - s.right)) * spec.width
+    x = int(round(min(max(cx - focus[0] * bw, min(0, spec.width - bw)), max(0, spec.width - bw))))
+    arr = np.asarray(band, dtype=np.float32)
+    edge = max(1, bw // 20)
+    left, right = arr[:, :edge].mean(axis=(0, 1)), arr[:, -edge:].mean(axis=(0, 1))
+    t = np.linspace(0.0, 1.0, spec.width, dtype=np.float32)[None, :, None]
+    canvas = np.broadcast_to(left * (1 - t) + right * t, (spec.height, spec.width, 3)).copy()
+    # feathered paste: alpha ramps at the band's own left and right edges
+    fw = max(1, round(FEATHER * spec.height * 2))
+    alpha = np.ones(bw, dtype=np.float32)
+    ramp = np.linspace(0.0, 1.0, min(fw, bw // 2) + 1, dtype=np.float32)[1:]
+    if x > 0:
+        alpha[:ramp.size] = ramp
+    if x + bw < spec.width:
+        alpha[bw - ramp.size:] = np.minimum(alpha[bw - ramp.size:], ramp[::-1])
+    xs0, xs1 = max(0, x), min(spec.width, x + bw)
+    a = alpha[xs0 - x:xs1 - x][None, :, None]
+    canvas[:, xs0:xs1] = canvas[:, xs0:xs1] * (1 - a) + arr[:, xs0 - x:xs1 - x] * a
+    out = Image.fromarray(np.clip(canvas + 0.5, 0, 255).astype(np.uint8))
+    info = {"mode": "fit-subject", "band": [0, y0, w, y0 + band_h], "x": x, "band_width": bw}
+    return out, info
+
+
 def conform_still(image: Path, focus: tuple[float, float], spec: ChannelSpec, out: Path, *,
-                  sharpen: float = 0.0) -> dict[str, Any]:
+                  sharpen: float = 0.0, subject_scale: float | None = None) -> dict[str, Any]:
     """Reframe ``image`` for a still spec and encode it at the best quality that fits the
-    spec's byte limit."""
+    spec's byte limit. With ``subject_scale`` (the subject's height as a fraction of the
+    image), a frame too short to show the whole subject fits the subject instead of
+    cropping through it."""
     where = {"stage": "conform", "field": spec.name}
     if spec.kind != "still":
         raise StageError(f"spec {spec.name} is a {spec.kind} spec, not a still",
@@ -430,16 +473,20 @@ def conform_still(image: Path, focus: tuple[float, float], spec: ChannelSpec, ou
     except (OSError, ValueError) as e:
         raise StageError(f"cannot read {image}: {e}", fix="re-render the keyframe", **where) from e
     crop = crop_box(im.width, im.height, spec, focus)
-    # Resize straight from the crop box (one resampling, no intermediate image).
-    im = im.resize((spec.width, spec.height), Image.LANCZOS,
-                   box=(crop.x, crop.y, crop.x + crop.w, crop.y + crop.h))
+    fit: dict[str, Any] | None = None
+    if subject_scale and crop.h < subject_scale * FIT_MARGIN * im.height:
+        im, fit = _fit_subject(im, focus, subject_scale, spec)
+    else:
+        # Resize straight from the crop box (one resampling, no intermediate image).
+        im = im.resize((spec.width, spec.height), Image.LANCZOS,
+                       box=(crop.x, crop.y, crop.x + crop.w, crop.y + crop.h))
     if sharpen > 0:
         # Mild: downscaling with Lanczos is already crisp; this only restores a little
         # bite lost to small sizes.
         im = im.filter(ImageFilter.UnsharpMask(radius=1.0, percent=round(min(sharpen, 2.0) * 40),
                                                threshold=2))
     limit = spec.max_file_size
-    crop_info = {k: v for k, v in _crop_dict("", crop).items() if k != "clip"}
+    crop_info = fit or {k: v for k, v in _crop_dict("", crop).items() if k != "clip"}
     quality: int | None = None
     if spec.codec == "jpeg":
         lo, hi = JPEG_QUALITY

@@ -123,6 +123,7 @@ def conform_deliverables(ctx: RunContext) -> None:
         ext = ".jpg" if spec.codec == "jpeg" else ".png"
         out = ctx.work_dir / "deliverables" / spec.name / f"{ctx.file_stem(spec.name)}{ext}"
         params = conform_still(image, (float(focus[0]), float(focus[1])), spec, out,
-                               sharpen=finishing.sharpen)
+                               sharpen=finishing.sharpen,
+                               subject_scale=clip.metadata["studio"].get("subject_scale"))
         _record(ctx, spec, out, tl["id"], params)
         ctx.reporter.advance("conform", spec=spec.name)
