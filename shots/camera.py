@@ -348,23 +348,33 @@ def _drain(pipe: IO[bytes], tail: deque[str]) -> None:
         tail.append(line.decode("utf-8", "replace").rstrip())
 
 
-def _encode_command(tmp: Path, w: int, h: int, rate: Fraction, frames: int, crf: int,
-                    preset: str) -> list[str]:
+def master_output_args(rate: Fraction, frames: int, crf: int, preset: str, out: Path) -> list[str]:
+    """The encoder half of every shot-master command (camera moves and video models):
+    H.264 4:2:0, exact rate, one-second closed GOPs (masters are trimmed anywhere),
+    BT.709 tags, written to ``out``."""
     rate_s = f"{rate.numerator}/{rate.denominator}"
-    gop = max(1, round(rate))  # one-second closed GOPs: masters are trimmed anywhere
+    gop = max(1, round(rate))
     return [
-        "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-        "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{w}x{h}", "-framerate", rate_s,
-        "-color_range", "tv", "-colorspace", "bt709",
-        "-color_primaries", "bt709", "-color_trc", "bt709",
-        "-i", "pipe:0",
         "-frames:v", str(frames),
         "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
         "-g", str(gop), "-flags", "+cgop", "-x264-params", "open_gop=0",
         "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
         "-color_range", "tv",
         "-r", rate_s, "-an", "-movflags", "+faststart",
-        str(tmp),
+        str(out),
+    ]  # fmt: skip
+
+
+def _encode_command(tmp: Path, w: int, h: int, rate: Fraction, frames: int, crf: int,
+                    preset: str) -> list[str]:
+    rate_s = f"{rate.numerator}/{rate.denominator}"
+    return [
+        "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+        "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{w}x{h}", "-framerate", rate_s,
+        "-color_range", "tv", "-colorspace", "bt709",
+        "-color_primaries", "bt709", "-color_trc", "bt709",
+        "-i", "pipe:0",
+        *master_output_args(rate, frames, crf, preset, tmp),
     ]  # fmt: skip
 
 

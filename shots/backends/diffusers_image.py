@@ -234,6 +234,27 @@ def to_uint8(images: Any) -> np.ndarray:
 # ----------------------------------------------------------------------- the backend
 
 
+
+def describe_model(backend: Any) -> dict[str, Any]:
+    """What every diffusers backend records about itself with each output."""
+    e = backend.entry
+    return {
+        "backend": backend.name,
+        "model_id": e.id,
+        "weights_sha256": backend.weights_sha256,
+        "weights_pinned": e.pinned,
+        "source": e.source.model_dump(mode="json", exclude_none=True),
+        "pipeline_class": type(backend.pipe).__name__,
+        "scheduler": type(backend.pipe.scheduler).__name__,
+        "device": backend.device,
+        "device_name": device_name(backend.device),
+        "dtype": backend.dtype,
+        "licence": e.licence,
+        "usage_classes": list(e.usage_classes),
+        "library_versions": library_versions(),
+        "code_version": backend.code_version,
+    }
+
 class DiffusersImageBackend:
     """Keyframes from a diffusers image pipeline described by a ModelEntry."""
 
@@ -356,24 +377,7 @@ class DiffusersImageBackend:
     # -- the protocol -----------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
-        e = self.entry
-        return {
-            "backend": self.name,
-            "model_id": e.id,
-            "weights_sha256": self.weights_sha256,
-            "weights_pinned": e.pinned,
-            "source": e.source.model_dump(mode="json", exclude_none=True),
-            "pipeline_class": type(self.pipe).__name__,
-            "scheduler": type(self.pipe.scheduler).__name__,
-            "device": self.device,
-            "device_name": device_name(self.device),
-            "dtype": self.dtype,
-            "ip_adapter": self.ip_adapter,
-            "licence": e.licence,
-            "usage_classes": list(e.usage_classes),
-            "library_versions": library_versions(),
-            "code_version": self.code_version,
-        }
+        return {**describe_model(self), "ip_adapter": self.ip_adapter}
 
     def generate(self, prompt: dict[str, Any], seed: int, width: int, height: int,
                  references: list[Path] | None = None) -> Keyframe:

@@ -54,9 +54,8 @@ from shots.backends.diffusers_image import (
     DeviceTimer,
     call_parameters,
     cover,
-    device_name,
+    describe_model,
     file_sha256,
-    library_versions,
     load_pipeline,
     load_rgb,
     resolve_device,
@@ -81,8 +80,9 @@ def _drain(pipe: IO[bytes], tail: deque[str]) -> None:
 
 def _encode_command(tmp: Path, gw: int, gh: int, w: int, h: int, rate: Fraction, frames: int,
                     crf: int, preset: str) -> list[str]:
+    from shots.camera import master_output_args
+
     rate_s = f"{rate.numerator}/{rate.denominator}"
-    gop = max(1, round(rate))
     # One scale does the resize (cover) and the full-range RGB -> BT.709 limited-range
     # Y'CbCr conversion; the crop takes the centre.
     vf = (f"scale={w}:{h}:force_original_aspect_ratio=increase:flags=lanczos"
@@ -92,13 +92,7 @@ def _encode_command(tmp: Path, gw: int, gh: int, w: int, h: int, rate: Fraction,
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{gw}x{gh}", "-framerate", rate_s,
         "-i", "pipe:0",
         "-vf", vf,
-        "-frames:v", str(frames),
-        "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
-        "-g", str(gop), "-flags", "+cgop", "-x264-params", "open_gop=0",
-        "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
-        "-color_range", "tv",
-        "-r", rate_s, "-an", "-movflags", "+faststart",
-        str(tmp),
+        *master_output_args(rate, frames, crf, preset, tmp),
     ]  # fmt: skip
 
 
@@ -227,23 +221,7 @@ class DiffusersVideoBackend:
         return math.lcm(8, factor)
 
     def describe(self) -> dict[str, Any]:
-        e = self.entry
-        return {
-            "backend": self.name,
-            "model_id": e.id,
-            "weights_sha256": self.weights_sha256,
-            "weights_pinned": e.pinned,
-            "source": e.source.model_dump(mode="json", exclude_none=True),
-            "pipeline_class": type(self.pipe).__name__,
-            "scheduler": type(self.pipe.scheduler).__name__,
-            "device": self.device,
-            "device_name": device_name(self.device),
-            "dtype": self.dtype,
-            "licence": e.licence,
-            "usage_classes": list(e.usage_classes),
-            "library_versions": library_versions(),
-            "code_version": self.code_version,
-        }
+        return describe_model(self)
 
     def _gen_size(self, width: int, height: int) -> tuple[int, int]:
         """The entry's pixel area at the clip's aspect ratio, on the model's grid."""
