@@ -33,7 +33,7 @@ _FIXES = {
 }
 
 
-_SCHEMA_CMD = {"Brief": "brief", "ChannelSpec": "spec", "StylePack": "style", "ModelEntry": "model"}
+_SCHEMA_CMD = {"Brief": "brief", "ChannelSpec": "spec", "StylePack": "style", "ModelEntry": "model", "Voice": "voice"}
 
 
 def field_path(loc: tuple[Any, ...]) -> str:

@@ -40,11 +40,13 @@ def build_manifest(ctx: RunContext) -> dict[str, Any]:
             "selection_reason": sel.reason if sel else None,
             "clip_sha256": clip.media.sha256 if clip else None,
         })
-    timelines = [
-        {"kind": kind, "name": t["name"], "path": str(t["path"].relative_to(ctx.work_dir)),
-         "sha256": t["sha256"], "format": "otio_json"}
-        for kind, t in ctx.timelines.items()
-    ]
+    timelines = []
+    for kind, t in ctx.timelines.items():
+        timelines.append({"kind": kind, "name": t["name"], "path": str(t["path"].relative_to(ctx.work_dir)),
+                          "sha256": t["sha256"], "format": "otio_json"})
+        for fmt, e in t.get("exports", {}).items():
+            timelines.append({"kind": kind, "name": t["name"], "path": str(e["path"].relative_to(ctx.work_dir)),
+                              "sha256": e["sha256"], "format": fmt})
     return {
         "schema": schema_string("Manifest"),
         "studio_version": __version__,

@@ -22,6 +22,7 @@ CURRENT: dict[str, int] = {
     "PromptRecord": 1,
     "Manifest": 1,
     "ModelEntry": 1,
+    "Voice": 1,
 }
 
 # family -> {from_version: function that returns the document at from_version + 1}

@@ -106,7 +106,7 @@ def test_output_not_empty_and_not_ours(tmp_path: Path) -> None:
     assert (out / "precious.txt").read_text() == "keep me"
 
 
-@pytest.mark.parametrize("kind", ["brief", "spec", "style", "model", "manifest"])
+@pytest.mark.parametrize("kind", ["brief", "spec", "style", "model", "voice", "manifest"])
 def test_schema_command(tmp_path: Path, kind: str) -> None:
     import json
 

@@ -195,3 +195,20 @@ def test_regenerate_recreates_a_candidate_from_its_record(demo_run, settings, ma
             s.add(row)
             s.commit()
     engine.dispose()
+
+
+def test_every_run_exports_the_edit_for_editors(demo_run, manifest) -> None:
+    _, out = demo_run
+    edit = {t["format"]: t for t in manifest["timelines"] if t["kind"] == "edit"}
+    assert set(edit) == {"otio_json", "otioz", "fcp7_xml", "fcpxml", "edl"}
+    for t in edit.values():
+        assert sha256_file(out / t["path"]) == t["sha256"]
+    fcpxml = out / edit["fcpxml"]["path"]
+    version = fcpxml.read_text().split('<fcpxml version="', 1)[1].split('"', 1)[0]
+    dtd = Path(__file__).resolve().parents[1] / ".." / "shared" / "conformance" / "fcpxml-dtd" / \
+        f"FCPXMLv{version.replace('.', '_')}.dtd"
+    r = subprocess.run(["xmllint", "--noout", "--dtdvalid", str(dtd), str(fcpxml)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    tl = otio.adapters.read_from_file(str(fcpxml))
+    assert [c.name for c in tl.find_clips() if c.parent().kind == "Video"] == [b["id"] for b in manifest["beats"]]
+    assert "01:00:00:00" in (out / edit["edl"]["path"]).read_text()

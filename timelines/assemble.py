@@ -108,14 +108,29 @@ def build_stills(ctx: RunContext) -> otio.schema.Timeline:
 
 
 def write_timeline(ctx: RunContext, tl: otio.schema.Timeline, kind: str) -> None:
-    path = ctx.work_dir / "timelines" / f"{ctx.file_stem(kind)}.otio"
-    atomic_write_text(path, otio.adapters.write_to_string(tl, "otio_json"))
+    folder = ctx.work_dir / "timelines"
+    path = folder / f"{ctx.file_stem(kind)}.otio"
+    exports: dict[str, Path] = {}
+    if kind == "edit":
+        from timelines.export import export_all
+
+        # The editor's formats (Resolve: .otio/.otioz; Premiere: FCP7 XML; FCPXML; EDL),
+        # at the main video deliverable's size and the edit rate.
+        main = ctx.video_specs[0]
+        exports = export_all(tl, folder, ctx.file_stem(kind), width=main.width, height=main.height,
+                             rate=ctx.edit_rate)
+        path = exports["otio"]
+    else:
+        atomic_write_text(path, otio.adapters.write_to_string(tl, "otio_json"))
     sha = sha256_file(path)
     tid = db.new_id("tl")
     final = ctx.out_dir / path.relative_to(ctx.work_dir)
     with ctx.session() as s:
         s.add(db.Timeline(id=tid, run_id=ctx.run_id, name=tl.name, kind=kind, sha256=sha, path=str(final)))
-    ctx.timelines[kind] = {"id": tid, "path": path, "sha256": sha, "name": tl.name}
+    ctx.timelines[kind] = {
+        "id": tid, "path": path, "sha256": sha, "name": tl.name,
+        "exports": {fmt: {"path": p, "sha256": sha256_file(p)} for fmt, p in exports.items() if fmt != "otio"},
+    }
 
 
 def assemble_timelines(ctx: RunContext) -> None:

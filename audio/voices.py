@@ -1,0 +1,210 @@
+"""The voice registry: which text-to-speech voices Studio may use, as versioned data.
+
+Each voice is one ``Voice`` document (``"schema": "Voice.1"``) shipped in
+``studio/data/voices/*.yaml`` and extendable from the user's own folder (``user_dir``,
+``$STUDIO_VOICES_DIR``); a user entry with the same ``id`` replaces a shipped one.
+
+An entry records where the model lives (an installed Python package, or a local folder),
+its language and the script its phonemiser reads, the licence as recorded from the
+package *and* its model card, the usage classes studio policy allows, and for a cloned
+or custom voice the speaker's consent. ``check_voice`` refuses a voice before anything is
+rendered, in the same words as the model registry's ``check_usage``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from studio import documents
+from studio.errors import StudioError
+
+USAGE_CLASSES = ("experiment", "internal", "public")
+ENV_DIR = "STUDIO_VOICES_DIR"
+ID_RE = r"^[a-z0-9][a-z0-9._-]*$"
+
+UsageClass = Literal["experiment", "internal", "public"]
+
+
+class VoiceSource(BaseModel):
+    """Where the model is: a module of an installed package, or a folder on disk.
+
+    ``model``/``config``/``model_card`` are relative to the module's folder (package) or to
+    ``path`` (folder); ``path`` itself is relative to the entry file when not absolute.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    package: str | None = Field(None, description="the distribution name, for pip")
+    package_version: str | None = None
+    module: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")
+    path: str | None = None
+    model: str = Field(min_length=1)
+    config: str | None = None
+    model_card: str | None = None
+    upstream: str | None = None
+
+    @model_validator(mode="after")
+    def _one_place(self) -> VoiceSource:
+        if (self.module is None) == (self.path is None):
+            raise ValueError("give exactly one of module (an installed package) or path (a folder)")
+        return self
+
+
+class Consent(BaseModel):
+    """The speaker's consent to a cloned/custom voice: who gave it, when, for what."""
+
+    model_config = ConfigDict(extra="forbid")
+    who: str = Field(min_length=1)
+    when: date
+    scope: str = Field(min_length=1, description="what the voice may be used for")
+    reference: str | None = Field(None, description="where the signed release is kept")
+
+
+class VoiceEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_: str = Field("Voice.1", alias="schema")
+    id: str = Field(pattern=ID_RE)
+    title: str = Field(min_length=1)
+    kind: Literal["stock", "cloned", "custom"]
+    backend: Literal["piper"]
+    source: VoiceSource
+    language: str = Field(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$", description="e.g. en_US")
+    # The Unicode script the phonemiser reads (Latin, Cyrillic, ...): text with no letters
+    # in it is refused instead of being spelled out ("Chinese letter", "grinning face").
+    script: str = Field("Latin", pattern=r"^[A-Z][a-z]+$")
+    sample_rate: int = Field(gt=0, le=192000)
+    licence: str = Field(min_length=1)
+    licence_notes: str = ""
+    usage_classes: list[UsageClass] = Field(min_length=1)
+    usage_reason: str = Field("", description="why usage_classes is what it is")
+    consent: Consent | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> VoiceEntry:
+        if len(set(self.usage_classes)) != len(self.usage_classes):
+            raise ValueError("usage_classes lists a class twice")
+        # Refused when the entry is read, so a cloned voice without leave never reaches
+        # a render; check_voice repeats it for entries built in code.
+        if self.kind == "cloned" and self.consent is None:
+            raise ValueError(f"voice {self.id!r} is a cloned voice with no consent record — "
+                             "add consent: {who, when, scope}")
+        return self
+
+    def files(self) -> dict[str, Path | None]:
+        """Absolute paths of the model, its config and model card (not checked to exist)."""
+        src = self.source
+        if src.module is not None:
+            spec = importlib.util.find_spec(src.module)
+            if spec is None or not spec.submodule_search_locations:
+                pip = f"pip install {src.package}" if src.package else "install it"
+                raise StudioError(
+                    f"voice {self.id!r} needs the Python package {src.module!r}, which is not installed",
+                    fix=pip, stage="voice", field="voice",
+                )
+            base = Path(next(iter(spec.submodule_search_locations)))
+        else:
+            base = Path(str(src.path))
+        model = base / src.model
+        return {
+            "model": model,
+            "config": base / src.config if src.config else Path(f"{model}.json"),
+            "model_card": base / src.model_card if src.model_card else None,
+        }
+
+
+def _voice_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+
+
+class VoiceRegistry:
+    """All voices known to this process: the shipped ones, then ``user_dir``'s."""
+
+    def __init__(self, user_dir: Path | None = None) -> None:
+        self.entries: dict[str, VoiceEntry] = {}
+        self.paths: dict[str, Path] = {}
+        pkg = resources.files("studio") / "data" / "voices"
+        if not pkg.is_dir():
+            raise StudioError(
+                "the shipped voice entries (studio/data/voices) are missing from this install",
+                fix="reinstall Studio; packagers: include data/voices/*.yaml in package-data",
+                source=str(pkg),
+            )
+        for item in sorted(pkg.iterdir(), key=lambda p: p.name):
+            if item.name.endswith((".yaml", ".yml", ".json")):
+                self._add(Path(str(item)))
+        if user_dir is not None:
+            folder = Path(user_dir)
+            if not folder.is_dir():
+                raise StudioError("is not a folder", fix=f"create it or unset {ENV_DIR}",
+                                  source=str(folder))
+            for p in _voice_files(folder):
+                self._add(p)
+
+    @classmethod
+    def from_env(cls) -> VoiceRegistry:
+        folder = os.environ.get(ENV_DIR)
+        return cls(Path(folder) if folder else None)
+
+    def _add(self, path: Path) -> None:
+        entry = documents.load(path, VoiceEntry, "Voice")
+        if entry.source.path is not None:
+            # Relative to the entry file, so a folder of entries and models moves as one.
+            p = Path(entry.source.path).expanduser()
+            src = entry.source.model_copy(
+                update={"path": str(p if p.is_absolute() else (path.parent / p).resolve())})
+            entry = entry.model_copy(update={"source": src})
+        self.entries[entry.id] = entry
+        self.paths[entry.id] = path
+
+    def ids(self) -> list[str]:
+        return sorted(self.entries)
+
+    def get(self, voice_id: str, field: str = "voice") -> VoiceEntry:
+        try:
+            return self.entries[voice_id]
+        except KeyError:
+            raise StudioError(
+                f"unknown voice {voice_id!r}",
+                fix="use one of: " + ", ".join(self.ids()) + f" (or add a Voice file to {ENV_DIR})",
+                stage="voice", field=field,
+            ) from None
+
+    def allowed_for(self, usage_class: str) -> list[str]:
+        return [i for i in self.ids() if usage_class in self.entries[i].usage_classes]
+
+
+def check_voice(entry: VoiceEntry, usage_class: str, *, field: str = "usage_class",
+                registry: VoiceRegistry | None = None) -> None:
+    """Refuse, before any rendering, a voice that policy or consent does not allow."""
+    if usage_class not in USAGE_CLASSES:
+        raise StudioError(
+            f"unknown usage class {usage_class!r}",
+            fix="use one of: " + ", ".join(USAGE_CLASSES), stage="voice", field=field,
+        )
+    # Consent first: a cloned voice without it is refused for every usage class, even
+    # experiments, because the harm (someone's voice used without leave) is the same.
+    if entry.kind == "cloned" and entry.consent is None:
+        raise StudioError(
+            f"voice {entry.id!r} is a cloned voice with no consent record",
+            fix="add consent: {who, when, scope} to its entry (the speaker, the date they "
+                "agreed, and what they agreed to)",
+            stage="voice", field="consent",
+        )
+    if usage_class in entry.usage_classes:
+        return
+    allowed = " and ".join(c for c in USAGE_CLASSES if c in entry.usage_classes)
+    others = [i for i in registry.allowed_for(usage_class)] if registry else []
+    hint = f" (e.g. {', '.join(others)})" if others else ""
+    why = entry.usage_reason.strip() or entry.licence.strip()
+    raise StudioError(
+        f"voice {entry.id!r} is licensed for {allowed} use only, not {usage_class} ({why})",
+        fix=f"pick a voice licensed for {usage_class} use{hint} or change usage_class",
+        stage="voice", field=field,
+    )
