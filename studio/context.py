@@ -94,6 +94,7 @@ class RunContext:
     clips: dict[str, ClipResult] = field(default_factory=dict)  # by shot id
     timelines: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> {id, path, sha256}
     deliverables: list[dict[str, Any]] = field(default_factory=list)
+    review: dict[str, Path] = field(default_factory=dict)  # contact sheet, previews
     warnings: list[str] = field(default_factory=list)
     cancelled: Callable[[], bool] = lambda: False
 

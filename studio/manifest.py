@@ -11,7 +11,7 @@ from typing import Any
 
 from studio import __version__
 from studio.context import RunContext
-from studio.store import atomic_write_text
+from studio.store import atomic_write_text, sha256_file
 from studio.versioning import schema_string
 
 CODE_VERSION = "manifest.1"
@@ -59,6 +59,8 @@ def build_manifest(ctx: RunContext) -> dict[str, Any]:
         "backend": ctx.backend,
         "deliverables": ctx.deliverables,
         "timelines": timelines,
+        "review": {k: {"path": str(p.relative_to(ctx.work_dir)), "sha256": sha256_file(p)}
+                   for k, p in ctx.review.items()},
         "beats": beats,
         "warnings": ctx.warnings,
     }

@@ -212,3 +212,23 @@ def test_every_run_exports_the_edit_for_editors(demo_run, manifest) -> None:
     tl = otio.adapters.read_from_file(str(fcpxml))
     assert [c.name for c in tl.find_clips() if c.parent().kind == "Video"] == [b["id"] for b in manifest["beats"]]
     assert "01:00:00:00" in (out / edit["edl"]["path"]).read_text()
+
+
+def test_contact_sheet_shows_every_candidate(demo_run, manifest) -> None:
+    from PIL import Image
+
+    from shots.contact import HEADER, LABEL, PAD, SELECTED, TILE
+
+    _, out = demo_run
+    sheet = manifest["review"]["contact_sheet"]
+    path = out / sheet["path"]
+    assert sha256_file(path) == sheet["sha256"]
+    im = Image.open(path).convert("RGB")
+    beats, cols = len(manifest["beats"]), len(manifest["beats"][0]["candidates"])
+    assert im.size == (PAD + cols * (TILE + PAD), PAD + beats * (HEADER + TILE + LABEL + PAD))
+    px = im.load()
+    for r, beat in enumerate(manifest["beats"]):  # the frame sits around the selected tile only
+        sel = next(c["index"] for c in beat["candidates"] if c["id"] == beat["selected"])
+        y = PAD + r * (HEADER + TILE + LABEL + PAD) + HEADER - 2
+        framed = [px[PAD + c * (TILE + PAD) + TILE // 2, y] == SELECTED for c in range(cols)]
+        assert framed == [c == sel for c in range(cols)]

@@ -1,0 +1,53 @@
+"""Stage ``contact``: one contact sheet of every candidate per beat, for review before
+(or instead of) expensive clip generation.
+
+A row per beat, a column per candidate; the selected one is framed, and each tile says
+its index, seed and score so a producer can overrule the pick by name.
+"""
+
+from __future__ import annotations
+
+from PIL import Image, ImageDraw, ImageFont
+
+from studio.context import RunContext
+from studio.store import atomic_output
+
+CODE_VERSION = "contact.1"
+
+TILE = 256  # px, the long side of each thumbnail
+PAD = 12
+LABEL = 18
+HEADER = 26
+BG = (24, 24, 28)
+FG = (230, 230, 230)
+SELECTED = (255, 196, 0)
+
+
+def contact_sheet(ctx: RunContext) -> None:
+    font = ImageFont.load_default()
+    shots = [s for s in ctx.shots if ctx.candidates.get(s.shot_id)]
+    cols = max(len(ctx.candidates[s.shot_id]) for s in shots)
+    w, h = ctx.master_size
+    tw, th = (TILE, max(1, round(TILE * h / w))) if w >= h else (max(1, round(TILE * w / h)), TILE)
+    row_h = HEADER + th + LABEL + PAD
+    sheet = Image.new("RGB", (PAD + cols * (tw + PAD), PAD + len(shots) * row_h), BG)
+    draw = ImageDraw.Draw(sheet)
+    for r, shot in enumerate(shots):
+        y = PAD + r * row_h
+        draw.text((PAD, y + 6), f"{shot.beat_id}  ({shot.duration:g} s)", fill=FG, font=font)
+        selected = ctx.selected.get(shot.shot_id)
+        for c, cand in enumerate(ctx.candidates[shot.shot_id]):
+            x = PAD + c * (tw + PAD)
+            with Image.open(ctx.store.path(cand.image)) as im:
+                thumb = im.convert("RGB").resize((tw, th), Image.LANCZOS)
+            sheet.paste(thumb, (x, y + HEADER))
+            chosen = selected is not None and cand.candidate_id == selected.candidate_id
+            if chosen:
+                draw.rectangle((x - 3, y + HEADER - 3, x + tw + 2, y + HEADER + th + 2), outline=SELECTED, width=3)
+            label = f"#{cand.index} seed {cand.seed} score {cand.score:.2f}" + ("  selected" if chosen else "")
+            draw.text((x, y + HEADER + th + 4), label, fill=SELECTED if chosen else FG, font=font)
+    path = ctx.work_dir / "review" / f"{ctx.file_stem('contact')}.png"
+    with atomic_output(path) as tmp:
+        sheet.save(tmp, format="PNG")
+    ctx.review["contact_sheet"] = path
+    ctx.reporter.advance("contact")
