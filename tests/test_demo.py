@@ -207,6 +207,7 @@ def test_every_run_exports_the_edit_for_editors(demo_run, manifest) -> None:
     version = fcpxml.read_text().split('<fcpxml version="', 1)[1].split('"', 1)[0]
     dtd = Path(__file__).resolve().parents[1] / ".." / "shared" / "conformance" / "fcpxml-dtd" / \
         f"FCPXMLv{version.replace('.', '_')}.dtd"
+    assert dtd.is_file(), f"{dtd} not found: Apple's DTDs come from ../shared/conformance beside the project"
     r = subprocess.run(["xmllint", "--noout", "--dtdvalid", str(dtd), str(fcpxml)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     tl = otio.adapters.read_from_file(str(fcpxml))

@@ -307,6 +307,7 @@ def test_fcpxml_details(exported: dict[str, Any]) -> None:
 
 
 def _xmllint(dtd: Path, path: Path) -> subprocess.CompletedProcess[str]:
+    assert dtd.is_file(), f"{dtd} not found: Apple's DTDs come from ../shared/conformance beside the project"
     return subprocess.run(["xmllint", "--noout", "--dtdvalid", str(dtd), str(path)],
                           capture_output=True, text=True)
 
