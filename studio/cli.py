@@ -206,6 +206,30 @@ def plugins() -> None:
 
 
 @main.command()
+@click.argument("run_id")
+@click.argument("edited", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--quiet", is_flag=True)
+@click.option("--log-json", is_flag=True)
+def conform(run_id: str, edited: Path, out: Path, quiet: bool, log_json: bool) -> None:
+    """Re-render RUN's video deliverables from an editor's EDITED timeline (OTIO, FCP7 XML, FCPXML)."""
+    from studio.progress import make_reporter
+    from studio.settings import get_settings
+    from timelines.roundtrip import conform_edit
+
+    reporter = make_reporter(quiet, log_json)
+    try:
+        ctx, changes = conform_edit(run_id, edited, out, settings=get_settings(), reporter=reporter)
+    finally:
+        reporter.close()
+    if not quiet and not log_json:
+        click.echo(f"run {ctx.run_id}: the edit {' '.join(changes['order_after'])}"
+                   + (f" (dropped {' '.join(changes['dropped'])})" if changes["dropped"] else ""))
+        for d in ctx.deliverables:
+            click.echo(f"  {d['spec']:<26} {ctx.out_dir / d['path']}")
+
+
+@main.command()
 @click.argument("candidate_id")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None, help="Write the image here.")
 def regenerate(candidate_id: str, out: Path | None) -> None:

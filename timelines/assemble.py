@@ -107,7 +107,8 @@ def build_stills(ctx: RunContext) -> otio.schema.Timeline:
     return tl
 
 
-def write_timeline(ctx: RunContext, tl: otio.schema.Timeline, kind: str) -> None:
+def write_timeline(ctx: RunContext, tl: otio.schema.Timeline, kind: str, *,
+                   parent_id: str | None = None, version: int = 1) -> None:
     folder = ctx.work_dir / "timelines"
     path = folder / f"{ctx.file_stem(kind)}.otio"
     exports: dict[str, Path] = {}
@@ -126,7 +127,8 @@ def write_timeline(ctx: RunContext, tl: otio.schema.Timeline, kind: str) -> None
     tid = db.new_id("tl")
     final = ctx.out_dir / path.relative_to(ctx.work_dir)
     with ctx.session() as s:
-        s.add(db.Timeline(id=tid, run_id=ctx.run_id, name=tl.name, kind=kind, sha256=sha, path=str(final)))
+        s.add(db.Timeline(id=tid, run_id=ctx.run_id, name=tl.name, kind=kind, sha256=sha, path=str(final),
+                          parent_id=parent_id, version=version))
     ctx.timelines[kind] = {
         "id": tid, "path": path, "sha256": sha, "name": tl.name,
         "exports": {fmt: {"path": p, "sha256": sha256_file(p)} for fmt, p in exports.items() if fmt != "otio"},

@@ -1,0 +1,108 @@
+"""The editor's round trip: trim one shot, swap two, drop one, in OTIO and in FCP7 XML
+(which loses Studio's metadata, so clips map back by their media), then conform and
+check the new deliverable's durations with ffprobe and its shot order by its frames."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import opentimelineio as otio
+import pytest
+from sqlmodel import Session, select
+
+from studio import db
+from studio.errors import StudioError
+from studio.progress import QuietReporter
+
+
+def _frame(path: Path, t: float) -> np.ndarray:
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-ss", f"{t:.3f}", "-i", str(path), "-frames:v", "1",
+                          "-vf", "scale=64:36", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(raw, dtype=np.uint8).reshape(36, 64, 3).astype(np.float32)
+
+
+def _duration(path: Path) -> float:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_format", "-of", "json", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(json.loads(out)["format"]["duration"])
+
+
+def _edit(timeline: otio.schema.Timeline) -> otio.schema.Timeline:
+    """Trim b01 by 15 frames at its tail, swap b02 and b03, drop b04."""
+    tl = copy.deepcopy(timeline)
+    track = tl.video_tracks()[0]
+    clips = list(track)
+    b1, b2, b3 = clips[0], clips[1], clips[2]
+    sr = b1.source_range
+    b1.source_range = otio.opentime.TimeRange(sr.start_time, otio.opentime.RationalTime(sr.duration.value - 15, sr.duration.rate))
+    for _ in range(len(track)):
+        track.pop()
+    for c in (b1, b3, b2):
+        track.append(c)
+    return tl
+
+
+@pytest.fixture(scope="module")
+def exported(demo_run, manifest_path=None):
+    ctx, out = demo_run
+    m = json.loads((out / "manifest.json").read_text())
+    edit = next(t for t in m["timelines"] if t["kind"] == "edit" and t["format"] == "otio_json")
+    return ctx, out, m, otio.adapters.read_from_file(str(out / edit["path"]))
+
+
+@pytest.mark.parametrize("fmt", ["otio", "fcp7_xml"])
+def test_conform_an_edited_timeline(exported, settings, tmp_path: Path, fmt: str) -> None:
+    from timelines.roundtrip import conform_edit
+
+    ctx, out, m, timeline = exported
+    edited = _edit(timeline)
+    path = tmp_path / ("edited.otio" if fmt == "otio" else "edited.xml")
+    if fmt == "otio":
+        otio.adapters.write_to_file(edited, str(path))
+    else:
+        for c in edited.find_clips():
+            c.metadata.pop("studio", None)  # what Premiere's XML would not carry
+        otio.adapters.write_to_file(edited, str(path), adapter_name="fcp_xml")
+    new_ctx, changes = conform_edit(ctx.run_id, path, tmp_path / "out", settings=settings, reporter=QuietReporter())
+    assert changes["order_after"] == ["b01-sunrise", "b03-city", "b02-trail"]
+    assert changes["dropped"] == ["b04-product"]
+    new = {d["spec"]: tmp_path / "out" / d["path"] for d in new_ctx.deliverables}
+    old = {d["spec"]: out / d["path"] for d in m["deliverables"]}
+    assert set(new) == {"youtube-1080p", "reels-9x16", "broadcast-ebu-1080p25"}
+    yt_new, yt_old = new["youtube-1080p"], old["youtube-1080p"]
+    assert abs(_duration(yt_new) - (2.5 + 3 + 3)) <= 1 / 30 + 1e-6
+    # shot order: the middle frame of each new segment matches the right old segment best
+    old_mid = {"b01-sunrise": 1.25, "b02-trail": 4.5, "b03-city": 7.5}
+    new_mid = {"b01-sunrise": 1.25, "b03-city": 4.0, "b02-trail": 7.0}
+    for beat, t_new in new_mid.items():
+        f = _frame(yt_new, t_new)
+        dists = {b: float(np.abs(f - _frame(yt_old, t)).mean()) for b, t in old_mid.items()}
+        assert min(dists, key=dists.get) == beat, dists
+    with Session(db.make_engine(settings.db_url)) as s:
+        row = s.exec(select(db.Timeline).where(db.Timeline.run_id == new_ctx.run_id)).one()
+        parent = s.get(db.Timeline, row.parent_id)
+        assert parent.run_id == ctx.run_id and row.version == parent.version + 1
+        assert s.get(db.Run, new_ctx.run_id).settings["conform_of"] == ctx.run_id
+
+
+def test_unmappable_clips_are_reported_by_name_and_timecode(exported, settings, tmp_path: Path) -> None:
+    from timelines.roundtrip import conform_edit
+
+    ctx, _, _, timeline = exported
+    edited = copy.deepcopy(timeline)
+    stranger = edited.video_tracks()[0][1]
+    stranger.metadata.pop("studio")
+    stranger.media_reference = otio.schema.ExternalReference(
+        target_url="file:///elsewhere/b-roll.mov", available_range=stranger.media_reference.available_range)
+    stranger.name = "b-roll"
+    path = tmp_path / "edited.otio"
+    otio.adapters.write_to_file(edited, str(path))
+    with pytest.raises(StudioError) as ei:
+        conform_edit(ctx.run_id, path, tmp_path / "out", settings=settings, reporter=QuietReporter())
+    assert "clip 'b-roll' at 00:00:03:00 cannot be mapped to a shot of this run" in ei.value.line()
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,179 @@
+"""The editor's round trip: ``studio conform RUN EDITED_TIMELINE``.
+
+An editor trims, reorders, drops and swaps shots in Resolve or Premiere and exports the
+edit (OTIO, FCP7 XML or FCPXML). Each clip is mapped back to the Studio shot render it
+came from, by the ``studio`` metadata where the format kept it, else by the media file
+(store files are named by their sha256). The mapped edit becomes a new timeline version
+(its parent is the run's edit) and the run's video deliverables are re-rendered from it.
+Clips that cannot be mapped are reported by name and record timecode; nothing is dropped
+silently.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import opentimelineio as otio
+from sqlmodel import Session, select
+
+from studio import db
+from studio.errors import ManyErrors, StudioError
+
+CODE_VERSION = "roundtrip.1"
+
+
+def _read(path: Path) -> otio.schema.Timeline:
+    if not path.is_file():
+        raise StudioError("file not found", fix="pass the timeline the editor exported", source=str(path))
+    try:
+        return otio.adapters.read_from_file(str(path))
+    except Exception as e:  # adapters raise many types; the user needs the file and the reason
+        raise StudioError(f"cannot be read as a timeline ({type(e).__name__}: {e})",
+                          fix="export OTIO, FCP7 XML (.xml) or FCPXML (.fcpxml) from the editor",
+                          source=str(path)) from None
+
+
+def _timecode(t: otio.opentime.RationalTime) -> str:
+    return otio.opentime.to_timecode(t, t.rate)
+
+
+def map_edit(engine: Any, run_id: str, edited: Path) -> tuple[otio.schema.Timeline, dict[str, Any]]:
+    """The edited timeline rebuilt against the run's store media, plus what changed."""
+    from timelines.deliver import url_to_path
+
+    tl_in = _read(edited)
+    with Session(engine) as s:
+        renders = s.exec(select(db.Render).where(db.Render.run_id == run_id)).all()
+        by_sha = {r.media_sha256: r for r in renders}
+        by_cand = {r.candidate_id: r for r in renders}
+        edit_row = s.exec(select(db.Timeline).where(db.Timeline.run_id == run_id,
+                                                    db.Timeline.kind == "edit")).first()
+    if edit_row is None:
+        raise StudioError(f"run {run_id} has no edit timeline to conform against",
+                          fix="conform a run that rendered video", field="RUN")
+    original = otio.adapters.read_from_file(edit_row.path)
+    meta_by_cand = {c.metadata["studio"]["candidate_id"]: (c, dict(c.metadata["studio"]))
+                    for c in original.find_clips()}
+    rate = Fraction(original.metadata["studio"]["rate"])
+    out = otio.schema.Timeline(name=tl_in.name or original.name)
+    out.global_start_time = otio.opentime.RationalTime(0, float(rate))
+    out.metadata["studio"] = {**original.metadata["studio"], "parent_timeline": edit_row.id,
+                              "edited_from": str(edited), "code_version": CODE_VERSION}
+    track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
+    out.tracks.append(track)
+    errors: list[StudioError] = []
+    order: list[str] = []
+    video_tracks = [t for t in tl_in.tracks if t.kind == otio.schema.TrackKind.Video] or list(tl_in.tracks)
+    for clip in video_tracks[0].find_clips():
+        meta = dict(clip.metadata.get("studio", {}))
+        render = by_cand.get(meta.get("candidate_id", ""))
+        if render is None and clip.media_reference is not None and hasattr(clip.media_reference, "target_url"):
+            render = by_sha.get(url_to_path(clip.media_reference.target_url or "").stem)
+        if render is None:
+            where = clip.range_in_parent().start_time
+            errors.append(StudioError(
+                f"clip {clip.name!r} at {_timecode(where)} cannot be mapped to a shot of this run",
+                fix="keep Studio's media (or its clip metadata) on that clip, or remove it from the edit",
+                source=str(edited)))
+            continue
+        src_clip, src_meta = meta_by_cand[render.candidate_id]
+        sr = clip.source_range or clip.available_range()
+        start = round(sr.start_time.to_frames(sr.start_time.rate) * float(rate) / sr.start_time.rate)
+        frames = round(sr.duration.to_seconds() * float(rate))
+        avail = src_clip.media_reference.available_range.duration.value
+        if frames <= 0 or start < 0 or start + frames > avail:
+            errors.append(StudioError(
+                f"clip {clip.name!r} uses frames {start}-{start + frames} of a shot master that has {avail:g}",
+                fix="trim within the shot's handles", source=str(edited)))
+            continue
+        ref = otio.schema.ExternalReference(target_url=src_clip.media_reference.target_url,
+                                            available_range=src_clip.media_reference.available_range)
+        new = otio.schema.Clip(name=src_meta["beat_id"], media_reference=ref,
+                               source_range=otio.opentime.TimeRange(
+                                   otio.opentime.RationalTime(start, float(rate)),
+                                   otio.opentime.RationalTime(frames, float(rate))))
+        new.metadata["studio"] = src_meta
+        track.append(new)
+        order.append(src_meta["beat_id"])
+    if errors:
+        raise ManyErrors(errors)
+    if not order:
+        raise StudioError("the edited timeline has no video clips", fix="export the video track",
+                          source=str(edited))
+    before = [c.metadata["studio"]["beat_id"] for c in original.find_clips()]
+    changes = {"order_before": before, "order_after": order,
+               "dropped": [b for b in before if b not in order],
+               "durations": [c.source_range.duration.value for c in track.find_clips()]}
+    return out, changes
+
+
+def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, reporter: Any) -> Any:
+    """Re-render ``run_id``'s video deliverables from an editor's timeline into ``out_dir``."""
+    import shutil
+
+    from studio.brief import Brief, edit_rate
+    from studio.context import RunContext
+    from studio.inspect import describe_run
+    from studio.manifest import write_manifest
+    from studio.pipeline import _prepare_out, _publish
+    from studio.specs import Catalog
+    from studio.store import Store
+    from timelines.assemble import write_timeline
+    from timelines.deliver import conform_deliverables
+
+    engine = db.make_engine(settings.db_url)
+    db.init_db(engine)
+    old = describe_run(engine, run_id)["run"]
+    edited_tl, changes = map_edit(engine, old["id"], edited)
+    with Session(engine) as s:
+        run = s.get(db.Run, old["id"])
+        bv = s.get(db.BriefVersion, run.brief_version_id)  # type: ignore[union-attr]
+        brief = Brief.model_validate(bv.document)  # type: ignore[union-attr]
+        bv_id = bv.id  # type: ignore[union-attr]
+        brief_path = Path(bv.source_path)  # type: ignore[union-attr]
+    catalog = Catalog(settings.specs_dir, settings.styles_dir)
+    specs = [catalog.spec(n) for n in brief.channels if catalog.spec(n).kind == "video"]
+    work = _prepare_out(out_dir)
+    new_id = db.new_id("run")
+    try:
+        with Session(engine) as s:
+            s.add(db.Run(id=new_id, brief_version_id=bv_id, out_dir=str(out_dir.resolve()),
+                         settings={"conform_of": old["id"], "edited": str(edited.resolve()), **changes}))
+            s.commit()
+            version = db.run_number(s, s.get(db.BriefVersion, bv_id))  # type: ignore[arg-type]
+        ctx = RunContext(
+            run_id=new_id, brief=brief, brief_path=brief_path, brief_dir=brief_path.parent,
+            brief_version_id=bv_id, version=version, specs=specs, style=catalog.style(brief.style_pack),
+            catalog=catalog, settings=settings, store=Store(settings.store_root), engine=engine,
+            reporter=reporter, out_dir=out_dir.resolve(), work_dir=work, edit_rate=edit_rate(brief, specs),
+            master_size=(0, 0),
+        )
+        with Session(engine) as s:  # the new edit is a version of the old one
+            parent = s.get(db.Timeline, edited_tl.metadata["studio"]["parent_timeline"])
+            parent_id, parent_version = parent.id, parent.version  # type: ignore[union-attr]
+        write_timeline(ctx, edited_tl, "edit", parent_id=parent_id, version=parent_version + 1)
+        reporter.stage_start("conform", len(specs))
+        conform_deliverables(ctx)
+        reporter.stage_done("conform")
+        write_manifest(ctx)
+        _publish(work, out_dir)
+        with Session(engine) as s:
+            r = s.get(db.Run, new_id)
+            r.status, r.finished_at = "succeeded", db.now()  # type: ignore[union-attr]
+            s.add(r)
+            s.commit()
+        return ctx, changes
+    except BaseException as e:
+        shutil.rmtree(work, ignore_errors=True)
+        with Session(engine) as s:
+            r = s.get(db.Run, new_id)
+            if r is not None:
+                r.status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
+                r.error = e.line() if isinstance(e, StudioError) else f"{type(e).__name__}: {e}"
+                s.add(r)
+                s.commit()
+        raise
+    finally:
+        engine.dispose()
