@@ -1,5 +1,5 @@
-"""Stage ``contact``: one contact sheet of every candidate per beat, for review before
-(or instead of) expensive clip generation.
+"""Stage ``review``: one contact sheet of every candidate per beat, for review before
+(or instead of) expensive clip generation, and a safe-area preview per channel.
 
 A row per beat, a column per candidate; the selected one is framed, and each tile says
 its index, seed and score so a producer can overrule the pick by name.
@@ -50,4 +50,40 @@ def contact_sheet(ctx: RunContext) -> None:
     with atomic_output(path) as tmp:
         sheet.save(tmp, format="PNG")
     ctx.review["contact_sheet"] = path
-    ctx.reporter.advance("contact")
+    ctx.reporter.advance("review")
+
+
+def safe_area_previews(ctx: RunContext) -> None:
+    """Per channel, the hero shot as that channel frames it, with the area outside the
+    safe zone (platform UI, title safe) shaded and its edge drawn: what a brand reviewer
+    checks before anything is encoded."""
+    from timelines.reframe import crop_box
+
+    hero = ctx.brief.hero()
+    shot = next(s for s in ctx.shots if s.beat_id == hero.id)
+    cand = ctx.selected[shot.shot_id]
+    with Image.open(ctx.store.path(cand.image)) as im:
+        master = im.convert("RGB")
+    for spec in ctx.specs:
+        crop = crop_box(master.width, master.height, spec, shot.focus)
+        scale = min(1.0, 960 / max(spec.width, spec.height))
+        w, h = max(1, round(spec.width * scale)), max(1, round(spec.height * scale))
+        frame = master.resize((w, h), Image.LANCZOS, box=(crop.x, crop.y, crop.x + crop.w, crop.y + crop.h))
+        x0, y0, x1, y1 = spec.safe_area.rect(w, h)
+        shade = Image.new("RGB", (w, h), (0, 0, 0))
+        mask = Image.new("L", (w, h), 140)
+        ImageDraw.Draw(mask).rectangle((x0, y0, x1 - 1, y1 - 1), fill=0)
+        frame = Image.composite(shade, frame, mask)
+        draw = ImageDraw.Draw(frame)
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=SELECTED, width=2)
+        draw.text((x0 + 4, y0 + 4), f"{spec.name} safe area", fill=SELECTED, font=ImageFont.load_default())
+        path = ctx.work_dir / "review" / f"{ctx.file_stem('safe-' + spec.name)}.png"
+        with atomic_output(path) as tmp:
+            frame.save(tmp, format="PNG")
+        ctx.review[f"safe_area:{spec.name}"] = path
+
+
+def review(ctx: RunContext) -> None:
+    """Stage ``review``: the contact sheet and the safe-area previews."""
+    contact_sheet(ctx)
+    safe_area_previews(ctx)

@@ -1,6 +1,6 @@
 """The pipeline, in order. Read this first.
 
-    brief ─► prompts ─► candidates ─► select ─► contact ─► clips ─► timeline ─► conform ─► manifest
+    brief ─► prompts ─► candidates ─► select ─► review ─► clips ─► timeline ─► conform ─► manifest
 
 Each stage declares what it reads and writes on the run context, the resources it uses
 and a code version (recorded with the run, so a changed stage shows in the records).
@@ -44,7 +44,7 @@ class Stage:
             "prompts": len(ctx.brief.beats),
             "candidates": len(ctx.brief.beats) * ctx.brief.candidates,
             "select": len(ctx.brief.beats),
-            "contact": 1,
+            "review": 1,
             "clips": len(ctx.brief.beats) if ctx.video_specs else 0,
             "timeline": int(bool(ctx.video_specs)) + int(bool(ctx.still_specs)),
             "conform": len(ctx.specs),
@@ -61,8 +61,8 @@ STAGES: list[Stage] = [
           "N keyframes per beat on Ray actors, written to the store and scored there"),
     Stage("select", select.select_candidates, ("candidates",), ("selected",), select.CODE_VERSION,
           description="top score moves on; a 'selected' pointer with the reason"),
-    Stage("contact", contact.contact_sheet, ("candidates", "selected"), ("review",), contact.CODE_VERSION,
-          description="a contact sheet of every candidate per beat, the selected one framed"),
+    Stage("review", contact.review, ("candidates", "selected"), ("review",), contact.CODE_VERSION,
+          description="contact sheet of every candidate per beat; safe-area preview per channel"),
     Stage("clips", clips.render_clips, ("selected",), ("clips",), clips.CODE_VERSION,
           {"ray": "one task per shot, 1 CPU"}, "keyframe + camera move -> shot master with handles"),
     Stage("timeline", assemble.assemble_timelines, ("clips", "selected"), ("timelines",),

@@ -233,3 +233,19 @@ def test_contact_sheet_shows_every_candidate(demo_run, manifest) -> None:
         y = PAD + r * (HEADER + TILE + LABEL + PAD) + HEADER - 2
         framed = [px[PAD + c * (TILE + PAD) + TILE // 2, y] == SELECTED for c in range(cols)]
         assert framed == [c == sel for c in range(cols)]
+
+
+def test_safe_area_preview_per_channel(demo_run, manifest) -> None:
+    from PIL import Image
+
+    from shots.contact import SELECTED
+    from studio.specs import Catalog
+
+    _, out = demo_run
+    for name in load_brief(EXAMPLE_BRIEF)[0].channels:
+        spec = Catalog().spec(name)
+        entry = manifest["review"][f"safe_area:{name}"]
+        im = Image.open(out / entry["path"]).convert("RGB")
+        assert abs(im.width / im.height - spec.width / spec.height) < 0.02  # the channel's own frame
+        x0, y0, x1, y1 = spec.safe_area.rect(im.width, im.height)
+        assert im.getpixel((x0 + (x1 - x0) // 2, y0)) == SELECTED  # the safe edge is drawn
