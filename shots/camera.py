@@ -348,6 +348,17 @@ def _drain(pipe: IO[bytes], tail: deque[str]) -> None:
         tail.append(line.decode("utf-8", "replace").rstrip())
 
 
+def check_timing(rate: Fraction | str, frames: int, where: dict[str, Any]) -> Fraction:
+    """A shot master's rate and length, checked before any work; returns the rate."""
+    rate = Fraction(rate)
+    if rate <= 0:
+        raise StageError(f"frame rate {rate} is not positive", fix="pass e.g. 30000/1001", **where)
+    if frames < 1:
+        raise StageError(f"a clip needs at least one frame, not {frames}",
+                         fix="check the shot's duration", **where)
+    return rate
+
+
 def master_output_args(rate: Fraction, frames: int, crf: int, preset: str, out: Path) -> list[str]:
     """The encoder half of every shot-master command (camera moves and video models):
     H.264 4:2:0, exact rate, one-second closed GOPs (masters are trimmed anywhere),
@@ -397,12 +408,7 @@ def render_move(
     if move not in MOVES:
         raise StageError(f"unknown camera move {move!r}", fix="use one of: " + ", ".join(MOVES),
                          field="camera", **where)
-    rate = Fraction(rate)
-    if rate <= 0:
-        raise StageError(f"frame rate {rate} is not positive", fix="pass e.g. 30000/1001", **where)
-    if frames < 1:
-        raise StageError(f"a clip needs at least one frame, not {frames}",
-                         fix="check the shot's duration", **where)
+    rate = check_timing(rate, frames, where)
     try:
         with Image.open(keyframe) as im:
             im.load()

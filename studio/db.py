@@ -242,6 +242,24 @@ def current_pointer(session: Session, name: str, scope: str) -> Pointer | None:
     ).first()
 
 
+def finish_run(engine: Engine, run_id: str, error: BaseException | None = None) -> None:
+    """Move a run to its final state: succeeded, or failed / cancelled (Ctrl-C) with the reason."""
+    from studio.errors import StudioError
+
+    with Session(engine) as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            return
+        if error is None:
+            run.status = "succeeded"
+        else:
+            run.status = "cancelled" if isinstance(error, KeyboardInterrupt) else "failed"
+            run.error = error.line() if isinstance(error, StudioError) else f"{type(error).__name__}: {error}"
+        run.finished_at = now()
+        s.add(run)
+        s.commit()
+
+
 def run_number(session: Session, brief_version: BriefVersion) -> int:
     """How many runs the brief's project/campaign has had (this one included): the vNNN in names."""
     ids = session.exec(

@@ -189,28 +189,14 @@ def render(
             stage.run(ctx)
             reporter.stage_done(stage.name)
         _publish(work, out_dir)
-        with Session(engine) as s:
-            run = s.get(db.Run, run_id)
-            assert run is not None
-            run.status, run.finished_at = "succeeded", db.now()
-            s.add(run)
-            s.commit()
+        db.finish_run(engine, run_id)
         reporter.event("run_done", run_id=run_id, out=str(out_dir))
         return ctx
     except BaseException as e:
+        # Ctrl-C (or a job's SIGINT) cancels: the work folder goes, the pool's actors were
+        # killed by their stage, and the record says so.
         shutil.rmtree(work, ignore_errors=True)
-        from sqlmodel import Session
-
-        with Session(engine) as s:
-            run = s.get(db.Run, run_id)
-            if run is not None:
-                # Ctrl-C (or a job's SIGINT) cancels: the work folder is gone, the pool's
-                # actors were killed by their stage, and the record says so.
-                status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
-                run.status, run.finished_at = status, db.now()
-                run.error = e.line() if isinstance(e, StudioError) else f"{type(e).__name__}: {e}"
-                s.add(run)
-                s.commit()
+        db.finish_run(engine, run_id, e)
         raise
     finally:
         engine.dispose()

@@ -159,21 +159,11 @@ def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, rep
         reporter.stage_done("conform")
         write_manifest(ctx)
         _publish(work, out_dir)
-        with Session(engine) as s:
-            r = s.get(db.Run, new_id)
-            r.status, r.finished_at = "succeeded", db.now()  # type: ignore[union-attr]
-            s.add(r)
-            s.commit()
+        db.finish_run(engine, new_id)
         return ctx, changes
     except BaseException as e:
         shutil.rmtree(work, ignore_errors=True)
-        with Session(engine) as s:
-            r = s.get(db.Run, new_id)
-            if r is not None:
-                r.status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
-                r.error = e.line() if isinstance(e, StudioError) else f"{type(e).__name__}: {e}"
-                s.add(r)
-                s.commit()
+        db.finish_run(engine, new_id, e)
         raise
     finally:
         engine.dispose()

@@ -264,12 +264,9 @@ class DiffusersVideoBackend:
 
         e = self.entry
         where: dict[str, Any] = {"stage": "clips", "shot": shot or None}
-        rate = Fraction(rate)
-        if rate <= 0:
-            raise StageError(f"frame rate {rate} is not positive", fix="pass e.g. 30000/1001", **where)
-        if frames < 1:
-            raise StageError(f"a clip needs at least one frame, not {frames}",
-                             fix="check the shot's duration", **where)
+        from shots.camera import check_timing
+
+        rate = check_timing(rate, frames, where)
         out = Path(out)
         as_video = out.suffix.lower() in VIDEO_SUFFIXES
         if width < 2 or height < 2 or (as_video and (width % 2 or height % 2)):
