@@ -48,6 +48,19 @@ def parse_rate(value: str | int | float) -> Fraction:
     return rate
 
 
+class CaptionRules(BaseModel):
+    """How captions are cut and checked for a channel. Defaults follow common subtitle
+    guidance (two lines of at most 42 characters, at most 17 characters per second, at
+    least 5/6 s on screen); vertical formats set shorter lines."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_chars_per_line: int = Field(42, ge=10, le=80)
+    max_lines: int = Field(2, ge=1, le=3)
+    max_cps: float = Field(17.0, gt=0, le=40, description="reading speed, characters per second")
+    min_duration: float = Field(0.83, ge=0, le=5, description="seconds a caption stays up at least")
+    font_size: float = Field(0.045, gt=0.01, le=0.2, description="text height as a fraction of frame height")
+
+
 class ChannelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -78,6 +91,7 @@ class ChannelSpec(BaseModel):
     audio_rate: int = 48000
     audio_bitrate: str = "192k"
     captions_burn_in: bool = False
+    captions: CaptionRules = CaptionRules()
     color: Literal["bt709"] = "bt709"
     source: str = Field("", description="where the figures come from")
 
