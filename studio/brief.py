@@ -66,6 +66,32 @@ class Beat(BaseModel):
         return v
 
 
+class MusicPlan(BaseModel):
+    """The spot's music bed: one bed for the whole spot, never one per clip."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(
+        "procedural",
+        description="procedural (the built-in composer), library (a track from the music "
+                    "library), none, or a text-to-music model registry id (e.g. musicgen-small)",
+    )
+    track: str | None = Field(None, description="library track id; default: best match for the mood")
+    library: str | None = Field(None, description="music library folder, relative to the brief")
+    tempo: float | None = Field(None, ge=40, le=220, description="beats per minute; default from the mood")
+    key: str | None = Field(None, pattern=r"^[A-G][#b]?( ?(major|minor|m))?$",
+                            description="e.g. D, F# minor, Bb major; default from the mood")
+    mood: str | None = Field(None, max_length=200, description="default: the beats' moods")
+    prompt: str | None = Field(None, max_length=500, description="text prompt for a model source")
+    gain_db: float = Field(-9.0, ge=-40, le=0, description="bed level under the voice, before ducking")
+
+
+class EffectsPlan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    library: str | None = Field(None, description="effects library folder, relative to the brief; "
+                                                  "default: Studio's own procedural effects")
+
+
 class Brief(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -90,6 +116,13 @@ class Brief(BaseModel):
     clip_model: str | None = Field(
         None, description="model registry id for image-to-video shot clips; default: camera move"
     )
+    voice: str | None = Field(
+        None, description="voice registry id for the narration; default: the first voice "
+                          "licensed for the usage class"
+    )
+    music: MusicPlan = MusicPlan()
+    effects: EffectsPlan = EffectsPlan()
+    captions: bool = Field(True, description="captions from the voice-over for every video deliverable")
 
     @field_validator("fps")
     @classmethod
@@ -173,10 +206,16 @@ def check_models(brief: Brief, registry: Any, source: str | None = None) -> list
 
 
 def check_against(brief: Brief, catalog: Catalog, base_dir: Path, source: str | None = None,
-                  registry: Any = None) -> list[ChannelSpec]:
-    """Everything that needs the catalog, the model registry or the filesystem. Returns the
-    channel specs."""
+                  registry: Any = None, voices: Any = None, settings: Any = None) -> list[ChannelSpec]:
+    """Everything that needs the catalog, the model and voice registries or the
+    filesystem. Returns the channel specs."""
     errors: list[StudioError] = check_models(brief, registry, source) if registry is not None else []
+    if voices is not None:
+        from audio.soundtrack import check_music_plan
+        from audio.voiceover import check_voice_plan
+
+        errors += check_voice_plan(brief, voices, source)
+        errors += check_music_plan(brief, base_dir, settings, registry, source)
     specs: list[ChannelSpec] = []
     for i, name in enumerate(brief.channels):
         try:

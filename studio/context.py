@@ -87,6 +87,7 @@ class RunContext:
     backend_options: dict[str, Any] = field(default_factory=dict)
     keyframe_model: Any = None  # studio.models.ModelEntry when the brief names one
     clip_model: Any = None
+    voice: Any = None  # audio.voices.VoiceEntry, or None when no beat has narration
     # stage outputs
     shots: list[ShotPlan] = field(default_factory=list)
     candidates: dict[str, list[CandidateResult]] = field(default_factory=dict)  # by shot id
@@ -95,6 +96,11 @@ class RunContext:
     timelines: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> {id, path, sha256}
     deliverables: list[dict[str, Any]] = field(default_factory=list)
     review: dict[str, Path] = field(default_factory=dict)  # contact sheet, previews
+    voice_lines: list[dict[str, Any]] = field(default_factory=list)  # placed lines, by beat order
+    stems: dict[str, MediaRef] = field(default_factory=dict)  # voice, music, effects
+    sound: dict[str, Any] = field(default_factory=dict)  # bed and cue records
+    masters: dict[str, dict[str, Any]] = field(default_factory=dict)  # by spec: audio + loudness
+    captions: dict[str, dict[str, Any]] = field(default_factory=dict)  # by spec: files, overlays
     warnings: list[str] = field(default_factory=list)
     cancelled: Callable[[], bool] = lambda: False
 

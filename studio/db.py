@@ -173,6 +173,25 @@ class Deliverable(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now)
 
 
+class AudioAsset(SQLModel, table=True):
+    """Every piece of the soundtrack with its parameters and rights: a voice line (with
+    its voice), the music bed, each effect cue, each stem, each channel's master."""
+
+    id: str = Field(primary_key=True)
+    run_id: str = Field(foreign_key="run.id", index=True)
+    kind: str = Field(index=True)  # voice-line | music-bed | effect-cue | stem | master
+    name: str  # beat id, stem name, cue id or spec name
+    beat_id: str | None = Field(default=None, index=True)
+    spec: str | None = None
+    sha256: str | None = Field(default=None, index=True)  # None for a cue (its file is the effect's)
+    start: float | None = None  # seconds on the edit
+    duration: float | None = None
+    code_version: str
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    rights: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=now)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")

@@ -106,6 +106,12 @@ def manifest_json_schema() -> dict[str, Any]:
                         "fps": {"type": ["string", "null"]},
                         "duration": {"type": ["number", "null"]},
                         "size": {"type": "integer"},
+                        "loudness": {
+                            "type": "object",
+                            "description": "the deliverable's audio measured with ebur128",
+                            "required": ["integrated", "true_peak", "lra", "target", "ceiling", "within_spec"],
+                        },
+                        "captions": {"type": "object", "required": ["srt", "vtt", "burned_in"]},
                     },
                 },
             },
@@ -124,6 +130,16 @@ def manifest_json_schema() -> dict[str, Any]:
                             "items": {"type": "object", "required": ["id", "seed", "score", "keyframe_sha256"]},
                         },
                     },
+                },
+            },
+            "sound": {
+                "type": "object",
+                "required": ["voice", "lines", "music", "cues", "stems"],
+                "properties": {
+                    "lines": {"type": "array", "items": {
+                        "type": "object", "required": ["beat", "text", "start", "end", "sha256"]}},
+                    "cues": {"type": "array", "items": {"type": "object", "required": ["id", "effect", "at", "rights"]}},
+                    "stems": {"type": "array", "items": {"type": "object", "required": ["name", "path", "sha256"]}},
                 },
             },
             "warnings": {"type": "array", "items": {"type": "string"}},

@@ -17,6 +17,35 @@ from studio.versioning import schema_string
 CODE_VERSION = "manifest.1"
 
 
+def _rel(ctx: RunContext, path: Any) -> str:
+    from pathlib import Path
+
+    return str(Path(path).relative_to(ctx.work_dir))
+
+
+def sound_section(ctx: RunContext) -> dict[str, Any]:
+    """The soundtrack: the voice and its licence, every line, the bed and every cue with
+    their rights, and the stems handed to the editor."""
+    voice = ctx.voice
+    bed = ctx.sound.get("bed")
+    return {
+        "voice": None if voice is None else {
+            "id": voice.id, "backend": voice.backend, "kind": voice.kind, "licence": voice.licence,
+            "usage_classes": list(voice.usage_classes)},
+        "lines": [{"beat": ln["beat"], "text": ln["text"], "start": round(ln["start"], 4),
+                   "end": round(ln["end"], 4), "tempo": round(ln["tempo"], 4), "sha256": ln["ref"].sha256,
+                   "sentences": ln["sentences"]} for ln in ctx.voice_lines],
+        "music": None if bed is None else {"source": bed["source"], "track": bed["track"],
+                                           "sha256": bed["ref"].sha256, "rights": bed["rights"]},
+        "cues": [{k: c[k] for k in ("id", "kind", "effect", "beat", "at", "gain_db", "reason", "rights")}
+                 for c in ctx.sound.get("cues", [])],
+        "stems": [{"name": n, "path": _rel(ctx, p), "sha256": sha256_file(p)}
+                  for n, p in ctx.sound.get("stems", {}).items()],
+        "mix": None if "mix" not in ctx.sound else {
+            k: v for k, v in ctx.sound["mix"].items() if k not in ("ref", "graph")},
+    }
+
+
 def build_manifest(ctx: RunContext) -> dict[str, Any]:
     b = ctx.brief
     beats = []
@@ -62,6 +91,7 @@ def build_manifest(ctx: RunContext) -> dict[str, Any]:
         "review": {k: {"path": str(p.relative_to(ctx.work_dir)), "sha256": sha256_file(p)}
                    for k, p in ctx.review.items()},
         "beats": beats,
+        "sound": sound_section(ctx),
         "warnings": ctx.warnings,
     }
 

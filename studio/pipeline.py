@@ -1,6 +1,10 @@
 """The pipeline, in order. Read this first.
 
-    brief ─► prompts ─► candidates ─► select ─► review ─► clips ─► timeline ─► conform ─► manifest
+    brief ─► prompts ─► voice ─► music ─► candidates ─► select ─► review ─► clips
+          ─► timeline ─► mix ─► captions ─► conform ─► manifest
+
+Sound comes early: the voice lines and the bed depend only on the brief and the beat
+timing, and the review's animatic needs them before any clip is rendered.
 
 Each stage declares what it reads and writes on the run context, the resources it uses
 and a code version (recorded with the run, so a changed stage shows in the records).
@@ -16,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audio import mix, soundtrack, voiceover
 from shots import clips, contact, generate, select
 from studio import __version__, db, manifest, prompts
 from studio.brief import check_against, edit_rate, load_brief
@@ -26,7 +31,7 @@ from studio.progress import QuietReporter, Reporter
 from studio.settings import Settings, get_settings
 from studio.specs import Catalog
 from studio.store import Store
-from timelines import assemble, deliver
+from timelines import assemble, captions, deliver
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,10 @@ class Stage:
     def total(self, ctx: RunContext) -> int:
         per = {
             "prompts": len(ctx.brief.beats),
+            "voice": sum(1 for b in ctx.brief.beats if b.narration.strip()) if ctx.voice and ctx.video_specs else 0,
+            "music": 2 if ctx.video_specs else 0,
+            "mix": len(ctx.video_specs),
+            "captions": len(ctx.video_specs) if ctx.brief.captions and ctx.voice_lines else 0,
             "candidates": len(ctx.brief.beats) * ctx.brief.candidates,
             "select": len(ctx.brief.beats),
             "review": 1,
@@ -56,6 +65,11 @@ class Stage:
 STAGES: list[Stage] = [
     Stage("prompts", prompts.plan_shots, ("brief", "style", "specs"), ("shots",), prompts.CODE_VERSION,
           description="beat + style pack + channels -> prompt record, seeds, timing"),
+    Stage("voice", voiceover.voice_over, ("shots",), ("voice_lines", "stems"), voiceover.CODE_VERSION,
+          {"ray": "a GPU voice runs on an actor; Piper in process"},
+          "narration -> a voice line per beat, fitted to its beat; the voice stem"),
+    Stage("music", soundtrack.music_stage, ("shots",), ("sound", "stems"), soundtrack.CODE_VERSION,
+          description="one music bed for the spot; effects cued on the cuts"),
     Stage("candidates", generate.generate_candidates, ("shots",), ("candidates",), generate.CODE_VERSION,
           {"ray": "KeyframeWorker actor pool, one backend per actor"},
           "N keyframes per beat on Ray actors, written to the store and scored there"),
@@ -67,6 +81,11 @@ STAGES: list[Stage] = [
           {"ray": "one task per shot, 1 CPU"}, "keyframe + camera move -> shot master with handles"),
     Stage("timeline", assemble.assemble_timelines, ("clips", "selected"), ("timelines",),
           assemble.CODE_VERSION, description="OpenTimelineIO edit (and stills) written as .otio"),
+    Stage("mix", mix.mix_stage, ("stems",), ("masters",), mix.CODE_VERSION,
+          {"ffmpeg": "one mix graph; two-pass master per channel"},
+          "stems -> ducked mix -> a master per channel at its loudness, measured"),
+    Stage("captions", captions.captions_stage, ("voice_lines",), ("captions",), captions.CODE_VERSION,
+          description="SRT and WebVTT per video deliverable from the voice timing; burn-in overlays"),
     Stage("conform", deliver.conform_deliverables, ("timelines",), ("deliverables",), deliver.CODE_VERSION,
           {"ffmpeg": "one filter graph per deliverable"}, "reframe, scale, fps, finish, encode per spec"),
     Stage("manifest", manifest.write_manifest, ("deliverables", "timelines", "candidates"), ("manifest",),
@@ -138,7 +157,13 @@ def render(
         brief = brief.model_copy(update={"candidates": candidates})
     catalog = Catalog(settings.specs_dir, settings.styles_dir)
     registry = ModelRegistry(settings.models_dir)
-    specs = check_against(brief, catalog, brief_dir, source=str(brief_path), registry=registry)
+    from audio.voiceover import choose_voice
+    from audio.voices import VoiceRegistry
+
+    voices = VoiceRegistry(settings.voices_dir)
+    specs = check_against(brief, catalog, brief_dir, source=str(brief_path), registry=registry,
+                          voices=voices, settings=settings)
+    voice = choose_voice(brief, voices)
     style = catalog.style(brief.style_pack)
     keyframe_model = registry.get(brief.keyframe_model) if brief.keyframe_model else None
     clip_model = registry.get(brief.clip_model) if brief.clip_model else None
@@ -178,7 +203,7 @@ def render(
             edit_rate=edit_rate(brief, specs),
             master_size=(keyframe_model.width, keyframe_model.height) if keyframe_model else master_size(specs),
             backend=backend, backend_options=backend_options or {},
-            keyframe_model=keyframe_model, clip_model=clip_model,
+            keyframe_model=keyframe_model, clip_model=clip_model, voice=voice,
         )
         reporter.event("run_start", run_id=run_id, brief=str(brief_path), out=str(out_dir))
         for stage in STAGES:

@@ -23,6 +23,12 @@ class Settings(BaseSettings):
     specs_dir: Path | None = Field(default=None, description="Extra channel specs (YAML files).")
     styles_dir: Path | None = Field(default=None, description="Extra style packs (YAML files).")
     models_dir: Path | None = Field(default=None, description="Extra model registry entries (YAML files).")
+    voices_dir: Path | None = Field(default=None, description="Extra voice registry entries (YAML files).")
+    music_dir: Path | None = Field(
+        default=None, description="Music library folder (tracks with rights sidecars) for briefs "
+        "with music.source: library.")
+    effects_dir: Path | None = Field(
+        default=None, description="Effects library folder; default: Studio's procedural effects.")
     ray_num_cpus: int | None = Field(
         default=None, description="CPUs for a local Ray started by Studio (default: all)."
     )

@@ -81,7 +81,68 @@ def build_edit(ctx: RunContext) -> otio.schema.Timeline:
         marker.metadata["studio"] = {"kind": "beat", "narration": clip.metadata["studio"]["narration"]}
         clip.markers.append(marker)
         track.append(clip)
+    build_audio_tracks(ctx, tl)
     return tl
+
+
+def _audio_clip(name: str, path: Path, frames: int, rate: Fraction, meta: dict[str, Any],
+                sha256: str, media_frames: int | None = None) -> otio.schema.Clip:
+    ref = otio.schema.ExternalReference(
+        target_url=path.resolve().as_uri(),
+        available_range=otio.opentime.TimeRange(_rt(0, rate), _rt(media_frames or frames, rate)),
+    )
+    ref.metadata["studio"] = {"sha256": sha256, "has_audio": True}
+    clip = otio.schema.Clip(name=name, media_reference=ref,
+                            source_range=otio.opentime.TimeRange(_rt(0, rate), _rt(frames, rate)))
+    clip.metadata["studio"] = meta
+    return clip
+
+
+def _place(track: otio.schema.Track, at: int, clip: otio.schema.Clip, rate: Fraction) -> None:
+    """Append ``clip`` at record frame ``at``, filling with a gap (clips never overlap on
+    one track: a later clip that would overlap starts where the previous one ends)."""
+    end = round(track.duration().to_frames()) if len(track) else 0
+    if at > end:
+        track.append(otio.schema.Gap(source_range=otio.opentime.TimeRange(_rt(0, rate), _rt(at - end, rate))))
+    track.append(clip)
+
+
+def build_audio_tracks(ctx: RunContext, tl: otio.schema.Timeline) -> None:
+    """The soundtrack as three audio tracks named for their stems: voice (one clip per
+    line), music (the bed), effects (one clip per cue). Every clip keeps its recipe and
+    rights under ``metadata["studio"]``; positions are on edit frames."""
+    import math
+
+    rate = ctx.edit_rate
+    voice = otio.schema.Track(name="voice", kind=otio.schema.TrackKind.Audio)
+    for line in ctx.voice_lines:
+        clip = _audio_clip(f"{line['beat']} voice", ctx.store.path(line["ref"]), line["frames"], rate,
+                           {"kind": "voice-line", "beat_id": line["beat"], "voice": line["voice"],
+                            "text": line["text"], "tempo": round(line["tempo"], 4)}, line["ref"].sha256)
+        _place(voice, line["start_frame"], clip, rate)
+    music = otio.schema.Track(name="music", kind=otio.schema.TrackKind.Audio)
+    bed = ctx.sound.get("bed")
+    total = sum(s.frames for s in ctx.shots)
+    if bed is not None:
+        meta = {"kind": "music-bed", **{k: v for k, v in bed.items() if k in ("source", "track", "params", "rights")}}
+        music.append(_audio_clip("music bed", ctx.store.path(bed["ref"]), total, rate, meta, bed["ref"].sha256))
+    effects = otio.schema.Track(name="effects", kind=otio.schema.TrackKind.Audio)
+    for cue in ctx.sound.get("cues", []):
+        path = Path(cue["path"])
+        frames = max(1, math.floor(cue["length"] * rate))
+        at = round(cue["start"] * rate)
+        if at < 0:
+            continue  # the stem has it trimmed; an NLE clip cannot start before zero
+        frames = min(frames, total - at)
+        if frames <= 0:
+            continue
+        meta = {"kind": "effect-cue", **{k: cue[k] for k in ("id", "effect", "beat", "gain_db", "reason", "at")},
+                "rights": cue.get("rights", {})}
+        _place(effects, at, _audio_clip(cue["id"], path, frames, rate, meta, cue["sha256"],
+                                        media_frames=max(frames, math.floor(cue["length"] * rate))), rate)
+    for track in (voice, music, effects):
+        if len(track):
+            tl.tracks.append(track)
 
 
 def build_stills(ctx: RunContext) -> otio.schema.Timeline:

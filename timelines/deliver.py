@@ -77,6 +77,10 @@ def _record(ctx: RunContext, spec: ChannelSpec, path: Path, timeline_id: str | N
         "duration": round(float(info["duration"]), 4) if spec.kind == "video" else None,
         "size": path.stat().st_size, "codec": info.get("codec"),
     }
+    if "loudness" in params:
+        entry["loudness"] = params["loudness"]
+    if "captions" in params:
+        entry["captions"] = params["captions"]
     if spec.max_file_size and entry["size"] > spec.max_file_size:
         raise StageError(
             f"{path.name} is {entry['size']} bytes, over the spec's {spec.max_file_size}",
@@ -96,6 +100,17 @@ def _record(ctx: RunContext, spec: ChannelSpec, path: Path, timeline_id: str | N
     ctx.deliverables.append(entry)
 
 
+def _measure_loudness(path: Path, master: dict[str, Any]) -> dict[str, Any]:
+    """The deliverable's own audio, measured again (ebur128): what ships is what is reported."""
+    from audio.master import measure
+
+    m = measure(path)
+    target, ceiling = master["target_lufs"], master["true_peak_ceiling"]
+    return {"integrated": m["integrated"], "true_peak": m["true_peak"], "lra": m.get("lra"),
+            "target": target, "ceiling": ceiling,
+            "within_spec": abs(m["integrated"] - target) <= 0.5 and m["true_peak"] <= ceiling}
+
+
 def conform_deliverables(ctx: RunContext) -> None:
     from timelines.conform import conform_still, conform_video
 
@@ -111,9 +126,17 @@ def conform_deliverables(ctx: RunContext) -> None:
             ctx.reporter.advance("conform", amount=max(0.0, frac - _last[0]), spec=_spec)
             _last[0] = frac
 
+        master = ctx.masters.get(spec.name)
+        caps = ctx.captions.get(spec.name, {})
         params = conform_video(clips, spec, out, preset=ctx.settings.x264_preset, lut=lut,
-                               grain=finishing.grain, sharpen=finishing.sharpen, progress=progress)
+                               grain=finishing.grain, sharpen=finishing.sharpen, progress=progress,
+                               audio=ctx.store.path(master["ref"]) if master else None,
+                               audio_copy=master is not None, overlays=caps.get("overlays", []))
         ctx.reporter.advance("conform", amount=max(0.0, 1.0 - last[0]), spec=spec.name)
+        if master is not None:
+            params["loudness"] = _measure_loudness(out, master)
+        if caps:
+            params["captions"] = {k: v for k, v in caps.items() if k != "overlays"}
         _record(ctx, spec, out, tl["id"], params)
     for spec in ctx.still_specs:
         tl = ctx.timelines["stills"]

@@ -1,0 +1,200 @@
+"""Stage ``mix``: the voice, music and effects stems become one mix, then one master per
+video channel at that channel's loudness.
+
+The mix is one ffmpeg graph: the music bed at its brief level, ducked under the voice by
+``sidechaincompress`` keyed from the voice stem; voice, ducked music and effects summed
+(``amix`` without normalisation, so the levels are the ones set), short fades at the
+head and tail so nothing clicks. The stems are written *as mixed* (the ducked bed, not
+the raw one), so an editor who lays them side by side hears the same mix.
+
+Each channel's master is the mix normalised in two passes to the spec's integrated
+loudness with a true-peak limiter (``audio.master.master``), then encoded to AAC at the
+spec's rate and bitrate. AAC can raise true peaks by a few tenths of a dB, so the
+*encoded* file is measured again with ``ebur128`` and re-mastered with a lower ceiling
+or corrected target until it is inside the spec; the conform then copies that audio
+stream into the deliverable untouched, so the figures in the manifest are the
+deliverable's own.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from studio import db
+from studio.errors import StageError
+from studio.store import atomic_output
+
+CODE_VERSION = "mix.1"
+RATE = 48000
+# Ducking: the voice stem peaks at -1 dBFS; its speech sits around -20 dBFS RMS. A key
+# threshold of -30 dBFS catches every syllable; ratio 6 with a slow release pulls the bed
+# down ~8-10 dB under speech without pumping between words.
+DUCK = {"threshold": 0.0316, "ratio": 6, "attack": 20, "release": 400, "knee": 4}
+FADE_IN = 0.05
+FADE_OUT = 0.25
+AAC_TOLERANCE = 0.3  # LU: what the encoded master must be within (the spec allows 0.5)
+MAX_TRIES = 4
+
+
+def _ffmpeg(args: list[str], what: str, spec: str | None = None) -> None:
+    proc = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-v", "error", "-y", *args],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise StageError(f"{what} failed: {proc.stderr.strip()[-300:] or 'no message'}", stage="mix",
+                         field=spec, fix="check the stems (stage voice / music) and ffmpeg")
+
+
+def mix_stems(voice: Path | None, music: Path | None, effects: Path | None, out_mix: Path,
+              out_stems: dict[str, Path], *, duration: float, music_gain_db: float) -> dict[str, Any]:
+    """Mix the stems (any may be missing) into ``out_mix`` (48 kHz stereo, 24-bit) and
+    write each stem as mixed to ``out_stems[name]``. All outputs are exactly ``duration``."""
+    inputs: list[str] = []
+    graph: list[str] = []
+    n = round(duration * RATE)
+    fit = f"aformat=sample_fmts=fltp:sample_rates={RATE}:channel_layouts=stereo,apad=whole_len={n},atrim=end_sample={n}"
+    labels: dict[str, str] = {}
+    idx = 0
+    for name, path in (("voice", voice), ("music", music), ("effects", effects)):
+        if path is None:
+            continue
+        if not Path(path).is_file():
+            raise StageError(f"the {name} stem {path} is missing", stage="mix", field=name,
+                             fix="re-run the stage that makes it")
+        inputs += ["-i", str(path)]
+        labels[name] = f"{idx}:a"
+        idx += 1
+    if not labels:
+        inputs += ["-f", "lavfi", "-i", f"anullsrc=r={RATE}:cl=stereo"]
+        labels["silence"] = "0:a"
+    outs: dict[str, str] = {}
+    if "voice" in labels:
+        graph.append(f"[{labels['voice']}]{fit},asplit=3[voice][key][vstem]")
+        outs["voice"] = "vstem"
+    if "music" in labels:
+        graph.append(f"[{labels['music']}]{fit},volume={music_gain_db:.2f}dB[bed]")
+        if "voice" in labels:
+            d = DUCK
+            graph.append(f"[bed][key]sidechaincompress=threshold={d['threshold']}:ratio={d['ratio']}:"
+                         f"attack={d['attack']}:release={d['release']}:knee={d['knee']}:makeup=1[ducked]")
+        else:
+            graph.append("[bed]anull[ducked]")
+        graph.append("[ducked]asplit=2[music][mstem]")
+        outs["music"] = "mstem"
+    if "effects" in labels:
+        graph.append(f"[{labels['effects']}]{fit},asplit=2[effects][fstem]")
+        outs["effects"] = "fstem"
+    parts = [p for p in ("voice", "music", "effects") if p in labels]
+    if parts:
+        graph.append("".join(f"[{p}]" for p in parts)
+                     + f"amix=inputs={len(parts)}:normalize=0:duration=longest,"
+                     f"afade=t=in:d={FADE_IN},afade=t=out:st={max(0.0, duration - FADE_OUT):.4f}:d={FADE_OUT},"
+                     f"atrim=end_sample={n}[mix]")
+    else:
+        graph.append(f"[{labels['silence']}]{fit}[mix]")
+    tmps: list[Any] = []
+    maps: list[str] = []
+    targets = [("mix", out_mix)] + [(k, out_stems[k]) for k in outs if k in out_stems]
+    # Every output into a temp file; published together only when ffmpeg succeeded.
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        for name, path in targets:
+            tmp = stack.enter_context(atomic_output(path))
+            tmps.append(tmp)
+            label = "mix" if name == "mix" else outs[name]
+            maps += ["-map", f"[{label}]", "-c:a", "pcm_s24le", "-ar", str(RATE), str(tmp)]
+        for name in outs:
+            if name not in out_stems:
+                graph.append(f"[{outs[name]}]anullsink")
+        _ffmpeg([*inputs, "-filter_complex", ";".join(graph), *maps], "mixing the stems")
+    return {"stems": sorted(labels), "music_gain_db": music_gain_db, "duck": DUCK if "voice" in labels
+            and "music" in labels else None, "fade_in": FADE_IN, "fade_out": FADE_OUT, "duration": duration,
+            "graph": ";".join(graph)}
+
+
+def master_for_channel(mix: Path, out_m4a: Path, *, spec: Any, work: Path) -> dict[str, Any]:
+    """Master ``mix`` for ``spec`` and encode it to AAC; the *encoded* audio is measured
+    and must be within ±AAC_TOLERANCE LU of the target with its true peak at or under the
+    ceiling."""
+    from audio.master import master, measure
+
+    target = float(spec.loudness_target)
+    ceiling = float(spec.true_peak if spec.true_peak is not None else -1.0)
+    aim_target, aim_ceiling = target, ceiling - 0.5  # AAC overshoots; start with headroom
+    tries: list[dict[str, Any]] = []
+    wav = work / f"{spec.name}.master.wav"
+    result: dict[str, Any] = {}
+    for _ in range(MAX_TRIES):
+        result = master(mix, wav, target_lufs=aim_target, true_peak=aim_ceiling, sample_rate=spec.audio_rate,
+                        channels=2)
+        with atomic_output(out_m4a) as tmp:
+            _ffmpeg(["-i", str(wav), "-c:a", "aac", "-b:a", spec.audio_bitrate, "-ar", str(spec.audio_rate),
+                     "-ac", "2", "-movflags", "+faststart", str(tmp)], f"encoding {spec.name}'s audio", spec.name)
+        got = measure(out_m4a)
+        tries.append({"target": aim_target, "ceiling": aim_ceiling, **got})
+        miss = target - got["integrated"]
+        over = got["true_peak"] - ceiling
+        if abs(miss) <= AAC_TOLERANCE and over <= 0:
+            break
+        aim_target += miss
+        if over > 0:
+            aim_ceiling -= over + 0.2
+    else:
+        last = tries[-1]
+        raise StageError(
+            f"{spec.name}: the encoded audio measures {last['integrated']:.1f} LUFS, true peak "
+            f"{last['true_peak']:.1f} dBTP after {MAX_TRIES} tries (target {target} LUFS, ceiling {ceiling} dBTP)",
+            stage="mix", field=spec.name, fix="check the mix for extreme dynamics or raise audio_bitrate")
+    wav.unlink(missing_ok=True)
+    measured = tries[-1]
+    return {
+        "target_lufs": target, "true_peak_ceiling": ceiling,
+        "integrated": measured["integrated"], "true_peak": measured["true_peak"],
+        "lra": measured.get("lra"), "tries": tries, "master": {k: v for k, v in result.items() if k != "attempts"},
+        "codec": "aac", "bitrate": spec.audio_bitrate, "sample_rate": spec.audio_rate,
+    }
+
+
+def mix_stage(ctx: Any) -> None:
+    """The stage: one mix of the stems, the stems as mixed, one master per video spec."""
+    from fractions import Fraction
+
+    from audio.voiceover import beat_times
+
+    total = float(sum((d for _, _, d in beat_times(ctx.shots, ctx.edit_rate)), Fraction(0)))
+    work = ctx.work_dir / ".mix"
+    work.mkdir(parents=True, exist_ok=True)
+    stems_dir = ctx.work_dir / "stems"
+    stem_paths = {name: stems_dir / f"{ctx.file_stem(name)}.wav" for name in ("voice", "music", "effects")}
+    mix_path = work / "mix.wav"
+    src = {k: ctx.store.path(ref) if ref is not None else None for k, ref in ctx.stems.items()}
+    params = mix_stems(src.get("voice"), src.get("music"), src.get("effects"), mix_path,
+                       {k: v for k, v in stem_paths.items() if src.get(k) is not None},
+                       duration=total, music_gain_db=ctx.brief.music.gain_db)
+    mix_ref = ctx.store.put_file(mix_path, ".wav")
+    ctx.sound["mix"] = {"ref": mix_ref, **params}
+    ctx.sound["stems"] = {k: p for k, p in stem_paths.items() if p.exists()}
+    with ctx.session() as s:
+        for name, path in ctx.sound["stems"].items():
+            from studio.store import sha256_file
+
+            s.add(db.AudioAsset(id=db.new_id("stem"), run_id=ctx.run_id, kind="stem", name=name,
+                                sha256=sha256_file(path), start=0.0, duration=total, code_version=CODE_VERSION,
+                                params={"path": str(ctx.out_dir / path.relative_to(ctx.work_dir)),
+                                        "as_mixed": True, **{k: v for k, v in params.items() if k != "graph"}},
+                                rights=ctx.sound.get("rights", {}).get(name, {})))
+    for spec in ctx.video_specs:
+        if spec.loudness_target is None:
+            ctx.reporter.advance("mix", spec=spec.name)
+            continue
+        out = work / f"{spec.name}.m4a"
+        info = master_for_channel(mix_path, out, spec=spec, work=work)
+        ref = ctx.store.put_file(out, ".m4a")
+        ctx.masters[spec.name] = {"ref": ref, **info}
+        with ctx.session() as s:
+            s.add(db.AudioAsset(id=db.new_id("mst"), run_id=ctx.run_id, kind="master", name=spec.name,
+                                spec=spec.name, sha256=ref.sha256, start=0.0, duration=total,
+                                code_version=CODE_VERSION, params={k: v for k, v in info.items()}))
+        ctx.reporter.advance("mix", spec=spec.name)

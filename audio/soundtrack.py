@@ -1,0 +1,233 @@
+"""Stage ``music``: one music bed for the whole spot and the effects stem.
+
+The bed comes from the brief's ``music.source``: ``procedural`` (the built-in composer:
+tempo, key and mood from the brief, loopable bars and a real ending on the spot's exact
+length), ``library`` (a track from the music library, picked by mood tags or by id, its
+rights checked for the usage class, looped on bars and ended with a fade), a text-to-music
+model from the registry (MusicGen-class, on a Ray actor), or ``none``.
+
+Effects follow the cut: a whoosh on every cut, a hit where the hero beat lands, from the
+effects library (Studio's own procedural effects unless the brief or settings name a
+folder). Every bed and cue is recorded with its parameters and rights.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from studio import db
+from studio.errors import StageError, StudioError
+
+CODE_VERSION = "music.1"
+RATE = 48000
+
+
+def _folder(value: str | None, base_dir: Path, default: Path | None) -> Path | None:
+    if value:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (base_dir / p)
+    return default
+
+
+def check_music_plan(brief: Any, base_dir: Path, settings: Any, models: Any,
+                     source: str | None = None) -> list[StudioError]:
+    """The music and effects plans, checked before any work: the source exists and is
+    licensed for the usage class; library folders load (every track's file present and
+    decodable, its rights valid)."""
+    from audio.library import MediaLibrary
+
+    errors: list[StudioError] = []
+    plan = brief.music
+    try:
+        if plan.source == "library":
+            folder = _folder(plan.library, base_dir, settings.music_dir)
+            if folder is None:
+                raise StudioError("music.source is library but no library folder is set",
+                                  fix="set music.library in the brief or STUDIO_MUSIC_DIR",
+                                  stage="music", field="music.library")
+            lib = MediaLibrary(folder, kind="music")
+            if plan.track:
+                track = lib.get(plan.track)
+                lib.check_usage(track, brief.usage_class)
+            else:
+                lib.pick(_moods(brief), brief.usage_class)
+        elif plan.source not in ("procedural", "none"):
+            if models is None:
+                raise StudioError(f"unknown music source {plan.source!r}",
+                                  fix="use procedural, library, none or a model id", field="music.source")
+            entry = models.get(plan.source, field="music.source")
+            if entry.kind != "text-to-music":
+                raise StudioError(f"model {plan.source!r} is {entry.kind}, not text-to-music",
+                                  fix="pick a text-to-music model (`studio models`) or use procedural",
+                                  field="music.source")
+            models.check_usage(entry, brief.usage_class, field="usage_class")
+        if brief.effects.enabled and brief.effects.library:
+            folder = _folder(brief.effects.library, base_dir, None)
+            assert folder is not None
+            MediaLibrary(folder, kind="effects")
+    except StudioError as e:
+        e.source = e.source or source
+        errors.append(e)
+    return errors
+
+
+def _moods(brief: Any) -> list[str]:
+    if brief.music.mood:
+        text = brief.music.mood
+    else:
+        text = ",".join(b.mood for b in brief.beats if b.mood)
+    words = [w.strip().lower() for part in text.split(",") for w in part.split()]
+    return [w for w in dict.fromkeys(words) if w]
+
+
+def _to_stem(src: Path, out: Path, seconds: float) -> dict[str, Any]:
+    """Any audio file to a 48 kHz stereo WAV of exactly ``seconds`` (a model's output,
+    at its own rate and channel count)."""
+    from studio.store import atomic_output
+
+    n = round(seconds * RATE)
+    with atomic_output(out) as tmp:
+        proc = subprocess.run(
+            ["ffmpeg", "-hide_banner", "-nostats", "-v", "error", "-y", "-i", str(src),
+             "-af", f"aformat=channel_layouts=stereo,aresample={RATE},apad=whole_len={n},atrim=end_sample={n}",
+             "-ar", str(RATE), "-c:a", "pcm_s16le", str(tmp)],
+            capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise StageError(f"cannot convert {src.name}: {proc.stderr.strip()[-200:]}", stage="music",
+                             source=str(src), fix="check the generated file")
+    return {"converted_to": f"{RATE} Hz stereo", "samples": n}
+
+
+def music_bed(ctx: Any, total: float, work: Path) -> dict[str, Any] | None:
+    from audio import music
+    from audio.library import MediaLibrary
+
+    plan = ctx.brief.music
+    out = work / "bed.wav"
+    if plan.source == "none":
+        return None
+    if plan.source == "procedural":
+        params = music.params_for(_moods(ctx.brief), ctx.brief.base_seed, tempo=plan.tempo, key=plan.key)
+        record = music.compose(params, total, out, sample_rate=RATE)
+        rights = record["rights"]
+        detail: dict[str, Any] = {"source": "procedural", "track": None, "params": _jsonable(record)}
+    elif plan.source == "library":
+        lib = MediaLibrary(_folder(plan.library, ctx.brief_dir, ctx.settings.music_dir), kind="music")  # type: ignore[arg-type]
+        track = lib.get(plan.track) if plan.track else lib.pick(_moods(ctx.brief), ctx.brief.usage_class)
+        lib.check_usage(track, ctx.brief.usage_class)
+        record = lib.fit(track, total, out, sample_rate=RATE)
+        rights = _jsonable(record.get("rights") or track.rights)
+        detail = {"source": "library", "track": track.id, "params": _jsonable(record)}
+    else:
+        from audio.actors import generate_music
+        from studio.models import ModelRegistry
+
+        entry = ModelRegistry(ctx.settings.models_dir).get(plan.source, field="music.source")
+        prompt = plan.prompt or ", ".join(_moods(ctx.brief)) or ctx.brief.purpose
+        raw = work / "bed.model.wav"
+        record = generate_music(entry, prompt, total, raw, seed=ctx.brief.base_seed, settings=ctx.settings)
+        record.update(_to_stem(raw, out, total))
+        rights = {"licence": entry.licence, "usage_classes": list(entry.usage_classes),
+                  "model": entry.id}
+        detail = {"source": plan.source, "track": None, "params": _jsonable(record)}
+    ref = ctx.store.put_file(out, ".wav")
+    return {"ref": ref, "rights": rights, **detail}
+
+
+def _jsonable(value: Any) -> Any:
+    import dataclasses
+    from datetime import date
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Fraction):
+        return float(value)
+    return value
+
+
+def effects_stem(ctx: Any, beats: list[tuple[str, float, float]], total: float, work: Path) -> None:
+    from audio import effects
+    from audio.library import MediaLibrary
+
+    if not ctx.brief.effects.enabled:
+        return
+    if ctx.brief.effects.library:
+        lib = MediaLibrary(_folder(ctx.brief.effects.library, ctx.brief_dir, None), kind="effects")  # type: ignore[arg-type]
+    elif ctx.settings.effects_dir is not None:
+        lib = MediaLibrary(ctx.settings.effects_dir, kind="effects")
+    else:
+        lib = effects.builtin_library(ctx.settings.home / "effects")
+    hero = ctx.brief.hero()
+    markers = [(f"{b}: hero", start, "hero") for b, start, _ in beats if b == hero.id and start > 0]
+    cues = effects.cue_list(beats, markers, lib, ctx.brief.usage_class)
+    out = work / "effects.wav"
+    record = effects.render_stem(cues, lib, total, out, sample_rate=RATE)
+    ctx.stems["effects"] = ctx.store.put_file(out, ".wav")
+    from studio.store import sha256_file
+
+    rows = []
+    for cue in cues:
+        track = lib.get(cue.effect)
+        path = lib.path(track)
+        length = _seconds(path)
+        rights = _jsonable(track.rights)
+        c = {"id": cue.id, "kind": cue.kind, "effect": cue.effect, "beat": cue.beat, "gain_db": cue.gain_db,
+             "reason": cue.reason, "at": round(cue.at, 4), "start": round(cue.start, 4), "length": length,
+             "path": str(path), "sha256": sha256_file(path), "rights": rights}
+        ctx.sound.setdefault("cues", []).append(c)
+        rows.append(db.AudioAsset(id=db.new_id("cue"), run_id=ctx.run_id, kind="effect-cue", name=cue.id,
+                                  beat_id=cue.beat, sha256=c["sha256"], start=c["start"], duration=length,
+                                  code_version=CODE_VERSION, params={k: v for k, v in c.items() if k != "rights"},
+                                  rights=rights))
+    ctx.sound["effects"] = _jsonable({k: v for k, v in record.items() if k != "cues"})
+    ctx.sound.setdefault("rights", {})["effects"] = {"cues": {c["id"]: c["rights"] for c in ctx.sound.get("cues", [])}}
+    with ctx.session() as s:
+        for row in rows:
+            s.add(row)
+
+
+def _seconds(path: Path) -> float:
+    proc = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                           str(path)], capture_output=True, text=True, check=False)
+    try:
+        return float(proc.stdout.strip())
+    except ValueError:
+        raise StageError(f"ffprobe cannot read {path}", stage="effects", source=str(path),
+                         fix="replace the file in the effects library") from None
+
+
+def music_stage(ctx: Any) -> None:
+    """The stage: the bed and the effects stem, each recorded with its rights."""
+    from audio.voiceover import beat_times
+
+    times = beat_times(ctx.shots, ctx.edit_rate)
+    total = float(sum((d for _, _, d in times), Fraction(0)))
+    beats = [(b, float(s), float(d)) for b, s, d in times]
+    work = ctx.work_dir / ".music"
+    work.mkdir(parents=True, exist_ok=True)
+    bed = music_bed(ctx, total, work)
+    if bed is not None:
+        ctx.sound["bed"] = bed
+        ctx.stems["music"] = bed["ref"]
+        ctx.sound.setdefault("rights", {})["music"] = bed["rights"]
+        with ctx.session() as s:
+            s.add(db.AudioAsset(id=db.new_id("bed"), run_id=ctx.run_id, kind="music-bed", name=bed["track"] or bed["source"],
+                                sha256=bed["ref"].sha256, start=0.0, duration=total, code_version=CODE_VERSION,
+                                params={"source": bed["source"], "track": bed["track"], **bed["params"]},
+                                rights=bed["rights"]))
+    ctx.reporter.advance("music")
+    effects_stem(ctx, beats, total, work)
+    ctx.reporter.advance("music")

@@ -1,0 +1,272 @@
+"""Stage ``voice``: each beat's narration as a voice line, placed on the edit.
+
+The line for a beat is synthesised by the brief's voice (a registry entry: Piper in
+process by default, a GPU model on a Ray actor in production), its leading and trailing
+silence trimmed so the words start where the line is placed, converted to the stems'
+48 kHz, fitted to the beat (``fit_to_beat``: time-stretched up to 10% with the pitch
+kept, or refused with the beat and the overrun), and placed ``LEAD`` after the cut. The
+sentence times (Piper renders sentence by sentence) travel with the line: captions are
+cut from them.
+
+Everything about the voice that can be refused is refused before any work
+(``check_voice_plan``, called by the brief checks): an unlicensed voice for the usage
+class, a cloned voice without consent, narration the voice cannot read.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import wave
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from studio import db
+from studio.errors import StageError, StudioError
+
+CODE_VERSION = "voice.1"
+STEM_RATE = 48000
+LEAD = 0.2  # seconds from the cut to the first word: the picture lands before the voice
+TAIL = 0.1  # seconds kept clear before the next cut
+SILENCE_DBFS = -50.0  # below this a Piper line's head and tail are silence
+PAD = 0.01  # kept around the words when trimming, so no consonant is clipped
+
+
+def beat_times(shots: list[Any], rate: Fraction) -> list[tuple[str, Fraction, Fraction]]:
+    """(beat id, start, duration) of each shot on the edit, exact (frame-aligned)."""
+    out: list[tuple[str, Fraction, Fraction]] = []
+    t = Fraction(0)
+    for shot in shots:
+        d = Fraction(shot.frames) / rate
+        out.append((shot.beat_id, t, d))
+        t += d
+    return out
+
+
+def choose_voice(brief: Any, registry: Any) -> Any:
+    """The voice entry the brief's narration uses (None when no beat has narration)."""
+    from audio.voices import check_voice
+
+    if not any(b.narration.strip() for b in brief.beats):
+        return None
+    if brief.voice:
+        entry = registry.get(brief.voice, field="voice")
+        check_voice(entry, brief.usage_class, registry=registry)
+        return entry
+    language = brief.locale.split("-")[0]
+    allowed = [registry.entries[i] for i in registry.allowed_for(brief.usage_class)]
+    allowed = [e for e in allowed if e.kind != "cloned" or e.consent is not None]
+    same = [e for e in allowed if e.language.split("_")[0] == language]
+    if same:
+        return same[0]
+    refused = "; ".join(f"{e.id}: {', '.join(e.usage_classes)} only ({(e.usage_reason or e.licence).strip()})"
+                        for e in registry.entries.values() if brief.usage_class not in e.usage_classes)
+    raise StudioError(
+        f"no voice for {language} is licensed for {brief.usage_class} use"
+        + (f" ({refused})" if refused else ""),
+        fix="add a licensed Voice entry (STUDIO_VOICES_DIR) and name it in voice:, change "
+            "usage_class, or leave the narration empty",
+        stage="voice", field="voice",
+    )
+
+
+def check_voice_plan(brief: Any, registry: Any, source: str | None = None) -> list[StudioError]:
+    """The voice and every beat's narration, checked without rendering anything."""
+    from audio.tts import MAX_CHARS, speakable
+
+    try:
+        entry = choose_voice(brief, registry)
+    except StudioError as e:
+        e.source = source
+        return [e]
+    if entry is None:
+        return []
+    errors: list[StudioError] = []
+    for i, beat in enumerate(brief.beats):
+        text = beat.narration.strip()
+        if not text:
+            continue
+        where = {"stage": "voice", "shot": beat.id, "field": f"beats[{i}].narration", "source": source}
+        if len(text) > MAX_CHARS:
+            errors.append(StudioError(
+                f"narration is {len(text):,} characters; the limit is {MAX_CHARS:,} "
+                f"(about {MAX_CHARS // 15} s of speech)", fix="split it across beats or shorten it", **where))
+            continue
+        say, _dropped, foreign = speakable(text, entry.script)
+        if foreign:
+            sample = "".join(dict.fromkeys(foreign))[:12]
+            errors.append(StudioError(
+                f"narration has letters the voice {entry.id!r} ({entry.language}, {entry.script} "
+                f"script) cannot read: {sample!r}", fix="translate it or pick a voice for that language",
+                **where))
+        elif not any(c.isalnum() for c in say):
+            errors.append(StudioError(
+                f"narration {text[:40]!r} has nothing the voice {entry.id!r} can speak (no letters "
+                "or digits; emoji and symbols are not read)",
+                fix="write the line in words, or leave narration empty for no voice line", **where))
+    return errors
+
+
+def _speech_bounds(wav: Path) -> tuple[float, float, float]:
+    """(first, last) second of speech in a 16-bit mono WAV, and its length."""
+    with wave.open(str(wav), "rb") as w:
+        rate = w.getframerate()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768
+    length = len(pcm) / rate
+    # 10 ms RMS windows: a single click does not count as speech.
+    win = max(1, rate // 100)
+    n = len(pcm) // win
+    if n == 0:
+        return 0.0, length, length
+    rms = np.sqrt(np.mean(pcm[: n * win].reshape(n, win) ** 2, axis=1) + 1e-12)
+    loud = np.nonzero(20 * np.log10(rms) > SILENCE_DBFS)[0]
+    if loud.size == 0:
+        return 0.0, length, length
+    first = max(0.0, loud[0] * win / rate - PAD)
+    last = min(length, (loud[-1] + 1) * win / rate + PAD)
+    return first, last, length
+
+
+def _trim_resample(src: Path, dst: Path, start: float, end: float) -> None:
+    args = ["ffmpeg", "-hide_banner", "-nostats", "-v", "error", "-y", "-i", str(src),
+            "-af", f"atrim=start={start:.6f}:end={end:.6f},asetpts=PTS-STARTPTS",
+            "-ar", str(STEM_RATE), "-ac", "1", "-c:a", "pcm_s16le", str(dst)]
+    proc = subprocess.run(args, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise StageError(f"ffmpeg could not trim {src.name}: {proc.stderr.strip()[-200:]}",
+                         stage="voice", fix="check the voice's output WAV")
+
+
+def _pad_to(src: Path, dst: Path, seconds: float) -> None:
+    """Pad with silence to exactly ``seconds`` (a whole number of edit frames)."""
+    samples = round(seconds * STEM_RATE)
+    args = ["ffmpeg", "-hide_banner", "-nostats", "-v", "error", "-y", "-i", str(src),
+            "-af", f"apad=whole_len={samples},atrim=end_sample={samples}",
+            "-ar", str(STEM_RATE), "-ac", "1", "-c:a", "pcm_s16le", str(dst)]
+    proc = subprocess.run(args, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise StageError(f"ffmpeg could not pad {src.name}: {proc.stderr.strip()[-200:]}",
+                         stage="voice", fix="check the voice line WAV")
+
+
+def place_line(raw: dict[str, Any], *, beat: str, text: str, beat_start: Fraction, beat_duration: Fraction,
+               rate: Fraction, work: Path) -> tuple[Path, dict[str, Any]]:
+    """Trim, resample, fit and place one synthesised line. Returns the line's WAV (padded
+    to whole edit frames) and its placement: start/end of the words on the edit and the
+    sentence times, all in seconds on the edit."""
+    from audio.tts import fit_to_beat
+
+    src = Path(raw["wav"])
+    first, last, _length = _speech_bounds(src)
+    trimmed = work / f"{beat}.trim.wav"
+    _trim_resample(src, trimmed, first, last)
+    # The line starts LEAD after the cut, on a frame, so an NLE shows it where we mix it.
+    lead_frames = min(math.ceil(LEAD * rate), max(0, int(beat_duration * rate) - 1))
+    lead = Fraction(lead_frames) / rate
+    room = float(beat_duration - lead) - TAIL
+    if room <= 0.3:
+        raise StageError(f"the beat is {float(beat_duration):.2f} s: too short for a voice line",
+                         stage="voice", shot=beat, field="duration",
+                         fix="lengthen the beat or leave its narration empty")
+    fit = fit_to_beat(trimmed, room, beat=beat)
+    spoken = float(fit.get("duration_after") or fit["duration"])
+    tempo = float(fit["tempo"])
+    frames = math.ceil(spoken * rate)
+    line_wav = work / f"{beat}.line.wav"
+    _pad_to(trimmed, line_wav, frames / rate)
+    start = beat_start + lead
+    sentences = raw.get("sentences") or [{"text": text, "start": first, "end": last}]
+    placed = []
+    for s in sentences:
+        a = min(max((float(s["start"]) - first) / tempo, 0.0), spoken)
+        b = min(max((float(s["end"]) - first) / tempo, a), spoken)
+        placed.append({"text": s["text"], "start": round(float(start) + a, 4), "end": round(float(start) + b, 4)})
+    if placed:
+        # Sentence edges come from chunk lengths, which include Piper's own pauses: the
+        # first sentence starts with the words and the last ends with them.
+        placed[0]["start"] = round(float(start), 4)
+        placed[-1]["end"] = round(float(start) + spoken, 4)
+    return line_wav, {
+        "start": float(start), "end": float(start) + spoken, "start_frame": int(start * rate),
+        "frames": frames, "spoken": spoken, "tempo": tempo, "stretched": bool(fit["stretched"]),
+        "trimmed": [round(first, 4), round(last, 4)], "sentences": placed,
+        "slack": round(room - spoken, 4),
+    }
+
+
+def voice_stem(lines: list[dict[str, Any]], store: Any, total: Fraction, out: Path) -> None:
+    """All lines on one mono 48 kHz stem of the spot's length. pydub reads and checks
+    each segment; placement is by sample (lines start on frames, which at 30 or 29.97 fps
+    are not whole milliseconds, pydub's unit)."""
+    from pydub import AudioSegment
+
+    n = round(total * STEM_RATE)
+    pcm = np.zeros(n, dtype=np.int32)
+    for line in lines:
+        seg = AudioSegment.from_wav(store.path(line["ref"]))
+        if seg.frame_rate != STEM_RATE or seg.channels != 1 or seg.sample_width != 2:
+            raise StageError(f"voice line {line['beat']} is {seg.frame_rate} Hz × {seg.channels}, "
+                             f"not {STEM_RATE} Hz mono 16-bit", stage="voice", shot=line["beat"],
+                             fix="re-run the voice stage")
+        at = round(line["start"] * STEM_RATE)
+        add = np.frombuffer(seg.raw_data, dtype="<i2")[: max(0, n - at)]
+        pcm[at: at + len(add)] += add
+    stem = AudioSegment(np.clip(pcm, -32768, 32767).astype("<i2").tobytes(), frame_rate=STEM_RATE,
+                        sample_width=2, channels=1)
+    from studio.store import atomic_output
+
+    with atomic_output(out) as tmp:
+        stem.export(tmp, format="wav")
+
+
+def voice_over(ctx: Any) -> None:
+    """The stage: one line per beat with narration, then the voice stem."""
+    from audio.actors import synthesize_lines
+
+    entry = ctx.voice
+    rate = ctx.edit_rate
+    times = beat_times(ctx.shots, rate)
+    total = sum((d for _, _, d in times), Fraction(0))
+    beats = {b.id: b for b in ctx.brief.beats}
+    work = ctx.work_dir / ".voice"
+    work.mkdir(parents=True, exist_ok=True)
+    jobs = [(beat_id, beats[beat_id].narration.strip(), work / f"{beat_id}.raw.wav")
+            for beat_id, _, _ in times if beats[beat_id].narration.strip()]
+    ctx.voice_lines = []
+    if entry is not None and jobs:
+        records = synthesize_lines(entry, jobs, settings=ctx.settings, deterministic=True)
+        by_beat = {r["beat"]: r for r in records}
+        for beat_id, start, dur in times:
+            raw = by_beat.get(beat_id)
+            if raw is None or raw.get("skipped"):
+                ctx.reporter.advance("voice", shot=beat_id)
+                continue
+            text = beats[beat_id].narration.strip()
+            wav, placed = place_line(raw, beat=beat_id, text=text, beat_start=start,
+                                     beat_duration=dur, rate=rate, work=work)
+            ref = ctx.store.put_file(wav, ".wav")
+            if placed["stretched"]:
+                ctx.warn(f"voice: beat {beat_id}: the line ran {100 * (placed['tempo'] - 1):.1f}% over "
+                         "its beat and was sped up to fit (pitch kept)")
+            params = {k: v for k, v in raw.items() if k not in ("wav", "beat")}
+            line = {"beat": beat_id, "text": text, "voice": entry.id, "ref": ref, **placed,
+                    "synthesis": params}
+            ctx.voice_lines.append(line)
+            with ctx.session() as s:
+                s.add(db.AudioAsset(
+                    id=db.new_id("vl"), run_id=ctx.run_id, kind="voice-line", name=beat_id, beat_id=beat_id,
+                    sha256=ref.sha256, start=placed["start"], duration=placed["spoken"],
+                    code_version=CODE_VERSION,
+                    params={"text": text, "voice": entry.id, "backend": entry.backend, **placed,
+                            "synthesis": params},
+                    rights={"voice": entry.id, "kind": entry.kind, "licence": entry.licence,
+                            "usage_classes": list(entry.usage_classes),
+                            "consent": entry.consent.model_dump(mode="json") if entry.consent else None},
+                ))
+            ctx.reporter.advance("voice", shot=beat_id)
+    stem = work / "voice.stem.wav"
+    voice_stem(ctx.voice_lines, ctx.store, total, stem)
+    ctx.stems["voice"] = ctx.store.put_file(stem, ".wav")
