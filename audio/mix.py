@@ -157,21 +157,110 @@ def master_for_channel(mix: Path, out_m4a: Path, *, spec: Any, work: Path) -> di
     }
 
 
+def _decode(path: Path, what: str) -> Any:
+    """Any audio file as 48 kHz stereo float32 samples (n, 2)."""
+    import numpy as np
+
+    proc = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-v", "error", "-i", str(path), "-vn",
+                           "-f", "f32le", "-ac", "2", "-ar", str(RATE), "-"], capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise StageError(f"cannot decode {path.name} ({what}): "
+                         f"{proc.stderr.decode('utf-8', 'replace').strip()[-200:]}",
+                         stage="mix", source=str(path), fix="re-run the stage that made it, or fix the clip's media")
+    return np.frombuffer(proc.stdout, dtype="<f4").reshape(-1, 2)
+
+
+def stems_from_timeline(tl: Any, total: float, out_dir: Path) -> dict[str, Path]:
+    """Each audio track of the edit rendered to a 48 kHz stereo stem of ``total`` seconds:
+    every clip's source range placed at its record position. The timeline is the truth:
+    an editor's moved or trimmed audio clips come back the same way."""
+    import numpy as np
+
+    from timelines.deliver import url_to_path
+
+    n = round(total * RATE)
+    stems: dict[str, Path] = {}
+    for track in tl.audio_tracks():
+        name = track.name or f"A{len(stems) + 1}"
+        buf = np.zeros((n, 2), dtype=np.float32)
+        for clip in track.find_clips():
+            path = url_to_path(clip.media_reference.target_url)
+            audio = _decode(path, f"{name} clip {clip.name}")
+            sr = clip.source_range or clip.available_range()
+            src = round(sr.start_time.to_seconds() * RATE)
+            length = round(sr.duration.to_seconds() * RATE)
+            at = round(clip.range_in_parent().start_time.to_seconds() * RATE)
+            piece = audio[src: src + length][: max(0, n - at)]
+            buf[at: at + len(piece)] += piece
+        out = out_dir / f"{name}.track.wav"
+        pcm = np.clip(np.round(buf * 8388607), -8388608, 8388607).astype("<i4")
+        with atomic_output(out) as tmp:
+            _write_wav24(tmp, pcm)
+        stems[name] = out
+    return stems
+
+
+def _write_wav24(path: Path, pcm: Any) -> None:
+    """A 24-bit stereo WAV from int32 samples in the 24-bit range."""
+    import wave
+
+    import numpy as np
+
+    b = pcm.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3]
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(3)
+        w.setframerate(RATE)
+        w.writeframes(b.tobytes())
+
+
+def lines_from_timeline(tl: Any) -> list[dict[str, Any]]:
+    """The voice lines as placed on the edit (their sentences moved with their clips):
+    what captions are cut from."""
+    lines = []
+    for track in tl.audio_tracks():
+        if track.name != "voice":
+            continue
+        for clip in track.find_clips():
+            meta = dict(clip.metadata.get("studio", {}))
+            if meta.get("kind") != "voice-line":
+                continue
+            rec = clip.range_in_parent()
+            sr = clip.source_range or clip.available_range()
+            start = rec.start_time.to_seconds() - sr.start_time.to_seconds()  # where the line's 0 is
+            lo, hi = rec.start_time.to_seconds(), rec.end_time_exclusive().to_seconds()
+            sentences = []
+            for x in meta.get("sentences", []):
+                a, b = start + float(x["start"]), start + float(x["end"])
+                a, b = max(a, lo), min(b, hi)
+                if b - a > 0.05:  # a sentence the editor trimmed away is not captioned
+                    sentences.append({"text": x["text"], "start": round(a, 4), "end": round(b, 4)})
+            if sentences:
+                ref_meta = clip.media_reference.metadata.get("studio", {})
+                lines.append({"beat": meta.get("beat_id", clip.name), "text": meta.get("text", ""),
+                              "voice": meta.get("voice"), "sha256": ref_meta.get("sha256"),
+                              "start": sentences[0]["start"], "end": sentences[-1]["end"],
+                              "sentences": sentences})
+    return sorted(lines, key=lambda x: x["start"])
+
+
 def mix_stage(ctx: Any) -> None:
-    """The stage: one mix of the stems, the stems as mixed, one master per video spec."""
-    from fractions import Fraction
+    """The stage: the edit's audio tracks rendered to stems, one mix of them (music ducked
+    under voice), the stems as mixed for the editor, one master per video spec."""
+    import opentimelineio as otio
 
-    from audio.voiceover import beat_times
-
-    total = float(sum((d for _, _, d in beat_times(ctx.shots, ctx.edit_rate)), Fraction(0)))
+    tl = otio.adapters.read_from_file(str(ctx.timelines["edit"]["path"]))
+    total = tl.tracks.duration().to_seconds() if not tl.video_tracks() else tl.video_tracks()[0].duration().to_seconds()
     work = ctx.work_dir / ".mix"
     work.mkdir(parents=True, exist_ok=True)
+    tracks = stems_from_timeline(tl, total, work)
+    # The lines where the edit has them (an editor may have moved them): captions use these.
+    ctx.sound["placed_lines"] = lines_from_timeline(tl) if "voice" in tracks else []
     stems_dir = ctx.work_dir / "stems"
     stem_paths = {name: stems_dir / f"{ctx.file_stem(name)}.wav" for name in ("voice", "music", "effects")}
     mix_path = work / "mix.wav"
-    src = {k: ctx.store.path(ref) if ref is not None else None for k, ref in ctx.stems.items()}
-    params = mix_stems(src.get("voice"), src.get("music"), src.get("effects"), mix_path,
-                       {k: v for k, v in stem_paths.items() if src.get(k) is not None},
+    params = mix_stems(tracks.get("voice"), tracks.get("music"), tracks.get("effects"), mix_path,
+                       {k: v for k, v in stem_paths.items() if k in tracks},
                        duration=total, music_gain_db=ctx.brief.music.gain_db)
     mix_ref = ctx.store.put_file(mix_path, ".wav")
     ctx.sound["mix"] = {"ref": mix_ref, **params}

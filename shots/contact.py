@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 from studio.context import RunContext
 from studio.store import atomic_output
 
-CODE_VERSION = "contact.1"
+CODE_VERSION = "contact.2"
 
 TILE = 256  # px, the long side of each thumbnail
 PAD = 12
@@ -83,7 +83,78 @@ def safe_area_previews(ctx: RunContext) -> None:
         ctx.review[f"safe_area:{spec.name}"] = path
 
 
+ANIMATIC_HEIGHT = 360  # px: a review copy, small enough to mail
+
+
+def animatic(ctx: RunContext) -> None:
+    """A low-resolution animatic: each selected keyframe held for its beat, framed as the
+    main video channel frames it and labelled, over the voice, music and effects mix —
+    the spot's timing and sound, reviewable before any clip is rendered."""
+    import subprocess
+    from fractions import Fraction
+
+    from audio.mix import mix_stems
+    from audio.voiceover import beat_times
+    from timelines.reframe import crop_box
+
+    if not ctx.video_specs:
+        return
+    spec = ctx.video_specs[0]
+    h = ANIMATIC_HEIGHT
+    w = max(2, round(h * spec.width / spec.height / 2) * 2)
+    work = ctx.work_dir / ".animatic"
+    work.mkdir(parents=True, exist_ok=True)
+    font = ImageFont.load_default(size=max(12, h // 22))
+    times = beat_times(ctx.shots, ctx.edit_rate)
+    args: list[str] = []
+    narration = {b.id: b.narration for b in ctx.brief.beats}
+    for i, (shot, (beat_id, start, dur)) in enumerate(zip(ctx.shots, times, strict=True)):
+        cand = ctx.selected[shot.shot_id]
+        with Image.open(ctx.store.path(cand.image)) as im:
+            master = im.convert("RGB")
+        crop = crop_box(master.width, master.height, spec, shot.focus)
+        frame = master.resize((w, h), Image.LANCZOS, box=(crop.x, crop.y, crop.x + crop.w, crop.y + crop.h))
+        draw = ImageDraw.Draw(frame)
+        label = f"{i + 1}. {beat_id}  {float(start):.2f}-{float(start + dur):.2f} s  seed {cand.seed}"
+        draw.text((8, 6), label, fill=SELECTED, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+        if narration.get(beat_id):
+            draw.text((8, h - font.size - 10), narration[beat_id][:80], fill=FG, font=font,
+                      stroke_width=2, stroke_fill=(0, 0, 0))
+        png = work / f"{i:03d}.png"
+        frame.save(png, format="PNG")
+        args += ["-loop", "1", "-framerate", f"{ctx.edit_rate.numerator}/{ctx.edit_rate.denominator}",
+                 "-t", f"{float(dur):.6f}", "-i", str(png)]
+    total = float(sum((d for _, _, d in times), Fraction(0)))
+    src = {k: ctx.store.path(v) for k, v in ctx.stems.items()}
+    audio_in: list[str] = []
+    if src:
+        mix = work / "mix.wav"
+        mix_stems(src.get("voice"), src.get("music"), src.get("effects"), mix, {}, duration=total,
+                  music_gain_db=ctx.brief.music.gain_db)
+        audio_in = ["-i", str(mix)]
+    n = len(ctx.shots)
+    graph = "".join(f"[{i}:v]" for i in range(n)) + f"concat=n={n}:v=1:a=0,format=yuv420p[v]"
+    out = ctx.work_dir / "review" / f"{ctx.file_stem('animatic')}.mp4"
+    with atomic_output(out) as tmp:
+        cmd = ["ffmpeg", "-hide_banner", "-nostats", "-v", "error", "-y", *args, *audio_in,
+               "-filter_complex", graph, "-map", "[v]"]
+        if audio_in:
+            cmd += ["-map", f"{n}:a", "-c:a", "aac", "-b:a", "128k", "-ar", "48000"]
+        cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-r",
+                f"{ctx.edit_rate.numerator}/{ctx.edit_rate.denominator}", "-t", f"{total:.6f}",
+                "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
+                "-movflags", "+faststart", str(tmp)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            from studio.errors import StageError
+
+            raise StageError(f"the animatic failed: {proc.stderr.strip()[-300:]}", stage="review",
+                             fix="check the keyframes and stems")
+    ctx.review["animatic"] = out
+
+
 def review(ctx: RunContext) -> None:
-    """Stage ``review``: the contact sheet and the safe-area previews."""
+    """Stage ``review``: the contact sheet, the safe-area previews and the animatic."""
     contact_sheet(ctx)
     safe_area_previews(ctx)
+    animatic(ctx)

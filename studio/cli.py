@@ -197,6 +197,21 @@ def styles() -> None:
 
 
 @main.command()
+def voices() -> None:
+    """List narration voices, their backend and the usage classes they are licensed for."""
+    from audio.voices import VoiceRegistry
+    from studio.settings import get_settings
+
+    reg = VoiceRegistry(get_settings().voices_dir)
+    for vid in reg.ids():
+        e = reg.entries[vid]
+        click.echo(f"{e.id:<16} {e.backend:<18} {e.language:<6} {e.kind:<7} "
+                   f"{'/'.join(e.usage_classes):<27} {e.title}")
+        if e.usage_reason.strip():
+            click.echo(f"{'':<16} why: {' '.join(e.usage_reason.split())}")
+
+
+@main.command()
 def plugins() -> None:
     """List keyframe backends and whether each loads."""
     from shots.backends import plugin_status

@@ -32,9 +32,9 @@ def sound_section(ctx: RunContext) -> dict[str, Any]:
         "voice": None if voice is None else {
             "id": voice.id, "backend": voice.backend, "kind": voice.kind, "licence": voice.licence,
             "usage_classes": list(voice.usage_classes)},
-        "lines": [{"beat": ln["beat"], "text": ln["text"], "start": round(ln["start"], 4),
-                   "end": round(ln["end"], 4), "tempo": round(ln["tempo"], 4), "sha256": ln["ref"].sha256,
-                   "sentences": ln["sentences"]} for ln in ctx.voice_lines],
+        "lines": ctx.sound.get("placed_lines", []),
+        "fitted": {ln["beat"]: {"tempo": round(ln["tempo"], 4), "stretched": ln["stretched"],
+                                "slack": ln["slack"]} for ln in ctx.voice_lines},
         "music": None if bed is None else {"source": bed["source"], "track": bed["track"],
                                            "sha256": bed["ref"].sha256, "rights": bed["rights"]},
         "cues": [{k: c[k] for k in ("id", "kind", "effect", "beat", "at", "gain_db", "reason", "rights")}

@@ -111,14 +111,17 @@ def build_audio_tracks(ctx: RunContext, tl: otio.schema.Timeline) -> None:
     """The soundtrack as three audio tracks named for their stems: voice (one clip per
     line), music (the bed), effects (one clip per cue). Every clip keeps its recipe and
     rights under ``metadata["studio"]``; positions are on edit frames."""
-    import math
-
     rate = ctx.edit_rate
     voice = otio.schema.Track(name="voice", kind=otio.schema.TrackKind.Audio)
     for line in ctx.voice_lines:
         clip = _audio_clip(f"{line['beat']} voice", ctx.store.path(line["ref"]), line["frames"], rate,
                            {"kind": "voice-line", "beat_id": line["beat"], "voice": line["voice"],
-                            "text": line["text"], "tempo": round(line["tempo"], 4)}, line["ref"].sha256)
+                            "text": line["text"], "tempo": round(line["tempo"], 4),
+                            # relative to the clip's first frame: captions follow the clip
+                            "sentences": [{"text": x["text"], "start": round(x["start"] - line["start"], 4),
+                                           "end": round(x["end"] - line["start"], 4)} for x in line["sentences"]],
+                            "offset": round(line["start"] - line["start_frame"] / float(rate), 6)},
+                           line["ref"].sha256)
         _place(voice, line["start_frame"], clip, rate)
     music = otio.schema.Track(name="music", kind=otio.schema.TrackKind.Audio)
     bed = ctx.sound.get("bed")
@@ -126,20 +129,14 @@ def build_audio_tracks(ctx: RunContext, tl: otio.schema.Timeline) -> None:
     if bed is not None:
         meta = {"kind": "music-bed", **{k: v for k, v in bed.items() if k in ("source", "track", "params", "rights")}}
         music.append(_audio_clip("music bed", ctx.store.path(bed["ref"]), total, rate, meta, bed["ref"].sha256))
+    # Effects as one clip of the rendered effects stem (cue gains applied), so every
+    # format carries it at unity gain; the cues themselves are in its metadata.
     effects = otio.schema.Track(name="effects", kind=otio.schema.TrackKind.Audio)
-    for cue in ctx.sound.get("cues", []):
-        path = Path(cue["path"])
-        frames = max(1, math.floor(cue["length"] * rate))
-        at = round(cue["start"] * rate)
-        if at < 0:
-            continue  # the stem has it trimmed; an NLE clip cannot start before zero
-        frames = min(frames, total - at)
-        if frames <= 0:
-            continue
-        meta = {"kind": "effect-cue", **{k: cue[k] for k in ("id", "effect", "beat", "gain_db", "reason", "at")},
-                "rights": cue.get("rights", {})}
-        _place(effects, at, _audio_clip(cue["id"], path, frames, rate, meta, cue["sha256"],
-                                        media_frames=max(frames, math.floor(cue["length"] * rate))), rate)
+    fx = ctx.stems.get("effects")
+    if fx is not None:
+        cues = [{k: c[k] for k in ("id", "kind", "effect", "beat", "at", "gain_db")} for c in ctx.sound.get("cues", [])]
+        effects.append(_audio_clip("effects", ctx.store.path(fx), total, rate,
+                                   {"kind": "effects-stem", "cues": cues}, fx.sha256))
     for track in (voice, music, effects):
         if len(track):
             tl.tracks.append(track)

@@ -43,7 +43,8 @@ def conform_clips(timeline_path: Path) -> list[Any]:
     tl = otio.adapters.read_from_file(str(timeline_path))
     sizes: dict[Path, tuple[int, int]] = {}
     out = []
-    for clip in tl.find_clips():
+    # The picture is the first video track; audio tracks are the mix stage's.
+    for clip in tl.video_tracks()[0].find_clips():
         meta = dict(clip.metadata.get("studio", {}))
         sr = clip.source_range or clip.available_range()
         rate = _rate(meta, sr.start_time.rate)

@@ -55,7 +55,7 @@ def map_edit(engine: Any, run_id: str, edited: Path) -> tuple[otio.schema.Timeli
                           fix="conform a run that rendered video", field="RUN")
     original = otio.adapters.read_from_file(edit_row.path)
     meta_by_cand = {c.metadata["studio"]["candidate_id"]: (c, dict(c.metadata["studio"]))
-                    for c in original.find_clips()}
+                    for c in original.video_tracks()[0].find_clips()}
     rate = Fraction(original.metadata["studio"]["rate"])
     out = otio.schema.Timeline(name=tl_in.name or original.name)
     out.global_start_time = otio.opentime.RationalTime(0, float(rate))
@@ -102,11 +102,80 @@ def map_edit(engine: Any, run_id: str, edited: Path) -> tuple[otio.schema.Timeli
     if not order:
         raise StudioError("the edited timeline has no video clips", fix="export the video track",
                           source=str(edited))
-    before = [c.metadata["studio"]["beat_id"] for c in original.find_clips()]
+    audio_changes = _map_audio(tl_in, original, out, rate, edited)
+    before = [c.metadata["studio"]["beat_id"] for c in original.video_tracks()[0].find_clips()]
     changes = {"order_before": before, "order_after": order,
                "dropped": [b for b in before if b not in order],
-               "durations": [c.source_range.duration.value for c in track.find_clips()]}
+               "durations": [c.source_range.duration.value for c in track.find_clips()], **audio_changes}
     return out, changes
+
+
+def _map_audio(tl_in: otio.schema.Timeline, original: otio.schema.Timeline, out: otio.schema.Timeline,
+               rate: Fraction, edited: Path) -> dict[str, Any]:
+    """The editor's audio tracks, mapped back to Studio's media: each clip by its media's
+    sha256 (metadata, or the store file name), placed where the editor put it, on the
+    track (voice, music, effects) its media came from. A clip with other media that
+    exists on disk joins the effects stem; one whose media is missing fails the conform.
+    Without audio tracks (an EDL, a video-only export) the original soundtrack is kept."""
+    from timelines.deliver import url_to_path
+
+    originals: dict[str, tuple[str, otio.schema.Clip]] = {}
+    for tr in original.audio_tracks():
+        for c in tr.find_clips():
+            sha = c.media_reference.metadata.get("studio", {}).get("sha256")
+            if sha:
+                originals[sha] = (tr.name, c)
+    src_tracks = [t for t in tl_in.tracks if t.kind == otio.schema.TrackKind.Audio]
+    if not src_tracks or not any(t.find_clips() for t in src_tracks):
+        for tr in original.audio_tracks():
+            out.tracks.append(tr.deepcopy())
+        return {"audio": "kept: the edited timeline has no audio clips"}
+    placed: dict[str, list[tuple[int, otio.schema.Clip]]] = {"voice": [], "music": [], "effects": []}
+    errors: list[StudioError] = []
+    for tr in src_tracks:
+        for clip in tr.find_clips():
+            ref = clip.media_reference
+            url = getattr(ref, "target_url", None) or ""
+            sha = ref.metadata.get("studio", {}).get("sha256") if ref is not None else None
+            sha = sha or url_to_path(url).stem
+            sr = clip.source_range or clip.available_range()
+            start_f = round(sr.start_time.to_seconds() * float(rate))
+            frames = round(sr.duration.to_seconds() * float(rate))
+            at = round(clip.range_in_parent().start_time.to_seconds() * float(rate))
+            if sha in originals:
+                name, src = originals[sha]
+                media = src.media_reference.deepcopy()
+                meta = dict(src.metadata.get("studio", {}))
+            elif url and url_to_path(url).is_file():
+                name, meta = "effects", {"kind": "editor-audio", "path": str(url_to_path(url))}
+                media = otio.schema.ExternalReference(target_url=url_to_path(url).resolve().as_uri())
+            else:
+                errors.append(StudioError(
+                    f"audio clip {clip.name!r} at {_timecode(clip.range_in_parent().start_time)} "
+                    "cannot be mapped to this run's sound or to a file on disk",
+                    fix="keep Studio's audio media on that clip, or remove it from the edit",
+                    source=str(edited)))
+                continue
+            new = otio.schema.Clip(name=clip.name, media_reference=media, source_range=otio.opentime.TimeRange(
+                otio.opentime.RationalTime(start_f, float(rate)), otio.opentime.RationalTime(frames, float(rate))))
+            new.metadata["studio"] = meta
+            placed[name].append((at, new))
+    if errors:
+        raise ManyErrors(errors)
+    for name, clips in placed.items():
+        if not clips:
+            continue
+        track = otio.schema.Track(name=name, kind=otio.schema.TrackKind.Audio)
+        end = 0
+        for at, clip in sorted(clips, key=lambda x: x[0]):
+            at = max(at, end)  # overlapping clips on one stem: the later one moves up
+            if at > end:
+                track.append(otio.schema.Gap(source_range=otio.opentime.TimeRange(
+                    otio.opentime.RationalTime(0, float(rate)), otio.opentime.RationalTime(at - end, float(rate)))))
+            track.append(clip)
+            end = at + round(clip.source_range.duration.value)
+        out.tracks.append(track)
+    return {"audio": {n: len(c) for n, c in placed.items()}}
 
 
 def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, reporter: Any) -> Any:
@@ -154,6 +223,16 @@ def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, rep
             parent = s.get(db.Timeline, edited_tl.metadata["studio"]["parent_timeline"])
             parent_id, parent_version = parent.id, parent.version  # type: ignore[union-attr]
         write_timeline(ctx, edited_tl, "edit", parent_id=parent_id, version=parent_version + 1)
+        from audio.mix import mix_stage
+        from timelines.captions import captions_stage
+
+        reporter.stage_start("mix", len(specs))
+        mix_stage(ctx)
+        reporter.stage_done("mix")
+        if brief.captions:
+            reporter.stage_start("captions", len(specs))
+            captions_stage(ctx)
+            reporter.stage_done("captions")
         reporter.stage_start("conform", len(specs))
         conform_deliverables(ctx)
         reporter.stage_done("conform")
