@@ -192,7 +192,7 @@ def place_line(raw: dict[str, Any], *, beat: str, text: str, beat_start: Fractio
     return line_wav, {
         "start": float(start), "end": float(start) + spoken, "start_frame": int(start * rate),
         "frames": frames, "spoken": spoken, "tempo": tempo, "stretched": bool(fit["stretched"]),
-        "trimmed": [round(first, 4), round(last, 4)], "sentences": placed,
+        "trimmed": [round(float(first), 4), round(float(last), 4)], "sentences": placed,
         "slack": round(room - spoken, 4),
     }
 
