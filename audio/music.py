@@ -26,7 +26,6 @@ run, and the peak is normalised to -3 dBFS. Output: 48 kHz stereo 24-bit PCM WAV
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 import wave
@@ -37,7 +36,7 @@ from typing import Any, Literal, cast
 import numpy as np
 
 from studio.errors import StageError
-from studio.store import atomic_output
+from studio.store import atomic_output, sha256_file
 
 Mode = Literal["major", "minor"]
 
@@ -60,7 +59,10 @@ RIGHTS: dict[str, Any] = {
 _LETTERS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 _KEY_RE = re.compile(r"^\s*([A-G])([#b]?)\s*(major|minor|maj|min|m)?\s*$")
 _SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
-_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+_SHARPS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+_FLATS = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
+# Keys whose scales are written with flats (the rest use sharps), by tonic pitch class.
+_FLAT_KEYS = {"major": {5, 10, 3, 8, 1, 6}, "minor": {2, 7, 0, 5, 10, 3, 8}}
 
 # Progressions as scale degrees (0 = tonic). Each ends on IV, V or VII so that both the
 # loop back to bar one and the final cadence resolve; the seed picks one.
@@ -253,6 +255,13 @@ def _osc(table: np.ndarray, freq: float, n: int, sr: int, phase: float) -> np.nd
     return table[i] + frac * (table[i + 1] - table[i])
 
 
+def _fade_tail(x: np.ndarray, fraction: float = 0.25) -> np.ndarray:
+    k = max(1, int(x.shape[0] * fraction))
+    x = x.copy()
+    x[-k:] *= np.cos(np.linspace(0, np.pi / 2, k)) ** 2
+    return x
+
+
 def _hz(midi: float) -> float:
     return 440.0 * 2.0 ** ((midi - 69) / 12)
 
@@ -278,10 +287,12 @@ def _chord(tonic_pc: int, mode: Mode, degree: int, seventh: bool, dominant: bool
     return [(tonic_pc + scale[(degree + s) % 7]) % 12 for s in steps]
 
 
-def chord_name(pcs: list[int]) -> str:
+def chord_name(pcs: list[int], tonic_pc: int, mode: Mode) -> str:
+    """"G#m" in E major, "Gm7" in Eb major: spelled the way the key is written."""
     root = pcs[0]
     third = (pcs[1] - root) % 12
-    name = _NAMES[root] + ("m" if third == 3 else "")
+    names = _FLATS if tonic_pc in _FLAT_KEYS[mode] else _SHARPS
+    name = names[root] + ("m" if third == 3 else "")
     if len(pcs) > 3:
         seventh = (pcs[3] - root) % 12
         name += "maj7" if seventh == 11 and third == 4 else "7"
@@ -291,7 +302,7 @@ def chord_name(pcs: list[int]) -> str:
 class _Voices:
     """The instruments of one bed: tables, drum samples and seeded generators."""
 
-    def __init__(self, prof: Profile, params: MusicParams, sr: int) -> None:
+    def __init__(self, prof: Profile, params: MusicParams, sr: int, pad_len: int) -> None:
         self.sr = sr
         self.prof = prof
         b = prof.bright
@@ -302,11 +313,15 @@ class _Voices:
         self.seed = params.seed
         rng = np.random.default_rng([params.seed, 1])
         self.phases = rng.random(64)
-        self.kick = self._kick(rng)
-        self.clap = self._clap(rng)
-        self.hat = self._hat(rng, 0.025, 0.07)
-        self.open_hat = self._hat(rng, 0.12, 0.3)
-        self.crash = self._hat(rng, 1.1, 3.0)
+        # Each drum sample ends on a short fade: cut off mid-decay, it would click.
+        self.kick = _fade_tail(self._kick(rng))
+        self.clap = _fade_tail(self._clap(rng))
+        self.hat = _fade_tail(self._hat(rng, 0.025, 0.07))
+        self.open_hat = _fade_tail(self._hat(rng, 0.12, 0.3))
+        self.crash = _fade_tail(self._hat(rng, 1.1, 3.0))
+        self.pad_len = pad_len
+        self._pad_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._note_cache: dict[tuple[float, int, float], np.ndarray] = {}
 
     def _t(self, seconds: float) -> np.ndarray:
         return np.arange(int(seconds * self.sr)) / self.sr
@@ -333,39 +348,62 @@ class _Voices:
         noise = np.diff(rng.standard_normal(t.size + 2), n=2)  # second difference: brighter
         return noise * np.exp(-t / tau) / 4
 
-    def pad(self, pcs: list[int], n: int, sustain_n: int, tonic_midi: int, slot: int) -> np.ndarray:
-        """A chord of detuned voice pairs (one left, one right) with attack and release;
-        sustains ``sustain_n`` samples, then releases within ``n``."""
+    def _voice_pair(self, midi: int) -> tuple[np.ndarray, np.ndarray]:
+        """The two detuned oscillators of one pad note (left, right), rendered once per
+        note at the longest length any chord needs: chords share notes, and the
+        wavetable reads are most of the composer's time."""
+        if midi not in self._pad_cache:
+            f = _hz(midi)
+            ph = self.phases[midi % 32], self.phases[32 + midi % 32]
+            self._pad_cache[midi] = (
+                _osc(self.pad_table, f * 2 ** (-6 / 1200), self.pad_len, self.sr, ph[0]),
+                _osc(self.pad_table, f * 2 ** (6 / 1200), self.pad_len, self.sr, ph[1]),
+            )
+        return self._pad_cache[midi]
+
+    def pad(self, pcs: list[int], n: int, sustain_n: int, tonic_midi: int) -> np.ndarray:
+        """A chord of detuned voice pairs (one mostly left, one mostly right) with attack
+        and release; sustains ``sustain_n`` samples, then releases within ``n``."""
         sr = self.sr
-        out = np.zeros((n, 2))
         attack = min(int(0.12 * sr), sustain_n // 3 + 1)
         release = max(1, min(int(0.4 * sr), n - sustain_n))
         env = np.ones(n)
         env[:attack] = np.sin(np.linspace(0, np.pi / 2, attack)) ** 2
         r = np.arange(n - sustain_n)
         env[sustain_n:] = np.where(r < release, np.cos(np.pi / 2 * np.minimum(r / release, 1)) ** 2, 0.0)
-        for j, pc in enumerate(pcs):
+        a = np.zeros(n)
+        b = np.zeros(n)
+        for pc in pcs:
             midi = tonic_midi - 5 + (pc - tonic_midi + 5) % 12  # close voicing around the tonic
-            f = _hz(midi)
-            for side, cents in ((0.2, -6.0), (0.8, 6.0)):
-                ph = self.phases[(slot * 8 + j * 2 + (side > 0.5)) % 64]
-                v = _osc(self.pad_table, f * 2 ** (cents / 1200), n, sr, ph)
-                out += _pan(v * env, side)
-        return out * (self.prof.pad * 0.32 / len(pcs))
+            va, vb = self._voice_pair(midi)
+            a += va[:n]
+            b += vb[:n]
+        # Voice a sits at pan 0.2, voice b at 0.8 (equal-power gains).
+        ca, sa = np.cos(0.1 * np.pi), np.sin(0.1 * np.pi)
+        g = env * (self.prof.pad * 0.32 / len(pcs))
+        return np.stack([(a * ca + b * sa) * g, (a * sa + b * ca) * g], axis=1)
 
-    def pluck(self, midi: float, n: int, tau: float, phase: float) -> np.ndarray:
-        t = np.arange(n) / self.sr
-        env = np.exp(-t / tau) * np.minimum(1.0, t / 0.002)
-        env[-min(n, 64):] *= np.linspace(1, 0, min(n, 64))  # no click where the note is cut
-        return _osc(self.pluck_table, _hz(midi), n, self.sr, phase) * env
+    def pluck(self, midi: float, n: int, tau: float) -> np.ndarray:
+        key = (midi, n, tau)
+        if key not in self._note_cache:
+            t = np.arange(n) / self.sr
+            env = np.exp(-t / tau) * np.minimum(1.0, t / 0.002)
+            env[-min(n, 64):] *= np.linspace(1, 0, min(n, 64))  # no click where the note is cut
+            phase = self.phases[int(midi) % 64]
+            self._note_cache[key] = _osc(self.pluck_table, _hz(midi), n, self.sr, phase) * env
+        return self._note_cache[key]
 
-    def bass(self, midi: float, n: int, phase: float) -> np.ndarray:
-        t = np.arange(n) / self.sr
-        length = n / self.sr
-        env = np.exp(-t / max(0.25, 0.6 * length)) * np.minimum(1.0, t / 0.006)
-        rel = min(n, int(0.03 * self.sr))
-        env[-rel:] *= np.linspace(1, 0, rel)
-        return _osc(self.bass_table, _hz(midi), n, self.sr, phase) * env
+    def bass(self, midi: float, n: int) -> np.ndarray:
+        key = (midi, n, -1.0)
+        if key not in self._note_cache:
+            t = np.arange(n) / self.sr
+            length = n / self.sr
+            env = np.exp(-t / max(0.25, 0.6 * length)) * np.minimum(1.0, t / 0.006)
+            rel = min(n, int(0.03 * self.sr))
+            env[-rel:] *= np.linspace(1, 0, rel)
+            phase = self.phases[(int(midi) + 7) % 64]
+            self._note_cache[key] = _osc(self.bass_table, _hz(midi), n, self.sr, phase) * env
+        return self._note_cache[key]
 
 
 @dataclass(frozen=True)
@@ -381,7 +419,8 @@ def _render_bar(v: _Voices, bar: _Bar, bar_n: int, tonic_midi: int, arp_pattern:
     n = 2 * bar_n
     buf = np.zeros((n, 2))
     pcs = list(bar.pcs)
-    buf += v.pad(pcs, n, bar_n, tonic_midi, slot)
+    pad_n = min(n, bar_n + int(0.4 * sr))  # the pad is silent after its release
+    buf[:pad_n] += v.pad(pcs, pad_n, bar_n, tonic_midi)
 
     # Bass: the chord root between A1 and G#2, on the pattern the mood asks for.
     root = 33 + (pcs[0] - 33) % 12
@@ -390,14 +429,13 @@ def _render_bar(v: _Voices, bar: _Bar, bar_n: int, tonic_midi: int, arp_pattern:
         note = root + (7 if prof.bass == 2 and k == 1 and len(pcs) >= 3 else 0)  # root-fifth
         at = pos * bar_n // 16
         ln = (pos + length) * bar_n // 16 - at
-        buf[at:at + ln] += _pan(v.bass(note, ln, v.phases[(k + slot) % 64]) * 0.5, 0.5)
+        buf[at:at + ln] += _pan(v.bass(note, ln) * 0.5, 0.5)
 
     # Arpeggio: chord tones an octave above the pad, ping-pong panned, with an echo.
     if prof.arp > 0:
         per_bar = {1: 4, 2: 8, 3: 16}[prof.arp]
         tones = sorted(tonic_midi + 7 + (pc - tonic_midi - 7) % 12 for pc in pcs)
         tones.append(tones[0] + 12)
-        step_n = bar_n // per_bar
         arp = np.zeros((n, 2))
         tau = 0.12 + 0.5 / prof.arp * (1 - 0.4 * prof.bright)
         for i in range(per_bar):
@@ -405,9 +443,9 @@ def _render_bar(v: _Voices, bar: _Bar, bar_n: int, tonic_midi: int, arp_pattern:
             at = i * bar_n // per_bar
             ln = min(n - at, int(5 * tau * sr))
             vel = 1.0 if i % (per_bar // 4) == 0 else 0.75
-            note = v.pluck(midi, ln, tau, v.phases[(i + 3 * slot) % 64]) * (0.2 * vel)
+            note = v.pluck(midi, ln, tau) * (0.2 * vel)
             _add(arp, at, _pan(note, 0.3 if i % 2 == 0 else 0.7))
-        d = 3 * step_n if prof.arp < 3 else 3 * step_n // 2  # dotted echo
+        d = 3 * bar_n // 16  # a dotted-eighth echo
         if 0 < d < n:
             echo = np.zeros_like(arp)
             echo[d:] += arp[:-d, ::-1] * 0.3  # the echo answers from the other side
@@ -433,6 +471,10 @@ def _render_bar(v: _Voices, bar: _Bar, bar_n: int, tonic_midi: int, arp_pattern:
         if level == 3:
             for s in (2, 6, 10, 14):
                 _add(buf, s * bar_n // 16, _pan(v.open_hat * 0.12, 0.7))
+    # Anything still ringing two bars later (a late echo) is far below -60 dB; fade it
+    # rather than cut it.
+    k = min(n, 256)
+    buf[-k:] *= np.linspace(1, 0, k)[:, None]
     return buf
 
 
@@ -440,15 +482,15 @@ def _ending(v: _Voices, pcs: list[int], n: int, tonic_midi: int) -> np.ndarray:
     """The tonic chord struck on the bar line and left to ring: pad, bass, a strummed
     pluck chord and, with percussion, a kick and a crash."""
     sr = v.sr
-    buf = v.pad(pcs, n, n, tonic_midi, 99)
+    buf = v.pad(pcs, n, n, tonic_midi)
     root = 33 + (pcs[0] - 33) % 12
-    buf += _pan(v.bass(root, n, 0.0) * 0.5, 0.5)
+    buf += _pan(v.bass(root, n) * 0.5, 0.5)
     tones = sorted(tonic_midi + 7 + (pc - tonic_midi - 7) % 12 for pc in pcs)
     tones.append(tones[0] + 12)
     for i, midi in enumerate(tones):
         at = int(i * 0.03 * sr)  # a strum, low to high
         if at < n:
-            _add(buf, at, _pan(v.pluck(midi, n - at, 0.9, v.phases[i]) * 0.16, 0.3 + 0.4 * i / len(tones)))
+            _add(buf, at, _pan(v.pluck(midi, n - at, 0.9) * 0.16, 0.3 + 0.4 * i / len(tones)))
     if v.prof.perc > 0:
         _add(buf, 0, _pan(v.kick * 0.5, 0.5))
         _add(buf, 0, np.stack([v.crash * 0.2, np.roll(v.crash, 17) * 0.2], axis=1))
@@ -472,11 +514,17 @@ def wav_bytes(x: np.ndarray, sample_rate: int) -> bytes:
 
 
 def write_wav(path: Path, x: np.ndarray, sample_rate: int) -> str:
-    """Write ``x`` as a 24-bit WAV atomically; return its sha256."""
-    data = wav_bytes(x, sample_rate)
+    """Write ``x`` as a 24-bit WAV atomically; return its sha256. Written in chunks, so a
+    ten-minute bed does not hold a second copy of itself as bytes."""
     with atomic_output(path) as tmp:
-        tmp.write_bytes(data)
-    return hashlib.sha256(data).hexdigest()
+        with wave.open(str(tmp), "wb") as w:
+            w.setnchannels(x.shape[1])
+            w.setsampwidth(3)
+            w.setframerate(sample_rate)
+            for i in range(0, x.shape[0], 1 << 20):
+                w.writeframes(_pcm24(x[i:i + (1 << 20)]))
+        digest = sha256_file(tmp)
+    return digest
 
 
 def compose(params: MusicParams, duration: float, out_wav: Path, *,
@@ -508,11 +556,11 @@ def compose(params: MusicParams, duration: float, out_wav: Path, *,
     options = _PROGRESSIONS[params.mode]
     progression = options[int(rng.integers(len(options)))]
     arp_pattern = [int(i) for i in rng.permutation(4)] + [int(i) for i in rng.permutation(4)]
-    voices = _Voices(prof, params, sr)
-
     ending_min_n = min(total_n, max(bar_n, round(ENDING_MIN * sr)))
     body_bars = (total_n - ending_min_n) // bar_n
     ending_start_n = body_bars * bar_n
+    voices = _Voices(prof, params, sr, max(min(2 * bar_n, bar_n + int(0.4 * sr)),
+                                           total_n - ending_start_n))
 
     bars: list[_Bar] = []
     for b in range(body_bars):
@@ -549,7 +597,7 @@ def compose(params: MusicParams, duration: float, out_wav: Path, *,
     fade_n = max(1, min(round(FADE_IN * sr), total_n // 10))
     out[:fade_n] *= (np.sin(np.linspace(0, np.pi / 2, fade_n)) ** 2)[:, None]
 
-    peak = float(np.abs(out).max())
+    peak = max(float(out.max()), -float(out.min()))  # no |out| temporary: beds run to 10 min
     if peak > 0:
         out *= 10 ** (PEAK_DBFS / 20) / peak
     sha = write_wav(Path(out_wav), out, sr)
@@ -561,7 +609,8 @@ def compose(params: MusicParams, duration: float, out_wav: Path, *,
     if cycles > 0:
         loop = {"start": 2 * bar_s, "end": (2 + cycles * CYCLE) * bar_s, "bars": cycles * CYCLE,
                 "start_sample": 2 * bar_n, "end_sample": (2 + cycles * CYCLE) * bar_n}
-    names = [chord_name(_chord(tonic_pc, params.mode, d, prof.seventh)) for d in progression]
+    names = [chord_name(_chord(tonic_pc, params.mode, d, prof.seventh), tonic_pc, params.mode)
+             for d in progression]
     return {
         "params": asdict(params),
         "composer": "studio procedural composer 1",
@@ -575,7 +624,7 @@ def compose(params: MusicParams, duration: float, out_wav: Path, *,
                    "percussion": prof.perc, "brightness": round(prof.bright, 3)},
         "loop": loop,
         "ending_start": ending_start_n / sr,
-        "ending_chord": chord_name(tonic),
+        "ending_chord": chord_name(tonic, tonic_pc, params.mode),
         "fade_in": fade_n / sr,
         "peak_dbfs": PEAK_DBFS,
         "sample_rate": sr,

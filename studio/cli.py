@@ -146,7 +146,7 @@ def show(run_id: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("kind", type=click.Choice(["brief", "spec", "style", "model", "voice", "manifest"]))
+@click.argument("kind", type=click.Choice(["brief", "spec", "style", "model", "voice", "track", "manifest"]))
 def schema(kind: str) -> None:
     """Print the JSON Schema of a document kind."""
     from studio.brief import brief_json_schema
@@ -166,6 +166,10 @@ def schema(kind: str) -> None:
         from audio.voices import VoiceEntry
 
         doc = VoiceEntry.model_json_schema(by_alias=True)
+    elif kind == "track":
+        from audio.library import Track
+
+        doc = Track.model_json_schema(by_alias=True)
     else:
         from studio.inspect import manifest_json_schema
 

@@ -33,7 +33,7 @@ _FIXES = {
 }
 
 
-_SCHEMA_CMD = {"Brief": "brief", "ChannelSpec": "spec", "StylePack": "style", "ModelEntry": "model", "Voice": "voice"}
+_SCHEMA_CMD = {"Brief": "brief", "ChannelSpec": "spec", "StylePack": "style", "ModelEntry": "model", "Voice": "voice", "MusicTrack": "track"}
 
 
 def field_path(loc: tuple[Any, ...]) -> str:

@@ -23,6 +23,7 @@ CURRENT: dict[str, int] = {
     "Manifest": 1,
     "ModelEntry": 1,
     "Voice": 1,
+    "MusicTrack": 1,
 }
 
 # family -> {from_version: function that returns the document at from_version + 1}
