@@ -16,7 +16,7 @@ import re
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -194,7 +194,8 @@ def _encoder_options(spec: ChannelSpec, preset: str, threads: int | None) -> dic
 
 def _build(clips: list[ConformClip], spec: ChannelSpec, out: Path, *, preset: str,
            lut: Path | None, grain: float, sharpen: float, audio: Path | None,
-           threads: int | None) -> tuple[list[str], list[Crop], Fraction, int]:
+           threads: int | None, audio_copy: bool = False, overlays: Sequence[Any] = ()
+           ) -> tuple[list[str], list[Crop], Fraction, int]:
     _check_clips(clips, spec)
     duration, n_out = _timing(clips, spec)
     seen: dict[tuple[str, str], int] = {}
@@ -229,6 +230,15 @@ def _build(clips: list[ConformClip], spec: ChannelSpec, out: Path, *, preset: st
     if sharpen > 0:
         video = video.unsharp(luma_msize_x=5, luma_msize_y=5,
                               luma_amount=round(min(sharpen, 2.0) * SHARPEN_AMOUNT, 3))
+    # Burned-in captions: composited after grain and sharpening (text stays crisp), each
+    # a still image shown between its cue times, in the same pass as everything else.
+    for ov in overlays:
+        if not Path(ov.path).is_file():
+            raise StageError(f"caption image {ov.path} does not exist", fix="re-run the captions stage",
+                             stage="conform", field=spec.name)
+        img = ffmpeg.input(str(ov.path)).video
+        video = video.overlay(img, x=str(int(ov.x)), y=str(int(ov.y)), eof_action="repeat",
+                              enable=f"between(t,{float(ov.start):.4f},{float(ov.end):.4f})")
     video = video.format(pix_fmts=spec.pix_fmt)
 
     seconds = f"{float(duration):.6f}"
@@ -238,12 +248,18 @@ def _build(clips: list[ConformClip], spec: ChannelSpec, out: Path, *, preset: st
         if not Path(audio).is_file():
             raise StageError(f"audio {audio} does not exist", fix="re-run the audio stage",
                              stage="conform", field=spec.name)
-        # Exactly the picture's length: cut longer audio, pad shorter with silence.
-        a = (ffmpeg.input(str(audio)).audio.atrim(end=seconds).asetpts(expr="PTS-STARTPTS")
-             .apad(whole_dur=seconds))
-        outputs.append(a)
-        # -ar rather than an aresample filter (ffmpeg 5.1 snag with some layouts).
-        opts.update({"c:a": "aac", "b:a": spec.audio_bitrate, "ar": spec.audio_rate})
+        if audio_copy:
+            # An encoded master whose loudness was measured as it is: copied untouched, so
+            # the deliverable's audio is the measured one. The mix is the edit's length.
+            outputs.append(ffmpeg.input(str(audio)).audio)
+            opts.update({"c:a": "copy", "shortest": True})
+        else:
+            # Exactly the picture's length: cut longer audio, pad shorter with silence.
+            a = (ffmpeg.input(str(audio)).audio.atrim(end=seconds).asetpts(expr="PTS-STARTPTS")
+                 .apad(whole_dur=seconds))
+            outputs.append(a)
+            # -ar rather than an aresample filter (ffmpeg 5.1 snag with some layouts).
+            opts.update({"c:a": "aac", "b:a": spec.audio_bitrate, "ar": spec.audio_rate})
     else:
         opts["an"] = True
     node = ffmpeg.output(*outputs, filename=str(out), extra_options=opts)
@@ -264,10 +280,13 @@ def build_video_command(
     sharpen: float = 0.0,
     audio: Path | None = None,
     threads: int | None = None,
+    audio_copy: bool = False,
+    overlays: Sequence[Any] = (),
 ) -> list[str]:
     """The ffmpeg argument list that makes ``out`` from ``clips`` for ``spec``."""
     cmd, _, _, _ = _build(clips, spec, out, preset=preset, lut=lut, grain=grain,
-                          sharpen=sharpen, audio=audio, threads=threads)
+                          sharpen=sharpen, audio=audio, threads=threads, audio_copy=audio_copy,
+                          overlays=overlays)
     return cmd
 
 
@@ -322,13 +341,18 @@ def conform_video(
     sharpen: float = 0.0,
     audio: Path | None = None,
     threads: int | None = None,
+    audio_copy: bool = False,
+    overlays: Sequence[Any] = (),
 ) -> dict[str, Any]:
-    """Encode the edit for ``spec`` into ``out`` (atomically: a failure leaves nothing)."""
+    """Encode the edit for ``spec`` into ``out`` (atomically: a failure leaves nothing).
+    ``overlays``: objects with ``path`` (PNG), ``x``, ``y``, ``start``, ``end`` (seconds),
+    composited in the same pass (burned-in captions)."""
     out = Path(out)
     with atomic_output(out) as tmp:
         cmd, crops, duration, n_out = _build(clips, spec, tmp, preset=preset, lut=lut,
                                              grain=grain, sharpen=sharpen, audio=audio,
-                                             threads=threads)
+                                             threads=threads, audio_copy=audio_copy,
+                                             overlays=overlays)
 
         def fail(what: str) -> StageError:
             return StageError(f"encoding {spec.name} failed: {what}",
