@@ -26,6 +26,7 @@ the shipped joe-us model is not, so results carry the phonemes and ``alignment: 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 import unicodedata
@@ -157,6 +158,7 @@ class PiperBackend:
                 w.setframerate(self.sample_rate)
                 w.writeframes(pcm.tobytes())
         duration = len(pcm) / self.sample_rate
+        sentences = _sentence_times(say, [c.audio_float_array for c in chunks], self.sample_rate)
         alignment = None
         if all(c.phoneme_alignments for c in chunks):
             alignment = [[a.phoneme, a.num_samples] for c in chunks
@@ -170,11 +172,41 @@ class PiperBackend:
             "sample_rate": self.sample_rate,
             "phonemes": ["".join(c.phonemes) for c in chunks],
             "alignment": alignment,
+            "sentences": sentences,
             "dropped": dropped,
             "deterministic": det,
             "seconds": seconds,
             "rtf": seconds / duration if duration else None,
         }
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+")
+
+
+def _sentence_times(text: str, chunks: list[np.ndarray], rate: int) -> list[dict[str, Any]]:
+    """Where each sentence is spoken, in seconds from the line's start. Piper renders one
+    chunk per sentence; the words within a chunk are found by level (10 ms RMS over
+    -50 dBFS), so a sentence starts at its first word, not at the previous one's pause.
+    When our sentence split and Piper's disagree, the line is one sentence."""
+    texts = [t.strip() for t in _SENTENCE_END.split(text.strip()) if t.strip()]
+    spans: list[tuple[float, float]] = []
+    t0 = 0
+    for a in chunks:
+        win = max(1, rate // 100)
+        n = len(a) // win
+        lo, hi = 0, len(a)
+        if n:
+            rms = np.sqrt(np.mean(a[: n * win].reshape(n, win).astype(np.float64) ** 2, axis=1) + 1e-12)
+            peak = float(np.max(np.abs(a))) or 1.0
+            loud = np.nonzero(20 * np.log10(rms / peak) > -50)[0]
+            if loud.size:
+                lo, hi = int(loud[0] * win), int(min(len(a), (loud[-1] + 1) * win))
+        spans.append(((t0 + lo) / rate, (t0 + hi) / rate))
+        t0 += len(a)
+    if len(texts) != len(spans) or not spans:
+        return [{"text": " ".join(text.split()), "start": round(spans[0][0], 4) if spans else 0.0,
+                 "end": round(spans[-1][1], 4) if spans else t0 / rate}]
+    return [{"text": t, "start": round(a, 4), "end": round(b, 4)} for t, (a, b) in zip(texts, spans, strict=True)]
 
 
 def probe_duration(path: Path) -> float:
