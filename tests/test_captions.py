@@ -87,7 +87,9 @@ def test_srt_and_vtt_round_trip_sentence_times(tmp_path: Path, catalog: Catalog)
     cues = build_cues(lines, spec.captions, total=6.0, spec_name=spec.name)
     write_srt(cues, tmp_path / "a.srt")
     write_vtt(cues, tmp_path / "a.vtt", spec=spec)
-    expected = [(0.2, 1.734), (2.011, 3.9876), (4.2, 5.4)]
+    # Starts are the sentences'; the second sentence (37 characters in 1.98 s) is held
+    # until it reads at the spec's 17 characters per second.
+    expected = [(0.2, 1.734), (2.011, 2.011 + 37 / 17), (4.2, 5.4)]
     srt_raw = (tmp_path / "a.srt").read_bytes()
     assert not srt_raw.startswith(b"\xef\xbb\xbf")  # UTF-8 without a BOM
     for kind in ("srt", "vtt"):

@@ -286,8 +286,11 @@ def build_cues(lines: Sequence[Line], rules: CaptionRules, *, total: float,
                 fix="re-run the voice stage so the narration fits its beat",
                 stage=STAGE, shot=beat, field=field)
         end = min(end, limit)
-        if end - start < rules.min_duration:
-            end = min(start + rules.min_duration, limit)  # hold into the silence after it
+        # Held into the silence after it (never past the next cue) until it has been up
+        # min_duration and long enough to read at max_cps.
+        need = max(rules.min_duration, len(" ".join(words)) / rules.max_cps)
+        if end - start < need:
+            end = min(start + need, limit)
         if end <= start:
             raise StageError(
                 f"caption {k + 1} ({' '.join(words)!r}) gets no time on screen: the next "
@@ -551,6 +554,36 @@ def burn_in(video: Any, overlays: Sequence[Overlay]) -> Any:
     return video
 
 
+def captions_stage(ctx: Any) -> None:
+    """Stage ``captions``: SRT and WebVTT for every video deliverable, cut from the voice
+    lines where the edit places them; reading speed checked against each spec; caption
+    images rendered for the specs that burn captions in (the conform composites them in
+    its one encode pass)."""
+    placed = ctx.sound.get("placed_lines", [])
+    if not ctx.brief.captions or not placed:
+        return
+    lines = [Line.from_dict(x) for x in placed]
+    total = float(ctx.sound.get("mix", {}).get("duration") or max(x["end"] for x in placed))
+    for spec in ctx.video_specs:
+        cues = build_cues(lines, spec.captions, total=total, spec_name=spec.name)
+        warnings = check_reading(cues, spec.captions, spec.name)
+        for w in warnings:
+            ctx.warn(w)
+        folder = ctx.work_dir / "deliverables" / spec.name
+        stem = ctx.file_stem(spec.name)
+        srt, vtt = folder / f"{stem}.srt", folder / f"{stem}.vtt"
+        write_srt(cues, srt)
+        write_vtt(cues, vtt, spec=spec)
+        overlays = (render_overlays(cues, spec, ctx.work_dir / ".captions" / spec.name)
+                    if spec.captions_burn_in else [])
+        ctx.captions[spec.name] = {
+            "srt": str(srt.relative_to(ctx.work_dir)), "vtt": str(vtt.relative_to(ctx.work_dir)),
+            "burned_in": bool(overlays), "cues": len(cues), "warnings": warnings,
+            "boxes": [list(o.box) for o in overlays], "overlays": overlays, "code_version": CODE_VERSION,
+        }
+        ctx.reporter.advance("captions", spec=spec.name)
+
+
 __all__ = [
     "CODE_VERSION",
     "Cue",
@@ -560,6 +593,7 @@ __all__ = [
     "break_lines",
     "build_cues",
     "burn_in",
+    "captions_stage",
     "check_reading",
     "enable_expr",
     "render_overlays",

@@ -230,16 +230,17 @@ def _build(clips: list[ConformClip], spec: ChannelSpec, out: Path, *, preset: st
     if sharpen > 0:
         video = video.unsharp(luma_msize_x=5, luma_msize_y=5,
                               luma_amount=round(min(sharpen, 2.0) * SHARPEN_AMOUNT, 3))
-    # Burned-in captions: composited after grain and sharpening (text stays crisp), each
-    # a still image shown between its cue times, in the same pass as everything else.
-    for ov in overlays:
-        if not Path(ov.path).is_file():
-            raise StageError(f"caption image {ov.path} does not exist", fix="re-run the captions stage",
-                             stage="conform", field=spec.name)
-        img = ffmpeg.input(str(ov.path)).video
-        video = video.overlay(img, x=str(int(ov.x)), y=str(int(ov.y)), eof_action="repeat",
-                              enable=f"between(t,{float(ov.start):.4f},{float(ov.end):.4f})")
     video = video.format(pix_fmts=spec.pix_fmt)
+    if overlays:
+        # Burned-in captions: composited after grain and sharpening (text stays crisp), on
+        # the 4:2:0 stream, each a still image shown in its cue's window, in this same pass.
+        from timelines.captions import burn_in
+
+        for ov in overlays:
+            if not Path(ov.path).is_file():
+                raise StageError(f"caption image {ov.path} does not exist", fix="re-run the captions stage",
+                                 stage="conform", field=spec.name)
+        video = burn_in(video, list(overlays))
 
     seconds = f"{float(duration):.6f}"
     outputs: list[Any] = [video]
