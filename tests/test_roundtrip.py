@@ -32,9 +32,28 @@ def _duration(path: Path) -> float:
     return float(json.loads(out)["format"]["duration"])
 
 
+def _move_voice(tl: otio.schema.Timeline, starts: dict[str, int]) -> None:
+    """Lay the voice lines out again as an editor would: each beat's line at a new record
+    frame, a dropped beat's line removed."""
+    voice = next(t for t in tl.audio_tracks() if t.name == "voice")
+    lines = {c.metadata["studio"]["beat_id"]: c for c in voice.find_clips()}
+    for _ in range(len(voice)):
+        voice.pop()
+    end = 0
+    for beat, at in sorted(starts.items(), key=lambda x: x[1]):
+        clip = lines[beat]
+        if at > end:
+            voice.append(otio.schema.Gap(source_range=otio.opentime.TimeRange(
+                otio.opentime.RationalTime(0, 30), otio.opentime.RationalTime(at - end, 30))))
+        voice.append(clip)
+        end = at + round(clip.source_range.duration.value)
+
+
 def _edit(timeline: otio.schema.Timeline) -> otio.schema.Timeline:
-    """Trim b01 by 15 frames at its tail, swap b02 and b03, drop b04."""
+    """Trim b01 by 15 frames at its tail, swap b02 and b03, drop b04; the voice lines
+    follow their shots (6 frames after each new cut)."""
     tl = copy.deepcopy(timeline)
+    _move_voice(tl, {"b01-sunrise": 6, "b03-city": 75 + 6, "b02-trail": 165 + 6})
     track = tl.video_tracks()[0]
     clips = list(track)
     b1, b2, b3 = clips[0], clips[1], clips[2]
@@ -83,6 +102,18 @@ def test_conform_an_edited_timeline(exported, settings, tmp_path: Path, fmt: str
         f = _frame(yt_new, t_new)
         dists = {b: float(np.abs(f - _frame(yt_old, t)).mean()) for b, t in old_mid.items()}
         assert min(dists, key=dists.get) == beat, dists
+    # the sound came with the edit: captions follow the moved voice lines, the new
+    # deliverable is mastered to its channel again (measured with ebur128 here)
+    cues = [c for c in (tmp_path / "out" / next(d for d in new_ctx.deliverables if d["spec"] == "youtube-1080p")
+                        ["captions"]["srt"]).read_text().split("\n\n") if c.strip()]
+    starts = [c.splitlines()[1].split(" --> ")[0] for c in cues]
+    texts = [" ".join(c.splitlines()[2:]) for c in cues]
+    assert texts[0].startswith("Every day") and texts[1].startswith("And it is") and texts[2].startswith("Up the")
+    assert starts == ["00:00:00,200", "00:00:02,700", "00:00:05,700"]
+    err = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-i", str(yt_new), "-af", "ebur128=peak=true",
+                          "-f", "null", "-"], capture_output=True, text=True, check=True).stderr
+    integrated = float(err[err.rfind("Summary:"):].split("I:")[1].split("LUFS")[0])
+    assert abs(integrated - -14) <= 0.5
     with Session(db.make_engine(settings.db_url)) as s:
         row = s.exec(select(db.Timeline).where(db.Timeline.run_id == new_ctx.run_id)).one()
         parent = s.get(db.Timeline, row.parent_id)
@@ -106,3 +137,35 @@ def test_unmappable_clips_are_reported_by_name_and_timecode(exported, settings, 
         conform_edit(ctx.run_id, path, tmp_path / "out", settings=settings, reporter=QuietReporter())
     assert "clip 'b-roll' at 00:00:03:00 cannot be mapped to a shot of this run" in ei.value.line()
     assert not (tmp_path / "out").exists()
+
+
+def test_a_still_round_trips_like_a_shot(exported, settings, tmp_path: Path) -> None:
+    """A still is a one-frame shot: its timeline exports, and an editor's swap of the hero
+    frame for another beat's keyframe conforms the banners again from that frame."""
+    from studio.store import Store
+    from timelines.roundtrip import conform_edit
+
+    ctx, out, m, _ = exported
+    stills = {t["format"]: out / t["path"] for t in m["timelines"] if t["kind"] == "stills"}
+    assert set(stills) == {"otio_json", "otioz", "fcp7_xml", "fcpxml", "edl"}
+    tl = otio.adapters.read_from_file(str(stills["otio_json"]))
+    clip = tl.video_tracks()[0].find_clips()[0]
+    assert clip.source_range.duration.value == 1
+    b01 = next(b for b in m["beats"] if b["id"] == "b01-sunrise")
+    keyframe = Store(settings.store_root).find(b01["selected_keyframe_sha256"])
+    clip.metadata.pop("studio")
+    clip.media_reference = otio.schema.ExternalReference(target_url=keyframe.resolve().as_uri(),
+                                                         available_range=clip.media_reference.available_range)
+    path = tmp_path / "stills.otio"
+    otio.adapters.write_to_file(tl, str(path))
+    new_ctx, changes = conform_edit(ctx.run_id, path, tmp_path / "out", settings=settings, reporter=QuietReporter())
+    assert changes["frame_after"] == b01["selected"]
+    new = {d["spec"]: d for d in new_ctx.deliverables}
+    old = {d["spec"]: d for d in m["deliverables"]}
+    assert set(new) == {"banner-300x250", "banner-728x90"}
+    for spec in new:
+        assert new[spec]["sha256"] != old[spec]["sha256"]
+        assert (new[spec]["width"], new[spec]["height"]) == (old[spec]["width"], old[spec]["height"])
+    with Session(db.make_engine(settings.db_url)) as s:
+        row = s.exec(select(db.Timeline).where(db.Timeline.run_id == new_ctx.run_id)).one()
+        assert row.kind == "stills" and row.version == 2

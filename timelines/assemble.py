@@ -17,7 +17,7 @@ import opentimelineio as otio
 
 from studio import db
 from studio.context import RunContext
-from studio.store import atomic_write_text, sha256_file
+from studio.store import sha256_file
 
 CODE_VERSION = "timeline.1"
 
@@ -170,17 +170,15 @@ def write_timeline(ctx: RunContext, tl: otio.schema.Timeline, kind: str, *,
     folder = ctx.work_dir / "timelines"
     path = folder / f"{ctx.file_stem(kind)}.otio"
     exports: dict[str, Path] = {}
-    if kind == "edit":
-        from timelines.export import export_all
+    from timelines.export import export_all
 
-        # The editor's formats (Resolve: .otio/.otioz; Premiere: FCP7 XML; FCPXML; EDL),
-        # at the main video deliverable's size and the edit rate.
-        main = ctx.video_specs[0]
-        exports = export_all(tl, folder, ctx.file_stem(kind), width=main.width, height=main.height,
-                             rate=ctx.edit_rate)
-        path = exports["otio"]
-    else:
-        atomic_write_text(path, otio.adapters.write_to_string(tl, "otio_json"))
+    # The editor's formats (Resolve: .otio/.otioz; Premiere: FCP7 XML; FCPXML; EDL), at the
+    # main deliverable's size and the edit rate. A still is a one-frame shot: its timeline
+    # goes out the same way, at the first still channel's size.
+    main = (ctx.video_specs or ctx.specs)[0] if kind == "edit" else (ctx.still_specs or ctx.specs)[0]
+    exports = export_all(tl, folder, ctx.file_stem(kind), width=main.width, height=main.height,
+                         rate=ctx.edit_rate)
+    path = exports["otio"]
     sha = sha256_file(path)
     tid = db.new_id("tl")
     final = ctx.out_dir / path.relative_to(ctx.work_dir)

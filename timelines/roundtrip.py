@@ -178,6 +178,91 @@ def _map_audio(tl_in: otio.schema.Timeline, original: otio.schema.Timeline, out:
     return {"audio": {n: len(c) for n, c in placed.items()}}
 
 
+def _still_candidates(engine: Any, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    with Session(engine) as s:
+        rows = s.exec(select(db.Candidate, db.Shot).join(db.Shot, db.Candidate.shot_id == db.Shot.id)
+                      .where(db.Shot.run_id == run_id)).all()
+    return {c.media_sha256: (c, sh) for c, sh in rows}, {c.id: (c, sh) for c, sh in rows}
+
+
+def is_stills_edit(engine: Any, run_id: str, edited: Path) -> bool:
+    """A stills timeline: its picture clips are one frame of a keyframe of this run."""
+    from timelines.deliver import url_to_path
+
+    tl = _read(edited)
+    tracks = tl.video_tracks()
+    clips = list(tracks[0].find_clips()) if tracks else []
+    if not clips:
+        return False
+    by_sha, by_id = _still_candidates(engine, run_id)
+    for clip in clips:
+        meta = clip.metadata.get("studio", {})
+        url = getattr(clip.media_reference, "target_url", None) or ""
+        if meta.get("candidate_id") in by_id and meta.get("keyframe_sha256") == url_to_path(url).stem:
+            continue
+        if url_to_path(url).stem not in by_sha:
+            return False
+    return True
+
+
+def map_stills(engine: Any, run_id: str, edited: Path) -> tuple[otio.schema.Timeline, dict[str, Any]]:
+    """The editor's stills timeline (the hero frame, perhaps swapped for another
+    candidate's keyframe) rebuilt against the run's store: a still is a one-frame shot, so
+    it round-trips like the edit. The new frame keeps its own shot's focus and framing."""
+    from timelines.deliver import url_to_path
+
+    tl_in = _read(edited)
+    clips = list(tl_in.video_tracks()[0].find_clips())
+    if len(clips) != 1:
+        raise StudioError(f"a stills timeline holds one frame; this one has {len(clips)} clips",
+                          fix="keep one clip (the frame the stills are made from)", source=str(edited))
+    clip = clips[0]
+    by_sha, by_id = _still_candidates(engine, run_id)
+    meta = dict(clip.metadata.get("studio", {}))
+    url = getattr(clip.media_reference, "target_url", None) or ""
+    found = by_id.get(meta.get("candidate_id", "")) or by_sha.get(url_to_path(url).stem)
+    if found is None:
+        raise StudioError(f"clip {clip.name!r} at {_timecode(clip.range_in_parent().start_time)} is not a "
+                          "keyframe of this run", fix="use one of the run's keyframes (see the contact sheet)",
+                          source=str(edited))
+    cand, shot = found
+    with Session(engine) as s:
+        row = s.exec(select(db.Timeline).where(db.Timeline.run_id == run_id, db.Timeline.kind == "stills")).first()
+        prompt = s.get(db.PromptRecordRow, shot.prompt_hash)
+    if row is None:
+        raise StudioError(f"run {run_id} has no stills timeline", fix="conform a run that made stills", field="RUN")
+    original = otio.adapters.read_from_file(row.path)
+    old_clip = original.video_tracks()[0].find_clips()[0]
+    old_meta = dict(old_clip.metadata["studio"])
+    rate = Fraction(old_meta["rate"])
+    if cand.id == old_meta.get("candidate_id"):
+        new_meta = old_meta
+    else:
+        composition = (prompt.document if prompt else {}).get("composition", {})
+        new_meta = {**old_meta, "beat_id": shot.beat_id, "shot_id": shot.id, "candidate_id": cand.id,
+                    "seed": cand.seed, "keyframe_sha256": cand.media_sha256, "recipe_hash": cand.recipe_hash,
+                    "prompt_hash": cand.prompt_hash, "focus": [shot.focus_x, shot.focus_y],
+                    "subject_scale": composition.get("subject_scale", old_meta.get("subject_scale"))}
+    out = otio.schema.Timeline(name=tl_in.name or original.name)
+    out.global_start_time = otio.opentime.RationalTime(0, float(rate))
+    out.metadata["studio"] = {**original.metadata.get("studio", {}), "parent_timeline": row.id,
+                              "edited_from": str(edited), "code_version": CODE_VERSION}
+    track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
+    out.tracks.append(track)
+    ref = otio.schema.ExternalReference(target_url=url if cand.id != old_meta.get("candidate_id")
+                                        else old_clip.media_reference.target_url,
+                                        available_range=otio.opentime.TimeRange(
+                                            otio.opentime.RationalTime(0, float(rate)),
+                                            otio.opentime.RationalTime(1, float(rate))))
+    ref.metadata["studio"] = {"sha256": cand.media_sha256}
+    new = otio.schema.Clip(name=shot.beat_id, media_reference=ref, source_range=otio.opentime.TimeRange(
+        otio.opentime.RationalTime(0, float(rate)), otio.opentime.RationalTime(1, float(rate))))
+    new.metadata["studio"] = new_meta
+    track.append(new)
+    changes = {"kind": "stills", "frame_before": old_meta.get("candidate_id"), "frame_after": cand.id}
+    return out, changes
+
+
 def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, reporter: Any) -> Any:
     """Re-render ``run_id``'s video deliverables from an editor's timeline into ``out_dir``."""
     import shutil
@@ -195,7 +280,8 @@ def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, rep
     engine = db.make_engine(settings.db_url)
     db.init_db(engine)
     old = describe_run(engine, run_id)["run"]
-    edited_tl, changes = map_edit(engine, old["id"], edited)
+    stills = is_stills_edit(engine, old["id"], edited)
+    edited_tl, changes = map_stills(engine, old["id"], edited) if stills else map_edit(engine, old["id"], edited)
     with Session(engine) as s:
         run = s.get(db.Run, old["id"])
         bv = s.get(db.BriefVersion, run.brief_version_id)  # type: ignore[union-attr]
@@ -203,7 +289,8 @@ def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, rep
         bv_id = bv.id  # type: ignore[union-attr]
         brief_path = Path(bv.source_path)  # type: ignore[union-attr]
     catalog = Catalog(settings.specs_dir, settings.styles_dir)
-    specs = [catalog.spec(n) for n in brief.channels if catalog.spec(n).kind == "video"]
+    kind = "stills" if stills else "edit"
+    specs = [catalog.spec(n) for n in brief.channels if catalog.spec(n).kind == ("still" if stills else "video")]
     work = _prepare_out(out_dir)
     new_id = db.new_id("run")
     try:
@@ -222,14 +309,15 @@ def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, rep
         with Session(engine) as s:  # the new edit is a version of the old one
             parent = s.get(db.Timeline, edited_tl.metadata["studio"]["parent_timeline"])
             parent_id, parent_version = parent.id, parent.version  # type: ignore[union-attr]
-        write_timeline(ctx, edited_tl, "edit", parent_id=parent_id, version=parent_version + 1)
+        write_timeline(ctx, edited_tl, kind, parent_id=parent_id, version=parent_version + 1)
         from audio.mix import mix_stage
         from timelines.captions import captions_stage
 
-        reporter.stage_start("mix", len(specs))
-        mix_stage(ctx)
-        reporter.stage_done("mix")
-        if brief.captions:
+        if not stills:
+            reporter.stage_start("mix", len(specs))
+            mix_stage(ctx)
+            reporter.stage_done("mix")
+        if brief.captions and not stills:
             reporter.stage_start("captions", len(specs))
             captions_stage(ctx)
             reporter.stage_done("captions")
