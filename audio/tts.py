@@ -81,6 +81,29 @@ def _error(beat: str, what: str, fix: str, field: str = "narration") -> StageErr
     return StageError(what, fix=fix, stage="voice", shot=beat, field=field)
 
 
+def check_text(text: str, entry: VoiceEntry, *, beat: str) -> tuple[str, str]:
+    """The text to speak and the symbols dropped, or a StageError naming the beat.
+
+    Shared by every TTS backend (audio.registry), so a line is refused in the same words
+    whichever voice reads it."""
+    if len(text) > MAX_CHARS:
+        raise _error(beat, f"narration is {len(text):,} characters; the limit is "
+                     f"{MAX_CHARS:,} (about {MAX_CHARS // 15} s of speech)",
+                     "split it across beats or shorten it")
+    say, dropped, foreign = speakable(text, entry.script)
+    if foreign:
+        sample = "".join(dict.fromkeys(foreign))[:12]
+        raise _error(beat, f"narration has letters the voice {entry.id!r} "
+                     f"({entry.language}, {entry.script} script) cannot read: "
+                     f"{sample!r}", "translate it or pick a voice for that language")
+    if not any(unicodedata.category(c)[0] in "LN" for c in say):
+        shown = text.strip()[:40]
+        raise _error(beat, f"narration {shown!r} has nothing the voice {entry.id!r} "
+                     "can speak (no letters or digits; emoji and symbols are not read)",
+                     "write the line in words, or leave narration empty for no voice line")
+    return say.strip(), dropped
+
+
 class PiperBackend:
     """One Piper voice, loaded once, rendering one WAV per beat."""
 
@@ -112,22 +135,7 @@ class PiperBackend:
 
     def check_text(self, text: str, *, beat: str) -> tuple[str, str]:
         """The text to speak and the symbols dropped, or a StageError naming the beat."""
-        if len(text) > MAX_CHARS:
-            raise _error(beat, f"narration is {len(text):,} characters; the limit is "
-                         f"{MAX_CHARS:,} (about {MAX_CHARS // 15} s of speech)",
-                         "split it across beats or shorten it")
-        say, dropped, foreign = speakable(text, self.entry.script)
-        if foreign:
-            sample = "".join(dict.fromkeys(foreign))[:12]
-            raise _error(beat, f"narration has letters the voice {self.entry.id!r} "
-                         f"({self.entry.language}, {self.entry.script} script) cannot read: "
-                         f"{sample!r}", "translate it or pick a voice for that language")
-        if not any(unicodedata.category(c)[0] in "LN" for c in say):
-            shown = text.strip()[:40]
-            raise _error(beat, f"narration {shown!r} has nothing the voice {self.entry.id!r} "
-                         "can speak (no letters or digits; emoji and symbols are not read)",
-                         "write the line in words, or leave narration empty for no voice line")
-        return say.strip(), dropped
+        return check_text(text, self.entry, beat=beat)
 
     def synthesize(self, text: str, out_wav: Path, *, beat: str,
                    deterministic: bool | None = None) -> dict[str, Any]:

@@ -4,8 +4,11 @@ Each voice is one ``Voice`` document (``"schema": "Voice.1"``) shipped in
 ``studio/data/voices/*.yaml`` and extendable from the user's own folder (``user_dir``,
 ``$STUDIO_VOICES_DIR``); a user entry with the same ``id`` replaces a shipped one.
 
-An entry records where the model lives (an installed Python package, or a local folder),
-its language and the script its phonemiser reads, the licence as recorded from the
+An entry records where the model lives (an installed Python package, a local folder, or
+a model hub repository at a revision), which backend runs it (``piper`` in process; GPU
+backends such as ``transformers-tts`` on a Ray actor with ``gpus`` per actor; plugins from
+the ``studio.tts_backends`` entry-point group, see ``audio.registry``), its language and
+the script its phonemiser reads, the licence as recorded from the
 package *and* its model card, the usage classes studio policy allows, and for a cloned
 or custom voice the speaker's consent. ``check_voice`` refuses a voice before anything is
 rendered, in the same words as the model registry's ``check_usage``.
@@ -28,15 +31,19 @@ from studio.errors import StudioError
 USAGE_CLASSES = ("experiment", "internal", "public")
 ENV_DIR = "STUDIO_VOICES_DIR"
 ID_RE = r"^[a-z0-9][a-z0-9._-]*$"
+HUB_RE = r"^[\w.-]+/[\w.-]+$"
 
 UsageClass = Literal["experiment", "internal", "public"]
 
 
 class VoiceSource(BaseModel):
-    """Where the model is: a module of an installed package, or a folder on disk.
+    """Where the model is: a module of an installed package, a folder on disk, or a model
+    hub repository (``hub_id`` at ``revision``: transformers backends only).
 
     ``model``/``config``/``model_card`` are relative to the module's folder (package) or to
-    ``path`` (folder); ``path`` itself is relative to the entry file when not absolute.
+    ``path`` (folder); ``path``, ``vocoder_path`` and ``speaker_embedding`` are relative to
+    the entry file when not absolute. For a transformers voice ``model`` is optional: the
+    subfolder holding ``config.json`` (default: the folder itself).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -44,15 +51,34 @@ class VoiceSource(BaseModel):
     package_version: str | None = None
     module: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")
     path: str | None = None
-    model: str = Field(min_length=1)
+    hub_id: str | None = Field(None, pattern=HUB_RE, description="owner/name on the model hub")
+    revision: str | None = Field(None, description="commit (preferred), tag or branch of hub_id")
+    # Offline-first, like the model registry: a worker reads the local hub cache and never
+    # downloads at run time unless the entry says so.
+    offline: bool = Field(True, description="load hub_id with local_files_only (no download)")
+    model: str | None = Field(None, min_length=1)
     config: str | None = None
     model_card: str | None = None
     upstream: str | None = None
+    # SpeechT5-style voices: a separate vocoder and the speaker's x-vector (.npy).
+    vocoder_path: str | None = None
+    vocoder_hub_id: str | None = Field(None, pattern=HUB_RE)
+    vocoder_revision: str | None = None
+    speaker_embedding: str | None = Field(None, description="a .npy file with the speaker vector")
 
     @model_validator(mode="after")
     def _one_place(self) -> VoiceSource:
-        if (self.module is None) == (self.path is None):
-            raise ValueError("give exactly one of module (an installed package) or path (a folder)")
+        if sum(x is not None for x in (self.module, self.path, self.hub_id)) != 1:
+            raise ValueError("give exactly one of module (an installed package), path (a folder) "
+                             "or hub_id (a model hub repository)")
+        if self.hub_id is not None and not self.revision:
+            raise ValueError("a hub source needs a revision (a commit hash pins it)")
+        if self.hub_id is None and self.revision is not None:
+            raise ValueError("revision applies to hub_id sources only")
+        if self.vocoder_path is not None and self.vocoder_hub_id is not None:
+            raise ValueError("give at most one of vocoder_path or vocoder_hub_id")
+        if self.vocoder_hub_id is not None and not self.vocoder_revision:
+            raise ValueError("a hub vocoder needs vocoder_revision (a commit hash pins it)")
         return self
 
 
@@ -73,7 +99,9 @@ class VoiceEntry(BaseModel):
     id: str = Field(pattern=ID_RE)
     title: str = Field(min_length=1)
     kind: Literal["stock", "cloned", "custom"]
-    backend: Literal["piper"]
+    # A built-in (piper, transformers-tts, coqui) or a ``studio.tts_backends`` plugin: a
+    # name, not a Literal, so plugins need no change here; unknown names are refused below.
+    backend: str = Field(pattern=ID_RE)
     source: VoiceSource
     language: str = Field(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$", description="e.g. en_US")
     # The Unicode script the phonemiser reads (Latin, Cyrillic, ...): text with no letters
@@ -85,11 +113,35 @@ class VoiceEntry(BaseModel):
     usage_classes: list[UsageClass] = Field(min_length=1)
     usage_reason: str = Field("", description="why usage_classes is what it is")
     consent: Consent | None = None
+    # Where it runs. Piper is in process on the CPU; other backends run on one Ray actor
+    # per voice that asks for ``gpus`` (fractions share a GPU between small voices).
+    gpus: float = Field(0.0, ge=0, le=8, description="GPUs per actor (GPU backends)")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: cuda when the actor has a GPU, else cpu; cpu: never a GPU")
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    # Backend-specific knobs, recorded with every line: for transformers, keyword
+    # arguments of the model's generate/forward call (passed only where its signature has
+    # them) or VITS attributes (speaking_rate, noise_scale, noise_scale_duration).
+    call_args: dict[str, str | int | float | bool] = {}
+    voice_preset: str | None = Field(None, description="Bark: the speaker preset, e.g. v2/en_speaker_6")
+    seed: int = Field(0, ge=0, description="base seed of deterministic synthesis")
 
     @model_validator(mode="after")
     def _check(self) -> VoiceEntry:
         if len(set(self.usage_classes)) != len(self.usage_classes):
             raise ValueError("usage_classes lists a class twice")
+        from audio.registry import is_tts_backend, tts_backend_names
+
+        if not is_tts_backend(self.backend):
+            raise ValueError(f"unknown TTS backend {self.backend!r}: use one of "
+                             + ", ".join(tts_backend_names()) + " (or a studio.tts_backends plugin)")
+        if self.backend == "piper":
+            # Piper reads one ONNX file and its JSON config: no hub, no GPU.
+            if self.source.hub_id is not None or self.source.model is None:
+                raise ValueError("a piper voice needs source.model (the .onnx file) in a module "
+                                 "or path, not a hub_id")
+        if self.device == "cpu" and self.gpus:
+            raise ValueError("device cpu asks for no GPU: set gpus: 0 or device: auto")
         # Refused when the entry is read, so a cloned voice without leave never reaches
         # a render; check_voice repeats it for entries built in code.
         if self.kind == "cloned" and self.consent is None:
@@ -100,6 +152,9 @@ class VoiceEntry(BaseModel):
     def files(self) -> dict[str, Path | None]:
         """Absolute paths of the model, its config and model card (not checked to exist)."""
         src = self.source
+        if src.hub_id is not None:
+            # Resolved by the backend from the hub cache (see audio.transformers_tts).
+            return {"model": None, "config": None, "model_card": None}
         if src.module is not None:
             spec = importlib.util.find_spec(src.module)
             if spec is None or not spec.submodule_search_locations:
@@ -111,7 +166,7 @@ class VoiceEntry(BaseModel):
             base = Path(next(iter(spec.submodule_search_locations)))
         else:
             base = Path(str(src.path))
-        model = base / src.model
+        model = base / src.model if src.model else base
         return {
             "model": model,
             "config": base / src.config if src.config else Path(f"{model}.json"),
@@ -154,12 +209,15 @@ class VoiceRegistry:
 
     def _add(self, path: Path) -> None:
         entry = documents.load(path, VoiceEntry, "Voice")
-        if entry.source.path is not None:
-            # Relative to the entry file, so a folder of entries and models moves as one.
-            p = Path(entry.source.path).expanduser()
-            src = entry.source.model_copy(
-                update={"path": str(p if p.is_absolute() else (path.parent / p).resolve())})
-            entry = entry.model_copy(update={"source": src})
+        # Relative to the entry file, so a folder of entries and models moves as one.
+        update = {}
+        for key in ("path", "vocoder_path", "speaker_embedding"):
+            value = getattr(entry.source, key)
+            if value is not None:
+                p = Path(value).expanduser()
+                update[key] = str(p if p.is_absolute() else (path.parent / p).resolve())
+        if update:
+            entry = entry.model_copy(update={"source": entry.source.model_copy(update=update)})
         self.entries[entry.id] = entry
         self.paths[entry.id] = path
 

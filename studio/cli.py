@@ -217,11 +217,14 @@ def voices() -> None:
 
 @main.command()
 def plugins() -> None:
-    """List keyframe backends and whether each loads."""
+    """List keyframe, voice and music backends and whether each loads."""
+    from audio.registry import available_backends
     from shots.backends import plugin_status
 
     for name, target, status in plugin_status():
         click.echo(f"{name:<14} {status:<4} {target}" if status == "ok" else f"{name:<14} FAILED {target}: {status}")
+    for name, line in available_backends().items():
+        click.echo(f"{name:<22} {line}")
 
 
 @main.command()

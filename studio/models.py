@@ -7,10 +7,11 @@ Each model is one ``ModelEntry`` document (``"schema": "ModelEntry.1"``), shippe
 
 An entry says where the weights are (a local folder, or a hub id *and* revision), how to
 run them (dtype, scheduler, steps, guidance, size, batch size, img2img strength,
-IP-Adapter, fps/frames for video), what they need (GPU memory, GPU count) and under which
-terms they may be used: the licence, the provenance as the vendor states it, and the
-usage classes (``experiment`` / ``internal`` / ``public``) the licence and studio policy
-allow. ``check_usage`` refuses a run *before* anything is generated.
+IP-Adapter, fps/frames for video, max_duration/sample_rate for text-to-music), what they
+need (GPU memory, GPU count) and under which terms they may be used: the licence, the
+provenance as the vendor states it, and the usage classes (``experiment`` /
+``internal`` / ``public``) the licence and studio policy allow. ``check_usage`` refuses
+a run *before* anything is generated.
 
 Weights hash (``weights_sha256``), defined precisely so anyone can recompute it:
 
@@ -52,7 +53,7 @@ ID_RE = r"^[a-z0-9][a-z0-9._-]*$"
 SHA256_RE = r"^[0-9a-f]{64}$"
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
-Kind = Literal["text-to-image", "image-to-image", "image-to-video"]
+Kind = Literal["text-to-image", "image-to-image", "image-to-video", "text-to-music"]
 UsageClass = Literal["experiment", "internal", "public"]
 
 # Which backend runs which kind: images and videos are different call shapes.
@@ -60,6 +61,8 @@ BACKEND_FOR_KIND: dict[str, str] = {
     "text-to-image": "diffusers-image",
     "image-to-image": "diffusers-image",
     "image-to-video": "diffusers-video",
+    # transformers MusicGen-class models on a Ray actor (audio.musicgen)
+    "text-to-music": "musicgen",
 }
 
 
@@ -117,7 +120,7 @@ class ModelEntry(BaseModel):
     id: str = Field(pattern=ID_RE)
     title: str = ""
     kind: Kind
-    backend: Literal["diffusers-image", "diffusers-video"]
+    backend: Literal["diffusers-image", "diffusers-video", "musicgen"]
     source: Source
     pipeline_class: str | None = Field(
         None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
@@ -154,6 +157,13 @@ class ModelEntry(BaseModel):
         description="when a clip needs more frames than one call makes: chain = generate the "
         "next chunk from the last frame; hold = repeat the last frame",
     )
+    # music: one call makes at most max_duration seconds (MusicGen was trained on 30 s
+    # clips and its decoder has a fixed number of positions); a longer bed is refused
+    # rather than looped silently.
+    max_duration: float | None = Field(None, gt=0, le=600,
+                                       description="text-to-music: longest bed per call (s)")
+    sample_rate: int | None = Field(None, gt=0, le=192000,
+                                    description="text-to-music: the rate the model writes (checked at load)")
 
     @model_validator(mode="after")
     def _check(self) -> ModelEntry:
@@ -169,6 +179,11 @@ class ModelEntry(BaseModel):
                 raise ValueError("an image-to-video model needs fps and num_frames")
         elif self.fps is not None or self.num_frames is not None:
             raise ValueError("fps and num_frames apply to image-to-video models only")
+        if self.kind == "text-to-music":
+            if self.max_duration is None:
+                raise ValueError("a text-to-music model needs max_duration (seconds per call)")
+        elif self.max_duration is not None or self.sample_rate is not None:
+            raise ValueError("max_duration and sample_rate apply to text-to-music models only")
         return self
 
     @property

@@ -228,3 +228,141 @@ def entry_doc(id_: str, **fields: Any) -> dict[str, Any]:
     }
     doc.update(fields)
     return doc
+
+
+# -- tiny random-weight audio models (transformers), for tests/test_audio_backends.py ------
+
+_TTS_CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789'-.,!?")
+
+
+def build_tiny_vits(folder: Path, seed: int = 0, sampling_rate: int = 16000) -> Path:
+    """A tiny VITS (MMS-TTS layout): ``VitsModel`` + a character ``VitsTokenizer`` with
+    ``vocab.json``. Random weights speak noise, but the real loading, tokenising,
+    duration prediction and vocoder paths all run."""
+    import torch
+    from transformers import VitsConfig, VitsModel, VitsTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {c: i for i, c in enumerate(["<pad>", " ", *_TTS_CHARS])}
+    src = folder.parent / (folder.name + "-vocab.json")
+    src.write_text(json.dumps(vocab), encoding="utf-8")
+    tokenizer = VitsTokenizer(vocab_file=str(src), add_blank=True, normalize=True, phonemize=False,
+                              pad_token="<pad>", unk_token="<pad>")
+    torch.manual_seed(seed)
+    model = VitsModel(VitsConfig(
+        vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        ffn_dim=16, flow_size=8, spectrogram_bins=9, window_size=4,
+        prior_encoder_num_flows=1, prior_encoder_num_wavenet_layers=1,
+        posterior_encoder_num_wavenet_layers=1, duration_predictor_num_flows=1,
+        duration_predictor_filter_channels=8, upsample_initial_channel=16,
+        # 64 samples per frame: a sentence is a few tenths of a second at 16 kHz
+        upsample_rates=[8, 8], upsample_kernel_sizes=[16, 16], resblock_kernel_sizes=[3],
+        resblock_dilation_sizes=[[1, 3]], sampling_rate=sampling_rate,
+    ))
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+def _char_tokenizer(eos: bool) -> Any:
+    """A tokenizers-backed character tokenizer (what a SpeechT5-style model reads),
+    built inline: the real SpeechT5 tokenizer is SentencePiece, a package not installed."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {c: i for i, c in enumerate(["<s>", "<pad>", "</s>", "<unk>", "\u2581", *_TTS_CHARS])}
+    tk = Tokenizer(WordLevel(vocab=vocab, unk_token="<unk>"))
+    tk.normalizer = normalizers.Sequence([normalizers.Lowercase(), normalizers.Replace(" ", "\u2581")])
+    tk.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    if eos:
+        tk.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 2)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>", unk_token="<unk>")
+
+
+def build_tiny_speecht5(folder: Path, seed: int = 0) -> dict[str, Path]:
+    """A tiny SpeechT5 text-to-speech model in ``folder/model``, its HiFi-GAN vocoder in
+    ``folder/vocoder`` and an 8-value speaker x-vector ``folder/speaker.npy``."""
+    import numpy as np
+    import torch
+    from transformers import (
+        SpeechT5Config,
+        SpeechT5ForTextToSpeech,
+        SpeechT5HifiGan,
+        SpeechT5HifiGanConfig,
+    )
+
+    tokenizer = _char_tokenizer(eos=True)
+    torch.manual_seed(seed)
+    model = SpeechT5ForTextToSpeech(SpeechT5Config(
+        vocab_size=len(tokenizer), hidden_size=16, encoder_layers=1, encoder_attention_heads=2,
+        encoder_ffn_dim=16, decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=16,
+        num_mel_bins=8, speech_decoder_prenet_units=16, speech_decoder_prenet_layers=1,
+        speech_decoder_postnet_layers=1, speech_decoder_postnet_units=16,
+        speech_decoder_postnet_kernel=3, speaker_embedding_dim=8, reduction_factor=2,
+        max_text_positions=256, max_speech_positions=512, pad_token_id=1, bos_token_id=0,
+        eos_token_id=2, decoder_start_token_id=2, feat_extract_conv_dim=(8,),
+        feat_extract_conv_stride=(2,), feat_extract_conv_kernel=(3,), num_conv_pos_embeddings=4,
+        num_conv_pos_embedding_groups=2,
+    ))
+    model.save_pretrained(str(folder / "model"))
+    tokenizer.save_pretrained(str(folder / "model"))
+    torch.manual_seed(seed + 1)
+    vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(
+        model_in_dim=8, upsample_initial_channel=16, upsample_rates=[8, 8],
+        upsample_kernel_sizes=[16, 16], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
+        sampling_rate=16000, normalize_before=False,
+        initializer_range=0.3,  # default-scale random weights output ~1e-7: "silence"
+    ))
+    vocoder.save_pretrained(str(folder / "vocoder"))
+    np.save(folder / "speaker.npy", np.random.default_rng(seed).standard_normal(8).astype(np.float32))
+    return {"model": folder / "model", "vocoder": folder / "vocoder", "speaker": folder / "speaker.npy"}
+
+
+def build_tiny_musicgen(folder: Path, seed: int = 0, sampling_rate: int = 16000) -> Path:
+    """A tiny MusicGen (T5 text encoder, EnCodec at 50 frames/s with 2 codebooks, one
+    decoder layer) and its processor: a ``T5Tokenizer`` built inline from a Unigram
+    vocabulary of letters and the EnCodec feature extractor."""
+    import torch
+    from transformers import (
+        EncodecConfig,
+        EncodecFeatureExtractor,
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenForConditionalGeneration,
+        MusicgenProcessor,
+        T5Config,
+        T5Tokenizer,
+    )
+
+    letters = list("abcdefghijklmnopqrstuvwxyz")
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    vocab += [(c, -3.0) for c in letters] + [("\u2581" + c, -2.5) for c in letters]
+    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0)
+    torch.manual_seed(seed)
+    codebook = 64
+    config = MusicgenConfig(
+        text_encoder=T5Config(vocab_size=len(vocab), d_model=16, d_ff=32, num_layers=1,
+                              num_heads=2, d_kv=8, decoder_start_token_id=0),
+        # hop 4*4*5*4 = 320 samples: 50 frames/s at 16 kHz (as the real 32 kHz model's 640)
+        audio_encoder=EncodecConfig(sampling_rate=sampling_rate, hidden_size=16, num_filters=4,
+                                    upsampling_ratios=[4, 4, 5, 4], codebook_size=codebook,
+                                    codebook_dim=16, target_bandwidths=[0.6], num_lstm_layers=1,
+                                    audio_channels=1),
+        decoder=MusicgenDecoderConfig(vocab_size=codebook, hidden_size=16, num_hidden_layers=1,
+                                      num_attention_heads=2, ffn_dim=32, num_codebooks=2,
+                                      max_position_embeddings=512, pad_token_id=codebook,
+                                      bos_token_id=codebook, audio_channels=1),
+    )
+    model = MusicgenForConditionalGeneration(config)
+    gen = model.generation_config
+    gen.decoder_start_token_id = codebook
+    gen.pad_token_id = codebook
+    gen.do_sample = True
+    gen.guidance_scale = 3.0
+    gen.max_length = 512
+    model.save_pretrained(str(folder))
+    MusicgenProcessor(feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=sampling_rate),
+                      tokenizer=tokenizer).save_pretrained(str(folder))
+    return folder
