@@ -64,6 +64,12 @@ def check_music_plan(brief: Any, base_dir: Path, settings: Any, models: Any,
                                   fix="pick a text-to-music model (`studio models`) or use procedural",
                                   field="music.source")
             models.check_usage(entry, brief.usage_class, field="usage_class")
+            if entry.max_duration is not None and brief.total_duration > entry.max_duration:
+                raise StudioError(
+                    f"model {plan.source!r} makes at most {entry.max_duration:g} s of music in one call; "
+                    f"the spot runs {brief.total_duration:g} s",
+                    fix="use the procedural composer or a library track for a longer spot",
+                    field="music.source")
         if brief.effects.enabled and brief.effects.library:
             folder = _folder(brief.effects.library, base_dir, None)
             assert folder is not None
