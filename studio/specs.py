@@ -129,9 +129,46 @@ class ChannelSpec(BaseModel):
 HEX_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
+class Look(BaseModel):
+    """A style pack's grade as OpenColorIO transforms, from video in to video out (BT.709
+    code values, read as gamma 2.4 Rec.709). ``timelines.grade.bake_lut`` bakes it into the
+    .cube that ``Finishing.lut`` names; every field's default leaves the picture as it is.
+
+    The order is a colourist's: exposure and white balance in scene-linear ACEScg (gains,
+    so black stays black), colour and saturation in log ACEScct (ASC CDL, where equal
+    offsets are equal stops), then the tone curve on the display-encoded picture."""
+
+    model_config = ConfigDict(extra="forbid")
+    exposure: float = Field(0.0, ge=-3, le=3, description="stops, in ACEScg")
+    white_balance: tuple[float, float, float] = Field(
+        (1.0, 1.0, 1.0), description="R, G, B gains in ACEScg (CDL slope): warm is R up, B down")
+    tint: tuple[float, float, float] = Field(
+        (0.0, 0.0, 0.0), description="R, G, B offsets in ACEScct (CDL offset; 0.057 = one stop): "
+        "a cast that shows most in the shadows")
+    saturation: float = Field(1.0, ge=0, le=2, description="ASC CDL saturation, in ACEScct")
+    contrast: float = Field(1.0, ge=0.5, le=2, description="slope of the tone curve at mid grey")
+    black: float = Field(0.0, ge=0, le=0.2, description="output black level (matte when > 0)")
+    white: float = Field(1.0, ge=0.8, le=1, description="output white level (soft when < 1)")
+
+    @field_validator("white_balance")
+    @classmethod
+    def _gains(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if not all(0.5 <= g <= 2 for g in v):
+            raise ValueError("white balance gains must be between 0.5 and 2")
+        return v
+
+    @field_validator("tint")
+    @classmethod
+    def _tint(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if not all(-0.1 <= t <= 0.1 for t in v):
+            raise ValueError("tint offsets must be between -0.1 and 0.1")
+        return v
+
+
 class Finishing(BaseModel):
     model_config = ConfigDict(extra="forbid")
     lut: str | None = Field(None, description="a .cube file, relative to the style pack")
+    look: Look | None = Field(None, description="the grade the LUT was baked from (timelines.grade)")
     grain: float = Field(0.0, ge=0, le=1)
     sharpen: float = Field(0.0, ge=0, le=2)
 

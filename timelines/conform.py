@@ -2,9 +2,11 @@
 
 A deliverable is made in a single ffmpeg process: every clip is trimmed, reframed with
 ``crop_box`` (never stretched), scaled, concatenated, retimed to the channel's rate,
-finished (LUT, grain, sharpen) and encoded in one pass, so frames are decoded once and
-never touch the disk or Python in between (a 1080p grade costs as much as the encode:
-doing it in a separate pass would double the time).
+finished (the style pack's LUT, grain, output sharpening), captions burned in, and encoded
+in one pass, so frames are decoded once and never touch the disk or Python in between (at
+1080p the grade costs about as much as the encode: a separate pass would add a second
+encode and decode on top). ``conform_videos`` makes several channels' deliverables in one
+process from one decode of every clip.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import re
 import subprocess
+import tempfile
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import IO, Any
@@ -28,13 +33,15 @@ from PIL import Image, ImageFilter
 
 from studio.errors import StageError
 from studio.specs import ChannelSpec
-from studio.store import atomic_output, atomic_write_bytes
+from studio.store import FILE_MODE, atomic_output, atomic_write_bytes
+from timelines import grade
 from timelines.reframe import Crop, crop_box
 
-CODE_VERSION = "conform.1"
+CODE_VERSION = "conform.2"  # 2: LUT in 16-bit RGB, 3x3 sharpen, multi-output
 
 GRAIN_MAX_STRENGTH = 12  # ffmpeg `noise` strength at grain = 1 (of 100): visible, not ugly
-SHARPEN_AMOUNT = 0.6  # `unsharp` luma amount per unit of sharpen (sharpen <= 2 -> <= 1.2)
+SHARPEN_AMOUNT = 0.6  # unsharp-mask luma amount per unit of sharpen (sharpen <= 2 -> <= 1.2)
+OVERLAY_EPS = 1e-4  # seconds: far below any frame duration, far above float rounding
 JPEG_QUALITY = (50, 95)  # binary search range for stills
 
 
@@ -108,9 +115,24 @@ def _check_clips(clips: list[ConformClip], spec: ChannelSpec) -> None:
 # ---------------------------------------------------------------------------- video
 
 
-def _clip_stream(clip: ConformClip, spec: ChannelSpec, seen: dict[tuple[str, str], int]
-                 ) -> tuple[Any, Crop]:
-    """Input and per-clip graph: seek, trim, reframe, scale."""
+@dataclass(frozen=True)
+class VideoJob:
+    """One deliverable of a multi-output conform: the channel spec, where the file goes,
+    its audio, and images to burn in (captions). ``overlays`` are duck-typed: anything
+    with ``path`` (a PNG), ``x``, ``y`` (pixels of the output frame) and ``start``,
+    ``end`` (seconds of the edit). With ``audio_copy`` the audio is an AAC ``.m4a`` of
+    the picture's length, copied into the file untouched."""
+
+    spec: ChannelSpec
+    out: Path
+    audio: Path | None = None
+    overlays: list[Any] = field(default_factory=list)
+    audio_copy: bool = False
+
+
+def _clip_source(clip: ConformClip, seen: dict[tuple[str, str], int]) -> Any:
+    """Input and the spec-independent part of a clip's graph: seek and trim. In a
+    multi-output conform this stream is decoded once and split for every spec."""
     rate = Fraction(clip.rate)
     input_opts: dict[str, Any] = {}
     if clip.start_frame > 0:
@@ -129,10 +151,6 @@ def _clip_stream(clip: ConformClip, spec: ChannelSpec, seen: dict[tuple[str, str
     else:
         seen[key] = 0
     src = ffmpeg.input(str(clip.path), **input_opts)
-    crop = crop_box(clip.width, clip.height, spec, clip.focus)
-    # 4:2:0 sources crop on the chroma grid: ffmpeg would round odd offsets down anyway,
-    # do it here so the reported crop is the one applied.
-    crop = Crop(crop.x // 2 * 2, crop.y // 2 * 2, crop.w, crop.h, crop.zoom, crop.focus_in_safe)
     v = src.video.trim(start_frame=0, end_frame=clip.frames).setpts(expr="PTS-STARTPTS")
     if clip.frames == 1:
         # concat ends a segment at last pts × n/(n-1) (the mean frame duration), which
@@ -141,13 +159,31 @@ def _clip_stream(clip: ConformClip, spec: ChannelSpec, seen: dict[tuple[str, str
         # below drops the clone.
         v = v.tpad(stop=1, stop_mode="clone").setpts(
             expr=f"N*{rate.denominator}/({2 * rate.numerator}*TB)")
-    v = (
-        v.crop(out_w=crop.w, out_h=crop.h, x=crop.x, y=crop.y)
-        .scale(w=spec.width, h=spec.height, flags="lanczos", out_color_matrix="bt709",
-               out_range="tv")
-        .setsar(sar="1")
-    )
-    return v, crop
+    return v
+
+
+def _reframe(v: Any, clip: ConformClip, spec: ChannelSpec, rgb: bool) -> tuple[Any, Crop]:
+    """A clip's stream reframed for ``spec``: crop, scale (and, with a LUT to apply,
+    straight to the LUT's 16-bit RGB in the same pass)."""
+    crop = crop_box(clip.width, clip.height, spec, clip.focus)
+    # 4:2:0 sources crop on the chroma grid: ffmpeg would round odd offsets down anyway,
+    # do it here so the reported crop is the one applied.
+    crop = Crop(crop.x // 2 * 2, crop.y // 2 * 2, crop.w, crop.h, crop.zoom, crop.focus_in_safe)
+    v = v.crop(out_w=crop.w, out_h=crop.h, x=crop.x, y=crop.y)
+    if rgb:
+        # To the LUT's RGB while scaling, in one pass, with zimg: swscale has no SIMD path
+        # from YUV to 16-bit planar RGB and costs about 1.5x as much there and back.
+        # Masters are BT.709 limited range (the camera stage writes them so): say so
+        # rather than trust the tags. Chroma is centre-sited, as swscale (which made the
+        # masters and makes the ungraded path) treats it; zimg's default, left, would
+        # shift colour edges by half a chroma sample against the rest of the pipeline.
+        v = (v.zscale(w=spec.width, h=spec.height, filter="lanczos", matrixin="709",
+                      in_range="limited", out_range="full", chromalin="center")
+             .format(pix_fmts=grade.LUT_PIX_FMT))
+    else:
+        v = v.scale(w=spec.width, h=spec.height, flags="lanczos", out_color_matrix="bt709",
+                    out_range="tv")
+    return v.setsar(sar="1"), crop
 
 
 def _encoder_options(spec: ChannelSpec, preset: str, threads: int | None) -> dict[str, Any]:
@@ -192,82 +228,195 @@ def _encoder_options(spec: ChannelSpec, preset: str, threads: int | None) -> dic
     return opts
 
 
-def _build(clips: list[ConformClip], spec: ChannelSpec, out: Path, *, preset: str,
-           lut: Path | None, grain: float, sharpen: float, audio: Path | None,
-           threads: int | None, audio_copy: bool = False, overlays: Sequence[Any] = ()
-           ) -> tuple[list[str], list[Crop], Fraction, int]:
-    _check_clips(clips, spec)
-    duration, n_out = _timing(clips, spec)
-    seen: dict[tuple[str, str], int] = {}
-    streams = []
-    crops: list[Crop] = []
-    for clip in clips:
-        v, crop = _clip_stream(clip, spec, seen)
-        streams.append(v)
-        crops.append(crop)
-    if len(streams) > 1:
-        video = ffmpeg.filters.concat(*streams, n=len(streams), v=1, a=0).video(0)
-    else:
-        video = streams[0]
-    # Clips may be cut at another edit rate (30 -> 25): retime once, after the concat.
-    video = video.fps(fps=_rate_str(spec.rate))
+def _sharpen_kernel(sharpen: float) -> str:
+    """A 3x3 unsharp mask, in + a·(in − binomial blur), as integer taps over 256.
+
+    ffmpeg's ``convolution`` runs this with SIMD; its ``unsharp`` (5x5) costs about five
+    times as much at 1080p, as much as the whole LUT stage (bench/bench_grade.py)."""
+    a = min(sharpen, 2.0) * SHARPEN_AMOUNT
+    corner, edge = round(16 * a), round(32 * a)
+    centre = 256 + 4 * (corner + edge)  # the taps sum to 256: flat areas keep their level
+    taps = [-corner, -edge, -corner, -edge, centre, -edge, -corner, -edge, -corner]
+    return " ".join(str(t) for t in taps)
+
+
+def _overlay_stream(video: Any, ov: Any, spec: ChannelSpec) -> Any:
+    path = Path(ov.path)
+    if not path.is_file():
+        raise StageError(f"overlay {path} does not exist", fix="re-render the captions",
+                         stage="conform", field=spec.name)
+    start, end = float(ov.start), float(ov.end)
+    if not end > start >= 0:
+        raise StageError(f"overlay {path.name}: shown from {start} s to {end} s",
+                         fix="give every overlay 0 <= start < end", stage="conform",
+                         field=spec.name)
+    # The PNG to the picture's YUV with the picture's matrix (the converter ffmpeg would
+    # insert by itself uses BT.601), alpha kept for the blend.
+    image = (ffmpeg.input(str(path)).video
+             .scale(out_color_matrix="bt709", out_range="tv").format(pix_fmts="yuva420p"))
+    # A single image repeats after its one frame (eof_action=repeat) and the main stream
+    # sets the length; enable limits it to start <= t < end. Half-open, not between()
+    # (both ends in), so back-to-back captions never share a frame; the epsilon absorbs
+    # frame times that land a rounding error either side of a cue boundary.
+    lo, hi = start - OVERLAY_EPS, end - OVERLAY_EPS
+    return video.overlay(image, x=str(int(ov.x)), y=str(int(ov.y)), eof_action="repeat",
+                         enable=f"gte(t,{lo:.6f})*lt(t,{hi:.6f})")
+
+
+def _apply_lut(video: Any, spec: ChannelSpec, lut: Path) -> Any:
+    # Back to the spec's YUV with an explicit BT.709 matrix, and pinned there: left to
+    # itself ffmpeg may keep RGB on to the next filter and convert with BT.601. Bicubic
+    # chroma subsampling, centre-sited, as swscale's default (see _reframe).
+    return (video.lut3d(**grade.lut3d_options(lut))
+            .zscale(filter="bicubic", matrix="709", in_range="full", out_range="limited",
+                    chromal="center")
+            .format(pix_fmts=spec.pix_fmt))
+
+
+def _finish(video: Any, spec: ChannelSpec, lut: Path | None, grain: float, sharpen: float
+            ) -> Any:
+    """The style pack's finishing (LUT, grain, sharpening) on the concatenated edit.
+
+    It runs before the retime, on the edit's own frames, and fps then only picks
+    frames: so specs that frame the edit alike and differ only in rate (youtube 30p,
+    EBU 25p) share one finishing pass in conform_videos and still get exactly the frames
+    conform_video makes for each, grain included (the same grain on the same picture in
+    every channel). A 25p deliverable from a 30p edit pays for finishing 30 frames a
+    second; the shared pass in a multi-channel render more than makes up for it."""
     if lut is not None:
-        if not Path(lut).is_file():
-            raise StageError(f"LUT {lut} does not exist", fix="fix the style pack's finishing.lut",
-                             stage="conform", field=spec.name)
-        # Convert to RGB and back explicitly: the converters ffmpeg would insert on its
-        # own write BT.601 when going back to YUV.
-        video = (
-            video.scale(in_color_matrix="bt709", in_range="tv").format(pix_fmts="gbrp")
-            .lut3d(file=str(lut))
-            .scale(out_color_matrix="bt709", out_range="tv")
-        )
+        video = _apply_lut(video, spec, lut)
     if grain > 0:
         s = max(1, round(min(grain, 1.0) * GRAIN_MAX_STRENGTH))
         # Temporal (t) uniform (u) grain, mostly in luma as film grain is.
         video = video.noise(c0_strength=s, c0_flags="t+u", c1_strength=s // 3, c1_flags="t+u",
                             c2_strength=s // 3, c2_flags="t+u")
     if sharpen > 0:
-        video = video.unsharp(luma_msize_x=5, luma_msize_y=5,
-                              luma_amount=round(min(sharpen, 2.0) * SHARPEN_AMOUNT, 3))
-    video = video.format(pix_fmts=spec.pix_fmt)
+        # Luma only (the chroma planes keep the identity matrix and are copied).
+        video = video.convolution(_0m=_sharpen_kernel(sharpen), _0rdiv=1 / 256)
+    return video
+
+
+def _burn_in(video: Any, spec: ChannelSpec, overlays: list[Any]) -> Any:
+    """Captions and other overlays, after the finishing (text stays crisp and grain-free)
+    and the retime (their times are the deliverable's), then the encoder's format."""
     if overlays:
-        # Burned-in captions: composited after grain and sharpening (text stays crisp), on
-        # the 4:2:0 stream, each a still image shown in its cue's window, in this same pass.
-        from timelines.captions import burn_in
+        # Blend in the delivery's 4:2:0, as overlay's default yuv420 does: pin it.
+        video = video.format(pix_fmts=spec.pix_fmt)
+    for ov in overlays:
+        video = _overlay_stream(video, ov, spec)
+    return video.format(pix_fmts=spec.pix_fmt)
 
-        for ov in overlays:
-            if not Path(ov.path).is_file():
-                raise StageError(f"caption image {ov.path} does not exist", fix="re-run the captions stage",
-                                 stage="conform", field=spec.name)
-        video = burn_in(video, list(overlays))
 
-    seconds = f"{float(duration):.6f}"
-    outputs: list[Any] = [video]
-    opts = _encoder_options(spec, preset, threads)
-    if audio is not None:
-        if not Path(audio).is_file():
-            raise StageError(f"audio {audio} does not exist", fix="re-run the audio stage",
-                             stage="conform", field=spec.name)
-        if audio_copy:
-            # An encoded master whose loudness was measured as it is: copied untouched, so
-            # the deliverable's audio is the measured one. The mix is the edit's length.
-            outputs.append(ffmpeg.input(str(audio)).audio)
-            opts.update({"c:a": "copy", "shortest": True})
-        else:
-            # Exactly the picture's length: cut longer audio, pad shorter with silence.
-            a = (ffmpeg.input(str(audio)).audio.atrim(end=seconds).asetpts(expr="PTS-STARTPTS")
-                 .apad(whole_dur=seconds))
-            outputs.append(a)
-            # -ar rather than an aresample filter (ffmpeg 5.1 snag with some layouts).
-            opts.update({"c:a": "aac", "b:a": spec.audio_bitrate, "ar": spec.audio_rate})
-    else:
+def _audio_output(job: VideoJob, duration: Fraction, n_out: int, opts: dict[str, Any]
+                  ) -> Any | None:
+    spec, audio = job.spec, job.audio
+    if audio is None:
         opts["an"] = True
-    node = ffmpeg.output(*outputs, filename=str(out), extra_options=opts)
+        return None
+    if not Path(audio).is_file():
+        raise StageError(f"audio {audio} does not exist", fix="re-run the audio stage",
+                         stage="conform", field=spec.name)
+    seconds = f"{float(duration):.6f}"
+    if job.audio_copy:
+        info = _probe_audio(Path(audio), spec)
+        picture = float(n_out / spec.rate)
+        # One video frame and one AAC frame of slack: both streams end on their own grid.
+        slack = float(1 / spec.rate) + 1024 / (info["sample_rate"] or spec.audio_rate)
+        if info["codec"] != "aac" or abs(info["duration"] - picture) > slack:
+            raise StageError(
+                f"audio {Path(audio).name} is {info['codec']}, {info['duration']:.3f} s; "
+                f"copying needs AAC of the picture's {picture:.3f} s (± {slack:.3f})",
+                fix="encode the master to AAC at the picture's length, or conform with "
+                    "audio_copy=False to trim and encode it here",
+                stage="conform", field=spec.name)
+        # Copied untouched: the mix stage measured this very stream's loudness.
+        opts["c:a"] = "copy"
+        return ffmpeg.input(str(audio)).audio
+    # Exactly the picture's length: cut longer audio, pad shorter with silence.
+    a = (ffmpeg.input(str(audio)).audio.atrim(end=seconds).asetpts(expr="PTS-STARTPTS")
+         .apad(whole_dur=seconds))
+    # -ar rather than an aresample filter (ffmpeg 5.1 snag with some layouts).
+    opts.update({"c:a": "aac", "b:a": spec.audio_bitrate, "ar": spec.audio_rate})
+    return a
+
+
+def _probe_audio(path: Path, spec: ChannelSpec) -> dict[str, Any]:
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+           "stream=codec_name,sample_rate,duration:format=duration", "-of", "json", str(path)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
+        data = json.loads(res.stdout)
+        stream = data["streams"][0]
+        dur = stream.get("duration") or data.get("format", {}).get("duration")
+        return {"codec": stream.get("codec_name"), "duration": float(dur),
+                "sample_rate": int(stream.get("sample_rate") or 0)}
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError,
+            TypeError) as e:
+        raise StageError(f"cannot probe audio {path}: {e}", fix="re-run the audio stage",
+                         stage="conform", field=spec.name) from e
+
+
+def _build_many(clips: list[ConformClip], jobs: list[VideoJob], outs: list[Path], *,
+                preset: str, lut: Path | None, grain: float, sharpen: float,
+                threads: int | None) -> tuple[list[str], list[tuple[list[Crop], Fraction, int]]]:
+    """One ffmpeg command that makes every job's file (``outs``, in job order) from one
+    decode of each clip. Equal stages are shared: typed-ffmpeg merges equal nodes and
+    splits a stream that feeds several, so every clip is decoded and trimmed once, and
+    specs that frame the edit alike (same crops, size and pixel format) share the scale,
+    concat and finishing too; only what differs (retime, burn-ins, encode) is per job."""
+    if not jobs:
+        raise StageError("no deliverables to conform", fix="pass at least one VideoJob",
+                         stage="conform")
+    for job in jobs:
+        _check_clips(clips, job.spec)
+    if len({Path(j.out).resolve() for j in jobs}) < len(jobs):
+        raise StageError("two deliverables share an output file",
+                         fix="give every job its own out path", stage="conform",
+                         field=",".join(j.spec.name for j in jobs))
+    if lut is not None:
+        grade.check_lut(lut)
+    seen: dict[tuple[str, str], int] = {}
+    sources = [_clip_source(c, seen) for c in clips]
+    outputs: list[Any] = []
+    plans: list[tuple[list[Crop], Fraction, int]] = []
+    for job, out in zip(jobs, outs, strict=True):
+        spec = job.spec
+        duration, n_out = _timing(clips, spec)
+        streams = []
+        crops: list[Crop] = []
+        for clip, src in zip(clips, sources, strict=True):
+            v, crop = _reframe(src, clip, spec, rgb=lut is not None)
+            streams.append(v)
+            crops.append(crop)
+        if len(streams) > 1:
+            video = ffmpeg.filters.concat(*streams, n=len(streams), v=1, a=0).video(0)
+        else:
+            video = streams[0]
+        video = _finish(video, spec, lut, grain, sharpen)
+        # Clips may be cut at another edit rate (30 -> 25): retime once, after the concat.
+        video = video.fps(fps=_rate_str(spec.rate))
+        video = _burn_in(video, spec, list(job.overlays))
+        opts = _encoder_options(spec, preset, threads)
+        audio = _audio_output(job, duration, n_out, opts)
+        streams_out = [video] if audio is None else [video, audio]
+        outputs.append(ffmpeg.output(*streams_out, filename=str(out), extra_options=opts))
+        plans.append((crops, duration, n_out))
+    node = outputs[0] if len(outputs) == 1 else ffmpeg.merge_outputs(*outputs)
     node = node.global_args(hide_banner=True, stdin=False, loglevel="warning", y=True,
                             progress="pipe:1", stats=False,
                             **({"filter_complex_threads": threads} if threads else {}))
-    return node.compile(), crops, duration, n_out
+    return node.compile(), plans
+
+
+def _build(clips: list[ConformClip], spec: ChannelSpec, out: Path, *, preset: str,
+           lut: Path | None, grain: float, sharpen: float, audio: Path | None,
+           threads: int | None, overlays: Sequence[Any] = (), audio_copy: bool = False
+           ) -> tuple[list[str], list[Crop], Fraction, int]:
+    job = VideoJob(spec, Path(out), audio, list(overlays), audio_copy)
+    cmd, plans = _build_many(clips, [job], [Path(out)], preset=preset, lut=lut, grain=grain,
+                             sharpen=sharpen, threads=threads)
+    crops, duration, n_out = plans[0]
+    return cmd, crops, duration, n_out
 
 
 def build_video_command(
@@ -281,13 +430,23 @@ def build_video_command(
     sharpen: float = 0.0,
     audio: Path | None = None,
     threads: int | None = None,
-    audio_copy: bool = False,
     overlays: Sequence[Any] = (),
+    audio_copy: bool = False,
 ) -> list[str]:
     """The ffmpeg argument list that makes ``out`` from ``clips`` for ``spec``."""
     cmd, _, _, _ = _build(clips, spec, out, preset=preset, lut=lut, grain=grain,
-                          sharpen=sharpen, audio=audio, threads=threads, audio_copy=audio_copy,
-                          overlays=overlays)
+                          sharpen=sharpen, audio=audio, threads=threads, overlays=overlays,
+                          audio_copy=audio_copy)
+    return cmd
+
+
+def build_videos_command(clips: list[ConformClip], jobs: list[VideoJob], *,
+                         preset: str = "veryfast", lut: Path | None = None,
+                         grain: float = 0.0, sharpen: float = 0.0,
+                         threads: int | None = None) -> list[str]:
+    """The one ffmpeg argument list that makes every job's file (see conform_videos)."""
+    cmd, _ = _build_many(clips, jobs, [Path(j.out) for j in jobs], preset=preset, lut=lut,
+                         grain=grain, sharpen=sharpen, threads=threads)
     return cmd
 
 
@@ -330,6 +489,31 @@ def _run(cmd: list[str], total_frames: int, progress: Callable[[float], None] | 
         progress(1.0)
 
 
+def _fail(names: str) -> Callable[[str], StageError]:
+    def fail(what: str) -> StageError:
+        return StageError(f"encoding {names} failed: {what}",
+                          fix="check the clips and the spec's encoder settings",
+                          stage="conform", field=names)
+    return fail
+
+
+def _result(cmd: list[str], tmps: list[Path], outs: list[Path], clips: list[ConformClip],
+            plan: tuple[list[Crop], Fraction, int], lut: Path | None, grain: float,
+            sharpen: float) -> dict[str, Any]:
+    # Record the command as it would be run for the final paths (temp names are incidental).
+    names = {str(t): str(o) for t, o in zip(tmps, outs, strict=True)}
+    crops, duration, n_out = plan
+    return {
+        "command": [names.get(a, a) for a in cmd],
+        "crops": [_crop_dict(c.name, crop) for c, crop in zip(clips, crops, strict=True)],
+        "frames": n_out,
+        "duration": float(duration),
+        "finishing": {"lut": str(lut) if lut is not None else None, "grain": grain,
+                      "sharpen": sharpen},
+        "code_version": CODE_VERSION,
+    }
+
+
 def conform_video(
     clips: list[ConformClip],
     spec: ChannelSpec,
@@ -342,34 +526,80 @@ def conform_video(
     sharpen: float = 0.0,
     audio: Path | None = None,
     threads: int | None = None,
-    audio_copy: bool = False,
     overlays: Sequence[Any] = (),
+    audio_copy: bool = False,
 ) -> dict[str, Any]:
     """Encode the edit for ``spec`` into ``out`` (atomically: a failure leaves nothing).
-    ``overlays``: objects with ``path`` (PNG), ``x``, ``y``, ``start``, ``end`` (seconds),
-    composited in the same pass (burned-in captions)."""
+
+    ``lut`` (a 3D .cube, checked before ffmpeg starts), ``grain`` and ``sharpen`` are
+    the style pack's finishing, applied in the encode pass; ``overlays`` are burned in
+    after them (see VideoJob); ``audio_copy`` copies an AAC master of the picture's
+    length instead of trimming and encoding ``audio``."""
     out = Path(out)
     with atomic_output(out) as tmp:
         cmd, crops, duration, n_out = _build(clips, spec, tmp, preset=preset, lut=lut,
                                              grain=grain, sharpen=sharpen, audio=audio,
-                                             threads=threads, audio_copy=audio_copy,
-                                             overlays=overlays)
+                                             threads=threads, overlays=overlays,
+                                             audio_copy=audio_copy)
+        _run(cmd, n_out, progress, _fail(spec.name))
+    return _result(cmd, [tmp], [out], clips, (crops, duration, n_out), lut, grain, sharpen)
 
-        def fail(what: str) -> StageError:
-            return StageError(f"encoding {spec.name} failed: {what}",
-                              fix="check the clips and the spec's encoder settings",
-                              stage="conform", field=spec.name)
 
-        _run(cmd, n_out, progress, fail)
-    # Record the command as it would be run for ``out`` (the temp name is incidental).
-    recorded = [str(out) if a == str(tmp) else a for a in cmd]
-    return {
-        "command": recorded,
-        "crops": [_crop_dict(c.name, crop) for c, crop in zip(clips, crops, strict=True)],
-        "frames": n_out,
-        "duration": float(duration),
-        "code_version": CODE_VERSION,
-    }
+@contextmanager
+def _atomic_outputs(paths: list[Path]) -> Iterator[list[Path]]:
+    """Temp files beside every path, renamed into place only if the block succeeds: all
+    of the deliverables appear, or none (a rename that fails takes back the earlier ones)."""
+    with ExitStack() as stack:
+        tmps = [stack.enter_context(_temp_beside(p)) for p in paths]
+        yield tmps
+        placed: list[Path] = []
+        try:
+            for tmp, path in zip(tmps, paths, strict=True):
+                os.chmod(tmp, FILE_MODE)
+                os.replace(tmp, path)
+                placed.append(path)
+        except BaseException:
+            for p in placed:
+                p.unlink(missing_ok=True)
+            raise
+
+
+@contextmanager
+def _temp_beside(path: Path) -> Iterator[Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
+                                dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def conform_videos(
+    clips: list[ConformClip],
+    jobs: list[VideoJob],
+    *,
+    preset: str = "veryfast",
+    lut: Path | None = None,
+    grain: float = 0.0,
+    sharpen: float = 0.0,
+    threads: int | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Encode the edit for several channel specs in one ffmpeg process: each clip is
+    decoded once and split per spec, then reframed, retimed, finished and encoded per
+    spec. Each job's file is what conform_video would make for it; all of them appear,
+    or none. Returns one record per job, in order; ``progress`` follows the first job."""
+    outs = [Path(j.out) for j in jobs]
+    names = ",".join(j.spec.name for j in jobs)
+    with _atomic_outputs(outs) as tmps:
+        cmd, plans = _build_many(clips, jobs, tmps, preset=preset, lut=lut, grain=grain,
+                                 sharpen=sharpen, threads=threads)
+        _run(cmd, plans[0][2], progress, _fail(names))
+    return [_result(cmd, tmps, outs, clips, plan, lut, grain, sharpen) for plan in plans]
+
 
 
 # ---------------------------------------------------------------------------- probe
