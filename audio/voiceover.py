@@ -31,6 +31,8 @@ CODE_VERSION = "voice.1"
 STEM_RATE = 48000
 LEAD = 0.2  # seconds from the cut to the first word: the picture lands before the voice
 TAIL = 0.1  # seconds kept clear before the next cut
+MIN_ROOM = 0.3  # the shortest room for words a voice line is placed in
+MIN_VOICE_BEAT = LEAD + TAIL + MIN_ROOM  # a beat with narration is at least this long
 SILENCE_DBFS = -50.0  # below this a Piper line's head and tail are silence
 PAD = 0.01  # kept around the words when trimming, so no consonant is clipped
 
@@ -90,6 +92,13 @@ def check_voice_plan(brief: Any, registry: Any, source: str | None = None) -> li
         if not text:
             continue
         where = {"stage": "voice", "shot": beat.id, "field": f"beats[{i}].narration", "source": source}
+        if beat.duration <= MIN_VOICE_BEAT:
+            errors.append(StudioError(
+                f"the beat is {beat.duration:g} s: too short for a voice line (the words start "
+                f"{LEAD:g} s after the cut and end {TAIL:g} s before the next; a line needs more "
+                f"than {MIN_VOICE_BEAT:g} s)", fix="lengthen the beat or leave its narration empty",
+                **{**where, "field": f"beats[{i}].duration"}))
+            continue
         if len(text) > MAX_CHARS:
             errors.append(StudioError(
                 f"narration is {len(text):,} characters; the limit is {MAX_CHARS:,} "
@@ -167,7 +176,7 @@ def place_line(raw: dict[str, Any], *, beat: str, text: str, beat_start: Fractio
     lead_frames = min(math.ceil(LEAD * rate), max(0, int(beat_duration * rate) - 1))
     lead = Fraction(lead_frames) / rate
     room = float(beat_duration - lead) - TAIL
-    if room <= 0.3:
+    if room <= MIN_ROOM:
         raise StageError(f"the beat is {float(beat_duration):.2f} s: too short for a voice line",
                          stage="voice", shot=beat, field="duration",
                          fix="lengthen the beat or leave its narration empty")

@@ -88,9 +88,13 @@ def test_timeline_reads_back_one_clip_per_beat(demo_run, manifest) -> None:
     _, out = demo_run
     edit = next(t for t in manifest["timelines"] if t["kind"] == "edit")
     tl = otio.adapters.read_from_file(str(out / edit["path"]))
-    clips = list(tl.find_clips())
+    clips = list(tl.video_tracks()[0].find_clips())
     brief, _ = load_brief(EXAMPLE_BRIEF)
     assert [c.name for c in clips] == [b.id for b in brief.beats]
+    # Sound rides on its own tracks: a voice line per beat, one music bed, one effects stem.
+    sound = {t.name: [c.name for c in t.find_clips()] for t in tl.audio_tracks()}
+    assert sound == {"voice": [f"{b.id} voice" for b in brief.beats], "music": ["music bed"],
+                     "effects": ["effects"]}
     rate = 30.0
     for clip, beat, mb in zip(clips, brief.beats, manifest["beats"], strict=True):
         assert clip.source_range.duration.to_seconds() == pytest.approx(beat.duration)

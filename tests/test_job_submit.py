@@ -249,7 +249,9 @@ def _small_brief(dest: Path) -> Path:
     """The example brief cut down: 2 beats of 1 s (hero beat kept), 2 candidates, 2 channels."""
     d = yaml.safe_load(EXAMPLE_BRIEF.read_text())
     keep = {d["beats"][0]["id"], d["hero_beat"]}
-    d["beats"] = [dict(b, duration=1) for b in d["beats"] if b["id"] in keep]
+    # One-second beats: the first keeps a short voice line, so the job runs Piper too.
+    d["beats"] = [dict(b, duration=1, narration="") for b in d["beats"] if b["id"] in keep]
+    d["beats"][0]["narration"] = "Aurora."
     d["candidates"] = 2
     d["channels"] = ["youtube-1080p", "banner-300x250"]
     path = dest / "brief.yaml"

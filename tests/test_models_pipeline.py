@@ -23,7 +23,9 @@ def _brief(tmp_path: Path, **changes) -> Path:
     d = yaml.safe_load(EXAMPLE_BRIEF.read_text())
     d["beats"] = d["beats"][:2]
     for b in d["beats"]:
+        # Half-second beats keep the models cheap; they are too short for a voice line.
         b["duration"] = 0.5
+        b["narration"] = ""
     d.update(candidates=2, handles=2, channels=["youtube-1080p"], hero_beat=None, usage_class="experiment")
     d.update(changes)
     p = tmp_path / "brief.yaml"

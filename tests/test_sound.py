@@ -225,6 +225,7 @@ def test_unspeakable_narration_names_the_beat(tmp_path: Path, settings) -> None:
     d = yaml.safe_load(EXAMPLE_BRIEF.read_text())
     d["beats"][1]["narration"] = "🌄🚀"
     d["beats"][2]["narration"] = "Привет"
+    d["beats"][3]["duration"] = 0.5
     brief = tmp_path / "b.yaml"
     brief.write_text(yaml.safe_dump(d))
     with pytest.raises(StudioError) as e:
@@ -232,3 +233,7 @@ def test_unspeakable_narration_names_the_beat(tmp_path: Path, settings) -> None:
     msg = "\n".join(e.value.lines())
     assert "beats[1].narration" in msg and "nothing the voice 'joe-us' can speak" in msg
     assert "beats[2].narration" in msg and "cannot read" in msg
+    assert ("stage voice: shot b04-product: beats[3].duration: the beat is 0.5 s: too short for a "
+            "voice line") in msg
+    assert "lengthen the beat or leave its narration empty" in msg
+    assert not (tmp_path / "out").exists()

@@ -102,43 +102,51 @@ def _record(ctx: RunContext, spec: ChannelSpec, path: Path, timeline_id: str | N
 
 
 def _measure_loudness(path: Path, master: dict[str, Any]) -> dict[str, Any]:
-    """The deliverable's own audio, measured again (ebur128): what ships is what is reported."""
+    """The deliverable's own audio, measured again by ffmpeg's ebur128 (not the meter the
+    master was made with): what ships is what is reported."""
     from audio.master import measure
 
-    m = measure(path)
+    m = measure(path, method="ebur128")
     target, ceiling = master["target_lufs"], master["true_peak_ceiling"]
     return {"integrated": m["integrated"], "true_peak": m["true_peak"], "lra": m.get("lra"),
-            "target": target, "ceiling": ceiling,
+            "target": target, "ceiling": ceiling, "meter": "ffmpeg ebur128",
             "within_spec": abs(m["integrated"] - target) <= 0.5 and m["true_peak"] <= ceiling}
 
 
 def conform_deliverables(ctx: RunContext) -> None:
-    from timelines.conform import conform_still, conform_video
+    from timelines.conform import VideoJob, conform_still, conform_videos
 
     finishing = ctx.style.finishing
     lut = ctx.catalog.lut_path(ctx.style)
-    for spec in ctx.video_specs:
+    if ctx.video_specs:
         tl = ctx.timelines["edit"]
         clips = conform_clips(tl["path"])
-        out = ctx.work_dir / "deliverables" / spec.name / f"{ctx.file_stem(spec.name)}.mp4"
+        jobs: list[VideoJob] = []
+        for spec in ctx.video_specs:
+            master = ctx.masters.get(spec.name)
+            jobs.append(VideoJob(
+                spec=spec, out=ctx.work_dir / "deliverables" / spec.name / f"{ctx.file_stem(spec.name)}.mp4",
+                audio=ctx.store.path(master["ref"]) if master else None, audio_copy=master is not None,
+                overlays=ctx.captions.get(spec.name, {}).get("overlays", [])))
         last = [0.0]
 
-        def progress(frac: float, _spec: str = spec.name, _last: list[float] = last) -> None:
-            ctx.reporter.advance("conform", amount=max(0.0, frac - _last[0]), spec=_spec)
-            _last[0] = frac
+        # One ffmpeg process decodes each clip once for every video spec, so they advance together.
+        def progress(frac: float) -> None:
+            for spec in ctx.video_specs:
+                ctx.reporter.advance("conform", amount=max(0.0, frac - last[0]), spec=spec.name)
+            last[0] = frac
 
-        master = ctx.masters.get(spec.name)
-        caps = ctx.captions.get(spec.name, {})
-        params = conform_video(clips, spec, out, preset=ctx.settings.x264_preset, lut=lut,
-                               grain=finishing.grain, sharpen=finishing.sharpen, progress=progress,
-                               audio=ctx.store.path(master["ref"]) if master else None,
-                               audio_copy=master is not None, overlays=caps.get("overlays", []))
-        ctx.reporter.advance("conform", amount=max(0.0, 1.0 - last[0]), spec=spec.name)
-        if master is not None:
-            params["loudness"] = _measure_loudness(out, master)
-        if caps:
-            params["captions"] = {k: v for k, v in caps.items() if k != "overlays"}
-        _record(ctx, spec, out, tl["id"], params)
+        records = conform_videos(clips, jobs, preset=ctx.settings.x264_preset, lut=lut,
+                                 grain=finishing.grain, sharpen=finishing.sharpen, progress=progress)
+        for job, params in zip(jobs, records, strict=True):
+            ctx.reporter.advance("conform", amount=max(0.0, 1.0 - last[0]), spec=job.spec.name)
+            master = ctx.masters.get(job.spec.name)
+            if master is not None:
+                params["loudness"] = _measure_loudness(job.out, master)
+            caps = ctx.captions.get(job.spec.name, {})
+            if caps:
+                params["captions"] = {k: v for k, v in caps.items() if k != "overlays"}
+            _record(ctx, job.spec, job.out, tl["id"], params)
     for spec in ctx.still_specs:
         tl = ctx.timelines["stills"]
         clip = otio.adapters.read_from_file(str(tl["path"])).find_clips()[0]
