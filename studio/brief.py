@@ -224,10 +224,21 @@ def check_against(brief: Brief, catalog: Catalog, base_dir: Path, source: str | 
             e.source = source
             errors.append(e)
     try:
-        catalog.style(brief.style_pack)
+        style = catalog.style(brief.style_pack)
     except StudioError as e:
         e.source = source
         errors.append(e)
+    else:
+        lut = catalog.lut_path(style)
+        if lut is not None and any(s.kind == "video" for s in specs):
+            # A LUT ffmpeg cannot read would otherwise fail at conform, after the models ran.
+            from timelines.grade import check_lut
+
+            try:
+                check_lut(lut, field="finishing.lut")
+            except StudioError as e:
+                e.source = str(catalog.style_paths[style.name])  # the file to fix
+                errors.append(e)
     total = brief.total_duration
     for spec in specs:
         if spec.kind != "video":

@@ -168,6 +168,29 @@ def test_conform_refuses_a_corrupt_lut_before_rendering(masters: dict[str, Path]
     assert e.value.field == "finishing.lut" and not out.exists()
 
 
+def test_a_broken_lut_in_a_style_pack_stops_the_run_before_anything_renders(
+        tmp_path: Path, settings) -> None:
+    import yaml
+
+    from studio.errors import StudioError
+    from studio.pipeline import render
+    from tests.conftest import EXAMPLE_BRIEF
+
+    styles = tmp_path / "styles"
+    styles.mkdir()
+    shipped = yaml.safe_load((Path(grade.__file__).parents[1] / "studio" / "data" / "styles"
+                              / "golden-hour.yaml").read_text())
+    shipped["finishing"]["lut"] = "golden-hour.cube"
+    (styles / "golden-hour.yaml").write_text(yaml.safe_dump(shipped))
+    (styles / "golden-hour.cube").write_text("LUT_3D_SIZE 2\nnot a number\n")
+    with pytest.raises(StudioError) as e:
+        render(EXAMPLE_BRIEF, tmp_path / "out", settings=settings.model_copy(update={"styles_dir": styles}))
+    err = next(x for x in e.value.lines() if "finishing.lut" in x)
+    assert err.startswith(f"{styles / 'golden-hour.yaml'}: ") and "is not a readable .cube" in err
+    assert "python -m timelines.grade" in err
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------------------- deliverables
 
 
