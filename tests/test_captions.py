@@ -157,23 +157,46 @@ def test_a_word_longer_than_a_line_names_beat_and_word() -> None:
 def test_short_cues_are_held_into_silence_and_reported_when_they_cannot_be() -> None:
     rules = CaptionRules(min_duration=1.0)
     lines = [
-        voice("b01", ("Go.", 1.0, 1.3), ("Now.", 3.0, 3.2), ("Stop.", 3.5, 4.0)),
-        voice("b02", ("End.", 5.0, 5.2)),
+        voice("b01", ("Go.", 1.0, 1.3), ("Now.", 3.0, 3.2),
+              ("Stop before the light changes, and the whole crowd moves off the kerb all at once.",
+               3.5, 8.6)),
+        voice("b02", ("End.", 9.0, 9.2)),
     ]
-    cues = build_cues(lines, rules, total=5.6)
-    assert [(c.start, round(c.end, 6)) for c in cues] == [
+    cues = build_cues(lines, rules, total=9.6)
+    spans = [(c.start, round(c.end, 6)) for c in cues]
+    assert spans[:2] == [
         (1.0, 2.0),  # room after it: held to the minimum
-        (3.0, 3.5),  # held up to the next caption, no further
-        (3.5, 4.5),
-        (5.0, 5.6),  # held up to the end of the edit, no further
+        (3.0, 3.5),  # held up to the next caption, no further (too long to join)
     ]
+    assert spans[-1] == (9.0, 9.6)  # held up to the end of the edit, no further
+    # the long sentence, split in two at its comma, tiles its own time (the second piece
+    # held into the pause until it can be read)
+    assert len(cues) == 5 and cues[2].start == 3.5 and cues[2].end == cues[3].start
+    assert 8.6 <= spans[3][1] <= 9.0
+    assert cues[2].text.endswith("changes,")
     warnings = check_reading(cues, rules, "youtube-1080p")
     assert warnings == [
         "youtube-1080p: beat b01, caption 2 'Now.' is on screen 0.50 s, under the 1 s "
         "minimum: leave a pause after the sentence or join it to the next one",
-        "youtube-1080p: beat b02, caption 4 'End.' is on screen 0.60 s, under the 1 s "
+        "youtube-1080p: beat b02, caption 5 'End.' is on screen 0.60 s, under the 1 s "
         "minimum: leave a pause after the sentence or join it to the next one",
     ]
+
+
+def test_a_short_sentence_shares_a_caption_with_its_neighbour() -> None:
+    rules = CaptionRules(min_duration=0.83)
+    # the demo's last line: "Aurora." alone would be up 0.6 s
+    cues = build_cues([voice("b04", ("Aurora.", 9.2, 9.8), ("Cold from sunrise to city lights.", 10.0, 11.8))],
+                      rules, total=12.0)
+    assert [(c.start, c.end, c.lines) for c in cues] == [
+        (9.2, 11.8, ("Aurora. Cold from sunrise to city lights.",))]
+    assert check_reading(cues, rules, "youtube-1080p") == []
+    # a short last sentence joins the one before it; other beats' lines are never joined
+    cues = build_cues([voice("b01", ("Cold from sunrise to city lights.", 0.2, 2.0), ("Aurora.", 2.2, 2.6)),
+                       voice("b02", ("Go.", 3.0, 3.2))], rules, total=3.4)
+    assert [(c.beat, c.start) for c in cues] == [("b01", 0.2), ("b02", 3.0)]
+    assert cues[0].end == pytest.approx(0.2 + 41 / 17)  # held until 41 characters read at 17/s
+    assert cues[0].text.endswith("Aurora.")
 
 
 def test_cues_never_overlap_or_pass_the_end() -> None:

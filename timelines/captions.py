@@ -238,11 +238,46 @@ def _split(words: list[str], rules: CaptionRules) -> list[list[str]]:
     return chunks[::-1]
 
 
+def _join_short(sentences: Sequence[Sentence], rules: CaptionRules, until: float) -> list[Sentence]:
+    """A sentence too short to read on its own ("Aurora.") shares a caption with its
+    neighbour in the same line, as a subtitler would join it, when the two fit one
+    caption and the pause between them is shorter than a caption's minimum time: the next sentence first, else the one before. Time to read counts up to the
+    next sentence's start, or ``until`` (the next line or the end) for the last: a cue is
+    held into the pause after it."""
+    groups = [[s] for s in sentences if _words(s.text)]
+
+    def text(g: list[Sentence]) -> str:
+        return " ".join(s.text.strip() for s in g)
+
+    def short(k: int) -> bool:
+        g = groups[k]
+        room = groups[k + 1][0].start if k + 1 < len(groups) else until
+        return room - g[0].start < max(rules.min_duration, len(text(g)) / rules.max_cps)
+
+    def joinable(a: list[Sentence], b: list[Sentence]) -> bool:
+        # Across a long pause the two are separate thoughts: hold the short one instead.
+        return b[0].start - a[-1].end < rules.min_duration and _fits(_words(text(a + b)), rules)
+
+    k = 0
+    while k < len(groups):
+        if short(k):
+            if k + 1 < len(groups) and joinable(groups[k], groups[k + 1]):
+                groups[k] += groups.pop(k + 1)
+                continue
+            if k > 0 and joinable(groups[k - 1], groups[k]):
+                groups[k - 1] += groups.pop(k)
+                k -= 1
+                continue
+        k += 1
+    return [Sentence(text(g), g[0].start, g[-1].end) for g in groups]
+
+
 def build_cues(lines: Sequence[Line], rules: CaptionRules, *, total: float,
                spec_name: str | None = None) -> list[Cue]:
     """Cues for the whole edit (``total`` seconds long) from the voice lines.
 
-    One cue per sentence; a sentence longer than ``max_lines × max_chars_per_line`` is
+    One cue per sentence (a sentence too short to read joins its neighbour when the two
+    fit one caption); a sentence longer than ``max_lines × max_chars_per_line`` is
     split into consecutive cues, its time shared in proportion to their characters. Cues
     never overlap and never run past ``total``. A cue shorter than ``min_duration`` is held
     into the silence after it, as far as the next cue or the end allow; one still too short
@@ -250,8 +285,10 @@ def build_cues(lines: Sequence[Line], rules: CaptionRules, *, total: float,
     field = f"{spec_name}.captions" if spec_name else "captions"
     width = rules.max_chars_per_line
     pieces: list[tuple[float, float, list[str], str]] = []  # start, end, words, beat
-    for line in sorted(lines, key=lambda ln: ln.start):
-        sentences = line.sentences or (Sentence(line.text, line.start, line.end),)
+    ordered = sorted(lines, key=lambda ln: ln.start)
+    for i, line in enumerate(ordered):
+        until = min(ordered[i + 1].start, total) if i + 1 < len(ordered) else total
+        sentences = _join_short(line.sentences or (Sentence(line.text, line.start, line.end),), rules, until)
         for s in sentences:
             words = _words(s.text)
             if not words:
