@@ -17,25 +17,31 @@ Families, by the checkpoint's ``config.model_type``:
   speaker's x-vector from ``source.speaker_embedding`` (a ``.npy`` file). The real
   checkpoint's tokenizer is SentencePiece: it needs the ``sentencepiece`` package. Tested
   with tiny random weights (and a tokenizers-backed tokenizer).
-* ``bark`` (``suno/bark``, ``suno/bark-small``): ``BarkModel`` + ``AutoProcessor``,
-  ``voice_preset`` from the entry. Written against the transformers API, **untested**
-  here (no tiny Bark is built); presets are files the processor fetches from the hub
-  unless cached.
+* ``bark`` (``suno/bark``, ``suno/bark-small``): ``BarkModel`` + ``AutoProcessor``.
+  ``voice_preset`` names a preset in the checkpoint's ``speaker_embeddings_path.json``
+  (files under ``speaker_embeddings/``, read from the folder at load, never downloaded) or
+  is the path of an ``.npz`` preset; a missing one is refused at load (field
+  ``voice_preset``); without one Bark picks a random speaker, fixed by the seed. All
+  ``call_args`` go to ``BarkModel.generate``, which hands ``semantic_*``/``coarse_*``/
+  ``fine_*`` ones to its sub-models (e.g. ``semantic_max_new_tokens``). Tested with a
+  tiny random-weight Bark (three one-layer sub-models, a 4-codebook EnCodec, a
+  word-piece tokenizer and one preset), with and without a preset.
 * anything else ``AutoModelForTextToWaveform`` maps (FastSpeech2-Conformer with HiFi-GAN,
   SeamlessM4T text-to-speech, ...): ``AutoProcessor`` (else ``AutoTokenizer``), then
   ``generate`` (else ``forward``), with ``call_args`` passed where the signature has
   them. **Untested.** Parler-TTS is not a transformers model (it is the separate
-  ``parler_tts`` package, which pins older transformers releases): it needs a plugin.
+  ``parler-tts`` package, whose latest release, 0.2.3, requires exactly transformers
+  4.46.1): it needs a plugin in its own environment.
 
 Every line is checked with the same rules as Piper's (``audio.tts.check_text``), split into
 sentences, synthesised sentence by sentence and joined with ``SENTENCE_PAUSE`` of silence,
 so each sentence's ``start``/``end`` in the record is where its audio really is. The line is
 peak-normalised to ``PEAK_DBFS`` and written as a mono 16-bit WAV at the model's rate.
 
-Determinism: every sentence is synthesised after ``torch.manual_seed(seed + i)``; VITS
-and SpeechT5 draw their noise from torch's global generator, so on the CPU the same seed
-gives the same bytes. ``deterministic=True`` uses the entry's ``seed``; otherwise a fresh
-seed is drawn and recorded, so any line can be made again. On a GPU the same seed gives
+Determinism: every sentence is synthesised after ``torch.manual_seed(seed + i)``; VITS,
+SpeechT5 and Bark draw their noise from torch's global generator, so on the CPU the same
+seed gives the same bytes. ``deterministic=True`` uses the entry's ``seed``; otherwise a
+fresh seed is drawn and recorded, so any line can be made again. On a GPU the same seed gives
 the same noise, but kernels may differ run to run (cuDNN autotuning is switched off).
 
 torch and transformers are imported inside methods: importing this module stays cheap.
@@ -213,6 +219,7 @@ class TransformersTTSBackend:
         self.vocoder_sha256: str | None = None
         self.speaker: Any = None
         self.processor: Any = None
+        self.voice_preset: Any = None  # Bark: the speaker preset's arrays
         loader = {"vits": self._load_vits, "speecht5": self._load_speecht5,
                   "bark": self._load_bark}.get(self.family, self._load_generic)
         loader()
@@ -330,10 +337,47 @@ class TransformersTTSBackend:
     def _load_bark(self) -> None:
         import transformers as tf
 
-        self.model = self._load("model", lambda: self._from(tf.BarkModel))
         self.processor = self._load("processor", lambda: tf.AutoProcessor.from_pretrained(
             str(self.folder), local_files_only=True))
+        # Read once, before the weights: a preset that is not on disk stops the load, not
+        # the first line.
+        self.voice_preset = (None if self.entry.voice_preset is None
+                             else self._bark_preset(self.entry.voice_preset))
+        self.model = self._load("model", lambda: self._from(tf.BarkModel))
         self.sample_rate = int(self.model.generation_config.sample_rate)
+
+    def _bark_preset(self, name: str) -> dict[str, np.ndarray]:
+        """The speaker preset's arrays: a preset listed in the checkpoint's
+        ``speaker_embeddings_path.json`` (read from the folder, never downloaded), or an
+        ``.npz`` file."""
+        proc = self.processor
+        known = proc.available_voice_presets
+        try:
+            if name in known:
+                arrays = proc._load_voice_preset(name, local_files_only=True)
+            elif name.endswith(".npz") and Path(name).is_file():
+                with np.load(name) as npz:
+                    arrays = {k: npz[k] for k in npz.files}
+            else:
+                listed = (f"it lists {', '.join(sorted(known)[:6])}{', ...' if len(known) > 6 else ''}"
+                          if known else "it has no speaker_embeddings_path.json")
+                raise FileNotFoundError(f"not a preset of {self.folder} ({listed}) nor an .npz file")
+        except Exception as err:
+            raise StudioError(
+                f"voice {self.entry.id!r}: the Bark voice preset {name!r} is not available "
+                f"locally: {_first_line(err)}",
+                fix="fetch the whole checkpoint with its speaker_embeddings/ folder (e.g. `hf "
+                "download suno/bark --local-dir ...`), give the absolute path of a preset .npz "
+                "file, or leave voice_preset unset (a random speaker, fixed by the seed)",
+                stage="voice", field="voice_preset") from err
+        try:
+            proc._validate_voice_preset_dict(arrays)
+        except (TypeError, ValueError) as err:
+            raise StudioError(
+                f"voice {self.entry.id!r}: {name!r} is not a Bark voice preset: {_first_line(err)}",
+                fix="use a preset with semantic_prompt (1-D), coarse_prompt and fine_prompt "
+                "(2-D) arrays, made for this checkpoint", stage="voice", field="voice_preset") from err
+        return arrays
 
     def _load_generic(self) -> None:
         import transformers as tf
@@ -411,9 +455,11 @@ class TransformersTTSBackend:
                 out = self.model.generate_speech(ids, self.speaker, vocoder=self.vocoder,
                                                  **self._kwargs(self.model.generate_speech))
             elif self.family == "bark":
-                inputs = self.processor(sentence, voice_preset=self.entry.voice_preset,
+                inputs = self.processor(sentence, voice_preset=self.voice_preset,
                                         return_tensors="pt").to(self.device)
-                out = self.model.generate(**inputs, **self._kwargs(self.model.generate))
+                # BarkModel.generate takes **kwargs and routes them to its sub-models
+                # (semantic_*, coarse_*, fine_* prefixes): a signature filter drops them all.
+                out = self.model.generate(**inputs, **self.entry.call_args)
             else:
                 inputs = self.processor(text=sentence, return_tensors="pt").to(self.device)
                 if hasattr(self.model, "generate"):

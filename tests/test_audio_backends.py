@@ -1,4 +1,4 @@
-"""GPU audio backends on the CPU: tiny random-weight VITS, SpeechT5 and MusicGen models
+"""GPU audio backends on the CPU: tiny random-weight VITS, SpeechT5, Bark and MusicGen models
 built from inline configs (tests/tiny_models.py), saved with ``save_pretrained``, named
 by registry entries that point at the folders, and loaded back by the real backends
 inside Ray actors (the session's local Ray, ``model_device: cpu``). WAV properties are
@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import wave
@@ -28,6 +29,9 @@ from studio.models import ModelRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 TWO = "Meet the new studio. Every frame, every sound, made to measure!"
+BARK_ARGS = {"semantic_min_new_tokens": 8, "semantic_max_new_tokens": 8}
+# 8 semantic tokens at 49.9/s make floor(8 * 75 / 49.9) = 12 EnCodec frames of 320 samples.
+BARK_SENTENCE = 12 * 320
 
 
 def ffprobe(path: Path) -> dict[str, Any]:
@@ -57,6 +61,7 @@ def audio_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The tiny models, a voices folder and a models folder whose entries name them by
     paths relative to the entry files."""
     from tests.tiny_models import (
+        build_tiny_bark,
         build_tiny_musicgen,
         build_tiny_speecht5,
         build_tiny_vits,
@@ -67,6 +72,7 @@ def audio_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     vits = build_tiny_vits(root / "weights" / "vits")
     st5 = build_tiny_speecht5(root / "weights" / "speecht5")
     mg = build_tiny_musicgen(root / "weights" / "musicgen")
+    bark = build_tiny_bark(root / "weights" / "bark")
     voices = root / "voices"
     voices.mkdir()
     docs = [
@@ -78,6 +84,14 @@ def audio_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                           "speaker_embedding": "../weights/speecht5/speaker.npy"}),
         voice_doc("tiny-speecht5-mute", source={"path": "../weights/speecht5/model",
                                                 "vocoder_path": "../weights/speecht5/vocoder"}),
+        # Bark's own knobs, through call_args: exactly 8 semantic tokens per sentence (the
+        # tiny model's generation config allows up to 16 and may stop on any step).
+        voice_doc("tiny-bark", source={"path": "../weights/bark"}, sample_rate=24000, gpus=1,
+                  call_args=BARK_ARGS),
+        voice_doc("tiny-bark-speaker", source={"path": "../weights/bark"}, sample_rate=24000,
+                  voice_preset="v2/tiny_speaker", call_args=BARK_ARGS),
+        voice_doc("tiny-bark-hub-preset", source={"path": "../weights/bark"}, sample_rate=24000,
+                  voice_preset="v2/en_speaker_6"),
     ]
     for doc in docs:
         (voices / f"{doc['id']}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
@@ -88,7 +102,7 @@ def audio_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                      sample_rate=16000, licence="CC-BY-NC 4.0 (as musicgen-small)",
                      usage_classes=["experiment", "internal"])
     (models / "tiny-musicgen.yaml").write_text(yaml.safe_dump(mdoc, sort_keys=False), encoding="utf-8")
-    return {"root": root, "vits": vits, "speecht5": st5, "musicgen": mg,
+    return {"root": root, "vits": vits, "speecht5": st5, "musicgen": mg, "bark": bark,
             "voices": VoiceRegistry(voices), "models": ModelRegistry(models)}
 
 
@@ -388,6 +402,86 @@ def test_speecht5_voice_on_a_ray_actor(audio_models: dict[str, Any], cpu_setting
     assert info["duration"] == pytest.approx(r["duration"], abs=1e-3) and r["duration"] > 0
     _check_sentences(r, ["Cold from sunrise.", "To city lights?", "Yes."])
     assert sha(tmp_path / "b4.wav") == sha(tmp_path / "b5.wav")
+
+
+def test_bark_voice_on_a_ray_actor(audio_models: dict[str, Any], cpu_settings, ray_session,
+                                   tmp_path: Path) -> None:
+    from audio.actors import synthesize_lines
+    from studio.models import weights_hash
+
+    entry = audio_models["voices"].get("tiny-bark")  # no voice preset
+    records = synthesize_lines(entry, [("b1", TWO, tmp_path / "b1.wav"), ("b2", TWO, tmp_path / "b2.wav")],
+                               settings=cpu_settings, deterministic=True)
+    r = records[0]
+    assert r["skipped"] is False and r["wav"] == str((tmp_path / "b1.wav").resolve())
+    assert r["worker"].split(":")[-1] != str(os.getpid())  # it ran in the actor
+    assert (r["voice"], r["backend"], r["family"], r["device"], r["dtype"], r["sample_rate"]) == (
+        "tiny-bark", "transformers-tts", "bark", "cpu", "float32", 24000)
+    assert r["deterministic"] is True and r["seed"] == 0 and r["call_args"] == BARK_ARGS
+    assert r["weights_sha256"] == weights_hash(audio_models["bark"])
+    info = ffprobe(tmp_path / "b1.wav")
+    assert info == {"codec": "pcm_s16le", "rate": 24000, "channels": 1,
+                    "duration": pytest.approx(r["duration"], abs=1e-3)}
+    # the call_args reached the semantic model: each sentence is exactly 12 frames long
+    pause = round(r["sentence_pause"] * 24000)
+    with wave.open(str(tmp_path / "b1.wav"), "rb") as w:
+        assert w.getnframes() == 2 * BARK_SENTENCE + pause
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    _check_sentences(r, ["Meet the new studio.", "Every frame, every sound, made to measure!"])
+    assert [s["end"] - s["start"] for s in r["sentences"]] == pytest.approx([BARK_SENTENCE / 24000] * 2, abs=1e-4)
+    assert _peak(tmp_path / "b1.wav") == pytest.approx(10 ** (-1 / 20), abs=1e-3)
+    first, second = pcm[:BARK_SENTENCE], pcm[-BARK_SENTENCE:]
+    assert not pcm[BARK_SENTENCE:BARK_SENTENCE + pause].any()  # the pause is silence
+    assert first.std() > 100 and not np.array_equal(first, second)  # the codes reach the codec
+    assert sha(tmp_path / "b1.wav") == sha(tmp_path / "b2.wav")  # same seed, same bytes
+
+
+def test_bark_voice_presets_are_read_at_load(audio_models: dict[str, Any], tmp_path: Path) -> None:
+    """In process (the Ray path is the test above): presets are read when the voice loads,
+    from the checkpoint folder or an .npz file, and one that is not there is refused."""
+    from audio.registry import tts_backend
+
+    entry = audio_models["voices"].get("tiny-bark-hub-preset")  # a suno/bark preset name
+    with pytest.raises(StudioError) as e:
+        tts_backend(entry, device="cpu")
+    assert (e.value.stage, e.value.field) == ("voice", "voice_preset")
+    assert e.value.what.startswith("voice 'tiny-bark-hub-preset': the Bark voice preset "
+                                   "'v2/en_speaker_6' is not available locally: ")
+    assert "(it lists v2/tiny_speaker)" in e.value.what
+    assert "speaker_embeddings/" in e.value.fix and "leave voice_preset unset" in e.value.fix
+    # a preset the checkpoint lists (speaker_embeddings/) conditions all three sub-models:
+    # same seed, same length, other audio than no preset
+    listed = tts_backend(audio_models["voices"].get("tiny-bark-speaker"), device="cpu")
+    arrays = listed.voice_preset
+    assert sorted(arrays) == ["coarse_prompt", "fine_prompt", "semantic_prompt"]
+    r0 = tts_backend(audio_models["voices"].get("tiny-bark"), device="cpu").synthesize(
+        "Hello there.", tmp_path / "none.wav", beat="b1", deterministic=True)
+    r1 = listed.synthesize("Hello there.", tmp_path / "listed.wav", beat="b1", deterministic=True)
+    assert r0["duration"] == r1["duration"] == pytest.approx(BARK_SENTENCE / 24000, abs=1e-4)
+    assert sha(tmp_path / "none.wav") != sha(tmp_path / "listed.wav")
+    # the same preset saved as an .npz file (what the processor also takes) speaks the same
+    np.savez(tmp_path / "speaker.npz", **arrays)
+    doc = voice_doc("npz", source={"path": str(audio_models["bark"])}, sample_rate=24000,
+                    voice_preset=str(tmp_path / "speaker.npz"), call_args=BARK_ARGS)
+    backend = tts_backend(VoiceEntry.model_validate(doc), device="cpu")
+    backend.synthesize("Hello there.", tmp_path / "npz.wav", beat="b1", deterministic=True)
+    assert sha(tmp_path / "npz.wav") == sha(tmp_path / "listed.wav")
+    doc["voice_preset"] = str(tmp_path / "nowhere.npz")
+    with pytest.raises(StudioError, match="preset '.*nowhere.npz' is not available locally"):
+        tts_backend(VoiceEntry.model_validate(doc), device="cpu")
+    np.savez(tmp_path / "flat.npz", **{k: v.reshape(-1) for k, v in arrays.items()})
+    doc["voice_preset"] = str(tmp_path / "flat.npz")
+    with pytest.raises(StudioError, match="flat.npz' is not a Bark voice preset: ValueError: coarse_prompt"):
+        tts_backend(VoiceEntry.model_validate(doc), device="cpu")
+    # a preset the checkpoint lists, with its files missing (only the weights were fetched)
+    partial = tmp_path / "partial"
+    shutil.copytree(audio_models["bark"], partial)
+    (partial / "speaker_embeddings" / "v2" / "tiny_speaker_fine_prompt.npy").unlink()
+    doc.update(source={"path": str(partial)}, voice_preset="v2/tiny_speaker")
+    with pytest.raises(StudioError) as e2:
+        tts_backend(VoiceEntry.model_validate(doc), device="cpu")
+    assert e2.value.field == "voice_preset" and "tiny_speaker_fine_prompt.npy" in e2.value.what
+    assert "'v2/tiny_speaker' is not available locally: ValueError: " in e2.value.what
 
 
 def test_a_voice_that_cannot_load_says_why(audio_models: dict[str, Any], cpu_settings, ray_session,

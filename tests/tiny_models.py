@@ -366,3 +366,100 @@ def build_tiny_musicgen(folder: Path, seed: int = 0, sampling_rate: int = 16000)
     MusicgenProcessor(feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=sampling_rate),
                       tokenizer=tokenizer).save_pretrained(str(folder))
     return folder
+
+
+def build_tiny_bark(folder: Path, seed: int = 0) -> Path:
+    """A tiny Bark (``BarkModel``: semantic, coarse and fine acoustics sub-models of one
+    layer each, an EnCodec at 24 kHz / 75 frames/s with 4 codebooks of 64 codes) and its
+    ``BarkProcessor`` with a word-piece ``BertTokenizer`` built inline (the real one is
+    bert-base-multilingual-cased), plus one speaker preset, ``v2/tiny_speaker``, laid out as
+    ``suno/bark`` ships them (``speaker_embeddings_path.json`` + ``speaker_embeddings/``).
+
+    The token layout follows the real checkpoint at small scale: 32 semantic tokens and
+    their end token (32); text ids offset past them; coarse codes after the semantic
+    tokens, one block of 64 per codebook. The generation config (``generation_config.json``
+    as on the hub) caps the semantic model at 16 new tokens and shrinks the coarse and
+    fine windows: a sentence is at most 24 frames (0.32 s) of audio, a two-sentence line
+    takes about 0.1 s on the CPU. Random weights may end a sentence on any step, even the
+    first (which leaves EnCodec no frames to decode): ``semantic_min_new_tokens`` in
+    ``call_args`` fixes the length. Each semantic token is 75/49.9 EnCodec frames of 320
+    samples."""
+    import numpy as np
+    import torch
+    from transformers import (
+        BarkCoarseConfig,
+        BarkConfig,
+        BarkFineConfig,
+        BarkModel,
+        BarkProcessor,
+        BarkSemanticConfig,
+        BertTokenizer,
+        EncodecConfig,
+        GenerationConfig,
+    )
+
+    folder.mkdir(parents=True, exist_ok=True)
+    # transformers 5's BertTokenizer takes the vocabulary itself (``vocab_file=`` is ignored).
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *_TTS_CHARS, *("##" + c for c in _TTS_CHARS)]
+    tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(pieces)}, do_lower_case=True)
+    n_text = len(pieces)
+    semantic, codes, n_codebooks = 32, 64, 4  # the real model: 10_000, 1024, 8
+    text_offset = semantic + 8  # past the semantic tokens, their end token and 7 unused
+    # Wider random weights than the default 0.02: with near-uniform logits every sampled
+    # token would depend on the seed alone, not on the text or the speaker preset.
+    sub = {"num_layers": 1, "num_heads": 2, "hidden_size": 16, "initializer_range": 0.5}
+    torch.manual_seed(seed)
+    model = BarkModel(BarkConfig(
+        # 257 positions of text + semantic history + the infer token, then new tokens
+        semantic_config=BarkSemanticConfig(**sub, block_size=320, input_vocab_size=text_offset + n_text + 4,
+                                           output_vocab_size=text_offset).to_dict(),
+        coarse_acoustics_config=BarkCoarseConfig(**sub, block_size=256,
+                                                 input_vocab_size=semantic + 2 * codes + 8,
+                                                 output_vocab_size=semantic + 2 * codes).to_dict(),
+        # the fine model's heads are tied to its embeddings: codes + the pad code
+        fine_acoustics_config=BarkFineConfig(**sub, block_size=128, input_vocab_size=codes + 1,
+                                             output_vocab_size=codes + 1, n_codes_total=n_codebooks,
+                                             n_codes_given=1).to_dict(),
+        # hop 8*5*4*2 = 320 samples: 75 frames/s at 24 kHz, as the real codec;
+        # 4 quantizers = 1.8 kbps / (75 frames/s * 6 bits)
+        codec_config=EncodecConfig(sampling_rate=24000, hidden_size=16, num_filters=4,
+                                   upsampling_ratios=[8, 5, 4, 2], codebook_size=codes, codebook_dim=16,
+                                   target_bandwidths=[1.8], num_lstm_layers=1).to_dict(),
+    ))
+    # BarkModel.generate reads these nested dicts (BarkGenerationConfig itself cannot be
+    # saved in transformers 5: it skips GenerationConfig.__init__).
+    model.generation_config = GenerationConfig(
+        semantic_config={"eos_token_id": semantic, "max_new_tokens": 16, "do_sample": True,
+                         "semantic_vocab_size": semantic, "text_encoding_offset": text_offset,
+                         "text_pad_token": text_offset + n_text, "semantic_infer_token": text_offset + n_text + 3,
+                         "max_input_semantic_length": 256},  # the processor pads text to 256
+        coarse_acoustics_config={"do_sample": True, "n_coarse_codebooks": 2,
+                                 "coarse_semantic_pad_token": semantic + 2 * codes,
+                                 "coarse_infer_token": semantic + 2 * codes + 2, "max_coarse_input_length": 64,
+                                 "max_coarse_history": 120, "sliding_window_len": 30},
+        fine_acoustics_config={"n_fine_codebooks": n_codebooks, "max_fine_input_length": 128,
+                               "max_fine_history_length": 32},
+        sample_rate=24000, codebook_size=codes,
+    )
+    # EnCodec's codebooks start at zero (they are k-means centroids in a trained codec):
+    # zero codebooks would decode every code to the same waveform.
+    for layer in model.codec_model.quantizer.layers:
+        layer.codebook.embed.normal_()
+        layer.codebook.embed_avg.copy_(layer.codebook.embed)
+    model.save_pretrained(str(folder))
+    BarkProcessor(tokenizer=tokenizer).save_pretrained(str(folder))
+    # One speaker preset: a semantic prompt and the coarse (2 codebooks) and fine (all 4)
+    # codes of the same 24 frames.
+    rng = np.random.default_rng(seed)
+    name = "v2/tiny_speaker"
+    (folder / "speaker_embeddings" / "v2").mkdir(parents=True, exist_ok=True)
+    fine = rng.integers(0, codes, size=(n_codebooks, 24))
+    arrays = {"semantic_prompt": rng.integers(0, semantic, size=16), "coarse_prompt": fine[:2], "fine_prompt": fine}
+    files = {}
+    for key, value in arrays.items():
+        rel = f"speaker_embeddings/{name}_{key}.npy"
+        np.save(folder / rel, value.astype(np.int64))
+        files[key] = rel
+    (folder / "speaker_embeddings_path.json").write_text(
+        json.dumps({"repo_or_path": str(folder), name: files}), encoding="utf-8")
+    return folder
