@@ -23,13 +23,17 @@ Families, by the checkpoint's ``config.model_type``:
   is the path of an ``.npz`` preset; a missing one is refused at load (field
   ``voice_preset``); without one Bark picks a random speaker, fixed by the seed. All
   ``call_args`` go to ``BarkModel.generate``, which hands ``semantic_*``/``coarse_*``/
-  ``fine_*`` ones to its sub-models (e.g. ``semantic_max_new_tokens``). Tested with a
-  tiny random-weight Bark (three one-layer sub-models, a 4-codebook EnCodec, a
+  ``fine_*`` ones to its sub-models (e.g. ``semantic_max_new_tokens``). Bark may end a
+  sentence's semantic tokens at once (its first token is the end token; a low
+  ``min_eos_p`` makes it likelier), which leaves EnCodec no frames to decode: that
+  sentence is refused with a StageError naming the beat (field ``narration``), not
+  EnCodec's own error; ``semantic_min_new_tokens`` in ``call_args`` prevents it. Tested
+  with a tiny random-weight Bark (three one-layer sub-models, a 4-codebook EnCodec, a
   word-piece tokenizer and one preset), with and without a preset.
 * anything else ``AutoModelForTextToWaveform`` maps (FastSpeech2-Conformer with HiFi-GAN,
   SeamlessM4T text-to-speech, ...): ``AutoProcessor`` (else ``AutoTokenizer``), then
-  ``generate`` (else ``forward``), with ``call_args`` passed where the signature has
-  them. **Untested.** Parler-TTS is not a transformers model (it is the separate
+  ``generate`` with all ``call_args`` (else ``forward`` with those its signature
+  has). **Untested.** Parler-TTS is not a transformers model (it is the separate
   ``parler-tts`` package, whose latest release, 0.2.3, requires exactly transformers
   4.46.1): it needs a plugin in its own environment.
 
@@ -139,6 +143,18 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
             w.setsampwidth(2)
             w.setframerate(int(sample_rate))
             w.writeframes(pcm.tobytes())
+
+
+class _NoFrames(Exception):
+    """Raised before EnCodec decodes no frames at all (see ``_refuse_no_frames``)."""
+
+
+def _refuse_no_frames(module: Any, args: tuple[Any, ...]) -> None:
+    # A forward pre-hook on Bark's EnCodec decoder: with zero frames its first convolution
+    # fails with "Kernel size can't be greater than actual input size", which says
+    # nothing about the sentence; stop there and let _one say what happened.
+    if args and getattr(args[0], "ndim", 0) and args[0].shape[-1] == 0:
+        raise _NoFrames
 
 
 def _first_line(e: BaseException) -> str:
@@ -344,6 +360,7 @@ class TransformersTTSBackend:
         self.voice_preset = (None if self.entry.voice_preset is None
                              else self._bark_preset(self.entry.voice_preset))
         self.model = self._load("model", lambda: self._from(tf.BarkModel))
+        self.model.codec_model.decoder.register_forward_pre_hook(_refuse_no_frames)
         self.sample_rate = int(self.model.generation_config.sample_rate)
 
     def _bark_preset(self, name: str) -> dict[str, np.ndarray]:
@@ -459,7 +476,19 @@ class TransformersTTSBackend:
                                         return_tensors="pt").to(self.device)
                 # BarkModel.generate takes **kwargs and routes them to its sub-models
                 # (semantic_*, coarse_*, fine_* prefixes): a signature filter drops them all.
-                out = self.model.generate(**inputs, **self.entry.call_args)
+                try:
+                    out = self.model.generate(**inputs, **self.entry.call_args)
+                except _NoFrames:
+                    out = None
+                if out is None or out.shape[-1] == 0:
+                    raise StageError(
+                        f"the voice {self.entry.id!r} produced no audio for {sentence[:40]!r}: "
+                        "Bark's semantic model ended the sentence at once (its first token was "
+                        "the end token), leaving EnCodec no frames to decode",
+                        stage="voice", shot=beat, field="narration",
+                        fix="set call_args semantic_min_new_tokens (e.g. 8) in the voice entry, "
+                        "or re-run with another seed (the voice's seed when deterministic); a "
+                        "low min_eos_p in call_args ends sentences early")
             else:
                 inputs = self.processor(text=sentence, return_tensors="pt").to(self.device)
                 if hasattr(self.model, "generate"):

@@ -119,10 +119,18 @@ class VoiceEntry(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: cuda when the actor has a GPU, else cpu; cpu: never a GPU")
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    # Backend-specific knobs, recorded with every line: for transformers, keyword
-    # arguments of the model's generate/forward call (passed only where its signature has
-    # them) or VITS attributes (speaking_rate, noise_scale, noise_scale_duration).
-    call_args: dict[str, str | int | float | bool] = {}
+    # Backend-specific knobs, recorded with every line. For transformers-tts, by family:
+    # VITS: speaking_rate, noise_scale, noise_scale_duration are set on the model, other
+    # keys go to forward() only where its signature has them; SpeechT5: only the keys
+    # generate_speech() takes; Bark: all of them to BarkModel.generate, which hands
+    # semantic_*/coarse_*/fine_* keys to one sub-model (e.g. semantic_min_new_tokens) and
+    # the rest to all three; other families: all to generate() (or, without one, the keys
+    # forward() takes).
+    call_args: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="keyword arguments of the model call (Bark: all to BarkModel.generate, "
+        "e.g. semantic_min_new_tokens; VITS/SpeechT5: those the call takes), recorded with "
+        "every line")
     voice_preset: str | None = Field(None, description="Bark: the speaker preset, e.g. v2/en_speaker_6")
     seed: int = Field(0, ge=0, description="base seed of deterministic synthesis")
 

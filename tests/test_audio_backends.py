@@ -92,6 +92,11 @@ def audio_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                   voice_preset="v2/tiny_speaker", call_args=BARK_ARGS),
         voice_doc("tiny-bark-hub-preset", source={"path": "../weights/bark"}, sample_rate=24000,
                   voice_preset="v2/en_speaker_6"),
+        # Bark's own early stop, through call_args: the end token wins as soon as its
+        # probability passes min_eos_p, so at 1e-9 every sentence ends on its first token
+        # (any seed: the other tokens are masked before sampling).
+        voice_doc("tiny-bark-eos", source={"path": "../weights/bark"}, sample_rate=24000,
+                  call_args={"semantic_min_eos_p": 1e-9}),
     ]
     for doc in docs:
         (voices / f"{doc['id']}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
@@ -436,6 +441,32 @@ def test_bark_voice_on_a_ray_actor(audio_models: dict[str, Any], cpu_settings, r
     assert sha(tmp_path / "b1.wav") == sha(tmp_path / "b2.wav")  # same seed, same bytes
 
 
+def test_bark_sentence_with_no_audio_names_the_beat(audio_models: dict[str, Any], cpu_settings,
+                                                    ray_session, tmp_path: Path) -> None:
+    """A sentence whose semantic tokens end at once leaves EnCodec no frames: refused as
+    a StageError naming the beat and the fix, through the actor, not EnCodec's own
+    "Kernel size can't be greater than actual input size"."""
+    from audio.actors import synthesize_lines
+    from audio.registry import tts_backend
+
+    entry = audio_models["voices"].get("tiny-bark-eos")
+    with pytest.raises(StageError) as e:
+        synthesize_lines(entry, [("b3", TWO, tmp_path / "b3.wav")], settings=cpu_settings,
+                         deterministic=True)
+    assert e.value.line() == (
+        "stage voice: shot b3: narration: the voice 'tiny-bark-eos' produced no audio for "
+        "'Meet the new studio.': Bark's semantic model ended the sentence at once (its first "
+        "token was the end token), leaving EnCodec no frames to decode — set call_args "
+        "semantic_min_new_tokens (e.g. 8) in the voice entry, or re-run with another seed (the "
+        "voice's seed when deterministic); a low min_eos_p in call_args ends sentences early")
+    assert not (tmp_path / "b3.wav").exists()
+    # the fix it gives works: the same voice with semantic_min_new_tokens speaks
+    fixed = entry.model_copy(update={"call_args": {**entry.call_args, **BARK_ARGS}})
+    r = tts_backend(fixed, device="cpu").synthesize("Hello there.", tmp_path / "fixed.wav", beat="b3",
+                                                    deterministic=True)
+    assert r["duration"] == pytest.approx(BARK_SENTENCE / 24000, abs=1e-4)
+
+
 def test_bark_voice_presets_are_read_at_load(audio_models: dict[str, Any], tmp_path: Path) -> None:
     """In process (the Ray path is the test above): presets are read when the voice loads,
     from the checkpoint folder or an .npz file, and one that is not there is refused."""
@@ -519,10 +550,12 @@ def test_musicgen_on_a_ray_actor(audio_models: dict[str, Any], cpu_settings, ray
     info = ffprobe(out)
     assert (info["codec"], info["rate"], info["channels"]) == ("pcm_s16le", 16000, 1)
     assert info["duration"] == pytest.approx(1.3, abs=1e-6)  # exactly the duration asked for
-    with wave.open(str(out), "rb") as w:
-        assert w.getnframes() == 20800
-        tail = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")[-8:]
-    assert np.abs(tail).max() < 2000  # faded out, no click at the cut
+    pcm = _pcm(out)
+    assert len(pcm) == 20800
+    # Faded out, no click at the cut: the 50 ms before the fade (800 samples at 16 kHz)
+    # are loud (the tiny codec's output sits near -0.37 of full scale), the last samples
+    # are not, so the tail is quiet because of the fade, not because the bed is.
+    assert np.abs(pcm[-1600:-800]).max() > 8000 and np.abs(pcm[-8:]).max() < 2000
     # 50 frames/s, 2 codebooks delayed one step: ceil(1.3 * 50) + 1 new tokens
     assert r["tokens"] == math.ceil(1.3 * 50) + 1 == 66
     assert (r["model"], r["revision"], r["prompt"], r["seed"], r["guidance"]) == (
@@ -535,4 +568,33 @@ def test_musicgen_on_a_ray_actor(audio_models: dict[str, Any], cpu_settings, ray
                            "provenance": "random weights built by tests/tiny_models.py"}
     again = tmp_path / "again.wav"
     generate_music(entry, "upbeat synth pop", 1.3, again, seed=7, settings=cpu_settings)
-    assert sha(again) == sha(out)  # same seed, same bytes
+    assert sha(again) == sha(out)  # same seed, same bytes (on a fresh actor)
+    # ... and another seed, other audio: the codes reach the codec (with all-zero
+    # codebooks every code decodes alike and every seed gives the same bytes). More than
+    # rounding: the two beds differ by over 16 LSB somewhere (~200 for these seeds).
+    other = tmp_path / "other.wav"
+    generate_music(entry, "upbeat synth pop", 1.3, other, seed=8, settings=cpu_settings)
+    assert _differ(_pcm(other), pcm) > 16
+
+
+def _pcm(path: Path) -> np.ndarray:
+    with wave.open(str(path), "rb") as w:
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+
+
+def _differ(a: np.ndarray, b: np.ndarray) -> int:
+    """The largest sample difference of two equally long 16-bit beds."""
+    assert a.shape == b.shape
+    return int(np.abs(a.astype(np.int32) - b.astype(np.int32)).max())
+
+
+def test_musicgen_prompt_reaches_the_audio(audio_models: dict[str, Any], tmp_path: Path) -> None:
+    """In process (the Ray path is the test above): the same seed with another prompt
+    gives other audio, the text conditioning reaches the codes and the codes the codec."""
+    from audio.musicgen import MusicGenBackend
+
+    backend = MusicGenBackend(audio_models["models"].get("tiny-musicgen"), device="cpu")
+    backend.generate("upbeat synth pop", 1.3, tmp_path / "pop.wav", seed=7)
+    backend.generate("calm piano", 1.3, tmp_path / "piano.wav", seed=7)
+    # ~70 LSB for these prompts: the tiny decoder's text conditioning is weak.
+    assert _differ(_pcm(tmp_path / "pop.wav"), _pcm(tmp_path / "piano.wav")) > 16

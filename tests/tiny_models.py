@@ -321,9 +321,11 @@ def build_tiny_speecht5(folder: Path, seed: int = 0) -> dict[str, Path]:
 
 
 def build_tiny_musicgen(folder: Path, seed: int = 0, sampling_rate: int = 16000) -> Path:
-    """A tiny MusicGen (T5 text encoder, EnCodec at 50 frames/s with 2 codebooks, one
-    decoder layer) and its processor: a ``T5Tokenizer`` built inline from a Unigram
-    vocabulary of letters and the EnCodec feature extractor."""
+    """A tiny MusicGen (T5 text encoder, EnCodec at 50 frames/s with 2 codebooks of 64
+    random codes, one decoder layer) and its processor: a ``T5Tokenizer`` built inline from
+    a Unigram vocabulary of letters and the EnCodec feature extractor. The codebooks are
+    random (as in ``build_tiny_bark``), so the decoded audio depends on the generated
+    codes: another seed or prompt gives other audio."""
     import torch
     from transformers import (
         EncodecConfig,
@@ -356,6 +358,12 @@ def build_tiny_musicgen(folder: Path, seed: int = 0, sampling_rate: int = 16000)
                                       bos_token_id=codebook, audio_channels=1),
     )
     model = MusicgenForConditionalGeneration(config)
+    # EnCodec's codebooks start at zero (they are k-means centroids in a trained codec):
+    # zero codebooks would decode every code to the same waveform, so the audio would not
+    # depend on the prompt or the seed. Drawn after torch.manual_seed(seed): byte-stable.
+    for layer in model.audio_encoder.quantizer.layers:
+        layer.codebook.embed.normal_()
+        layer.codebook.embed_avg.copy_(layer.codebook.embed)
     gen = model.generation_config
     gen.decoder_start_token_id = codebook
     gen.pad_token_id = codebook
@@ -381,8 +389,8 @@ def build_tiny_bark(folder: Path, seed: int = 0) -> Path:
     as on the hub) caps the semantic model at 16 new tokens and shrinks the coarse and
     fine windows: a sentence is at most 24 frames (0.32 s) of audio, a two-sentence line
     takes about 0.1 s on the CPU. Random weights may end a sentence on any step, even the
-    first (which leaves EnCodec no frames to decode): ``semantic_min_new_tokens`` in
-    ``call_args`` fixes the length. Each semantic token is 75/49.9 EnCodec frames of 320
+    first (which leaves EnCodec no frames to decode: the backend refuses that sentence,
+    naming the beat): ``semantic_min_new_tokens`` in ``call_args`` fixes the length. Each semantic token is 75/49.9 EnCodec frames of 320
     samples."""
     import numpy as np
     import torch
