@@ -108,7 +108,7 @@ def test_conform_an_edited_timeline(exported, settings, tmp_path: Path, fmt: str
                         ["captions"]["srt"]).read_text().split("\n\n") if c.strip()]
     starts = [c.splitlines()[1].split(" --> ")[0] for c in cues]
     texts = [" ".join(c.splitlines()[2:]) for c in cues]
-    assert texts[0].startswith("Every day") and texts[1].startswith("And it is") and texts[2].startswith("Up the")
+    assert texts[0].startswith("Every day") and texts[1].startswith("Still ice") and texts[2].startswith("Up the")
     assert starts == ["00:00:00,200", "00:00:02,700", "00:00:05,700"]
     err = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-i", str(yt_new), "-af", "ebur128=peak=true",
                           "-f", "null", "-"], capture_output=True, text=True, check=True).stderr
