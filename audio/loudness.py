@@ -532,24 +532,30 @@ def measure_file(path: str | Path) -> dict[str, float]:
     return _measure_decoded(path)
 
 
-def _measure_decoded(path: Path) -> dict[str, float]:
-    args = [FFMPEG, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0",
-            "-c:a", "pcm_f32le", "-f", "wav", "-"]
+def run_wav_pipe(args: Sequence[str], consume: Callable[[IO[bytes]], Any]) -> tuple[Any, int, str]:
+    """Run ffmpeg writing a WAV to stdout and hand stdout to ``consume`` while it runs.
+    Returns what ``consume`` returned (None if it raised MeterError), ffmpeg's exit code
+    and the last lines it logged."""
     # stderr to a file, not a pipe: a damaged file can log more than a pipe buffer holds
     # while we are still reading stdout, and both sides would wait on each other.
     with tempfile.TemporaryFile() as err, subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=err) as proc:
+            list(args), stdout=subprocess.PIPE, stderr=err) as proc:
         assert proc.stdout is not None
         try:
-            result: dict[str, float] | None = meter_stream(proc.stdout,
-                                                           read_wav_header(proc.stdout)).result()
+            result = consume(proc.stdout)
         except MeterError:
             result = None
         proc.stdout.close()
         code = proc.wait()
         err.seek(0)
         text = err.read().decode(errors="replace")
+    return result, code, " / ".join(text.strip().splitlines()[-3:])
+
+
+def _measure_decoded(path: Path) -> dict[str, float]:
+    args = [FFMPEG, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0",
+            "-c:a", "pcm_f32le", "-f", "wav", "-"]
+    result, code, tail = run_wav_pipe(args, lambda f: meter_stream(f, read_wav_header(f)).result())
     if code != 0 or result is None:
-        tail = " / ".join(text.strip().splitlines()[-3:]) or "no audio decoded"
-        raise MeterError(f"ffmpeg could not decode {path.name}: {tail}")
+        raise MeterError(f"ffmpeg could not decode {path.name}: {tail or 'no audio decoded'}")
     return result

@@ -47,7 +47,6 @@ from __future__ import annotations
 import re
 import struct
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -221,31 +220,23 @@ def _apply(src: Path, dst: Path, *, chain: list[str], limit_db: float, sample_ra
     if channels:
         args += ["-ac", str(channels)]
     args += ["-c:a", "pcm_f32le", "-f", "wav", "-"]
-    result: dict[str, float] | None = None
-    # stderr to a file: a pipe could fill while we read stdout, and both would wait.
-    with tempfile.TemporaryFile() as err, subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=err) as proc:
-        assert proc.stdout is not None
-        try:
-            info = loudness.read_wav_header(proc.stdout)
-            with open(dst, "wb") as f:
-                wav = _Wav24(f, info.rate, info.channels, info.mask)
-                if METER == "numpy":
-                    result = loudness.meter_stream(proc.stdout, info, wav.write).result()
-                else:
-                    loudness.read_frames(proc.stdout, info, wav.write)
-                    result = {}
-                wav.close()
-        except loudness.MeterError:
-            result = None
-        proc.stdout.close()
-        code = proc.wait()
-        err.seek(0)
-        text = err.read().decode(errors="replace")
+
+    def write_and_meter(out: IO[bytes]) -> dict[str, float]:
+        info = loudness.read_wav_header(out)
+        with open(dst, "wb") as f:
+            wav = _Wav24(f, info.rate, info.channels, info.mask)
+            if METER == "numpy":
+                result = loudness.meter_stream(out, info, wav.write).result()
+            else:
+                loudness.read_frames(out, info, wav.write)
+                result = {}
+            wav.close()
+        return result
+
+    result, code, tail = loudness.run_wav_pipe(args, write_and_meter)
     if code != 0 or result is None:
-        tail = " / ".join(text.strip().splitlines()[-3:]) or "no audio came out"
-        raise StageError(f"ffmpeg failed to master {src.name}: {tail}", stage="master",
-                         fix="check that the input is a readable audio file")
+        raise StageError(f"ffmpeg failed to master {src.name}: {tail or 'no audio came out'}",
+                         stage="master", fix="check that the input is a readable audio file")
     return result or _measure_ebur128(dst)
 
 
