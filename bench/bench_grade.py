@@ -36,7 +36,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_conform import RATE, RESULTS, cuts, make_masters, timed  # noqa: E402
+from bench_conform import RATE, RESULTS, cuts, make_masters, print_ratios, timed  # noqa: E402
 
 from studio.specs import Catalog, ChannelSpec  # noqa: E402
 from timelines.conform import (  # noqa: E402
@@ -188,11 +188,7 @@ def main() -> None:
     print(f"{'median seconds':34s} {'wall':>9s} {'cpu':>9s}")
     for name in wall:
         print(f"{name:34s} {mw[name]:9.2f} {mc[name]:9.2f}")
-    print(f"{'ratio':34s} {'value':>9s} {'target':>9s}  met")
-    for key, value in ratios.items():
-        op, target = targets[key[0]]
-        ok = value <= target if op == "<=" else value < target
-        print(f"{key:34s} {value:9.2f} {op + str(target):>9s}  {'yes' if ok else 'NO'}")
+    print_ratios(ratios, targets)
     RESULTS.mkdir(parents=True, exist_ok=True)
     doc = {
         "mode": "quick" if ns.quick else "full",
@@ -207,7 +203,7 @@ def main() -> None:
         "medians_wall_s": mw,
         "medians_cpu_s": mc,
         "ratios": ratios,
-        "targets": {"a": "<= 1.7", "b": "< 1", "c": "<= 0.85"},
+        "targets": {k: f"{op} {t:g}" for k, (op, t) in targets.items()},
         "outputs": {k: {kk: str(vv) for kk, vv in v.items()} for k, v in outputs.items()},
         "rate": str(Fraction(spec.rate)),
     }
