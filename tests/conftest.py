@@ -16,6 +16,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_BRIEF = ROOT / "examples" / "briefs" / "launch.yaml"
+# Reference data kept beside the project, not in it (Apple's DTDs): CI has it, a plain
+# clone may not.
+SHARED = ROOT.parent / "shared"
+
+
+def shared_file(*parts: str) -> Path:
+    """A file from ``../shared``; without it the test skips, saying why. ``.ci/run`` sets
+    STUDIO_REQUIRE_SHARED (CI always has ../shared), so there a missing file fails instead
+    of turning the check off unnoticed."""
+    path = SHARED.joinpath(*parts)
+    if not path.is_file():
+        msg = f"{path} not found: it comes from ../shared beside the project (CI has it)"
+        if os.environ.get("STUDIO_REQUIRE_SHARED"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Local Ray on loopback only (see studio/ray_runtime.py); read when ray is first imported.

@@ -18,7 +18,7 @@ from studio.brief import load_brief
 from studio.specs import Catalog
 from studio.store import sha256_file
 
-from .conftest import EXAMPLE_BRIEF
+from .conftest import EXAMPLE_BRIEF, shared_file
 
 
 def ffprobe(path: Path) -> dict:
@@ -208,15 +208,13 @@ def test_every_run_exports_the_edit_for_editors(demo_run, manifest) -> None:
     for t in edit.values():
         assert sha256_file(out / t["path"]) == t["sha256"]
     fcpxml = out / edit["fcpxml"]["path"]
-    version = fcpxml.read_text().split('<fcpxml version="', 1)[1].split('"', 1)[0]
-    dtd = Path(__file__).resolve().parents[1] / ".." / "shared" / "conformance" / "fcpxml-dtd" / \
-        f"FCPXMLv{version.replace('.', '_')}.dtd"
-    assert dtd.is_file(), f"{dtd} not found: Apple's DTDs come from ../shared/conformance beside the project"
-    r = subprocess.run(["xmllint", "--noout", "--dtdvalid", str(dtd), str(fcpxml)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
     tl = otio.adapters.read_from_file(str(fcpxml))
     assert [c.name for c in tl.find_clips() if c.parent().kind == "Video"] == [b["id"] for b in manifest["beats"]]
     assert "01:00:00:00" in (out / edit["edl"]["path"]).read_text()
+    version = fcpxml.read_text().split('<fcpxml version="', 1)[1].split('"', 1)[0]
+    dtd = shared_file("conformance", "fcpxml-dtd", f"FCPXMLv{version.replace('.', '_')}.dtd")
+    r = subprocess.run(["xmllint", "--noout", "--dtdvalid", str(dtd), str(fcpxml)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
 
 
 def test_contact_sheet_shows_every_candidate(demo_run, manifest) -> None:

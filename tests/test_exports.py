@@ -17,9 +17,10 @@ import pytest
 from timelines import fcpxml
 from timelines.export import export_all
 
+from .conftest import shared_file
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "exports.md"
-DTD_DIR = ROOT / ".." / "shared" / "conformance" / "fcpxml-dtd"
 MANIFEST = ROOT / "timelines" / "plugin_manifest.json"
 FORMATS = ("otio", "otioz", "fcp7_xml", "fcpxml", "edl")
 FEATURES = ("video", "audio_stems", "transitions", "markers", "marker_notes", "marker_colours",
@@ -306,8 +307,8 @@ def test_fcpxml_details(exported: dict[str, Any]) -> None:
     assert meta["seed"] == 1000 and meta["focus"] == ["product", "logo"]
 
 
-def _xmllint(dtd: Path, path: Path) -> subprocess.CompletedProcess[str]:
-    assert dtd.is_file(), f"{dtd} not found: Apple's DTDs come from ../shared/conformance beside the project"
+def _xmllint(dtd_name: str, path: Path) -> subprocess.CompletedProcess[str]:
+    dtd = shared_file("conformance", "fcpxml-dtd", dtd_name)
     return subprocess.run(["xmllint", "--noout", "--dtdvalid", str(dtd), str(path)],
                           capture_output=True, text=True)
 
@@ -319,7 +320,7 @@ def test_fcpxml_valid_against_dtd(rate: Fraction, tmp_path: Path) -> None:
     tl = build_timeline(tmp_path / "media", rate)
     out = tmp_path / "edit.fcpxml"
     out.write_text(fcpxml.write_to_string(tl, width=W, height=H, rate=rate))
-    res = _xmllint(DTD_DIR / "FCPXMLv1_10.dtd", out)
+    res = _xmllint("FCPXMLv1_10.dtd", out)
     assert res.returncode == 0, res.stderr
     frame = 1 / rate
     assert f'frameDuration="{frame.numerator}/{frame.denominator}s"' in out.read_text() \
@@ -334,8 +335,7 @@ def test_fcpxml_valid_against_dtd(rate: Fraction, tmp_path: Path) -> None:
 def test_fcpxml_versions_valid(version: str, exported: dict[str, Any], tmp_path: Path) -> None:
     out = tmp_path / "edit.fcpxml"
     out.write_text(fcpxml.write_to_string(exported["tl"], version=version, width=W, height=H))
-    dtd = DTD_DIR / f"FCPXMLv{version.replace('.', '_')}.dtd"
-    res = _xmllint(dtd, out)
+    res = _xmllint(f"FCPXMLv{version.replace('.', '_')}.dtd", out)
     assert res.returncode == 0, res.stderr
 
 
