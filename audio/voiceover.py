@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from studio import db
-from studio.errors import StageError, StudioError
+from studio.errors import StageError, StudioError, quote
 
 CODE_VERSION = "voice.1"
 STEM_RATE = 48000
@@ -48,29 +48,54 @@ def beat_times(shots: list[Any], rate: Fraction) -> list[tuple[str, Fraction, Fr
     return out
 
 
+def _language(code: str) -> str:
+    """The language part of a locale or voice language: ``fr-FR`` and ``fr_FR`` are ``fr``."""
+    return code.replace("_", "-").split("-")[0].lower()
+
+
 def choose_voice(brief: Any, registry: Any) -> Any:
     """The voice entry the brief's narration uses (None when no beat has narration)."""
     from audio.voices import check_voice
 
     if not any(b.narration.strip() for b in brief.beats):
         return None
+    language = _language(brief.locale)
     if brief.voice:
         entry = registry.get(brief.voice, field="voice")
         check_voice(entry, brief.usage_class, registry=registry)
+        if _language(entry.language) != language:
+            # A voice reads with its own language's phonemizer: French narration through an
+            # English voice comes out as nonsense, with no error from the engine.
+            raise StudioError(
+                f"voice {entry.id!r} speaks {entry.language} but the brief's locale is "
+                f"{brief.locale}: the narration would be read with {entry.language} pronunciation",
+                fix=f"name a voice that speaks {language} (`studio voices`), or set locale to the "
+                    "narration's language", stage="voice", field="voice")
         return entry
-    language = brief.locale.split("-")[0]
     allowed = [registry.entries[i] for i in registry.allowed_for(brief.usage_class)]
     allowed = [e for e in allowed if e.kind != "cloned" or e.consent is not None]
-    same = [e for e in allowed if e.language.split("_")[0] == language]
+    same = [e for e in allowed if _language(e.language) == language]
     if same:
         return same[0]
-    refused = "; ".join(f"{e.id}: {', '.join(e.usage_classes)} only ({(e.usage_reason or e.licence).strip()})"
-                        for e in registry.entries.values() if brief.usage_class not in e.usage_classes)
+    speakers = [e for e in registry.entries.values() if _language(e.language) == language]
+    if speakers:
+        # Voices for the language exist but none may be used here: say why, per voice.
+        why = "; ".join(
+            f"{e.id}: {', '.join(e.usage_classes)} only ({(e.usage_reason or e.licence).strip()})"
+            if brief.usage_class not in e.usage_classes else f"{e.id}: cloned without a consent record"
+            for e in speakers)
+        what = f"no voice for {language} is licensed for {brief.usage_class} use ({why})"
+    else:
+        spoken: dict[str, list[str]] = {}
+        for e in registry.entries.values():
+            spoken.setdefault(_language(e.language), []).append(e.id)
+        what = (f"no registered voice speaks {language} (locale {brief.locale}); the registered "
+                "voices speak " + "; ".join(f"{lang} ({', '.join(ids)})" for lang, ids in sorted(spoken.items())))
     raise StudioError(
-        f"no voice for {language} is licensed for {brief.usage_class} use"
-        + (f" ({refused})" if refused else ""),
-        fix="add a licensed Voice entry (STUDIO_VOICES_DIR) and name it in voice:, change "
-            "usage_class, or leave the narration empty",
+        what,
+        fix=f"add a Voice entry for {language} licensed for {brief.usage_class} use "
+            "(STUDIO_VOICES_DIR) and name it in voice:, change usage_class or locale, or leave "
+            "the narration empty",
         stage="voice", field="voice",
     )
 
@@ -79,14 +104,16 @@ def check_voice_plan(brief: Any, registry: Any, source: str | None = None) -> li
     """The voice and every beat's narration, checked without rendering anything."""
     from audio.tts import MAX_CHARS, speakable
 
+    errors: list[StudioError] = []
     try:
         entry = choose_voice(brief, registry)
     except StudioError as e:
+        # Keep going: the narration's own problems are reported in the same pass.
         e.source = source
-        return [e]
-    if entry is None:
+        errors.append(e)
+        entry = None
+    if entry is None and not errors:
         return []
-    errors: list[StudioError] = []
     for i, beat in enumerate(brief.beats):
         text = beat.narration.strip()
         if not text:
@@ -104,8 +131,9 @@ def check_voice_plan(brief: Any, registry: Any, source: str | None = None) -> li
                 f"narration is {len(text):,} characters; the limit is {MAX_CHARS:,} "
                 f"(about {MAX_CHARS // 15} s of speech)", fix="split it across beats or shorten it", **where))
             continue
-        say, _dropped, foreign = speakable(text, entry.script)
-        if foreign:
+        # Without a voice, only what no voice could speak is checked (the script needs one).
+        say, _dropped, foreign = speakable(text, entry.script if entry is not None else "")
+        if entry is not None and foreign:
             sample = "".join(dict.fromkeys(foreign))[:12]
             errors.append(StudioError(
                 f"narration has letters the voice {entry.id!r} ({entry.language}, {entry.script} "
@@ -113,7 +141,8 @@ def check_voice_plan(brief: Any, registry: Any, source: str | None = None) -> li
                 **where))
         elif not any(c.isalnum() for c in say):
             errors.append(StudioError(
-                f"narration {text[:40]!r} has nothing the voice {entry.id!r} can speak (no letters "
+                f"narration {quote(text, 40)} has nothing "
+                f"{f'the voice {entry.id!r}' if entry is not None else 'a voice'} can speak (no letters "
                 "or digits; emoji and symbols are not read)",
                 fix="write the line in words, or leave narration empty for no voice line", **where))
     return errors

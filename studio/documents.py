@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from studio.errors import ManyErrors, StudioError
+from studio.errors import ManyErrors, StudioError, quote
 from studio.versioning import upgrade
 
 M = TypeVar("M", bound=BaseModel)
@@ -56,7 +56,7 @@ def validation_errors(exc: ValidationError, source: str | None, family: str) -> 
         bad = err.get("input")
         what = msg[0].lower() + msg[1:] if msg else "invalid"
         if err["type"] != "missing" and not isinstance(bad, (dict, list)):
-            what = f"{bad!r}: {what}"
+            what = f"{quote(bad)}: {what}"
         errors.append(
             StudioError(
                 what,

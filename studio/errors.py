@@ -6,6 +6,33 @@ wrong, and what to do. The CLI prints it and exits with code 2.
 
 from __future__ import annotations
 
+from typing import Any
+
+# A bad value is quoted so the user can find it, not echoed whole: a 5 MB narration
+# refused by its length limit must not come back as 5 MB on stderr.
+QUOTE_LIMIT = 60
+# Any one part of an error line (a message built from user text included) is cut to this.
+PART_LIMIT = 400
+
+
+def shorten(text: str, limit: int = PART_LIMIT) -> str:
+    """``text`` cut in the middle to about ``limit`` characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    keep = max(8, limit - 30)
+    head, tail = text[: keep * 2 // 3], text[-(keep // 3):]
+    return f"{head}…[{len(text) - len(head) - len(tail):,} characters cut]…{tail}"
+
+
+def quote(value: Any, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` for an error line, shortened: long strings keep their start and end
+    and say their length."""
+    if isinstance(value, str) and len(value) > limit:
+        keep = max(8, limit - 20)
+        return f"{value[: keep * 2 // 3]!r}…{value[-(keep // 3):]!r} ({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= limit else shorten(text, limit)
+
 
 class StudioError(Exception):
     """A user-facing error: where, what, and the fix."""
@@ -28,7 +55,17 @@ class StudioError(Exception):
         self.shot = shot
         self.field = field
         self.source = source
-        super().__init__(self.line())
+        super().__init__(what)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised inside a Ray actor, the error crosses to the driver by pickle: keep every
+        # field (the default would rebuild it from ``args`` alone).
+        return (_rebuild, (type(self), self.__dict__))
+
+    def __str__(self) -> str:
+        # Built when shown, so a caller that sets ``.source`` or ``.field`` after raising
+        # (the brief check adds the file) is shown too.
+        return self.line()
 
     def line(self) -> str:
         where = []
@@ -39,16 +76,24 @@ class StudioError(Exception):
         if self.shot:
             where.append(f"shot {self.shot}")
         if self.field:
-            where.append(self.field)
+            where.append(shorten(self.field, 120))
         head = ": ".join(where)
-        text = f"{head}: {self.what}" if head else self.what
+        what = shorten(self.what)
+        text = f"{head}: {what}" if head else what
         if self.fix:
-            text += f" — {self.fix}"
+            text += f" — {shorten(self.fix)}"
         return text
 
     def lines(self) -> list[str]:
         """The CLI prints every line of an error."""
         return [self.line()]
+
+
+def _rebuild(cls: type[StudioError], state: dict[str, Any]) -> StudioError:
+    err = cls.__new__(cls)
+    err.__dict__.update(state)
+    err.args = (state.get("what", ""),)
+    return err
 
 
 class StageError(StudioError):

@@ -135,16 +135,42 @@ def make_reporter(quiet: bool, log_json: bool) -> Reporter:
 
 
 class PlainReporter(QuietReporter):
-    """For logs and CI: one line per stage."""
+    """For logs and CI: a line when a stage starts and ends, and one per unit of work
+    (shot, candidate, deliverable) in between, so a long stage never looks hung."""
 
-    def __init__(self) -> None:
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
         self.t0: dict[str, float] = {}
+        self.total: dict[str, int | None] = {}
+        self.done: dict[str, float] = {}
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream or sys.stderr, flush=True)
 
     def stage_start(self, stage: str, total: int | None = None) -> None:
         self.t0[stage] = time.monotonic()
-        print(f"studio: {stage} ...", file=sys.stderr, flush=True)
+        self.total[stage] = total
+        self.done[stage] = 0
+        self._print(f"studio: {stage} ...")
+
+    def advance(self, stage: str, amount: float = 1, **fields: Any) -> None:
+        if stage not in self.t0:
+            return
+        before = self.done[stage]
+        self.done[stage] += amount
+        total = self.total.get(stage)
+        dt = time.monotonic() - self.t0[stage]
+        if float(amount).is_integer():
+            count = f"{self.done[stage]:g}/{total}" if total else f"{self.done[stage]:g}"
+            what = " ".join(f"{k}={v}" for k, v in fields.items() if k in ("shot", "spec", "candidate"))
+            self._print(f"studio: {stage} {count} {what} ({dt:.1f}s)".replace("  ", " "))
+        elif total:
+            # Fractional progress (an encode's frames): a line per tenth, not per update.
+            step = int(self.done[stage] * 10 / total + 1e-9)
+            if step > int(before * 10 / total + 1e-9):
+                self._print(f"studio: {stage} {min(100, step * 10)}% ({dt:.1f}s)")
 
     def stage_done(self, stage: str, **fields: Any) -> None:
         dt = time.monotonic() - self.t0.get(stage, time.monotonic())
         extra = " ".join(f"{k}={v}" for k, v in fields.items())
-        print(f"studio: {stage} done in {dt:.1f}s {extra}".rstrip(), file=sys.stderr, flush=True)
+        self._print(f"studio: {stage} done in {dt:.1f}s {extra}".rstrip())

@@ -6,6 +6,7 @@ asked (job submission needs it; see cluster/README.md). Nothing here runs at imp
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -25,13 +26,17 @@ def ensure_ray(settings: Settings) -> dict[str, Any]:
 
     if ray.is_initialized():
         return {"address": "existing", "local": False}
+    if not settings.ray_logs:
+        # Ray logs its banners ("Token authentication is enabled ...") as warnings through
+        # Python logging; they are Ray's business, not the user's (STUDIO_RAY_LOGS=1 shows them).
+        logging.getLogger("ray").setLevel(logging.ERROR)
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=settings.ray_logs)
         return {"address": address, "local": False}
     kwargs: dict[str, Any] = dict(
         include_dashboard=settings.ray_dashboard,
-        log_to_driver=False,
-        configure_logging=False,
+        log_to_driver=settings.ray_logs,
+        configure_logging=settings.ray_logs,
     )
     if settings.ray_dashboard:
         kwargs["dashboard_host"] = "127.0.0.1"

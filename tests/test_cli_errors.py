@@ -92,8 +92,9 @@ def test_unwritable_output(tmp_path: Path) -> None:
     out = blocker / "out"
     r = studio("render", str(EXAMPLE_BRIEF), "--out", str(out), home=tmp_path)
     assert r.returncode == 2
-    assert f"studio: error: {out}: --out: cannot write here" in r.stderr
+    assert f"studio: error: {out}: --out: cannot write here: {blocker} is a file, not a folder" in r.stderr
     assert blocker.read_text() == "x"
+    assert not (tmp_path / "store").exists()  # refused before anything rendered
 
 
 def test_output_not_empty_and_not_ours(tmp_path: Path) -> None:
