@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,10 +30,21 @@ class Settings(BaseSettings):
         "with music.source: library.")
     effects_dir: Path | None = Field(
         default=None, description="Effects library folder; default: Studio's procedural effects.")
+    assets_roots: str = Field(
+        default="", description="Folders besides the brief's own that a brief may name files and "
+        "folders in (reference images, music and effects libraries); os.pathsep-separated.")
+    max_image_pixels: int = Field(
+        default=40_000_000, ge=1, description="Largest reference image a brief may name, in pixels "
+        "(checked from the header, before decoding).")
+    max_image_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1, description="Largest reference image file a brief may name, in bytes.")
     ray_num_cpus: int | None = Field(
         default=None, description="CPUs for a local Ray started by Studio (default: all)."
     )
     ray_dashboard: bool = Field(default=False, description="Start the dashboard with local Ray.")
+    ray_logs: bool = Field(
+        default=False, description="Show Ray's own messages (start-up banners, worker logs) on "
+        "stderr; off, the user sees only Studio's lines.")
     model_device: str | None = Field(
         default=None, description="Device for model backends (cuda, cpu); default: cuda when present."
     )
@@ -50,6 +62,10 @@ class Settings(BaseSettings):
     @property
     def store_root(self) -> Path:
         return self.home / "store"
+
+    @property
+    def asset_roots(self) -> list[Path]:
+        return [Path(p).expanduser() for p in self.assets_roots.split(os.pathsep) if p.strip()]
 
     @property
     def db_url(self) -> str:
