@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from studio.errors import StudioError
+
 CHUNK = 1 << 20
 
 
@@ -96,6 +98,11 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+class MissingMedia(StudioError, FileNotFoundError):
+    """A hash the records name is not in this store: a user-facing error (the wrong
+    STUDIO_HOME, a pruned store), still a FileNotFoundError for code that expects one."""
+
+
 class Store:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -111,7 +118,9 @@ class Store:
         """The stored file for a hash, whatever its extension (prompt records keep hashes only)."""
         for p in sorted((self.objects / sha256[:2]).glob(f"{sha256}*")):
             return p
-        raise FileNotFoundError(f"{sha256} is not in the store at {self.root}")
+        raise MissingMedia(
+            f"{sha256[:16]}… is not in the store at {self.root}",
+            fix="point STUDIO_HOME at the store the run used, or re-render the brief to make it again")
 
     def has(self, ref: MediaRef) -> bool:
         return self.path(ref).exists()
