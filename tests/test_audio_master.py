@@ -162,10 +162,31 @@ def test_gain_method_matches(signals: dict[str, Path], tmp_path: Path) -> None:
     assert abs(i + 14) <= 0.5 and tp <= -1.0 and r["method"] == "gain"
 
 
+def _samples(path: Path) -> np.ndarray:
+    with open(path, "rb") as f:
+        info = loudness.read_wav_header(f)
+        return info.decode(f.read())
+
+
 def test_limiter_engaged_on_loud_target(signals: dict[str, Path], tmp_path: Path) -> None:
     # The test signal is built so that plain gain to -14 LUFS would overshoot -1 dBTP.
     before = measure(signals["music60"])
     assert before["true_peak"] + (-14 - before["integrated"]) > -1.0
+    out = tmp_path / "limited.wav"
+    r = master(signals["music60"], out, target_lufs=-14, true_peak=-1)
+    # loudnorm's linear mode cannot take this gain; the limiter path must have run ...
+    assert r["normalization"] == "volume", r["normalization"]
+    i, tp = ebur128(out)
+    assert abs(i + 14) <= 0.5 and tp <= -1.0
+    # ... and it really limited: the loudest samples came out well below the input's
+    # scaled by the gain applied (plain gain would keep them in proportion), while the
+    # median level followed the gain.
+    x, y = np.abs(_samples(signals["music60"])), np.abs(_samples(out))
+    gain = 10 ** (r["gain_db"] / 20)
+    assert 20 * math.log10(y.max() / (x.max() * gain)) < -1.0
+    loud = x > 1e-3
+    ratio = np.median(y[loud] / x[loud]) / gain
+    assert 20 * abs(math.log10(ratio)) < 0.5
 
 
 def test_measure_agrees_with_ffmpeg(signals: dict[str, Path]) -> None:
