@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from studio import db
+from studio.conditions import cpu_info, torch_threads_now
 from studio.context import CandidateResult, RunContext
 from studio.errors import StageError
 from studio.specs import ChannelSpec
@@ -70,6 +71,8 @@ class KeyframeWorker:
         self.store = Store(store_root)
         self.specs = [ChannelSpec.model_validate(s) for s in specs]
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        # After the backend is built, so torch's CPU dispatch level is known if it loaded torch.
+        self.cpu = cpu_info()
         # One backend call at a time (a pipeline's scheduler is stateful); post-processing
         # runs outside the lock so two in-flight tasks overlap GPU and CPU work.
         self._backend_lock = threading.Lock()
@@ -85,16 +88,20 @@ class KeyframeWorker:
         seeds = [it["seed"] for it in job["items"]]
         refs = [self.store.find(x) for x in prompt.get("reference_images", [])]
         kwargs: dict[str, Any] = {"references": refs} if refs else {}
+        batched = len(seeds) > 1 and hasattr(self.backend, "generate_batch")
         with self._backend_lock:
+            # How the pixels were computed, beyond the recipe: float kernels depend on what
+            # shared the call, the thread count and the CPU (shots.regenerate recreates these).
+            threads = torch_threads_now()
             t0 = time.monotonic()
-            if len(seeds) > 1 and hasattr(self.backend, "generate_batch"):
+            if batched:
                 frames = self.backend.generate_batch(prompt, seeds, w, h, **kwargs)
             else:
                 frames = [self.backend.generate(prompt, seed, w, h, **kwargs) for seed in seeds]
             seconds = (time.monotonic() - t0) / len(seeds)
             describe = self.backend.describe()
         items = []
-        for it, kf in zip(job["items"], frames, strict=True):
+        for k, (it, kf) in enumerate(zip(job["items"], frames, strict=True)):
             image = self.store.put_bytes(png_bytes(kf.image), ".png")
             depth = self.store.put_bytes(depth_png_bytes(kf.depth), ".png") if kf.depth is not None else None
             score = score_keyframe(kf.image, prompt, self.specs)
@@ -104,6 +111,12 @@ class KeyframeWorker:
                 "params": kf.params, "seconds": float(kf.params.get("seconds", seconds)),
                 "gpu_seconds": float(kf.params.get("gpu_seconds", 0.0)),
                 "score": {"total": score.total, "components": score.components, "reason": score.reason},
+                "conditions": {
+                    "call": "generate_batch" if batched else "generate",
+                    "batch_seeds": [int(s) for s in seeds] if batched else [int(it["seed"])],
+                    "batch_index": k if batched else 0,
+                    "torch_threads": threads, "cpu": self.cpu,
+                },
             })
         return {"job": job["id"], "items": items, "describe": describe,
                 "code_version": self.backend.code_version, "worker": self.worker}
@@ -251,7 +264,9 @@ def _record(ctx: RunContext, job: dict[str, Any], res: dict[str, Any], item: dic
         weights_sha256=describe.get("weights_sha256"), steps=params.get("steps"),
         width=job["width"], height=job["height"], prompt_hash=job["prompt_hash"],
         code_version=res["code_version"], recipe_hash=rhash,
-        params={**params, "describe": describe, "backend_options": ctx.backend_options},
+        # conditions stay out of the recipe hash: they say how it ran, not what was asked
+        params={**params, "describe": describe, "backend_options": ctx.backend_options,
+                "conditions": item.get("conditions")},
         media_sha256=image.sha256, media_ext=image.ext,
         depth_sha256=depth.sha256 if depth else None, worker=res["worker"],
         seconds=item["seconds"], gpu_seconds=item["gpu_seconds"],

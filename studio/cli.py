@@ -254,21 +254,47 @@ def conform(run_id: str, edited: Path, out: Path, quiet: bool, log_json: bool) -
 @main.command()
 @click.argument("candidate_id")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None, help="Write the image here.")
-def regenerate(candidate_id: str, out: Path | None) -> None:
-    """Re-create CANDIDATE from its recorded recipe; exit 1 if the pixels differ."""
+@click.option("--alone", is_flag=True, help="Regenerate it in a batch of its own, not its recorded batch.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads to use instead of the recorded count.")
+def regenerate(candidate_id: str, out: Path | None, alone: bool, threads: int | None) -> None:
+    """Re-create CANDIDATE under its recorded conditions and compare it with the record.
+
+    Prints bit-exact, within-threshold (PSNR against the stated threshold, where the
+    device, libraries or CPU differ from the record) or DIFFERENT; exits 1 on DIFFERENT.
+    """
     from shots.regenerate import regenerate as run
     from studio.settings import get_settings
     from studio.store import Store
 
-    res = run(_engine(), Store(get_settings().store_root), candidate_id, out)
-    if res["identical"]:
-        click.echo(f"{res['candidate']}: identical ({res['regenerated_sha256'][:16]}) "
-                   f"from {res['backend']} seed {res['seed']} at {res['size'][0]}x{res['size'][1]}")
-        return
-    click.echo(f"{res['candidate']}: DIFFERS: recorded {res['recorded_sha256'][:16]}, "
-               f"now {res['regenerated_sha256'][:16]} (recorded on {res['recorded_device']}, "
-               f"now on {res['device']}; check library versions and device)", err=True)
-    sys.exit(1)
+    res = run(_engine(), Store(get_settings().store_root), candidate_id, out, alone=alone, threads=threads)
+    rec, now = res["recorded"], res["now"]
+
+    def cpu(c: dict[str, Any]) -> str:
+        if not c:
+            return "unknown"
+        flags = ", ".join(f"{f} {'yes' if c.get(f) else 'no' if c.get(f) is False else '?'}"
+                          for f in ("avx512f", "avx2"))
+        return f"{c.get('model') or '?'} ({flags}; torch {c.get('torch_capability') or '-'})"
+
+    def run_line(c: dict[str, Any]) -> str:
+        return (f"{c['call']}({c['batch_seeds']}) #{c['batch_index']}, torch threads "
+                f"{c['torch_threads'] if c['torch_threads'] is not None else '-'}, {c['device']} {c['dtype']}")
+
+    lines = [
+        f"{res['candidate']}: {res['verdict_text']}",
+        f"  recipe    {res['backend']} seed {res['seed']} at {res['size'][0]}x{res['size'][1]}",
+        f"  sha256    recorded {res['recorded_sha256'][:16]}, now {res['regenerated_sha256'][:16]}",
+        f"  recorded  {run_line(rec)}; cpu {cpu(rec['cpu'])}",
+        f"  now       {run_line(now)}; cpu {cpu(now['cpu'])}",
+    ]
+    lines += [f"  differs   {d}" for d in res["differences"]]
+    lines += [f"  note      {n}" for n in res["notes"]]
+    if res["out"]:
+        lines.append(f"  written   {res['out']}")
+    click.echo("\n".join(lines))
+    if res["verdict"] == "DIFFERENT":
+        sys.exit(1)
 
 
 @main.command()

@@ -70,6 +70,7 @@ def test_every_logged_setting_matches_the_record(model_run, model_settings, tiny
                 assert "torch" in p["describe"]["library_versions"]
                 assert p["backend_options"]["model"]["id"] == "tiny-sd"
                 assert p["batch_size"] == 2  # both candidates of a beat in one pipeline call
+                assert p["batch_seeds"][p["batch_index"]] == c.seed and len(p["batch_seeds"]) == 2
                 assert c.gpu_seconds == 0.0 and c.seconds > 0
             render = s.exec(select(db.Render).where(db.Render.shot_id == shot.id)).one()
             assert render.code_version.startswith("diffusers-video")
@@ -81,18 +82,67 @@ def test_every_logged_setting_matches_the_record(model_run, model_settings, tiny
     assert abs(float(info["format"]["duration"]) - 1.0) <= 1 / 30 + 1e-6
 
 
-def test_model_candidates_regenerate_identically(model_run, model_settings) -> None:
+def _regenerate(model_settings, candidate_id: str, **kwargs):
     from shots.regenerate import regenerate
     from studio.store import Store
 
+    engine = db.make_engine(model_settings.db_url)
+    try:
+        return regenerate(engine, Store(model_settings.store_root), candidate_id, **kwargs)
+    finally:
+        engine.dispose()
+
+
+def test_model_candidates_regenerate_identically(model_run, model_settings) -> None:
+    ctx, _ = model_run
+    cand = next(iter(ctx.selected.values()))
+    res = _regenerate(model_settings, cand.candidate_id)
+    # Made in a batch of 2 by a 1-CPU Ray actor (one torch thread); regenerated here, in
+    # this process, as that same batch on one thread: the same kernels, the same bytes,
+    # on any CPU (the one it was made on is the one it is regenerated on).
+    assert res["recorded"]["call"] == "generate_batch" and len(res["recorded"]["batch_seeds"]) == 2
+    assert res["now"]["batch_seeds"] == res["recorded"]["batch_seeds"]
+    assert res["now"]["torch_threads"] == res["recorded"]["torch_threads"] == 1
+    assert res["differences"] == [], res
+    assert res["verdict"] == "bit-exact" and res["identical"], res
+
+
+def test_regenerating_under_other_conditions_is_measured_not_passed(model_run, model_settings) -> None:
     ctx, _ = model_run
     cand = next(iter(ctx.selected.values()))
     engine = db.make_engine(model_settings.db_url)
-    res = regenerate(engine, Store(model_settings.store_root), cand.candidate_id)
+    with Session(engine) as s:
+        row = s.get(db.Candidate, cand.candidate_id)
+        shot_seeds = sorted(c.seed for c in s.exec(select(db.Candidate).where(db.Candidate.shot_id == row.shot_id)))
+        recorded = row.params["conditions"]
     engine.dispose()
-    # batch of 2 in the run, a single image now: equal on the same device with one thread
-    # (Ray gives each 1-CPU actor one OpenMP thread)
-    assert res["identical"], res
+    # the record names the whole batch, this candidate's place in it and the machine
+    assert sorted(recorded["batch_seeds"]) == shot_seeds
+    assert recorded["batch_seeds"][recorded["batch_index"]] == cand.seed
+    assert recorded["torch_threads"] == 1 and recorded["call"] == "generate_batch"
+    cpu = recorded["cpu"]
+    assert {"model", "avx512f", "avx2", "torch_capability"} <= set(cpu)
+    import torch
+
+    assert cpu["torch_capability"] == torch.backends.cpu.get_cpu_capability()
+
+    before = torch.get_num_threads()
+    res = _regenerate(model_settings, cand.candidate_id, alone=True, threads=2)
+    assert torch.get_num_threads() == before  # the thread count is restored afterwards
+    rec, now = res["recorded"], res["now"]
+    assert (rec["device"], rec["dtype"]) == (now["device"], now["dtype"]) == ("cpu", "float32")
+    assert now["batch_seeds"] == [cand.seed] and now["batch_index"] == 0 and now["torch_threads"] == 2
+    assert any(d.startswith("batch: recorded generate_batch(") for d in res["differences"]), res
+    assert "torch threads: recorded 1, now 2" in res["differences"]
+    # Alone and on two threads the kernels may or may not block the same way, depending
+    # on the CPU: whichever happened, the report must say so consistently.
+    assert res["verdict"] in ("bit-exact", "within-threshold"), res
+    assert (res["verdict"] == "bit-exact") == res["identical"]
+    if res["identical"]:
+        assert res["psnr_db"] is None
+    else:
+        assert res["psnr_db"] >= res["threshold_db"] == 40.0
+        assert res["verdict_text"] == f"within-threshold (PSNR {res['psnr_db']:.1f} dB >= 40)"
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,10 @@ pipeline is loaded once, in the constructor, and stays warm for every job the ac
 * **Determinism.** One ``torch.Generator`` per seed, on the CPU: the initial noise for a
   seed is then the same on any device and whatever else is in the batch, so
   ``generate_batch(seeds)`` matches ``generate(seed)`` image for image. (Bit-exact on the
-  same device *and* batch size; across batch sizes the convolution/GEMM kernels may
-  block differently, which moves float results by ~1e-6: at most one 8-bit level.)
+  same device, batch, thread count and CPU features; across batch sizes the
+  convolution/GEMM kernels may block differently, which moves float results by ~1e-6:
+  at most one 8-bit level. Each keyframe's params name its batch, ``batch_seeds`` and
+  ``batch_index``, so ``studio regenerate`` re-runs the same batch.)
 * **Size.** The call's width/height are rounded *up* to the pipeline's multiple (VAE
   factor, times the transformer's patch size: 8 for SD/SDXL, 16 for SD3/FLUX), generated
   there, and centre-cropped back to the exact size asked for; both are recorded.
@@ -488,7 +490,7 @@ class DiffusersImageBackend:
         x0, y0 = (gw - w) // 2, (gh - h) // 2
         denoise = e.steps if strength is None else int(e.steps * strength)
         out = []
-        for seed, img in zip(seeds, images, strict=True):
+        for index, (seed, img) in enumerate(zip(seeds, images, strict=True)):
             params = {
                 "model_id": e.id,
                 "seed": int(seed),
@@ -510,6 +512,10 @@ class DiffusersImageBackend:
                 "references_ignored": ignored,
                 "ip_adapter": ip_info,
                 "batch_size": n,
+                # what shared this pipeline call: CPU kernels block the batch differently
+                # by its size, so these seeds, in this order, are part of how it was made
+                "batch_seeds": [int(s) for s in seeds],
+                "batch_index": index,
                 # wall and CUDA time of the pipeline call, shared equally by its images
                 "seconds": timer.seconds / n,
                 "gpu_seconds": timer.gpu_seconds / n,
