@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -255,12 +254,8 @@ def test_scene_params_follow_keywords(catalog: Catalog, backend: ProceduralBacke
     assert params["scene"] == "skyline" and params["subject_shape"] == "person/running"
 
 
-def test_full_size_is_fast(catalog: Catalog, backend: ProceduralBackend) -> None:
-    # The budget is 1.5 s on one core; this only guards against gross regressions on a
-    # loaded CI machine.
+def test_full_size_renders(catalog: Catalog, backend: ProceduralBackend) -> None:
     style, beat = CASES[0]
     p = make_prompt(catalog, style, **beat)
-    t = time.perf_counter()
-    kf = backend.generate(p, 1, 1920, 1920)
+    kf = backend.generate(p, 1, 1920, 1920)  # its speed: bench/bench_stages.py
     assert kf.image.shape == (1920, 1920, 3)
-    assert time.perf_counter() - t < 4.0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import time
 from typing import Any
 
 import numpy as np
@@ -183,11 +182,9 @@ def test_accepts_rgba_and_grey(catalog: Catalog, channels: list[ChannelSpec]) ->
         score_keyframe(np.zeros((5, 5, 2), dtype=np.uint8), p, channels)
 
 
-def test_fast_at_full_size(catalog: Catalog, channels: list[ChannelSpec]) -> None:
+def test_scores_at_full_size(catalog: Catalog, channels: list[ChannelSpec]) -> None:
     p = make_prompt(catalog)
     img = np.random.default_rng(6).integers(0, 256, (1920, 1920, 3), dtype=np.uint8)
     score_keyframe(img, p, channels)  # warm up imports and caches
-    t = time.perf_counter()
-    score_keyframe(img, p, channels)
-    # budget: 150 ms; generous here so a loaded CI machine does not flake
-    assert time.perf_counter() - t < 0.5
+    # Its speed is measured in bench/bench_stages.py; here: a full-size keyframe scores.
+    assert 0.0 <= score_keyframe(img, p, channels).total <= 1.0
