@@ -18,13 +18,17 @@ from PIL import Image
 from studio.errors import StageError
 from studio.specs import CaptionRules, Catalog, ChannelSpec
 from timelines.captions import (
+    FONT_CANDIDATES,
+    MIN_GAP,
     Cue,
     Line,
     Overlay,
     build_cues,
     burn_in,
+    check_glyphs,
     check_reading,
     render_overlays,
+    undrawable,
     write_srt,
     write_vtt,
 )
@@ -82,14 +86,14 @@ def test_srt_and_vtt_round_trip_sentence_times(tmp_path: Path, catalog: Catalog)
     lines = [
         voice("b01-open", ("Every morning starts here.", 0.2, 1.734),
               ("The kettle, the window & the <light>.", 2.011, 3.9876)),
-        voice("b02-road", ("Then the road.", 4.2, 5.4)),
+        voice("b02-road", ("Then the road.", 4.3, 5.4)),
     ]
     cues = build_cues(lines, spec.captions, total=6.0, spec_name=spec.name)
     write_srt(cues, tmp_path / "a.srt")
     write_vtt(cues, tmp_path / "a.vtt", spec=spec)
     # Starts are the sentences'; the second sentence (37 characters in 1.98 s) is held
     # until it reads at the spec's 17 characters per second.
-    expected = [(0.2, 1.734), (2.011, 2.011 + 37 / 17), (4.2, 5.4)]
+    expected = [(0.2, 1.734), (2.011, 2.011 + 37 / 17), (4.3, 5.4)]
     srt_raw = (tmp_path / "a.srt").read_bytes()
     assert not srt_raw.startswith(b"\xef\xbb\xbf")  # UTF-8 without a BOM
     for kind in ("srt", "vtt"):
@@ -166,7 +170,8 @@ def test_short_cues_are_held_into_silence_and_reported_when_they_cannot_be() -> 
     spans = [(c.start, round(c.end, 6)) for c in cues]
     assert spans[:2] == [
         (1.0, 2.0),  # room after it: held to the minimum
-        (3.0, 3.5),  # held up to the next caption, no further (too long to join)
+        (3.0, round(3.5 - MIN_GAP, 6)),  # held up to the gap before the next caption, no
+                                         # further (too long to join)
     ]
     assert spans[-1] == (9.0, 9.6)  # held up to the end of the edit, no further
     # the long sentence, split in two at its comma, tiles its own time (the second piece
@@ -176,7 +181,7 @@ def test_short_cues_are_held_into_silence_and_reported_when_they_cannot_be() -> 
     assert cues[2].text.endswith("changes,")
     warnings = check_reading(cues, rules, "youtube-1080p")
     assert warnings == [
-        "youtube-1080p: beat b01, caption 2 'Now.' is on screen 0.50 s, under the 1 s "
+        "youtube-1080p: beat b01, caption 2 'Now.' is on screen 0.43 s, under the 1 s "
         "minimum: leave a pause after the sentence or join it to the next one",
         "youtube-1080p: beat b02, caption 5 'End.' is on screen 0.60 s, under the 1 s "
         "minimum: leave a pause after the sentence or join it to the next one",
@@ -322,3 +327,148 @@ def test_burn_in_draws_the_caption_in_its_window_only(catalog: Catalog, tmp_path
             assert all(abs(a - b) <= 2 for a, b in zip(bbox, ov.box, strict=True)), (i, bbox)
         else:
             assert not changed.any(), f"frame {i} at {i / fps:.3f} s shows a caption"
+
+
+# ---------------------------------------------------------------------------- other languages
+
+# Punctuation that closes what it follows: no caption and no line may start with it.
+CLOSING = tuple("»”\"’)]」』›。、！？")
+
+
+def _no_closer_starts(cues: list[Cue]) -> None:
+    for c in cues:
+        for line in c.lines:
+            assert not line.startswith(CLOSING), (c.index, c.lines)
+            assert not line.rstrip().endswith(("«", "“", "「", "¿", "¡")), (c.index, c.lines)
+
+
+def test_french_guillemets_stay_with_the_sentence_they_close() -> None:
+    rules = CaptionRules(max_chars_per_line=20, max_lines=2)
+    # French sets a space inside « » and before ? !; the voice's sentence split (at ". ")
+    # leaves the closing » at the start of the next sentence, as here.
+    first = "« Le café est prêt, dit-elle."
+    second = "» Elle sourit, puis elle part vers la gare « tout de suite » !"
+    cues = build_cues([voice("b02-cafe", (first, 0.0, 2.0), (second, 2.3, 6.0))], rules,
+                      total=8.0)
+    _no_closer_starts(cues)
+    assert cues[0].text.endswith("dit-elle. »")
+    assert cues[1].start == 2.3 and cues[1].lines[0].startswith("Elle")
+    # nothing lost or reordered, the spaces as written
+    assert " ".join(" ".join(c.lines) for c in cues) == f"{first} {second}"
+    # a long sentence cut into cues and lines: « and » never separated from their words
+    text = ("« Le port s'allume lentement » et les bateaux « partent vers la mer » "
+            "avant la nuit ?")
+    cues = build_cues([voice("b03", (text, 0.0, 8.0))], CaptionRules(max_chars_per_line=12,
+                                                                       max_lines=1), total=9.0)
+    assert len(cues) > 3
+    _no_closer_starts(cues)
+    assert " ".join(c.text for c in cues) == text
+
+
+def test_cjk_sentences_split_at_their_full_stops_without_spaces() -> None:
+    rules = CaptionRules(max_chars_per_line=16, max_lines=1)
+    text = "彼は「もう行こう」と言った。明日は雨が降るでしょう。"  # no spaces at all
+    cues = build_cues([voice("b05-rain", (text, 0.0, 6.0))], rules, total=8.0)
+    assert [c.lines for c in cues] == [("彼は「もう行こう」と言った。",), ("明日は雨が降るでしょう。",)]
+    assert cues[0].start == 0.0 and cues[0].end == pytest.approx(cues[1].start)
+    # narrower lines break between characters, never before 」 。 or a small kana
+    cues = build_cues([voice("b05-rain", (text, 0.0, 6.0))],
+                      CaptionRules(max_chars_per_line=10, max_lines=2), total=8.0)
+    _no_closer_starts(cues)
+    assert all(not line.startswith(("っ", "ょ")) for c in cues for line in c.lines)
+    assert "".join("".join(c.lines) for c in cues) == text
+
+
+def test_a_spanish_question_is_a_clause_break() -> None:
+    rules = CaptionRules(max_chars_per_line=28, max_lines=1)
+    text = "Mañana temprano si hace sol ¿vamos todos juntos a la playa?"
+    cues = build_cues([voice("b06", (text, 0.0, 6.0))], rules, total=8.0)
+    assert [c.text for c in cues] == ["Mañana temprano si hace sol", "¿vamos todos",
+                                      "juntos a la playa?"]
+
+
+def test_emoji_the_voice_skipped_stay_in_the_caption_files(tmp_path: Path,
+                                                           catalog: Catalog) -> None:
+    spec = catalog.spec("youtube-1080p")
+    # The voice stage drops emoji from what it speaks, so its sentences have none; the
+    # line's text is what was written.
+    line = Line.from_dict({
+        "beat": "b01-hello", "text": "Good morning 👋. Let's go! 🚀", "start": 0.5, "end": 3.0,
+        "sentences": [{"text": "Good morning .", "start": 0.5, "end": 1.6},
+                      {"text": "Let's go!", "start": 2.0, "end": 3.0}]})
+    cues = build_cues([line], spec.captions, total=5.0, spec_name=spec.name)
+    assert [c.text for c in cues] == ["Good morning 👋.", "Let's go! 🚀"]
+    write_srt(cues, tmp_path / "a.srt")
+    write_vtt(cues, tmp_path / "a.vtt", spec=spec)
+    for kind in ("srt", "vtt"):
+        parsed = parse_subs((tmp_path / f"a.{kind}").read_text("utf-8"), kind)
+        assert [p[3] for p in parsed] == [["Good morning 👋."], ["Let's go! 🚀"]]
+    # the line edited since (a sentence not in its text): the voice's sentences as given
+    edited = Line.from_dict({"beat": "b01", "text": "Something else 🚀", "start": 0.5,
+                             "end": 1.6, "sentences": [{"text": "Hello.", "start": 0.5,
+                                                        "end": 1.6}]})
+    assert [c.text for c in build_cues([edited], spec.captions, total=5.0)] == ["Hello."]
+
+
+def test_emoji_the_burn_in_font_cannot_draw_are_left_out_and_reported(
+        catalog: Catalog, tmp_path: Path) -> None:
+    spec = catalog.spec("reels-9x16")
+    cues = [Cue(1, 0.0, 2.0, ("Let's go! 🚀",), "b02-launch"),
+            Cue(2, 2.0, 4.0, ("Let's go!",), "b02-launch")]
+    assert undrawable("Let's go! 🚀 👋") == "🚀👋"  # no text font has these
+    with_emoji, without = render_overlays(cues, spec, tmp_path)
+    with Image.open(with_emoji.path) as a, Image.open(without.path) as b:
+        # the same picture: no "missing glyph" box where the rocket was
+        assert a.size == b.size and a.tobytes() == b.tobytes()
+    warnings = check_glyphs(cues, "reels-9x16")
+    assert len(warnings) == 1
+    assert warnings[0].startswith("reels-9x16: beat b02-launch, caption 1 'Let's go! 🚀' has "
+                                  "🚀 (rocket), which the caption font (")
+    assert "cannot draw; the burned-in caption leaves it out (the SRT and WebVTT keep it)" \
+        in warnings[0]
+    if FONT_CANDIDATES[0].is_file():  # DejaVu Sans has the emoticons block: drawn, not reported
+        smile = [Cue(1, 0.0, 2.0, ("Hi 😀",), "b03"), Cue(2, 2.0, 4.0, ("Hi",), "b03")]
+        assert check_glyphs(smile, "reels-9x16") == []
+        a, b = render_overlays(smile, spec, tmp_path / "smile")
+        with Image.open(a.path) as ia, Image.open(b.path) as ib:
+            assert ia.size[0] > ib.size[0]
+
+
+def test_reading_speed_is_judged_on_the_figure_the_warning_shows() -> None:
+    rules = CaptionRules(max_cps=17)
+    # Held until readable at 17/s: in floating point that reads 17.000000000000007.
+    cues = build_cues([voice("b04", ("Cold from sunrise to city lights.", 7.3, 8.5))], rules,
+                      total=12.0)
+    assert cues[0].end == pytest.approx(7.3 + 33 / 17)
+    assert check_reading(cues, rules, "youtube-1080p") == []
+    # Just over: the warning shows a figure over the limit, never "17.0 ... over the 17".
+    over = [Cue(1, 0.0, 35 / 17.04, ("Cold from sunrise to", "city lights now"), "b04")]
+    assert over[0].chars == 35
+    assert check_reading(over, rules, "youtube-1080p") == [
+        "youtube-1080p: beat b04, caption 1 'Cold from...' reads at 17.04 "
+        "characters/s, over the 17 allowed: shorten the narration or lengthen the beat"]
+
+
+def test_a_split_sentence_spoken_too_fast_is_held_into_the_pause_after_it() -> None:
+    rules = CaptionRules(max_chars_per_line=20, max_lines=2)
+    text = ("The harbour lights come on one by one, and the boats turn slowly "
+            "towards the open sea")  # 83 characters in 4 s: 20.8 a second
+    cues = build_cues([voice("b04", (text, 10.0, 14.0)), voice("b05", ("Next.", 20.0, 21.0))],
+                      rules, total=22.0)
+    pieces = cues[:3]
+    assert len(cues) == 4 and pieces[0].start == 10.0
+    for a, b in itertools.pairwise(pieces):
+        assert a.end == pytest.approx(b.start)  # still one after the other
+    assert all(c.cps <= 17 + 1e-9 for c in pieces)  # every piece, not just the last
+    assert 14.0 < pieces[-1].end < 20.0 - MIN_GAP
+    assert check_reading(cues, rules, "youtube-1080p") == []
+    # Less room: held up to MIN_GAP before the next line, and only what still reads too
+    # fast is reported.
+    cues = build_cues([voice("b04", (text, 10.0, 14.0)), voice("b05", ("Next.", 14.5, 15.5))],
+                      rules, total=22.0)
+    assert cues[2].end == pytest.approx(14.5 - MIN_GAP)
+    warnings = check_reading(cues, rules, "youtube-1080p")
+    assert len(warnings) == 3 and all("characters/s, over the 17 allowed" in w for w in warnings)
+    # Never past the end of the spot.
+    cues = build_cues([voice("b04", (text, 10.0, 14.0))], rules, total=14.4)
+    assert cues[-1].end == 14.4

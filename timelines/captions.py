@@ -7,12 +7,21 @@ characters, lines broken to similar lengths. The same cues become an SRT, a WebV
 inside the channel's safe area, and, for channels that burn captions in, one RGBA PNG per
 cue overlaid by ffmpeg: drawn with Pillow so the picture does not depend on which fonts
 libass finds on the rendering machine.
+
+Text is cut between units, not at every space: punctuation set apart by spaces (French
+"« Bonjour ! »") stays with its word, so no caption or line starts with a closing quote;
+Chinese and Japanese, written without spaces, break between characters (never before
+」 。 or a small kana) and end sentences at 。！？; a Spanish ¿ ¡ opens a clause. Captions
+show what was written: emoji the voice does not read stay in the SRT and WebVTT, and are
+left out of burned-in captions, with a warning, where the font has no glyph for them.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +34,7 @@ from studio.errors import StageError
 from studio.specs import CaptionRules, ChannelSpec
 from studio.store import atomic_output, atomic_write_text
 
-CODE_VERSION = "captions.1"
+CODE_VERSION = "captions.2"
 STAGE = "captions"
 
 FONT_CANDIDATES = (
@@ -46,10 +55,29 @@ LINE_PITCH = 1.15  # baseline to baseline, of the font size
 # [start, end) for every frame (0.1 ms is far below both a frame and SRT's 1 ms precision).
 ENABLE_EPS = 1e-4
 
+# Held captions end this long before the next one starts, so the eye sees one caption
+# replaced by the next (two frames at 30 fps; subtitle guides ask for two frames or more).
+MIN_GAP = 2 / 30
+# Reading speed and time on screen are judged, and reported, to this many decimals, so a
+# warning never reads "17.0 characters/s, over the 17 allowed" for float noise.
+REPORT_DECIMALS = 2
+
 # Where a caption may be split or a line broken, best first: after a sentence or clause
-# end, after a comma, before a conjunction; anything else is a plain word break.
-STRONG_PUNCT = (".", "!", "?", "…")
-CLAUSE_PUNCT = (";", ":", "—", "–")
+# end (Latin, CJK full-width), after a comma, before a conjunction or a Spanish ¿ ¡ clause;
+# anything else is a plain word break.
+STRONG_PUNCT = (".", "!", "?", "…", "。", "！", "？")
+CLAUSE_PUNCT = (";", ":", "—", "–", "；", "：")
+COMMAS = (",", "，", "、")
+# Punctuation that closes what it follows: it stays with the word before it and never
+# starts a caption or a line. Straight quotes close or open by their count in the text.
+CLOSERS = "\"'”’»›)]）］」』】〉》"
+# Punctuation that opens what follows: it stays with the word after it.
+OPENERS = "\"'“‘«‹([（［「『【〈《¿¡"
+# Sentence and clause punctuation, which French sets after a space ("Vraiment ?").
+TRAILING_PUNCT = ".,;:!?…。！？、，；：%‰"
+# Japanese characters that may not start a line (small kana, the long vowel mark,
+# iteration marks): they stay with the character before them.
+CJK_NONSTARTERS = frozenset("ぁぃぅぇぉっゃゅょゎゕゖァィゥェォッャュョヮヵヶㇰㇱㇲㇳㇴㇵㇶㇷㇸㇹㇺㇻㇼㇽㇾㇿー々ゝゞヽヾ")
 CONJUNCTIONS = frozenset({
     "and", "but", "or", "nor", "so", "yet", "because", "which", "that", "who", "whom",
     "whose", "when", "while", "where", "if", "then", "though", "although", "until",
@@ -147,20 +175,125 @@ class Cue:
 # ---------------------------------------------------------------------------- cutting
 
 
-def _words(text: str) -> list[str]:
-    return text.split()
+class _Word(str):
+    """A unit a caption is never broken inside: a word with the punctuation that belongs to
+    it ("« Bonjour »" in French spacing), or one CJK character with its punctuation.
+    ``glued``: no space before it (CJK text has none between words)."""
+
+    glued: bool
+
+    def __new__(cls, text: str, glued: bool = False) -> _Word:
+        word = super().__new__(cls, text)
+        word.glued = glued
+        return word
+
+
+def _is_cjk(ch: str) -> bool:
+    """A Chinese or Japanese character: written without spaces, a line may break between
+    any two. (Korean is written with spaces, so Hangul is not.)"""
+    name = unicodedata.name(ch, "")
+    return name.startswith(("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH", "HIRAGANA",
+                            "KATAKANA", "BOPOMOFO", "HALFWIDTH KATAKANA"))
+
+
+def _wide(ch: str) -> bool:
+    """CJK text or its full-width punctuation: no space between two of these."""
+    return _is_cjk(ch) or (unicodedata.east_asian_width(ch) in ("W", "F")
+                           and unicodedata.category(ch).startswith("P"))
+
+
+def _split_token(token: str) -> list[str]:
+    """A whitespace-free token as units: CJK characters one each (small kana and closing
+    punctuation with the character before, opening punctuation with the one after), any
+    other run (Latin words, numbers, "3.5", "iPhone") whole."""
+    units: list[str] = []
+    cur, kind = "", ""  # kind of ``cur``: "" (empty or openers only), "cjk" or "other"
+    for ch in token:
+        if _is_cjk(ch) and ch not in CJK_NONSTARTERS:
+            if kind:
+                units.append(cur)
+                cur = ""
+            cur, kind = cur + ch, "cjk"
+        elif ch in CLOSERS or ch in TRAILING_PUNCT or ch in CJK_NONSTARTERS:
+            cur += ch
+        else:  # an opener, or anything else: after CJK it starts a new unit
+            if kind == "cjk":
+                units.append(cur)
+                cur, kind = "", ""
+            cur += ch
+            if ch not in OPENERS:
+                kind = "other"
+    if cur:
+        units.append(cur)
+    return units
+
+
+def _words(text: str) -> list[_Word]:
+    """``text`` as the units captions are cut at. Punctuation set apart by spaces (French
+    "« Bonjour ! »", a lone "—" excepted) joins the word it belongs to, so no caption or
+    line starts with a closing quote or ends with an opening one."""
+    raw: list[tuple[str, bool]] = []  # unit, glued
+    for token in text.split():
+        raw.extend((u, i > 0) for i, u in enumerate(_split_token(token)))
+    words: list[_Word] = []
+    quotes = 0  # straight double quotes so far: odd means the next one closes
+    pending = ""  # opening punctuation waiting for its word
+    for unit, glued in raw:
+        closing = all(c in CLOSERS or c in TRAILING_PUNCT for c in unit) and (
+            "\"" not in unit or quotes % 2 == 1)
+        opening = not closing and all(c in OPENERS for c in unit)
+        quotes += unit.count("\"")
+        if not glued and closing and words:
+            words[-1] = _Word(f"{words[-1]} {unit}", words[-1].glued)
+        elif not glued and opening:
+            pending = f"{pending}{unit} "
+        elif pending:
+            words.append(_Word(pending + unit, False))
+            pending = ""
+        else:
+            words.append(_Word(unit, glued))
+    if pending:  # opening punctuation at the very end: keep it, with the word before
+        if words:
+            words[-1] = _Word(f"{words[-1]} {pending.strip()}", words[-1].glued)
+        else:
+            words.append(_Word(pending.strip()))
+    return words
+
+
+def _glued(word: str) -> bool:
+    return getattr(word, "glued", False)
+
+
+def _join(words: Sequence[str]) -> str:
+    """The text of ``words`` as it reads: a space between words, none before a glued one."""
+    return "".join(w if i == 0 or _glued(w) else f" {w}" for i, w in enumerate(words))
+
+
+def _join_texts(texts: Sequence[str]) -> str:
+    """Sentences joined into one caption: with a space, except between CJK sentences."""
+    out = ""
+    for t in (t.strip() for t in texts):
+        if not t:
+            continue
+        out += t if not out or (_wide(out[-1]) and _wide(t[0])) else f" {t}"
+    return out
 
 
 def _break_penalty(words: Sequence[str], after: int) -> int:
     """How bad a break between ``words[after - 1]`` and ``words[after]`` reads."""
-    left = words[after - 1].rstrip("\"'”’)]")
+    # Closing quotes after the full stop either way round (French « », German » «).
+    left = words[after - 1].rstrip(CLOSERS + "«‹ ")
     if left.endswith(STRONG_PUNCT):
         return 0
     if left.endswith(CLAUSE_PUNCT):
         return 1
-    if left.endswith(","):
+    # A Spanish question or exclamation opens its own clause: "si llueve ¿vienes?"
+    right = words[after].lstrip(OPENERS.replace("¿", "").replace("¡", "") + "»› ")
+    if right.startswith(("¿", "¡")):
+        return 1
+    if left.endswith(COMMAS):
         return 2
-    if words[after].lower().strip("\"'“‘([") in CONJUNCTIONS:
+    if right.lower().strip(OPENERS + " ") in CONJUNCTIONS:
         return 3
     return 6
 
@@ -169,8 +302,9 @@ def _n_lines_greedy(words: Sequence[str], width: int) -> int:
     """The fewest lines ``words`` fill at ``width`` characters (greedy is optimal for that)."""
     lines, used = 1, -1
     for w in words:
-        if used + 1 + len(w) <= width:
-            used += 1 + len(w)
+        add = len(w) if used < 0 or _glued(w) else 1 + len(w)
+        if used < 0 or used + add <= width:
+            used = max(used, 0) + add
         else:
             lines, used = lines + 1, len(w)
     return lines
@@ -186,14 +320,14 @@ def break_lines(words: Sequence[str], rules: CaptionRules) -> tuple[str, ...]:
     (after punctuation, before a conjunction), then the shorter top line (the eye finds the
     start of a bottom-heavy caption faster). Words are never broken."""
     width = rules.max_chars_per_line
-    text = " ".join(words)
+    text = _join(words)
     if len(text) <= width:
         return (text,)
     n = _n_lines_greedy(words, width)
     best: tuple[tuple[int, int, int], tuple[str, ...]] | None = None
     for cuts in itertools.combinations(range(1, len(words)), n - 1):
         bounds = (0, *cuts, len(words))
-        lines = tuple(" ".join(words[a:b]) for a, b in itertools.pairwise(bounds))
+        lines = tuple(_join(words[a:b]) for a, b in itertools.pairwise(bounds))
         longest = max(len(line) for line in lines)
         if longest > width:
             continue
@@ -215,14 +349,14 @@ def _split(words: list[str], rules: CaptionRules) -> list[list[str]]:
     for j in range(1, n + 1):
         for i in range(j - 1, -1, -1):
             chunk = words[i:j]
-            if len(" ".join(chunk)) > cap:
+            if len(_join(chunk)) > cap:
                 break  # longer chunks only get longer
             prev = best[i]
             if prev is None or not _fits(chunk, rules):
                 continue
             # Squared length rewards even pieces; the break penalty dominates it, so a
             # comma is preferred over an even split.
-            cost = prev[1] + (len(" ".join(chunk)) / cap) ** 2 * 4
+            cost = prev[1] + (len(_join(chunk)) / cap) ** 2 * 4
             if j < n:
                 cost += _break_penalty(words, j)
             cand = (prev[0] + 1, cost, i)
@@ -238,6 +372,89 @@ def _split(words: list[str], rules: CaptionRules) -> list[list[str]]:
     return chunks[::-1]
 
 
+# What the voice stage leaves out of the text it speaks (emoji, pictographs, their
+# modifiers and joiners): unicode categories, and the variation selectors and keycap mark.
+_UNSPOKEN_CATEGORIES = frozenset({"So", "Sk", "Cs", "Co", "Cn", "Cf"})
+_UNSPOKEN_CHARS = frozenset("\ufe0e\ufe0f\u20e3")
+
+
+def _unspoken(ch: str) -> bool:
+    return ch.isspace() or ch in _UNSPOKEN_CHARS or unicodedata.category(ch) in _UNSPOKEN_CATEGORIES
+
+
+def _find_spoken(src: str, want: Sequence[str], pos: int) -> tuple[int, int] | None:
+    """Where the characters ``want`` lie in ``src`` from ``pos`` on, in order, with only
+    unspoken characters (spaces, emoji) between them: (start, end) or None."""
+    for p in range(pos, len(src)):
+        if src[p] != want[0]:
+            continue
+        i, q = 1, p + 1
+        while i < len(want) and q < len(src):
+            if src[q] == want[i]:
+                i += 1
+            elif not _unspoken(src[q]):
+                break
+            q += 1
+        if i == len(want):
+            return p, q
+    return None
+
+
+def _restore_unspoken(text: str, sentences: Sequence[Sentence]) -> list[Sentence]:
+    """The sentences with what the voice left out of them (emoji, symbols) put back from
+    the line's written ``text``: inside a sentence where it was, between sentences with the
+    one before (the first also takes what leads the line). Captions show what was written,
+    not what was read aloud. A sentence not found in ``text`` (the line edited since)
+    leaves all of them as the voice gave them."""
+    src = unicodedata.normalize("NFC", text)
+    spans: list[tuple[int, int] | None] = []
+    pos = 0
+    for s in sentences:
+        want = [c for c in unicodedata.normalize("NFC", s.text) if not c.isspace()]
+        span = _find_spoken(src, want, pos) if want else None
+        if want and span is None:
+            return list(sentences)
+        spans.append(span)
+        pos = span[1] if span else pos
+    found = [k for k, span in enumerate(spans) if span is not None]
+    out = list(sentences)
+    for n, k in enumerate(found):
+        a, b = spans[k]  # type: ignore[misc]
+        if n == 0 and all(_unspoken(c) for c in src[:a]):
+            a = 0
+        nxt = spans[found[n + 1]][0] if n + 1 < len(found) else len(src)  # type: ignore[index]
+        if all(_unspoken(c) for c in src[b:nxt]):
+            b = nxt
+        out[k] = Sentence(" ".join(src[a:b].split()), sentences[k].start, sentences[k].end)
+    return out
+
+
+def _reattach_closers(sentences: Sequence[Sentence]) -> list[Sentence]:
+    """Closing quotes and brackets a sentence split left at the start of the next sentence
+    ("« Il pleut. » Elle part." split after the full stop) moved back to the sentence they
+    close; French sets a space before » and ›."""
+    out: list[Sentence] = []
+    quotes = 0  # straight double quotes so far: odd means the next one closes
+    for s in sentences:
+        text = s.text.strip()
+        n = 0
+        while n < len(text) and (text[n] in CLOSERS or text[n] in TRAILING_PUNCT):
+            n += 1
+        # Only punctuation set apart ("» Elle") or CJK's: "’Tis" and "'90s" start with
+        # an apostrophe, and a straight quote closes only after an odd number of them.
+        if (out and n and text[0] in CLOSERS and (n == len(text) or text[n].isspace()
+                                                  or _wide(text[0]))
+                and (text[0] != "\"" or quotes % 2 == 1)):
+            run, text = text[:n], text[n:].strip()
+            prev = out[-1]
+            sep = " " if run[0] in "»›" else ""
+            out[-1] = Sentence(prev.text.rstrip() + sep + run, prev.start, prev.end)
+        quotes += s.text.count("\"")
+        if text:
+            out.append(Sentence(text, s.start, s.end))
+    return out
+
+
 def _join_short(sentences: Sequence[Sentence], rules: CaptionRules, until: float) -> list[Sentence]:
     """A sentence too short to read on its own ("Aurora.") shares a caption with its
     neighbour in the same line, as a subtitler would join it, when the two fit one
@@ -247,11 +464,11 @@ def _join_short(sentences: Sequence[Sentence], rules: CaptionRules, until: float
     groups = [[s] for s in sentences if _words(s.text)]
 
     def text(g: list[Sentence]) -> str:
-        return " ".join(s.text.strip() for s in g)
+        return _join_texts([s.text for s in g])
 
     def short(k: int) -> bool:
         g = groups[k]
-        room = groups[k + 1][0].start if k + 1 < len(groups) else until
+        room = groups[k + 1][0].start - MIN_GAP if k + 1 < len(groups) else until
         return room - g[0].start < max(rules.min_duration, len(text(g)) / rules.max_cps)
 
     def joinable(a: list[Sentence], b: list[Sentence]) -> bool:
@@ -279,17 +496,25 @@ def build_cues(lines: Sequence[Line], rules: CaptionRules, *, total: float,
     One cue per sentence (a sentence too short to read joins its neighbour when the two
     fit one caption); a sentence longer than ``max_lines × max_chars_per_line`` is
     split into consecutive cues, its time shared in proportion to their characters. Cues
-    never overlap and never run past ``total``. A cue shorter than ``min_duration`` is held
-    into the silence after it, as far as the next cue or the end allow; one still too short
-    is left as it is and reported by :func:`check_reading`."""
+    never overlap and never run past ``total``. A cue shown too briefly to read at
+    ``max_cps`` or shorter than ``min_duration`` is held into the silence after it, up to
+    MIN_GAP before the next cue and never past ``total`` (a split sentence is held as a
+    whole, so all its pieces get the time); one still too fast or too short is left as it
+    is and reported by :func:`check_reading`.
+
+    The text is what was written: emoji the voice did not read are put back from the
+    line's text, and closing quotes a sentence split left at the start of the next
+    sentence go back to the one they close."""
     field = f"{spec_name}.captions" if spec_name else "captions"
     width = rules.max_chars_per_line
     pieces: list[tuple[float, float, list[str], str]] = []  # start, end, words, beat
     ordered = sorted(lines, key=lambda ln: ln.start)
     for i, line in enumerate(ordered):
         until = min(ordered[i + 1].start, total) if i + 1 < len(ordered) else total
-        sentences = _join_short(line.sentences or (Sentence(line.text, line.start, line.end),), rules, until)
-        for s in sentences:
+        spoken = line.sentences or (Sentence(line.text, line.start, line.end),)
+        sentences = _join_short(_reattach_closers(_restore_unspoken(line.text, spoken)), rules,
+                                until)
+        for j, s in enumerate(sentences):
             words = _words(s.text)
             if not words:
                 continue
@@ -302,14 +527,23 @@ def build_cues(lines: Sequence[Line], rules: CaptionRules, *, total: float,
                             "captions.max_chars_per_line in the spec",
                         stage=STAGE, shot=line.beat, field=f"{field}.max_chars_per_line")
             chunks = [words] if _fits(words, rules) else _split(words, rules)
-            sizes = [len(" ".join(c)) for c in chunks]
+            sizes = [len(_join(c)) for c in chunks]
             whole = sum(sizes)
+            # Spoken faster than it can be read: shown into the pause after it, as far as
+            # MIN_GAP before the next sentence (the end of the edit for the last one), the
+            # pieces sharing the longer time. Holding only its last piece would leave the
+            # others too fast to read.
+            if j + 1 < len(sentences):
+                room = sentences[j + 1].start - MIN_GAP
+            else:
+                room = until - MIN_GAP if until < total else total
+            s_end = max(s.end, min(s.start + whole / rules.max_cps, room))
             # Cumulative boundaries, so the pieces tile the sentence exactly.
             done = 0
             for chunk, size in zip(chunks, sizes, strict=True):
-                a = s.start + (s.end - s.start) * done / whole
+                a = s.start + (s_end - s.start) * done / whole
                 done += size
-                b = s.start + (s.end - s.start) * done / whole
+                b = s.start + (s_end - s.start) * done / whole
                 pieces.append((a, b, chunk, line.beat))
     pieces.sort(key=lambda p: p[0])
 
@@ -323,14 +557,15 @@ def build_cues(lines: Sequence[Line], rules: CaptionRules, *, total: float,
                 fix="re-run the voice stage so the narration fits its beat",
                 stage=STAGE, shot=beat, field=field)
         end = min(end, limit)
-        # Held into the silence after it (never past the next cue) until it has been up
-        # min_duration and long enough to read at max_cps.
-        need = max(rules.min_duration, len(" ".join(words)) / rules.max_cps)
+        # Held into the silence after it (up to MIN_GAP before the next cue, never past
+        # the end) until it has been up min_duration and long enough to read at max_cps.
+        need = max(rules.min_duration, len(_join(words)) / rules.max_cps)
         if end - start < need:
-            end = min(start + need, limit)
+            hold = min(nxt - MIN_GAP, total) if k + 1 < len(pieces) else total
+            end = max(end, min(start + need, hold))
         if end <= start:
             raise StageError(
-                f"caption {k + 1} ({' '.join(words)!r}) gets no time on screen: the next "
+                f"caption {k + 1} ({_join(words)!r}) gets no time on screen: the next "
                 f"one starts at {nxt:.3f} s, with it",
                 fix="re-run the voice stage: its sentences overlap",
                 stage=STAGE, shot=beat, field=field)
@@ -357,11 +592,16 @@ def check_reading(cues: Sequence[Cue], rules: CaptionRules, spec_name: str, *,
     problems: list[tuple[Cue, str, str]] = []  # cue, what, fix
     for cue in cues:
         quoted = f"caption {cue.index} '{_snippet(cue)}'"
-        if cue.cps > rules.max_cps:
-            problems.append((cue, f"{quoted} reads at {cue.cps:.1f} characters/s, over the "
+        # Judged on the figure the message shows (REPORT_DECIMALS), so it never says
+        # "17.0 characters/s, over the 17 allowed": a cue held to exactly the limit reads
+        # at 17.00000000000006 in floating point.
+        cps = round(cue.cps, REPORT_DECIMALS)
+        if cps > rules.max_cps:
+            shown = f"{cue.cps:.1f}" if round(cue.cps, 1) > rules.max_cps else f"{cps:.2f}"
+            problems.append((cue, f"{quoted} reads at {shown} characters/s, over the "
                                   f"{rules.max_cps:g} allowed",
                              "shorten the narration or lengthen the beat"))
-        if cue.duration + 1e-9 < rules.min_duration:
+        if round(cue.duration, REPORT_DECIMALS) < rules.min_duration:
             problems.append((cue, f"{quoted} is on screen {cue.duration:.2f} s, under the "
                                   f"{rules.min_duration:g} s minimum",
                              "leave a pause after the sentence or join it to the next one"))
@@ -378,6 +618,28 @@ def check_reading(cues: Sequence[Cue], rules: CaptionRules, spec_name: str, *,
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise StageError(what + more, fix=fix, stage=STAGE, shot=cue.beat, field=spec_name)
     return [f"{spec_name}: beat {cue.beat}, {what}: {fix}" for cue, what, fix in problems]
+
+
+def check_glyphs(cues: Sequence[Cue], spec_name: str, *, font_path: str | None = None) -> list[str]:
+    """Warnings, one line per caption, for characters (most emoji) the burn-in font cannot
+    draw: :func:`render_overlays` leaves them out of the picture rather than draw empty
+    boxes; the SRT and WebVTT keep them (players draw them with their own fonts)."""
+    out: list[str] = []
+    for cue in cues:
+        missing = undrawable("".join(cue.lines), font_path)
+        if not missing:
+            continue
+        font = _font(font_path, GLYPH_PROBE_PX)
+        name = " ".join(font.getname()) if isinstance(font, ImageFont.FreeTypeFont) else "default"
+        listed = ", ".join(f"{ch} ({unicodedata.name(ch, f'U+{ord(ch):04X}').lower()})"
+                           for ch in missing)
+        them = "it" if len(missing) == 1 else "them"
+        out.append(f"{spec_name}: beat {cue.beat}, caption {cue.index} '{_snippet(cue)}' has "
+                   f"{listed}, which the caption font ({name}) cannot draw; the burned-in "
+                   f"caption leaves {them} out (the SRT and WebVTT keep {them}): write {them} "
+                   f"in words, or leave {them} out of the narration for channels that burn "
+                   "captions in")
+    return out
 
 
 # ---------------------------------------------------------------------------- files
@@ -465,6 +727,46 @@ def _font(font_path: str | None, size: int) -> ImageFont.FreeTypeFont | ImageFon
     return ImageFont.load_default(size=size)
 
 
+# Glyph presence is the same at any size; this one is large enough to tell shapes apart.
+GLYPH_PROBE_PX = 32
+# A code point of plane 16's private use area: no text font maps it, so it comes out as
+# the font's "missing glyph" box.
+_NO_GLYPH = "\U0010fffd"
+# Joiners and selectors that only make sense attached to an emoji.
+_EMOJI_JOINERS = frozenset("\u200d\ufe0e\ufe0f\u20e3")
+
+
+@functools.lru_cache(maxsize=4096)
+def _ink(font_path: str | None, text: str) -> tuple[tuple[int, ...], bytes]:
+    """How ``text`` comes out in the caption font: its box and its pixels."""
+    font = _font(font_path, GLYPH_PROBE_PX)
+    box = tuple(int(v) for v in font.getbbox(text))
+    im = Image.new("L", (max(1, box[2] - box[0]), max(1, box[3] - box[1])))
+    ImageDraw.Draw(im).text((-box[0], -box[1]), text, font=font, fill=255)
+    return box, im.tobytes()
+
+
+def undrawable(text: str, font_path: str | None = None) -> str:
+    """The characters of ``text`` the caption font has no glyph for (emoji, for DejaVu
+    Sans, except a few emoticons), each once. FreeType draws those as the font's "missing"
+    box; Pillow has no per-character query, so each is drawn and compared with that box."""
+    missing = _ink(font_path, _NO_GLYPH)
+    return "".join(ch for ch in dict.fromkeys(text)
+                   if not ch.isspace() and unicodedata.category(ch) not in ("Mn", "Me", "Cf", "Cc")
+                   and _ink(font_path, ch) == missing)
+
+
+def _drawable(lines: Sequence[str], font_path: str | None) -> tuple[str, ...]:
+    """``lines`` without the characters the font cannot draw (a row of empty boxes reads
+    as a fault; :func:`check_glyphs` reports them), and without lines left empty."""
+    missing = set(undrawable("".join(lines), font_path))
+    if not missing:
+        return tuple(lines)
+    missing |= _EMOJI_JOINERS
+    kept = (" ".join("".join(c for c in line if c not in missing).split()) for line in lines)
+    return tuple(line for line in kept if line)
+
+
 @dataclass(frozen=True)
 class _Layout:
     font: ImageFont.FreeTypeFont | ImageFont.ImageFont
@@ -531,17 +833,22 @@ def render_overlays(cues: Sequence[Cue], spec: ChannelSpec, out_dir: Path, *,
     """One RGBA PNG per cue in ``out_dir``: white text with a dark outline on a
     translucent dark box, the font ``captions.font_size`` of the frame height tall,
     centred, the block's bottom on the safe area's bottom. A caption too wide for the safe
-    area is set smaller, down to MIN_FONT_SCALE of that; beyond, an error."""
+    area is set smaller, down to MIN_FONT_SCALE of that; beyond, an error. Characters the
+    font cannot draw (most emoji) are left out of the picture (:func:`check_glyphs` says
+    which); a cue with nothing left to draw gets no overlay."""
     out_dir = Path(out_dir)
     safe = spec.safe_area.rect(spec.width, spec.height)
     target = max(MIN_FONT_PX, round(spec.captions.font_size * spec.height))
     floor = max(MIN_FONT_PX, math.ceil(target * MIN_FONT_SCALE))
     overlays: list[Overlay] = []
     for cue in cues:
+        lines = _drawable(cue.lines, font_path)
+        if not lines:
+            continue
         placed: tuple[_Layout, tuple[int, int]] | None = None
-        layout = _layout(cue.lines, font_path, target)
+        layout = _layout(lines, font_path, target)
         for size in range(target, floor - 1, -1):
-            layout = _layout(cue.lines, font_path, size) if size != target else layout
+            layout = _layout(lines, font_path, size) if size != target else layout
             pos = _place(layout.width, layout.height, safe)
             if pos is not None:
                 placed = (layout, pos)
@@ -555,7 +862,7 @@ def render_overlays(cues: Sequence[Cue], spec: ChannelSpec, out_dir: Path, *,
                     "or shorten the narration",
                 stage=STAGE, shot=cue.beat, field=spec.name)
         layout, (x, y) = placed
-        im = _draw(layout, cue.lines)
+        im = _draw(layout, lines)
         bbox = im.getchannel("A").getbbox()
         assert bbox is not None  # the box is drawn over the whole image
         path = out_dir / f"caption-{cue.index:04d}.png"
@@ -611,6 +918,10 @@ def captions_stage(ctx: Any) -> None:
         srt, vtt = folder / f"{stem}.srt", folder / f"{stem}.vtt"
         write_srt(cues, srt)
         write_vtt(cues, vtt, spec=spec)
+        if spec.captions_burn_in:
+            for w in check_glyphs(cues, spec.name):
+                ctx.warn(w)
+                warnings.append(w)
         overlays = (render_overlays(cues, spec, ctx.work_dir / ".captions" / spec.name)
                     if spec.captions_burn_in else [])
         ctx.captions[spec.name] = {
@@ -623,6 +934,7 @@ def captions_stage(ctx: Any) -> None:
 
 __all__ = [
     "CODE_VERSION",
+    "MIN_GAP",
     "Cue",
     "Line",
     "Overlay",
@@ -631,10 +943,12 @@ __all__ = [
     "build_cues",
     "burn_in",
     "captions_stage",
+    "check_glyphs",
     "check_reading",
     "enable_expr",
     "render_overlays",
     "srt_text",
+    "undrawable",
     "vtt_settings",
     "vtt_text",
     "write_srt",
