@@ -216,6 +216,21 @@ def voices() -> None:
 
 
 @main.command()
+def models() -> None:
+    """List model registry entries: kind, backend, the usage classes each is licensed for,
+    and whether its weights are pinned."""
+    from studio.models import ModelRegistry
+    from studio.settings import get_settings
+
+    reg = ModelRegistry(get_settings().models_dir)
+    for mid in sorted(reg.entries):
+        e = reg.entries[mid]
+        pinned = "pinned" if e.weights_sha256 else "unpinned"
+        click.echo(f"{e.id:<20} {e.kind:<15} {e.backend:<16} {'/'.join(e.usage_classes):<27} "
+                   f"{pinned:<8} {e.licence}")
+
+
+@main.command()
 def plugins() -> None:
     """List keyframe, voice and music backends and whether each loads."""
     from audio.registry import available_backends
