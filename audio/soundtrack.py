@@ -19,17 +19,38 @@ from pathlib import Path
 from typing import Any
 
 from studio import db
-from studio.errors import StageError, StudioError
+from studio.errors import ManyErrors, StageError, StudioError
 
 CODE_VERSION = "music.1"
 RATE = 48000
 
 
-def _folder(value: str | None, base_dir: Path, default: Path | None) -> Path | None:
+def _folder(value: str | None, base_dir: Path, default: Path | None, *, settings: Any,
+            field: str) -> Path | None:
+    """A library folder the brief names, confined like every path in a brief (inside the
+    brief's folder or STUDIO_ASSETS_ROOTS, symlinks followed); the settings' default
+    (STUDIO_MUSIC_DIR) is the operator's choice and taken as it is."""
+    from studio.assets import resolve_asset
+
     if value:
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else (base_dir / p)
+        kind = field.split(".")[0]
+        return resolve_asset(value, base_dir, field=field, kind="folder", settings=settings,
+                             label=f"{kind} library folder", stage=kind)
     return default
+
+
+def _confine_tracks(lib: Any, base_dir: Path, settings: Any, field: str) -> None:
+    """Every track a brief-named library plays stays inside the allowed folders too: a
+    sidecar's ``file: ../../elsewhere.wav`` or a symlinked track is refused."""
+    from studio.assets import is_allowed
+
+    errors = [StudioError(f"track {tid!r} plays {path}, outside the allowed folders",
+                          fix="keep the library's audio files inside it, or add their folder to "
+                              "STUDIO_ASSETS_ROOTS",
+                          field=field, source=str(lib.sidecars.get(tid, lib.folder)), stage=lib.stage)
+              for tid, path in sorted(lib.paths.items()) if not is_allowed(path, base_dir, settings)]
+    if errors:
+        raise errors[0] if len(errors) == 1 else ManyErrors(errors)
 
 
 def check_music_plan(brief: Any, base_dir: Path, settings: Any, models: Any,
@@ -43,12 +64,15 @@ def check_music_plan(brief: Any, base_dir: Path, settings: Any, models: Any,
     plan = brief.music
     try:
         if plan.source == "library":
-            folder = _folder(plan.library, base_dir, settings.music_dir)
+            folder = _folder(plan.library, base_dir, getattr(settings, "music_dir", None),
+                             settings=settings, field="music.library")
             if folder is None:
                 raise StudioError("music.source is library but no library folder is set",
                                   fix="set music.library in the brief or STUDIO_MUSIC_DIR",
                                   stage="music", field="music.library")
             lib = MediaLibrary(folder, kind="music")
+            if plan.library:
+                _confine_tracks(lib, base_dir, settings, "music.library")
             if plan.track:
                 track = lib.get(plan.track)
                 lib.check_usage(track, brief.usage_class)
@@ -71,9 +95,10 @@ def check_music_plan(brief: Any, base_dir: Path, settings: Any, models: Any,
                     fix="use the procedural composer or a library track for a longer spot",
                     field="music.source")
         if brief.effects.enabled and brief.effects.library:
-            folder = _folder(brief.effects.library, base_dir, None)
+            folder = _folder(brief.effects.library, base_dir, None, settings=settings,
+                             field="effects.library")
             assert folder is not None
-            MediaLibrary(folder, kind="effects")
+            _confine_tracks(MediaLibrary(folder, kind="effects"), base_dir, settings, "effects.library")
     except StudioError as e:
         e.source = e.source or source
         errors.append(e)
@@ -121,7 +146,8 @@ def music_bed(ctx: Any, total: float, work: Path) -> dict[str, Any] | None:
         rights = record["rights"]
         detail: dict[str, Any] = {"source": "procedural", "track": None, "params": _jsonable(record)}
     elif plan.source == "library":
-        lib = MediaLibrary(_folder(plan.library, ctx.brief_dir, ctx.settings.music_dir), kind="music")  # type: ignore[arg-type]
+        lib = MediaLibrary(_folder(plan.library, ctx.brief_dir, ctx.settings.music_dir,  # type: ignore[arg-type]
+                                   settings=ctx.settings, field="music.library"), kind="music")
         track = lib.get(plan.track) if plan.track else lib.pick(_moods(ctx.brief), ctx.brief.usage_class)
         lib.check_usage(track, ctx.brief.usage_class)
         record = lib.fit(track, total, out, sample_rate=RATE)
@@ -171,7 +197,8 @@ def effects_stem(ctx: Any, beats: list[tuple[str, float, float]], total: float, 
     if not ctx.brief.effects.enabled:
         return
     if ctx.brief.effects.library:
-        lib = MediaLibrary(_folder(ctx.brief.effects.library, ctx.brief_dir, None), kind="effects")  # type: ignore[arg-type]
+        lib = MediaLibrary(_folder(ctx.brief.effects.library, ctx.brief_dir, None,  # type: ignore[arg-type]
+                                   settings=ctx.settings, field="effects.library"), kind="effects")
     elif ctx.settings.effects_dir is not None:
         lib = MediaLibrary(ctx.settings.effects_dir, kind="effects")
     else:

@@ -255,22 +255,11 @@ def check_against(brief: Brief, catalog: Catalog, base_dir: Path, source: str | 
                 f"the spot runs {total:g} s but {spec.name} needs at least {spec.min_duration:g} s",
                 fix="lengthen the beats or drop that channel", field="beats", source=source,
             ))
-    for i, b in enumerate(brief.beats):
-        for j, ref in enumerate(b.reference_images):
-            if not (base_dir / ref).is_file():
-                errors.append(StudioError(
-                    f"reference image {ref!r} not found (looked in {base_dir})",
-                    fix="fix the path, relative to the brief", field=f"beats[{i}].reference_images[{j}]",
-                    source=source,
-                ))
-    for i, c in enumerate(brief.characters):
-        for j, ref in enumerate(c.reference_images):
-            if not (base_dir / ref).is_file():
-                errors.append(StudioError(
-                    f"reference image {ref!r} not found (looked in {base_dir})",
-                    fix="fix the path, relative to the brief", field=f"characters[{i}].reference_images[{j}]",
-                    source=source,
-                ))
+    # Reference images (beats and character sheets): confined to the brief's folder or
+    # STUDIO_ASSETS_ROOTS, real images, within the byte and pixel limits (studio.assets).
+    from studio.assets import check_brief_assets
+
+    errors += check_brief_assets(brief, base_dir, settings, source)
     if errors:
         raise ManyErrors(errors)
     return specs

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
         default=40_000_000, ge=1, description="Largest reference image a brief may name, in pixels "
         "(checked from the header, before decoding).")
     max_image_bytes: int = Field(
-        default=50 * 1024 * 1024, ge=1, description="Largest reference image file a brief may name, in bytes.")
+        default=50_000_000, ge=1, description="Largest reference image file a brief may name, in bytes.")
     ray_num_cpus: int | None = Field(
         default=None, description="CPUs for a local Ray started by Studio (default: all)."
     )
