@@ -22,7 +22,7 @@ from PIL import Image
 from studio import db
 from studio.conditions import cpu_info, torch_threads_now
 from studio.context import CandidateResult, RunContext
-from studio.errors import StageError
+from studio.errors import StageError, StudioError
 from studio.specs import ChannelSpec
 from studio.store import MediaRef, Store
 
@@ -60,6 +60,14 @@ def recipe_hash(describe: dict[str, Any], code_version: str, prompt_hash: str, s
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def _takes_references(backend: Any) -> bool:
+    """Whether the backend's ``generate`` accepts ``references`` (see shots.backends)."""
+    import inspect
+
+    params = inspect.signature(backend.generate).parameters
+    return "references" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
 class KeyframeWorker:
     """Held by Ray as an actor (see ``worker_class``); plain class for direct use in tests."""
 
@@ -79,6 +87,28 @@ class KeyframeWorker:
 
     def describe(self) -> dict[str, Any]:
         return self.backend.describe()
+
+    def run_job(self, job: dict[str, Any]) -> dict[str, Any]:
+        """``generate`` as the pool calls it: a failure leaves the actor as a StudioError
+        that names the stage, the beat and the real exception (the driver re-raises it),
+        not as an anonymous task error that points at worker logs."""
+        name = getattr(self.backend, "name", type(self.backend).__name__)
+        if job["prompt"].get("reference_images") and not _takes_references(self.backend):
+            raise StudioError(f"keyframe backend {name!r} does not take reference images",
+                              fix="remove reference_images from the brief, or use a backend that takes "
+                                  "them (procedural, diffusers-image)",
+                              stage="candidates", shot=job["beat_id"], field="reference_images")
+        try:
+            return self.generate(job)
+        except StudioError as e:
+            e.stage = e.stage or "candidates"
+            e.shot = e.shot or job["beat_id"]
+            raise
+        except Exception as e:
+            text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            raise StageError(f"keyframe backend {name!r} failed: {type(e).__name__}: {text}".rstrip(": "),
+                             fix="check the backend's settings and the brief's inputs for this beat",
+                             stage="candidates", shot=job["beat_id"]) from e
 
     def generate(self, job: dict[str, Any]) -> dict[str, Any]:
         """One job: one or more seeds of one prompt (a batch when the backend has one)."""
@@ -182,7 +212,7 @@ class KeyframePool:
 
     def run(self, jobs: list[dict[str, Any]]) -> Any:
         """Results as they finish (any order)."""
-        return self.pool.map_unordered(lambda a, j: a.generate.remote(j), jobs)
+        return self.pool.map_unordered(lambda a, j: a.run_job.remote(j), jobs)
 
     def close(self) -> None:
         import ray
@@ -239,6 +269,15 @@ def generate_candidates(ctx: RunContext) -> None:
             if ctx.cancelled():
                 raise StageError("cancelled", stage="candidates")
     except ray.exceptions.RayError as e:
+        # A task's own exception travels as the RayTaskError's cause: the user gets its line.
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, StudioError):
+            raise cause from e
+        if isinstance(cause, BaseException):
+            raise StageError(
+                f"keyframe generation failed: {type(cause).__name__}: {str(cause).splitlines()[0][:300]}",
+                fix="check the backend's settings and the brief's inputs", stage="candidates",
+            ) from e
         raise StageError(
             f"keyframe generation failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}",
             fix="see the worker log (ray logs) and the backend's settings", stage="candidates",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -52,13 +53,20 @@ class KeyframeBackend(Protocol):
         """Model identity for the record: model_id, weights_sha256 (None when there are
         no weights), library versions, device, dtype."""
 
-    def generate(self, prompt: dict[str, Any], seed: int, width: int, height: int) -> Keyframe:
-        """One keyframe. ``prompt`` is PromptRecord.canonical(). Same inputs, same pixels.
+    def generate(self, prompt: dict[str, Any], seed: int, width: int, height: int,
+                 references: list[Path] | None = None) -> Keyframe:
+        """One keyframe. ``prompt`` is PromptRecord.canonical(). Same inputs (references
+        included), same pixels.
 
-        A backend that uses reference images (style references, character sheets) also
-        accepts ``references: list[Path]`` (files in the store, in the prompt record's
-        order) and may offer ``generate_batch(prompt, seeds, width, height, references)``
-        returning one Keyframe per seed; the worker uses it when present.
+        ``references`` are the brief's reference images (style references, character
+        sheets): files in the store, in the prompt record's order, already checked to be
+        PNG/JPEG/WebP within the size limits (studio.assets). The worker passes them only
+        when there are some. Every built-in backend takes them and records in the
+        keyframe's params what it took from each (``params["references"]``); a plugin
+        whose ``generate`` has no ``references`` parameter is refused, with a clear line,
+        for a brief that names reference images. A backend may also offer
+        ``generate_batch(prompt, seeds, width, height, references)`` returning one Keyframe
+        per seed; the worker uses it when present.
         """
 
 

@@ -11,6 +11,11 @@ It paints a designed, flat-illustration keyframe from the prompt record alone:
 * every colour from the style pack palette: the background is built as one scalar *tone*
   field that is mapped through a gradient ramp of the palette (sorted dark to light), and
   accents and the subject are shaded between palette colours.
+* **reference images**, when the brief names some, lead: their dominant colours (median
+  cut, settled by k-means) replace the style palette (a style colour stays as an anchor
+  when the copy area would otherwise lose its contrast), the subject moves toward their
+  busy region, and their calm side becomes the copy space when the brief asks for none
+  (``apply_references``). What was taken is recorded in the keyframe's params.
 
 Determinism: all randomness comes from ``np.random.default_rng(seed)`` (split into
 independent streams with ``spawn``), nothing reads global state, nothing is threaded, and
@@ -19,7 +24,10 @@ every operation on a full-resolution array is an exactly rounded one (``+ - * /`
 implementations differ between CPUs, only run in float64 on small arrays (1-D profiles, star
 kernels, coarse grids that are then upsampled) and are rounded to float32 afterwards, so
 the same inputs give the same bytes on any machine. (Checked: identical hashes on two
-different CPUs with numpy 2.4/Pillow 11 and numpy 2.5/Pillow 12.)
+different CPUs with numpy 2.4/Pillow 11 and numpy 2.5/Pillow 12.) A reference is decoded by
+Pillow and reduced with its integer box filter; its analysis is plain float64 arithmetic
+(no transcendental functions) on at most 256 x 256 pixels. (A JPEG reference decodes through libjpeg, whose
+output is the same for the same library build.)
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -1533,6 +1542,293 @@ def _rounded_rect(x: np.ndarray, y: np.ndarray, hw: float, hh: float, rc: float)
 
 
 # --------------------------------------------------------------------------------------
+# references: palette and layout taken from an image
+# --------------------------------------------------------------------------------------
+REF_GRID = 256  # a reference is reduced to at most this many pixels on its long side
+LAYOUT_GRID = 48  # ... and its busyness averaged onto at most this many cells a side
+REF_COLOURS = 5  # colours taken from the references
+MIN_SHARE = 0.02  # a colour covering less of the reference than this is noise, not palette
+MERGE_DIST = 24.0  # two colours closer than this (RGB, 0-255) are one
+# The channel crops are framed on the prompt record's focus before any keyframe exists
+# (studio.prompts, shots.contact, timelines.conform), so a reference may move the subject
+# only this far (fraction of the frame) from it: a 9:16 cut of the square master still
+# holds the subject.
+MAX_FOCUS_SHIFT = 0.15
+CALM_RATIO = 0.6  # a side is calm when its busyness is at most this much of the opposite side's
+_SIDES = ("left", "right", "top", "bottom")
+_OPPOSITE_SIDE = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
+
+
+def _hex(rgb: np.ndarray) -> str:
+    r, g, b = (int(v) for v in np.clip(np.floor(np.asarray(rgb, dtype=np.float64) + 0.5), 0, 255))
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def _load_reference(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """The reference as an RGBA uint8 array at most REF_GRID on its long side, and what
+    it is. Its header is checked before a pixel is decoded (the brief check did it too;
+    this guards a store file reached another way, e.g. ``studio regenerate``)."""
+    from PIL import ImageOps
+
+    from studio.assets import MAX_IMAGE_PIXELS, NotAnImage, OverLimit, read_image_header
+    from studio.errors import StudioError
+
+    try:
+        info = read_image_header(path, max_pixels=max(MAX_IMAGE_PIXELS, Image.MAX_IMAGE_PIXELS or 0),
+                                 max_bytes=2**63)
+        with Image.open(path, formats=[info.format]) as im:
+            if info.format == "JPEG":
+                im.draft("RGB", (REF_GRID, REF_GRID))  # decode at 1/2..1/8 scale: cheap
+            img = ImageOps.exif_transpose(im)
+            if img.mode.startswith("I;16"):
+                img = Image.fromarray((np.asarray(img, dtype=np.uint16) >> 8).astype(np.uint8))
+            img = img.convert("RGBA")
+    except (NotAnImage, OverLimit) as e:
+        raise StudioError(f"reference image {path.name} {e}", fix="check the reference images the brief names",
+                          field="reference_images") from None
+    except OSError as e:  # truncated or corrupt pixel data past a good header
+        raise StudioError(f"reference image {path.name} cannot be decoded ({e})",
+                          fix="re-export it as PNG, JPEG or WebP", field="reference_images") from None
+    factor = max(1, -(-max(img.size) // REF_GRID))
+    if factor > 1:
+        img = img.reduce(factor)  # integer box average: exact, the same everywhere
+    return np.asarray(img, dtype=np.uint8), {"format": info.format, "size": [info.width, info.height]}
+
+
+def _median_cut(px: np.ndarray, k: int) -> list[np.ndarray]:
+    """Split the pixels (N x 3, integers) into up to ``k`` boxes, each time halving (at
+    the median) the box with the widest channel range times its population."""
+    boxes = [px]
+    while len(boxes) < k:
+        best, best_key = -1, 0
+        for i, b in enumerate(boxes):
+            if len(b) < 2:
+                continue
+            key = int((b.max(axis=0) - b.min(axis=0)).max()) * len(b)
+            if key > best_key:
+                best, best_key = i, key
+        if best < 0:
+            break
+        b = boxes.pop(best)
+        ch = int(np.argmax(b.max(axis=0) - b.min(axis=0)))
+        b = b[np.argsort(b[:, ch], kind="stable")]
+        mid = len(b) // 2
+        boxes[best:best] = [b[:mid], b[mid:]]
+    return boxes
+
+
+def _merge_colours(colours: list[tuple[np.ndarray, float]], limit: int) -> list[tuple[np.ndarray, float]]:
+    """Largest share first; a colour within MERGE_DIST of a kept one adds its share to it."""
+    order = sorted(range(len(colours)), key=lambda i: (-colours[i][1], _hex(colours[i][0])))
+    kept: list[list[Any]] = []
+    for i in order:
+        c, share = colours[i]
+        for k in kept:
+            d = c - k[0]
+            if math.sqrt(float(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])) < MERGE_DIST:
+                k[1] += share
+                break
+        else:
+            kept.append([c, share])
+    kept.sort(key=lambda k: (-k[1], _hex(k[0])))
+    return [(k[0], float(k[1])) for k in kept[:limit]]
+
+
+def reference_palette(rgba: np.ndarray, k: int = REF_COLOURS) -> list[tuple[np.ndarray, float]]:
+    """Dominant colours (RGB 0-255) with the share of the opaque picture each covers:
+    median cut for a deterministic start, then a few k-means passes to settle them."""
+    opaque = rgba[..., 3] >= 128
+    px = rgba[..., :3][opaque].astype(np.int64)
+    if len(px) == 0:
+        return []
+    boxes = _median_cut(px, k + 1)
+    centres = np.array([b.mean(axis=0) for b in boxes], dtype=np.float64)
+    pxf = px.astype(np.float64)
+    label = np.zeros(len(pxf), dtype=np.intp)
+    for _ in range(6):
+        d = ((pxf[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+        label = np.argmin(d, axis=1)
+        for j in range(len(centres)):
+            members = pxf[label == j]
+            if len(members):
+                centres[j] = members.mean(axis=0)
+    counts = np.bincount(label, minlength=len(centres)).astype(np.float64) / len(pxf)
+    colours = [(centres[j], float(counts[j])) for j in range(len(centres)) if counts[j] >= MIN_SHARE]
+    return _merge_colours(colours, k)
+
+
+def _block_mean(a: np.ndarray, gh: int, gw: int) -> np.ndarray:
+    """Mean of ``a`` (H x W [x C]) over a gh x gw grid of near-equal blocks."""
+    h, w = a.shape[:2]
+    rows = (np.arange(h) * gh) // h
+    cols = (np.arange(w) * gw) // w
+    flat = a.reshape(h, w, -1).astype(np.float64)
+    sums = np.zeros((gh, gw, flat.shape[2]), dtype=np.float64)
+    np.add.at(sums, (rows[:, None], cols[None, :]), flat)
+    counts = np.zeros((gh, gw), dtype=np.float64)
+    np.add.at(counts, (rows[:, None], cols[None, :]), 1.0)
+    out = sums / np.maximum(counts, 1.0)[..., None]
+    return out if a.ndim == 3 else out[..., 0]
+
+
+def reference_layout(rgba: np.ndarray) -> dict[str, Any]:
+    """Where the reference is busy (its subject) and where it is calm (room for copy).
+
+    Busyness per cell is local contrast (colour edges, measured at the analysis size and
+    averaged per cell, so fine texture counts) plus how far the cell's colour stands out
+    from the picture's mean (a frequency-tuned saliency). The focus is the busyness-
+    weighted centre of the busiest 15 % of cells; the calm side is the third of the frame
+    (left, right, top or bottom) with the least busyness, if it is clearly calmer than
+    the opposite third."""
+    h, w = rgba.shape[:2]
+    alpha = rgba[..., 3].astype(np.float64) / 255.0
+    rgb = rgba[..., :3].astype(np.float64) / 255.0
+    if alpha.sum() <= 0:
+        return {"focus": None, "calm_side": None, "busyness": None}
+    mean = (rgb * alpha[..., None]).sum(axis=(0, 1)) / alpha.sum()
+    # transparent pixels read as the mean colour: no edges, nothing standing out
+    rgb = mean + alpha[..., None] * (rgb - mean)
+    edge = np.zeros((h, w), dtype=np.float64)
+    edge[:, :-1] += np.abs(np.diff(rgb, axis=1)).sum(axis=2)
+    edge[:-1, :] += np.abs(np.diff(rgb, axis=0)).sum(axis=2)
+    gh = max(1, round(LAYOUT_GRID * h / max(h, w)))
+    gw = max(1, round(LAYOUT_GRID * w / max(h, w)))
+    e = _block_mean(edge, gh, gw)
+    c = _block_mean(rgb, gh, gw) - mean
+    d = np.sqrt((c * c).sum(axis=2))
+    if e.max() < 1e-3 and d.max() < 1e-3:
+        return {"focus": None, "calm_side": None, "busyness": None}  # a flat colour: no layout
+    s = e / max(float(e.max()), 1e-9) + d / max(float(d.max()), 1e-9)
+    threshold = float(np.sort(s, axis=None)[int(0.85 * (s.size - 1))])
+    wgt = np.where(s >= threshold, s, 0.0)
+    ys = (np.arange(gh) + 0.5) / gh
+    xs = (np.arange(gw) + 0.5) / gw
+    total = float(wgt.sum())
+    fx = float((wgt.sum(axis=0) * xs).sum() / total)
+    fy = float((wgt.sum(axis=1) * ys).sum() / total)
+    third_w, third_h = max(1, gw // 3), max(1, gh // 3)
+    busy = {
+        "left": float(s[:, :third_w].mean()), "right": float(s[:, gw - third_w:].mean()),
+        "top": float(s[:third_h, :].mean()), "bottom": float(s[gh - third_h:, :].mean()),
+    }
+    calm = min(_SIDES, key=lambda k: busy[k])  # ties: the first in _SIDES
+    if busy[calm] > CALM_RATIO * busy[_OPPOSITE_SIDE[calm]]:
+        calm = None
+    return {"focus": [round(fx, 4), round(fy, 4)], "calm_side": calm,
+            "busyness": {k: round(v, 4) for k, v in busy.items()}}
+
+
+def analyse_reference(path: Path) -> dict[str, Any]:
+    """Everything the painter takes from one reference image, as recorded."""
+    from studio.store import sha256_file
+
+    rgba, info = _load_reference(path)
+    palette = reference_palette(rgba)
+    return {
+        "sha256": sha256_file(path), **info,
+        "palette": [_hex(c) for c, _ in palette],
+        "shares": [round(share, 4) for _, share in palette],
+        **reference_layout(rgba),
+    }
+
+
+def _copy_rect(copy: str, focus: tuple[float, float], scale: float) -> list[float] | None:
+    """The copy rectangle for a side and a focus: the same rule as studio.prompts.compose."""
+    gap = max(0.14, scale * 0.45 + 0.04)
+    rect = {
+        "left": (0.06, 0.3, max(0.2, focus[0] - gap), 0.7),
+        "right": (min(0.8, focus[0] + gap), 0.3, 0.94, 0.7),
+        "top": (0.25, 0.24, 0.75, max(0.3, focus[1] - gap)),
+        "bottom": (0.25, min(0.7, focus[1] + gap), 0.75, 0.76),
+    }.get(copy)
+    return [round(v, 4) for v in rect] if rect else None
+
+
+def apply_references(prompt: dict[str, Any], refs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The prompt record as the painter should see it with these references, and what
+    was taken from them (recorded in the keyframe's params).
+
+    * **Palette**: the references' dominant colours (each reference counting equally)
+      replace the style pack's; the style colour with the best contrast against the text
+      colour is kept as an anchor when no reference colour gives the copy area its contrast.
+    * **Focus**: the subject moves toward the references' busy region, at most
+      MAX_FOCUS_SHIFT, and never toward a copy space the brief asked for.
+    * **Copy space**: when the brief asked for none, the references' calm side becomes one
+      (if the subject is not on it); a copy space the brief asked for stands.
+    """
+    pooled = [(np.array([int(h[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.float64), share / len(refs))
+              for r in refs for h, share in zip(r["palette"], r["shares"], strict=True)]
+    colours = [_hex(c) for c, _ in _merge_colours(pooled, REF_COLOURS)]
+    use: dict[str, Any] = {"palette": colours, "style_anchors": []}
+    out = dict(prompt)
+    if colours:
+        try:
+            text_rgb = np.array(hex_to_rgb(prompt.get("text_color") or "#ffffff")) / 255.0
+        except ValueError:
+            text_rgb = np.ones(3)
+        text_lum = float(relative_luminance(text_rgb))
+
+        def contrast(hx: str) -> float:
+            return contrast_ratio(float(relative_luminance(np.array(hex_to_rgb(hx)) / 255.0)), text_lum)
+
+        if max(contrast(c) for c in colours) < COPY_CONTRAST:
+            style = [h for h in (prompt.get("palette") or DEFAULT_PALETTE) if _valid_hex(h)]
+            if style:
+                anchor = max(style, key=contrast)
+                use["style_anchors"] = [anchor]
+                colours = [*colours, anchor]
+        out["palette"] = colours
+    comp = dict(prompt.get("composition") or {})
+    brief_focus = [float(v) for v in (comp.get("focus") or (0.5, 0.5))]
+    copy = str(comp.get("copy_space") or "none")
+    focuses = [r["focus"] for r in refs if r.get("focus") is not None]
+    focus = list(brief_focus)
+    ref_focus = None
+    if focuses:
+        ref_focus = [round(sum(f[i] for f in focuses) / len(focuses), 4) for i in (0, 1)]
+        for i in (0, 1):
+            shift = float(np.clip(ref_focus[i] - brief_focus[i], -MAX_FOCUS_SHIFT, MAX_FOCUS_SHIFT))
+            focus[i] = float(np.clip(brief_focus[i] + shift, 0.05, 0.95))
+        # the subject may move away from the brief's copy space, never into it
+        if copy == "left":
+            focus[0] = max(focus[0], brief_focus[0])
+        elif copy == "right":
+            focus[0] = min(focus[0], brief_focus[0])
+        elif copy == "top":
+            focus[1] = max(focus[1], brief_focus[1])
+        elif copy == "bottom":
+            focus[1] = min(focus[1], brief_focus[1])
+        focus = [round(v, 4) for v in focus]
+    copy_from = "brief" if copy != "none" else "none"
+    if copy == "none":
+        busy = [r["busyness"] for r in refs if r.get("busyness")]
+        if busy:
+            mean_busy = {k: sum(b[k] for b in busy) / len(busy) for k in _SIDES}
+            calm = min(_SIDES, key=lambda k: mean_busy[k])
+            axis, low = (0, calm == "left") if calm in ("left", "right") else (1, calm == "top")
+            subject_clear = focus[axis] >= 0.5 if low else focus[axis] <= 0.5
+            if mean_busy[calm] <= CALM_RATIO * mean_busy[_OPPOSITE_SIDE[calm]] and subject_clear:
+                copy, copy_from = calm, "reference"
+                comp["copy_space"] = copy
+    if copy != "none":
+        comp["copy_rect"] = _copy_rect(copy, (focus[0], focus[1]), float(comp.get("subject_scale") or 0.3)) \
+            if copy_from == "reference" else comp.get("copy_rect")
+    comp["focus"] = focus
+    out["composition"] = comp
+    use.update({"focus": focus, "focus_brief": [round(v, 4) for v in brief_focus], "focus_reference": ref_focus,
+                "copy_space": copy, "copy_space_from": copy_from})
+    return out, use
+
+
+def _valid_hex(value: str) -> bool:
+    try:
+        hex_to_rgb(value)
+    except ValueError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------------------
 # the backend
 # --------------------------------------------------------------------------------------
 class ProceduralBackend:
@@ -1542,7 +1838,8 @@ class ProceduralBackend:
     code_version = "procedural.1"
 
     def __init__(self) -> None:
-        pass
+        # reference analyses by file sha256: a warm actor analyses each reference once
+        self._refs: dict[str, dict[str, Any]] = {}
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -1554,5 +1851,24 @@ class ProceduralBackend:
             "library_versions": {"numpy": np.__version__, "pillow": PIL_VERSION},
         }
 
-    def generate(self, prompt: dict[str, Any], seed: int, width: int, height: int) -> Keyframe:
-        return _Painter(prompt, seed, width, height).render()
+    def _analyse(self, path: Path) -> dict[str, Any]:
+        from studio.store import sha256_file
+
+        sha = sha256_file(path)
+        if sha not in self._refs:
+            self._refs[sha] = analyse_reference(path)
+        return self._refs[sha]
+
+    def generate(self, prompt: dict[str, Any], seed: int, width: int, height: int,
+                 references: list[Path] | None = None) -> Keyframe:
+        """One keyframe. With ``references`` (files, in the prompt record's order) their
+        palette and layout lead (see ``apply_references``); what was taken is recorded in
+        ``params["references"]`` and ``params["reference_use"]``."""
+        if not references:
+            return _Painter(prompt, seed, width, height).render()
+        refs = [self._analyse(Path(r)) for r in references]
+        painted, use = apply_references(prompt, refs)
+        kf = _Painter(painted, seed, width, height).render()
+        kf.params["references"] = [dict(r) for r in refs]
+        kf.params["reference_use"] = use
+        return kf
