@@ -294,7 +294,8 @@ def regenerate(candidate_id: str, out: Path | None, alone: bool, threads: int | 
 
     def run_line(c: dict[str, Any]) -> str:
         return (f"{c['call']}({c['batch_seeds']}) #{c['batch_index']}, torch threads "
-                f"{c['torch_threads'] if c['torch_threads'] is not None else '-'}, {c['device']} {c['dtype']}")
+                f"{c['torch_threads'] if c['torch_threads'] is not None else '-'}, device {c['device']}, "
+                f"dtype {c['dtype']}")
 
     lines = [
         f"{res['candidate']}: {res['verdict_text']}",
