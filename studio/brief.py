@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from studio import documents
 from studio.errors import ManyErrors, StudioError
 from studio.specs import NAME_RE, Catalog, ChannelSpec, parse_rate
+from studio.timecode import Timecode, check_label
 
 ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
@@ -123,6 +124,16 @@ class Brief(BaseModel):
     music: MusicPlan = MusicPlan()
     effects: EffectsPlan = EffectsPlan()
     captions: bool = Field(True, description="captions from the voice-over for every video deliverable")
+    start_timecode: str | None = Field(
+        None, description="record timecode of the edit's first frame, HH:MM:SS:FF (HH:MM:SS;FF "
+                          "drop-frame); default: the first video channel's (01:00:00:00)")
+    drop_frame: bool | None = Field(
+        None, description="drop-frame timecode for the edit; default: the first video channel's "
+                          "(drop-frame at 30000/1001 and 60000/1001)")
+    otioz: bool = Field(
+        False, description="also write the edit as an .otioz bundle holding copies of every shot "
+                           "master (hundreds of MB); the .otio references them in the store")
+
 
     @field_validator("fps")
     @classmethod
@@ -130,6 +141,11 @@ class Brief(BaseModel):
         if v is not None:
             parse_rate(v)
         return v
+
+    @field_validator("start_timecode")
+    @classmethod
+    def _timecode(cls, v: str | None) -> str | None:
+        return check_label(v) if v is not None else v
 
     @model_validator(mode="after")
     def _refs(self) -> Brief:
@@ -239,6 +255,12 @@ def check_against(brief: Brief, catalog: Catalog, base_dir: Path, source: str | 
             except StudioError as e:
                 e.source = str(catalog.style_paths[style.name])  # the file to fix
                 errors.append(e)
+    if len(specs) == len(brief.channels):
+        try:
+            edit_timecode(brief, specs)
+        except StudioError as e:
+            e.source = source
+            errors.append(e)
     total = brief.total_duration
     for spec in specs:
         if spec.kind != "video":
@@ -263,6 +285,27 @@ def check_against(brief: Brief, catalog: Catalog, base_dir: Path, source: str | 
     if errors:
         raise ManyErrors(errors)
     return specs
+
+
+def edit_timecode(brief: Brief, specs: list[ChannelSpec]) -> Timecode:
+    """The edit's start timecode, which every export writes: the brief's
+    ``start_timecode``/``drop_frame`` where given, else the first video channel's (the
+    first channel's for stills only), at the edit rate. A channel's ``drop_frame`` counts
+    only at its own rate (a brief ``fps`` of 25 leaves 29.97's DF behind)."""
+    rate = edit_rate(brief, specs)
+    main = next((s for s in specs if s.kind == "video"), specs[0] if specs else None)
+    label = brief.start_timecode or (main.start_timecode if main else "01:00:00:00")
+    drop = brief.drop_frame
+    if drop is None and main is not None and main.drop_frame is not None and main.rate == rate:
+        drop = main.drop_frame
+    try:
+        return Timecode.parse(label, rate, drop)
+    except ValueError as e:
+        field = "drop_frame" if brief.drop_frame and "only at" in str(e) else "start_timecode"
+        if brief.start_timecode is None and brief.drop_frame is None:
+            field = "fps"  # the channel's own label is valid at its rate, not at the brief's
+        raise StudioError(f"{e} (edit rate {rate})", fix="give start_timecode/drop_frame that fit the "
+                          "edit rate", field=field) from None
 
 
 def edit_rate(brief: Brief, specs: list[ChannelSpec]):  # -> Fraction

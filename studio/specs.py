@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from studio import documents
 from studio.errors import StudioError
+from studio.timecode import Timecode, check_label
 
 NAME_RE = r"^[a-z0-9][a-z0-9._-]*$"
 
@@ -93,6 +94,13 @@ class ChannelSpec(BaseModel):
     captions_burn_in: bool = False
     captions: CaptionRules = CaptionRules()
     color: Literal["bt709"] = "bt709"
+    # Editorial timecode of the programme's first frame, written by every export.
+    start_timecode: str = Field(
+        "01:00:00:00", description="record timecode of the first frame, HH:MM:SS:FF "
+                                   "(HH:MM:SS;FF for drop-frame); broadcast starts at one hour")
+    drop_frame: bool | None = Field(
+        None, description="drop-frame timecode; default: yes at 30000/1001 and 60000/1001 "
+                          "(US broadcast counts DF), no elsewhere (DF exists only at those rates)")
     source: str = Field("", description="where the figures come from")
 
     @field_validator("fps")
@@ -100,6 +108,11 @@ class ChannelSpec(BaseModel):
     def _rate(cls, v: str) -> str:
         parse_rate(v)
         return str(v)
+
+    @field_validator("start_timecode")
+    @classmethod
+    def _timecode_label(cls, v: str) -> str:
+        return check_label(v)
 
     @model_validator(mode="after")
     def _check(self) -> ChannelSpec:
@@ -115,6 +128,8 @@ class ChannelSpec(BaseModel):
         else:
             if self.codec not in ("png", "jpeg"):
                 raise ValueError(f"a still spec needs codec png or jpeg, not {self.codec}")
+        # A label the rate cannot have (01:00:00:29 at 25, DF at 25) raises ValueError here.
+        Timecode.parse(self.start_timecode, self.rate, self.drop_frame)
         return self
 
     @property
@@ -124,6 +139,11 @@ class ChannelSpec(BaseModel):
     @property
     def aspect(self) -> Fraction:
         return Fraction(self.width, self.height)
+
+    @property
+    def timecode(self) -> Timecode:
+        """The start timecode at the spec's rate, drop-frame resolved."""
+        return Timecode.parse(self.start_timecode, self.rate, self.drop_frame)
 
 
 HEX_RE = re.compile(r"^#[0-9a-fA-F]{6}$")

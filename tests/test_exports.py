@@ -10,10 +10,12 @@ import subprocess
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import opentimelineio as otio
 import pytest
 
+from studio.timecode import Timecode
 from timelines import fcpxml
 from timelines.export import export_all
 
@@ -73,7 +75,8 @@ def build_timeline(folder: Path, rate: Fraction) -> otio.schema.Timeline:
     videos, stems = make_media(folder, rate)
     rs = f"{rate.numerator}/{rate.denominator}"
     tl = otio.schema.Timeline(name="acme_launch_edit")
-    tl.global_start_time = _rt(0, rate)
+    # As assemble does: the programme starts at 01:00:00:00 (a drop-frame hour at 29.97).
+    tl.global_start_time = _rt(Timecode.parse("01:00:00:00", rate).frames, rate)
     tl.metadata["studio"] = {"run_id": "run_1", "rate": rs, "code_version": "timeline.1"}
     v1 = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
     tl.tracks.append(v1)
@@ -236,7 +239,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     rate = Fraction(24000, 1001)
     root = tmp_path_factory.mktemp("exports")
     tl = build_timeline(root / "media", rate)
-    paths = export_all(tl, root / "out", "acme_launch", width=W, height=H, rate=rate)
+    paths = export_all(tl, root / "out", "acme_launch", width=W, height=H, rate=rate, otioz=True)
     return {"tl": tl, "paths": paths, "rate": rate}
 
 
@@ -259,6 +262,19 @@ def test_all_files_written(exported: dict[str, Any]) -> None:
     for p in exported["paths"].values():
         assert p.stat().st_size > 0
     assert not list(exported["paths"]["otio"].parent.glob(".*tmp*")), "temp files left behind"
+
+
+def test_otioz_only_when_asked(exported: dict[str, Any], tmp_path: Path) -> None:
+    """The bundle copies every master (hundreds of MB a run): off unless asked for; the
+    .otio references the same media where it lies."""
+    paths = export_all(exported["tl"], tmp_path, "plain", width=W, height=H, rate=exported["rate"])
+    assert set(paths) == set(FORMATS) - {"otioz"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
+    otioz_size = exported["paths"]["otioz"].stat().st_size
+    media = sum(Path(urlparse(c.media_reference.target_url).path).stat().st_size
+                for c in exported["tl"].find_clips())
+    assert otioz_size > media / 2  # the bundle does carry the media; the .otio does not
+    assert paths["otio"].stat().st_size < media / 2
 
 
 def test_doc_table_matches_what_survives(exported: dict[str, Any]) -> None:
@@ -366,9 +382,16 @@ def test_entry_point_hook_returns_manifest() -> None:
 
 
 def test_edl_record_hour_drop_frame() -> None:
-    """At 29.97 the adapter writes drop-frame timecode; the hour shift must match it."""
-    from timelines.export import shift_edl_record
+    """At 29.97 the adapter writes drop-frame timecode; the hour shift must match it, and
+    non-drop rewrites every label (the adapter cannot write NDF 29.97)."""
+    from timelines.export import edl_with_timecode
 
-    line = "001  shot1mp4 V     C        00:00:00;12 00:00:01;24 00:00:00;00 00:00:01;12"
-    shifted = shift_edl_record(line, Fraction(30000, 1001))
-    assert shifted.split()[-2:] == ["01:00:00;00", "01:00:01;12"]
+    rate = Fraction(30000, 1001)
+    edl = ("TITLE: x\n\n"
+           "001  shot1mp4 V     C        00:00:00;12 00:00:01;24 00:00:00;00 00:00:01;12\n")
+    df = edl_with_timecode(edl, Timecode.parse("01:00:00;00", rate, True)).splitlines()
+    assert df[1] == "FCM: DROP FRAME"
+    assert df[-1].split()[-2:] == ["01:00:00;00", "01:00:01;12"]
+    ndf = edl_with_timecode(edl, Timecode.parse("01:00:00:00", rate, False)).splitlines()
+    assert ndf[1] == "FCM: NON-DROP FRAME"
+    assert ndf[-1].split()[-4:] == ["00:00:00:12", "00:00:01:24", "01:00:00:00", "01:00:01:12"]

@@ -16,6 +16,7 @@ from typing import Any
 import opentimelineio as otio
 
 from studio import db
+from studio.brief import edit_timecode
 from studio.context import RunContext
 from studio.store import sha256_file
 
@@ -50,13 +51,22 @@ def _clip_metadata(ctx: RunContext, shot_id: str) -> dict[str, Any]:
     }
 
 
+def set_start_timecode(ctx: RunContext, tl: otio.schema.Timeline) -> None:
+    """The programme's start timecode (brief, else the first video channel) as the
+    timeline's global start time, and how it is counted under ``metadata["studio"]``: the
+    exports write both from here, so they agree."""
+    tc = edit_timecode(ctx.brief, ctx.specs)
+    tl.global_start_time = _rt(tc.frames, ctx.edit_rate)
+    tl.metadata["studio"]["timecode"] = {"start": tc.label, "drop_frame": tc.drop_frame}
+
+
 def build_edit(ctx: RunContext) -> otio.schema.Timeline:
     rate = ctx.edit_rate
     tl = otio.schema.Timeline(name=f"{ctx.brief.project}_{ctx.brief.campaign}_edit")
-    tl.global_start_time = _rt(0, rate)
     tl.metadata["studio"] = {"run_id": ctx.run_id, "brief_version_id": ctx.brief_version_id,
                              "rate": f"{rate.numerator}/{rate.denominator}",
                              "code_version": CODE_VERSION}
+    set_start_timecode(ctx, tl)
     track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
     tl.tracks.append(track)
     for shot in ctx.shots:
@@ -149,8 +159,8 @@ def build_stills(ctx: RunContext) -> otio.schema.Timeline:
     shot = next(s for s in ctx.shots if s.beat_id == hero.id)
     cand = ctx.selected[shot.shot_id]
     tl = otio.schema.Timeline(name=f"{ctx.brief.project}_{ctx.brief.campaign}_stills")
-    tl.global_start_time = _rt(0, rate)
     tl.metadata["studio"] = {"run_id": ctx.run_id, "code_version": CODE_VERSION}
+    set_start_timecode(ctx, tl)
     track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
     tl.tracks.append(track)
     ref = otio.schema.ExternalReference(
@@ -172,12 +182,13 @@ def write_timeline(ctx: RunContext, tl: otio.schema.Timeline, kind: str, *,
     exports: dict[str, Path] = {}
     from timelines.export import export_all
 
-    # The editor's formats (Resolve: .otio/.otioz; Premiere: FCP7 XML; FCPXML; EDL), at the
-    # main deliverable's size and the edit rate. A still is a one-frame shot: its timeline
-    # goes out the same way, at the first still channel's size.
+    # The editor's formats (Resolve: .otio, and .otioz where the brief asks; Premiere: FCP7
+    # XML; FCPXML; EDL), at the main deliverable's size and the edit rate, from the
+    # timeline's start timecode. A still is a one-frame shot: its timeline goes out the
+    # same way, at the first still channel's size.
     main = (ctx.video_specs or ctx.specs)[0] if kind == "edit" else (ctx.still_specs or ctx.specs)[0]
     exports = export_all(tl, folder, ctx.file_stem(kind), width=main.width, height=main.height,
-                         rate=ctx.edit_rate)
+                         rate=ctx.edit_rate, otioz=ctx.brief.otioz)
     path = exports["otio"]
     sha = sha256_file(path)
     tid = db.new_id("tl")

@@ -17,7 +17,12 @@ What is written (version 1.10 by default; 1.8 to 1.11 are accepted):
   the audio role carries the track name (``dialogue.voice``);
 * markers (clip, track and stack markers, the latter moved onto the clip under them) as
   ``<marker value=name note=comment>``. FCPXML markers have no colour: colours are lost;
-* ``metadata["studio"]`` of clips, assets and the timeline as ``<md key="studio.X">``.
+* ``metadata["studio"]`` of clips, assets and the timeline as ``<md key="studio.X">``;
+* the sequence's start timecode: ``tcStart`` is the timeline's ``global_start_time`` and
+  ``tcFormat`` DF or NDF (drop-frame by default at 30000/1001 and 60000/1001, as
+  ``metadata["studio"]["timecode"]["drop_frame"]`` or ``drop_frame=`` say otherwise). As
+  in FCP's and Resolve's own files, the spine's offsets count from ``tcStart`` (a one-hour
+  start puts the first clip at ``offset="3600s"``); the reader takes it off again.
 
 Connected clips cannot carry transitions in FCPXML, so transitions off the first video
 track are dropped.
@@ -34,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import opentimelineio as otio
+
+from studio.timecode import default_drop_frame, drop_frame_allowed
 
 DEFAULT_VERSION = "1.10"
 SUPPORTED_VERSIONS = ("1.8", "1.9", "1.10", "1.11")
@@ -153,12 +160,17 @@ def _studio(obj: Any) -> dict[str, Any]:
 
 class _Writer:
     def __init__(self, timeline: otio.schema.Timeline, version: str, width: int, height: int,
-                 rate: Fraction) -> None:
+                 rate: Fraction, drop_frame: bool) -> None:
         self.tl = timeline
         self.version = version
         self.width = width
         self.height = height
         self.rate = rate
+        self.tc_format = "DF" if drop_frame else "NDF"
+        # Spine offsets are times of the sequence, whose timeline begins at tcStart.
+        gst = timeline.global_start_time
+        self.tc_start = (Fraction(round(gst.rescaled_to(float(rate)).value)) / rate
+                         if gst is not None else Fraction(0))
         self.resources = ET.Element("resources")
         self.assets: dict[str, str] = {}  # target_url -> asset id
         self.asset_elems: dict[str, ET.Element] = {}
@@ -238,9 +250,8 @@ class _Writer:
         library = ET.SubElement(root, "library")
         event = ET.SubElement(library, "event", name=self.tl.name or "Studio")
         project = ET.SubElement(event, "project", name=self.tl.name or "Studio")
-        tc_start = _seconds(self.tl.global_start_time) if self.tl.global_start_time else Fraction(0)
-        seq = ET.SubElement(project, "sequence", format=self.format_id, tcStart=self.t(tc_start),
-                            tcFormat="NDF", audioLayout="stereo", audioRate="48k")
+        seq = ET.SubElement(project, "sequence", format=self.format_id, tcStart=self.t(self.tc_start),
+                            tcFormat=self.tc_format, audioLayout="stereo", audioRate="48k")
         spine = ET.SubElement(seq, "spine")
 
         video = [t for t in self.tl.video_tracks()]
@@ -253,7 +264,7 @@ class _Writer:
         spine_end = items[-1][1] if items else Fraction(0)
         if spine_end < total:
             # Connected clips need something to hang from past the end of the picture.
-            gap = ET.SubElement(spine, "gap", name="Gap", offset=self.t(spine_end), start="0s",
+            gap = ET.SubElement(spine, "gap", name="Gap", offset=self.t(self.tc_start + spine_end), start="0s",
                                 duration=self.t(total - spine_end))
             items.append((spine_end, total, gap, Fraction(0)))
         seq.set("duration", self.t(total))
@@ -306,7 +317,7 @@ class _Writer:
             elem.set("enabled", "0")
         if not is_audio:
             elem.set("format", self.format_id)
-            elem.set("tcFormat", "NDF")
+            elem.set("tcFormat", self.tc_format)
         for m in clip.markers:
             elem.append(_marker_elem(m, _seconds(m.marked_range.start_time),
                                      _seconds(m.marked_range.duration), self.t))
@@ -322,7 +333,7 @@ class _Writer:
             if isinstance(child, otio.schema.Transition):
                 # rng is the transition's range around the cut (cut - in_offset, in + out).
                 tr = ET.SubElement(spine, "transition", name=child.name or "Cross Dissolve",
-                                   offset=self.t(rec), duration=self.t(dur))
+                                   offset=self.t(self.tc_start + rec), duration=self.t(dur))
                 if child.transition_type == otio.schema.TransitionTypes.SMPTE_Dissolve:
                     ET.SubElement(tr, "filter-video", ref=self._dissolve(), name="Cross Dissolve")
                 _md_elements(tr, _studio(child))
@@ -338,7 +349,7 @@ class _Writer:
                 local = Fraction(0)
             else:
                 local = _seconds(child.trimmed_range().start_time)
-            elem.set("offset", self.t(rec))
+            elem.set("offset", self.t(self.tc_start + rec))
             # FCPXML lists attributes in no fixed order, but offset first reads like FCP's.
             spine.append(elem)
             items.append((rec, rec + dur, elem, local))
@@ -430,9 +441,10 @@ def _timeline_rate(tl: otio.schema.Timeline) -> Fraction:
 
 def write_to_string(input_otio: otio.schema.Timeline, version: str = DEFAULT_VERSION,
                     width: int | None = None, height: int | None = None,
-                    rate: Fraction | str | None = None) -> str:
+                    rate: Fraction | str | None = None, drop_frame: bool | None = None) -> str:
     """FCPXML for a timeline. Size and rate default to ``metadata["studio"]`` (``width``,
-    ``height``, ``rate``), then 1920x1080 and the timeline's own rate."""
+    ``height``, ``rate``), then 1920x1080 and the timeline's own rate; ``drop_frame`` to
+    ``metadata["studio"]["timecode"]["drop_frame"]``, then DF at 29.97 and 59.94."""
     if not isinstance(input_otio, otio.schema.Timeline):
         raise TypeError("studio_fcpxml writes Timelines only")
     if version not in SUPPORTED_VERSIONS:
@@ -441,7 +453,13 @@ def write_to_string(input_otio: otio.schema.Timeline, version: str = DEFAULT_VER
     exact = Fraction(str(rate)) if rate is not None else _timeline_rate(input_otio)
     w = int(width or studio.get("width") or 1920)
     h = int(height or studio.get("height") or 1080)
-    root = _Writer(input_otio, version, w, h, exact).build()
+    if drop_frame is None:
+        drop_frame = (studio.get("timecode") or {}).get("drop_frame")
+    if drop_frame is None:
+        drop_frame = default_drop_frame(exact)
+    if drop_frame and not drop_frame_allowed(exact):
+        raise ValueError(f"drop-frame timecode exists only at 30000/1001 and 60000/1001, not {exact}")
+    root = _Writer(input_otio, version, w, h, exact, bool(drop_frame)).build()
     ET.indent(root, space="  ")
     body = ET.tostring(root, encoding="unicode")
     return f'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE fcpxml>\n{body}\n'
@@ -469,13 +487,15 @@ def read_from_string(input_str: str) -> otio.schema.Timeline:
     rate = 1 / parse_time(fmt.get("frameDuration"))
 
     tl = otio.schema.Timeline(name=(project.get("name") if project is not None else None) or "")
-    tl.global_start_time = _rt(parse_time(seq.get("tcStart")), rate)
+    tc_start = parse_time(seq.get("tcStart"))
+    tl.global_start_time = _rt(tc_start, rate)
     studio = _read_md(seq)
     if studio:
         tl.metadata["studio"] = studio
     tl.metadata["fcpxml"] = {"version": root.get("version"), "width": int(fmt.get("width", 0)),
                              "height": int(fmt.get("height", 0)),
-                             "rate": f"{rate.numerator}/{rate.denominator}"}
+                             "rate": f"{rate.numerator}/{rate.denominator}",
+                             "tcFormat": seq.get("tcFormat", "NDF")}
 
     def make_clip(elem: ET.Element) -> otio.schema.Clip:
         asset = assets[elem.get("ref", "")]
@@ -505,6 +525,10 @@ def read_from_string(input_str: str) -> otio.schema.Timeline:
     tl.tracks.append(video)
     spine = seq.find("spine")
     children = list(spine) if spine is not None else []
+    # Spine offsets count from tcStart; a writer that counted from zero instead is read
+    # as it meant.
+    offsets = [parse_time(e.get("offset")) for e in children if e.get("offset") is not None]
+    base = tc_start if offsets and min(offsets) >= tc_start else Fraction(0)
     lanes: dict[int, list[tuple[Fraction, ET.Element]]] = {}
     cursor = Fraction(0)
     pending_tr: ET.Element | None = None
@@ -514,13 +538,13 @@ def read_from_string(input_str: str) -> otio.schema.Timeline:
             continue
         if elem.tag not in ("asset-clip", "gap"):
             continue  # other story elements (titles, compound clips) are not ours to read
-        offset = parse_time(elem.get("offset"))
+        offset = parse_time(elem.get("offset")) - base
         duration = parse_time(elem.get("duration"))
         local = parse_time(elem.get("start"))
         if offset > cursor:  # a hole in the storyline is a gap in OTIO
             video.append(otio.schema.Gap(duration=_rt(offset - cursor, rate)))
         if pending_tr is not None:
-            video.append(_read_transition(pending_tr, offset, rate, effects))
+            video.append(_read_transition(pending_tr, offset, rate, effects, base))
             pending_tr = None
         if elem.tag == "gap":
             item: otio.core.Item = otio.schema.Gap(duration=_rt(duration, rate))
@@ -559,8 +583,9 @@ def read_from_string(input_str: str) -> otio.schema.Timeline:
 
 
 def _read_transition(elem: ET.Element, cut: Fraction, rate: Fraction,
-                     effects: dict[str, ET.Element]) -> otio.schema.Transition:
-    start = parse_time(elem.get("offset"))
+                     effects: dict[str, ET.Element], base: Fraction = Fraction(0)
+                     ) -> otio.schema.Transition:
+    start = parse_time(elem.get("offset")) - base
     duration = parse_time(elem.get("duration"))
     fv = elem.find("filter-video")
     effect = effects.get(fv.get("ref", "")) if fv is not None else None
