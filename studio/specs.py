@@ -49,6 +49,19 @@ def parse_rate(value: str | int | float) -> Fraction:
     return rate
 
 
+def parse_aspect(value: str | int | float) -> Fraction:
+    """Aspect ratios as exact rationals: "2.39:1", "1.85", "4:3"."""
+    text = str(value).strip()
+    num, _, den = text.partition(":")
+    try:
+        aspect = Fraction(num.strip()) / Fraction(den.strip() or "1")
+    except (ValueError, ZeroDivisionError) as e:
+        raise ValueError(f"{text!r} is not an aspect ratio; write e.g. 2.39:1 or 4:3") from e
+    if not Fraction(1, 10) <= aspect <= 10:
+        raise ValueError(f"aspect ratio {text} is outside 1:10 to 10:1")
+    return aspect
+
+
 class CaptionRules(BaseModel):
     """How captions are cut and checked for a channel. Defaults follow common subtitle
     guidance (two lines of at most 42 characters, at most 17 characters per second, at
@@ -94,6 +107,11 @@ class ChannelSpec(BaseModel):
     captions_burn_in: bool = False
     captions: CaptionRules = CaptionRules()
     color: Literal["bt709"] = "bt709"
+    # Letterbox / pillarbox: the picture's own aspect inside the frame, the rest black.
+    # The safe area is then a fraction of the active picture, not of the frame.
+    active_aspect: str | None = Field(
+        None, description='aspect of the active picture, e.g. "2.39:1" (letterbox in 16:9) or '
+                          '"4:3" (pillarbox); the rest of the frame is black. Default: the frame\'s')
     # Editorial timecode of the programme's first frame, written by every export.
     start_timecode: str = Field(
         "01:00:00:00", description="record timecode of the first frame, HH:MM:SS:FF "
@@ -114,6 +132,13 @@ class ChannelSpec(BaseModel):
     def _timecode_label(cls, v: str) -> str:
         return check_label(v)
 
+    @field_validator("active_aspect")
+    @classmethod
+    def _aspect(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_aspect(v)
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> ChannelSpec:
         if self.kind == "video":
@@ -128,8 +153,15 @@ class ChannelSpec(BaseModel):
         else:
             if self.codec not in ("png", "jpeg"):
                 raise ValueError(f"a still spec needs codec png or jpeg, not {self.codec}")
+            if self.active_aspect is not None:
+                raise ValueError("active_aspect (letterboxing) is for video specs; a still is cropped "
+                                 "to its own frame")
         # A label the rate cannot have (01:00:00:29 at 25, DF at 25) raises ValueError here.
         Timecode.parse(self.start_timecode, self.rate, self.drop_frame)
+        aw, ah = self.active_size
+        if min(aw, ah) < 16:
+            raise ValueError(f"active_aspect {self.active_aspect} leaves a {aw}x{ah} picture in "
+                             f"{self.width}x{self.height}; it needs at least 16 pixels each way")
         return self
 
     @property
@@ -144,6 +176,34 @@ class ChannelSpec(BaseModel):
     def timecode(self) -> Timecode:
         """The start timecode at the spec's rate, drop-frame resolved."""
         return Timecode.parse(self.start_timecode, self.rate, self.drop_frame)
+
+    @property
+    def active_size(self) -> tuple[int, int]:
+        """Width and height of the active picture: the frame's, or the largest of
+        ``active_aspect`` that fits it. Even sizes with bars a multiple of 4 pixels in
+        all, so each bar is even (4:2:0) and top and bottom (left and right) are equal;
+        the aspect is then off by at most 2 pixels' worth."""
+        if self.active_aspect is None:
+            return self.width, self.height
+        a = parse_aspect(self.active_aspect)
+        if a > self.aspect:  # wider than the frame: letterbox
+            return self.width, self.height - 4 * round((self.height - self.width / a) / 4)
+        if a < self.aspect:  # narrower: pillarbox
+            return self.width - 4 * round((self.width - self.height * a) / 4), self.height
+        return self.width, self.height
+
+    def active_rect(self) -> tuple[int, int, int, int]:
+        """The active picture in frame pixels: x0, y0, x1, y1 (end exclusive), centred."""
+        w, h = self.active_size
+        x0, y0 = (self.width - w) // 2, (self.height - h) // 2
+        return x0, y0, x0 + w, y0 + h
+
+    def safe_rect(self) -> tuple[int, int, int, int]:
+        """The safe area in frame pixels: ``safe_area``'s insets are fractions of the
+        active picture, so text stays off the bars and inside title safe."""
+        x0, y0, x1, y1 = self.active_rect()
+        sx0, sy0, sx1, sy1 = self.safe_area.rect(x1 - x0, y1 - y0)
+        return x0 + sx0, y0 + sy0, x0 + sx1, y0 + sy1
 
 
 HEX_RE = re.compile(r"^#[0-9a-fA-F]{6}$")

@@ -670,10 +670,16 @@ def _pct(x: float) -> str:
 
 def vtt_settings(spec: ChannelSpec) -> str:
     """Cue settings that put the caption's bottom on the safe area's bottom edge, centred
-    in it and no wider than it (players honour these; the frame size does not matter)."""
+    in it and no wider than it (players honour these; the frame size does not matter).
+    The safe area lies inside the active picture, so a letterboxed channel's captions sit
+    above the bottom bar, not on it."""
     s = spec.safe_area
-    return (f"line:{_pct(1 - s.bottom)},end position:{_pct(s.left + (1 - s.left - s.right) / 2)},"
-            f"center size:{_pct(1 - s.left - s.right)} align:center")
+    x0, y0, x1, y1 = spec.active_rect()
+    left = (x0 + s.left * (x1 - x0)) / spec.width
+    right = (x1 - s.right * (x1 - x0)) / spec.width
+    bottom = (y1 - s.bottom * (y1 - y0)) / spec.height
+    return (f"line:{_pct(bottom)},end position:{_pct((left + right) / 2)},"
+            f"center size:{_pct(right - left)} align:center")
 
 
 def _vtt_escape(text: str) -> str:
@@ -837,7 +843,7 @@ def render_overlays(cues: Sequence[Cue], spec: ChannelSpec, out_dir: Path, *,
     font cannot draw (most emoji) are left out of the picture (:func:`check_glyphs` says
     which); a cue with nothing left to draw gets no overlay."""
     out_dir = Path(out_dir)
-    safe = spec.safe_area.rect(spec.width, spec.height)
+    safe = spec.safe_rect()  # inside the active picture: never on a letterbox bar
     target = max(MIN_FONT_PX, round(spec.captions.font_size * spec.height))
     floor = max(MIN_FONT_PX, math.ceil(target * MIN_FONT_SCALE))
     overlays: list[Overlay] = []

@@ -2,8 +2,8 @@
 
 A deliverable is made in a single ffmpeg process: every clip is trimmed, reframed with
 ``crop_box`` (never stretched), scaled, concatenated, retimed to the channel's rate,
-finished (the style pack's LUT, grain, output sharpening), captions burned in, and encoded
-in one pass, so frames are decoded once and never touch the disk or Python in between (at
+finished (the style pack's LUT, grain, output sharpening), letterboxed where the spec has
+an ``active_aspect``, captions burned in, and encoded in one pass, so frames are decoded once and never touch the disk or Python in between (at
 1080p the grade costs about as much as the encode: a separate pass would add a second
 encode and decode on top). ``conform_videos`` makes several channels' deliverables in one
 process from one decode of every clip.
@@ -163,8 +163,10 @@ def _clip_source(clip: ConformClip, seen: dict[tuple[str, str], int]) -> Any:
 
 
 def _reframe(v: Any, clip: ConformClip, spec: ChannelSpec, rgb: bool) -> tuple[Any, Crop]:
-    """A clip's stream reframed for ``spec``: crop, scale (and, with a LUT to apply,
-    straight to the LUT's 16-bit RGB in the same pass)."""
+    """A clip's stream reframed for ``spec``: crop, scale to the active picture (the whole
+    frame unless the spec letterboxes; and, with a LUT to apply, straight to the LUT's
+    16-bit RGB in the same pass)."""
+    width, height = spec.active_size
     crop = crop_box(clip.width, clip.height, spec, clip.focus)
     # 4:2:0 sources crop on the chroma grid: ffmpeg would round odd offsets down anyway,
     # do it here so the reported crop is the one applied.
@@ -177,11 +179,11 @@ def _reframe(v: Any, clip: ConformClip, spec: ChannelSpec, rgb: bool) -> tuple[A
         # rather than trust the tags. Chroma is centre-sited, as swscale (which made the
         # masters and makes the ungraded path) treats it; zimg's default, left, would
         # shift colour edges by half a chroma sample against the rest of the pipeline.
-        v = (v.zscale(w=spec.width, h=spec.height, filter="lanczos", matrixin="709",
+        v = (v.zscale(w=width, h=height, filter="lanczos", matrixin="709",
                       in_range="limited", out_range="full", chromalin="center")
              .format(pix_fmts=grade.LUT_PIX_FMT))
     else:
-        v = v.scale(w=spec.width, h=spec.height, flags="lanczos", out_color_matrix="bt709",
+        v = v.scale(w=width, h=height, flags="lanczos", out_color_matrix="bt709",
                     out_range="tv")
     return v.setsar(sar="1"), crop
 
@@ -296,6 +298,20 @@ def _finish(video: Any, spec: ChannelSpec, lut: Path | None, grain: float, sharp
     return video
 
 
+def _matte(video: Any, spec: ChannelSpec) -> Any:
+    """The active picture centred in the full frame on black: letterbox or pillarbox bars.
+
+    After the finishing, so the bars stay true black (a LUT or a matte look would lift
+    them, grain would speckle them, sharpening would ring into them), in the delivery's
+    limited-range YUV (Y 16, Cb/Cr 128). Offsets are even (ChannelSpec.active_size), so
+    4:2:0 chroma lines up with the picture's edge."""
+    if spec.active_size == (spec.width, spec.height):
+        return video
+    x0, y0, _, _ = spec.active_rect()
+    return (video.format(pix_fmts=spec.pix_fmt)
+            .pad(width=spec.width, height=spec.height, x=x0, y=y0, color="black"))
+
+
 def _burn_in(video: Any, spec: ChannelSpec, overlays: list[Any]) -> Any:
     """Captions and other overlays, after the finishing (text stays crisp and grain-free)
     and the retime (their times are the deliverable's), then the encoder's format."""
@@ -392,7 +408,7 @@ def _build_many(clips: list[ConformClip], jobs: list[VideoJob], outs: list[Path]
             video = ffmpeg.filters.concat(*streams, n=len(streams), v=1, a=0).video(0)
         else:
             video = streams[0]
-        video = _finish(video, spec, lut, grain, sharpen)
+        video = _matte(_finish(video, spec, lut, grain, sharpen), spec)
         # Clips may be cut at another edit rate (30 -> 25): retime once, after the concat.
         video = video.fps(fps=_rate_str(spec.rate))
         video = _burn_in(video, spec, list(job.overlays))

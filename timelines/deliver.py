@@ -143,6 +143,9 @@ def conform_deliverables(ctx: RunContext) -> None:
             master = ctx.masters.get(job.spec.name)
             if master is not None:
                 params["loudness"] = _measure_loudness(job.out, master)
+            if job.spec.active_aspect:
+                # Letterboxed: where the picture is in the frame (the rest is black bars).
+                params["active_picture"] = list(job.spec.active_rect())
             caps = ctx.captions.get(job.spec.name, {})
             if caps:
                 params["captions"] = {k: v for k, v in caps.items() if k != "overlays"}

@@ -2,6 +2,10 @@
 
 Never stretch: a channel of another aspect gets the largest crop of its aspect that puts
 the shot's focus point at the centre of the channel's safe area, clamped to the frame.
+A letterboxed (or pillarboxed) channel's aspect is its active picture's
+(``ChannelSpec.active_aspect``, 2.39:1 inside 1920x1080): the conform scales the crop to
+the active size and pads the rest of the frame black; the safe area is a fraction of the
+active picture, so the crop's geometry is the same as for a frame of that aspect.
 If clamping pushes the focus out of the safe area, the crop tightens (zooms in) up to
 ``MAX_ZOOM`` until the focus is back inside.
 """
@@ -33,7 +37,8 @@ def _even(v: float) -> int:
 
 
 def crop_box(src_w: int, src_h: int, spec: ChannelSpec, focus: tuple[float, float]) -> Crop:
-    aspect = spec.width / spec.height
+    active_w, active_h = spec.active_size
+    aspect = active_w / active_h
     if src_w / src_h > aspect:
         base_h = src_h
         base_w = base_h * aspect
