@@ -54,17 +54,20 @@ def contact_sheet(ctx: RunContext) -> None:
 
 
 def safe_area_previews(ctx: RunContext) -> None:
-    """Per channel, the hero shot as that channel frames it, with the area outside the
-    safe zone (platform UI, title safe) shaded and its edge drawn: what a brand reviewer
-    checks before anything is encoded."""
+    """Per channel, its frame as that channel frames it (a still channel's own beat, a
+    video channel's hero beat), with the area outside the safe zone (platform UI, title
+    safe) shaded and its edge drawn: what a brand reviewer checks before anything is
+    encoded."""
     from timelines.reframe import crop_box
 
-    hero = ctx.brief.hero()
-    shot = next(s for s in ctx.shots if s.beat_id == hero.id)
-    cand = ctx.selected[shot.shot_id]
-    with Image.open(ctx.store.path(cand.image)) as im:
-        master = im.convert("RGB")
+    masters: dict[str, Image.Image] = {}
     for spec in ctx.specs:
+        beat = ctx.brief.still_beat(spec.name) if spec.kind == "still" else ctx.brief.hero()
+        shot = next(s for s in ctx.shots if s.beat_id == beat.id)
+        if shot.shot_id not in masters:
+            with Image.open(ctx.store.path(ctx.selected[shot.shot_id].image)) as im:
+                masters[shot.shot_id] = im.convert("RGB")
+        master = masters[shot.shot_id]
         crop = crop_box(master.width, master.height, spec, shot.focus)
         scale = min(1.0, 960 / max(spec.width, spec.height))
         w, h = max(1, round(spec.width * scale)), max(1, round(spec.height * scale))
@@ -76,7 +79,8 @@ def safe_area_previews(ctx: RunContext) -> None:
         frame = Image.composite(shade, frame, mask)
         draw = ImageDraw.Draw(frame)
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=SELECTED, width=2)
-        draw.text((x0 + 4, y0 + 4), f"{spec.name} safe area", fill=SELECTED, font=ImageFont.load_default())
+        draw.text((x0 + 4, y0 + 4), f"{spec.name} safe area ({beat.id})", fill=SELECTED,
+                  font=ImageFont.load_default())
         path = ctx.work_dir / "review" / f"{ctx.file_stem('safe-' + spec.name)}.png"
         with atomic_output(path) as tmp:
             frame.save(tmp, format="PNG")

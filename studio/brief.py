@@ -11,9 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from studio import documents
 from studio.errors import ManyErrors, StudioError
@@ -93,6 +101,18 @@ class EffectsPlan(BaseModel):
                                                   "default: Studio's own procedural effects")
 
 
+def _beat_ref(value: str, info: ValidationInfo) -> str:
+    """A ``stills`` value names a beat of this brief (``beats`` is declared, so validated,
+    first); the error's path is ``stills.<channel>``."""
+    beats = info.data.get("beats")
+    if beats is None:  # the beats failed to validate; their own errors say why
+        return value
+    ids = [b.id for b in beats]
+    if value not in ids:
+        raise ValueError(f"is not a beat id (use one of: {', '.join(ids)})")
+    return value
+
+
 class Brief(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -110,6 +130,9 @@ class Brief(BaseModel):
     fps: str | None = Field(None, description="edit rate; default: the first video channel's")
     seed: int | None = Field(None, ge=0, lt=2**31, description="base seed; default from project")
     hero_beat: str | None = Field(None, description="beat whose frame stills are made from")
+    stills: dict[str, Annotated[str, AfterValidator(_beat_ref)]] = Field(
+        {}, description="still channel -> the beat it is made from, e.g. {banner-728x90: b04}; "
+                        "unlisted still channels use hero_beat (else the first beat)")
     handles: int = Field(12, ge=0, le=240, description="extra frames rendered each side of a shot")
     keyframe_model: str | None = Field(
         None, description="model registry id for keyframes (`studio models`); default: procedural"
@@ -188,6 +211,13 @@ class Brief(BaseModel):
             return next(b for b in self.beats if b.id == self.hero_beat)
         return self.beats[0]
 
+    def still_beat(self, channel: str) -> Beat:
+        """The beat a still channel is made from: ``stills[channel]``, else the hero beat."""
+        beat_id = self.stills.get(channel)
+        if beat_id is None:
+            return self.hero()
+        return next(b for b in self.beats if b.id == beat_id)
+
 
 def brief_json_schema() -> dict[str, Any]:
     schema = Brief.model_json_schema(by_alias=True)
@@ -239,6 +269,17 @@ def check_against(brief: Brief, catalog: Catalog, base_dir: Path, source: str | 
         except StudioError as e:
             e.source = source
             errors.append(e)
+    kinds = {s.name: s.kind for s in specs}
+    for name in brief.stills:
+        if name not in brief.channels:
+            errors.append(StudioError(
+                f"{name!r} is not one of the brief's channels ({', '.join(brief.channels)})",
+                fix="add it to channels or remove it from stills", field=f"stills.{name}", source=source))
+        elif kinds.get(name, "still") != "still":
+            errors.append(StudioError(
+                f"{name!r} is a {kinds[name]} channel; stills maps still channels to beats",
+                fix="remove it from stills (a video channel shows every beat)", field=f"stills.{name}",
+                source=source))
     try:
         style = catalog.style(brief.style_pack)
     except StudioError as e:

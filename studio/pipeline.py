@@ -45,16 +45,18 @@ class Stage:
     description: str = ""
 
     def total(self, ctx: RunContext) -> int:
+        # Stills alone make shots of only the beats they use (prompts.planned_beats).
+        beats = len(prompts.planned_beats(ctx.brief, ctx.specs))
         per = {
-            "prompts": len(ctx.brief.beats),
+            "prompts": beats,
             "voice": sum(1 for b in ctx.brief.beats if b.narration.strip()) if ctx.voice and ctx.video_specs else 0,
             "music": 2 if ctx.video_specs else 0,
             "mix": len(ctx.video_specs),
             "captions": len(ctx.video_specs) if ctx.brief.captions and ctx.voice_lines else 0,
-            "candidates": len(ctx.brief.beats) * ctx.brief.candidates,
-            "select": len(ctx.brief.beats),
+            "candidates": beats * ctx.brief.candidates,
+            "select": beats,
             "review": 1,
-            "clips": len(ctx.brief.beats) if ctx.video_specs else 0,
+            "clips": beats if ctx.video_specs else 0,
             "timeline": int(bool(ctx.video_specs)) + int(bool(ctx.still_specs)),
             "conform": len(ctx.specs),
             "manifest": 1,

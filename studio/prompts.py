@@ -187,14 +187,28 @@ def candidate_seeds(base_seed: int, beat_id: str, count: int) -> list[int]:
     return seeds
 
 
+def planned_beats(brief: Brief, specs: list[ChannelSpec]) -> list[Beat]:
+    """The beats a run makes shots of, in brief order: every beat when a video channel
+    shows the whole spot; for stills alone, only the beats a still channel is made from
+    (``stills``, else the hero beat), so no candidates are drawn for frames nobody uses."""
+    if any(s.kind == "video" for s in specs):
+        return list(brief.beats)
+    used = {brief.still_beat(s.name).id for s in specs if s.kind == "still"}
+    return [b for b in brief.beats if b.id in used]
+
+
 def plan_shots(ctx: Any) -> None:
-    """Stage ``prompts``: one shot per beat, each with its prompt record and seeds."""
+    """Stage ``prompts``: one shot per planned beat (``planned_beats``), each with its
+    prompt record and seeds. ``position`` stays the beat's place in the brief."""
     from studio import db
     from studio.context import ShotPlan
 
     brief = ctx.brief
+    planned = {b.id for b in planned_beats(brief, ctx.specs)}
     with ctx.session() as s:
         for pos, beat in enumerate(brief.beats):
+            if beat.id not in planned:
+                continue
             refs = []
             for ref in beat.reference_images + [
                 r for c in brief.characters if c.id in beat.characters for r in c.reference_images

@@ -3,8 +3,8 @@
 One clip per beat on track V1, in brief order; each clip references its shot master in
 the store (handles included in the media's available range, the cut in source_range),
 carries a beat marker, and keeps its recipe under ``metadata["studio"]`` so any clip can
-be traced back to its candidate. Stills get their own timeline: one one-frame clip
-referencing the hero keyframe.
+be traced back to its candidate. Stills get their own timeline: a one-frame clip of the
+keyframe of each beat a still channel is made from.
 """
 
 from __future__ import annotations
@@ -153,25 +153,31 @@ def build_audio_tracks(ctx: RunContext, tl: otio.schema.Timeline) -> None:
 
 
 def build_stills(ctx: RunContext) -> otio.schema.Timeline:
-    """A still is a single-frame shot: a one-frame clip of the hero beat's keyframe."""
+    """A still is a single-frame shot: one one-frame clip per beat a still channel is
+    made from (``stills``, else the hero beat), in brief order, each naming its channels
+    under ``metadata["studio"]["channels"]``; the conform cuts each channel from its clip."""
     rate = ctx.edit_rate
-    hero = ctx.brief.hero()
-    shot = next(s for s in ctx.shots if s.beat_id == hero.id)
-    cand = ctx.selected[shot.shot_id]
+    channels: dict[str, list[str]] = {}
+    for spec in ctx.still_specs:
+        channels.setdefault(ctx.brief.still_beat(spec.name).id, []).append(spec.name)
     tl = otio.schema.Timeline(name=f"{ctx.brief.project}_{ctx.brief.campaign}_stills")
     tl.metadata["studio"] = {"run_id": ctx.run_id, "code_version": CODE_VERSION}
     set_start_timecode(ctx, tl)
     track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
     tl.tracks.append(track)
-    ref = otio.schema.ExternalReference(
-        target_url=ctx.store.path(cand.image).resolve().as_uri(),
-        available_range=otio.opentime.TimeRange(_rt(0, rate), _rt(1, rate)),
-    )
-    ref.metadata["studio"] = {"sha256": cand.image.sha256}
-    clip = otio.schema.Clip(name=hero.id, media_reference=ref,
-                            source_range=otio.opentime.TimeRange(_rt(0, rate), _rt(1, rate)))
-    clip.metadata["studio"] = _clip_metadata(ctx, shot.shot_id)
-    track.append(clip)
+    for shot in ctx.shots:
+        if shot.beat_id not in channels:
+            continue
+        cand = ctx.selected[shot.shot_id]
+        ref = otio.schema.ExternalReference(
+            target_url=ctx.store.path(cand.image).resolve().as_uri(),
+            available_range=otio.opentime.TimeRange(_rt(0, rate), _rt(1, rate)),
+        )
+        ref.metadata["studio"] = {"sha256": cand.image.sha256}
+        clip = otio.schema.Clip(name=shot.beat_id, media_reference=ref,
+                                source_range=otio.opentime.TimeRange(_rt(0, rate), _rt(1, rate)))
+        clip.metadata["studio"] = {**_clip_metadata(ctx, shot.shot_id), "channels": channels[shot.beat_id]}
+        track.append(clip)
     return tl
 
 

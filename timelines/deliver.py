@@ -113,6 +113,27 @@ def _measure_loudness(path: Path, master: dict[str, Any]) -> dict[str, Any]:
             "within_spec": abs(m["integrated"] - target) <= 0.5 and m["true_peak"] <= ceiling}
 
 
+def still_frames(timeline_path: Path, specs: list[ChannelSpec]) -> dict[str, Any]:
+    """The stills timeline's clip for each still spec: the clip whose
+    ``metadata["studio"]["channels"]`` names it (a timeline written before channels were
+    recorded holds one clip, which every still is cut from)."""
+    clips = list(otio.adapters.read_from_file(str(timeline_path)).find_clips())
+    out: dict[str, Any] = {}
+    for clip in clips:
+        for name in clip.metadata.get("studio", {}).get("channels", []):
+            out.setdefault(name, clip)
+    for spec in specs:
+        if spec.name in out:
+            continue
+        if len(clips) == 1 and "channels" not in clips[0].metadata.get("studio", {}):
+            out[spec.name] = clips[0]
+        else:
+            raise StageError(f"the stills timeline has no frame for {spec.name}",
+                             fix="keep one clip per still beat, with Studio's clip metadata",
+                             stage="conform", field=spec.name, source=str(timeline_path))
+    return out
+
+
 def conform_deliverables(ctx: RunContext) -> None:
     from timelines.conform import VideoJob, conform_still, conform_videos
 
@@ -150,9 +171,10 @@ def conform_deliverables(ctx: RunContext) -> None:
             if caps:
                 params["captions"] = {k: v for k, v in caps.items() if k != "overlays"}
             _record(ctx, job.spec, job.out, tl["id"], params)
+    frames = still_frames(ctx.timelines["stills"]["path"], ctx.still_specs) if ctx.still_specs else {}
     for spec in ctx.still_specs:
         tl = ctx.timelines["stills"]
-        clip = otio.adapters.read_from_file(str(tl["path"])).find_clips()[0]
+        clip = frames[spec.name]
         image = url_to_path(clip.media_reference.target_url)
         focus = tuple(clip.metadata["studio"]["focus"])
         ext = ".jpg" if spec.codec == "jpeg" else ".png"
@@ -160,5 +182,9 @@ def conform_deliverables(ctx: RunContext) -> None:
         params = conform_still(image, (float(focus[0]), float(focus[1])), spec, out,
                                sharpen=finishing.sharpen,
                                subject_scale=clip.metadata["studio"].get("subject_scale"))
+        meta = clip.metadata["studio"]
+        params["frame"] = {"beat_id": meta.get("beat_id", clip.name), "candidate_id": meta.get("candidate_id"),
+                           "keyframe_sha256": meta.get("keyframe_sha256")}
         _record(ctx, spec, out, tl["id"], params)
+        ctx.deliverables[-1]["frame"] = params["frame"]  # which keyframe this still was cut from
         ctx.reporter.advance("conform", spec=spec.name)

@@ -205,61 +205,99 @@ def is_stills_edit(engine: Any, run_id: str, edited: Path) -> bool:
     return True
 
 
+def _channels(meta: Any) -> list[str]:
+    """The still channels a stills clip makes (OTIO hands metadata lists back as its own
+    vector type)."""
+    return [str(c) for c in meta.get("channels", [])]
+
+
 def map_stills(engine: Any, run_id: str, edited: Path) -> tuple[otio.schema.Timeline, dict[str, Any]]:
-    """The editor's stills timeline (the hero frame, perhaps swapped for another
-    candidate's keyframe) rebuilt against the run's store: a still is a one-frame shot, so
-    it round-trips like the edit. The new frame keeps its own shot's focus and framing."""
+    """The editor's stills timeline rebuilt against the run's store. A still is a
+    one-frame shot: the timeline holds one clip per beat the stills are made from, each
+    naming its still channels (``metadata["studio"]["channels"]``). The editor may point a
+    clip at another keyframe of the run (another candidate, another beat): that clip's
+    channels are made again from it, with its own shot's focus and framing. An edited clip
+    matches the run's clip with the same channels where the format kept Studio's
+    metadata, else the clip in the same place on the track (FCP7 XML, EDL)."""
     from timelines.deliver import url_to_path
 
     tl_in = _read(edited)
     clips = list(tl_in.video_tracks()[0].find_clips())
-    if len(clips) != 1:
-        raise StudioError(f"a stills timeline holds one frame; this one has {len(clips)} clips",
-                          fix="keep one clip (the frame the stills are made from)", source=str(edited))
-    clip = clips[0]
     by_sha, by_id = _still_candidates(engine, run_id)
-    meta = dict(clip.metadata.get("studio", {}))
-    url = getattr(clip.media_reference, "target_url", None) or ""
-    found = by_id.get(meta.get("candidate_id", "")) or by_sha.get(url_to_path(url).stem)
-    if found is None:
-        raise StudioError(f"clip {clip.name!r} at {_timecode(clip.range_in_parent().start_time)} is not a "
-                          "keyframe of this run", fix="use one of the run's keyframes (see the contact sheet)",
-                          source=str(edited))
-    cand, shot = found
     with Session(engine) as s:
         row = s.exec(select(db.Timeline).where(db.Timeline.run_id == run_id, db.Timeline.kind == "stills")).first()
-        prompt = s.get(db.PromptRecordRow, shot.prompt_hash)
     if row is None:
         raise StudioError(f"run {run_id} has no stills timeline", fix="conform a run that made stills", field="RUN")
     original = otio.adapters.read_from_file(row.path)
-    old_clip = original.video_tracks()[0].find_clips()[0]
-    old_meta = dict(old_clip.metadata["studio"])
-    rate = Fraction(old_meta["rate"])
-    if cand.id == old_meta.get("candidate_id"):
-        new_meta = old_meta
-    else:
-        composition = (prompt.document if prompt else {}).get("composition", {})
-        new_meta = {**old_meta, "beat_id": shot.beat_id, "shot_id": shot.id, "candidate_id": cand.id,
-                    "seed": cand.seed, "keyframe_sha256": cand.media_sha256, "recipe_hash": cand.recipe_hash,
-                    "prompt_hash": cand.prompt_hash, "focus": [shot.focus_x, shot.focus_y],
-                    "subject_scale": composition.get("subject_scale", old_meta.get("subject_scale"))}
+    old_clips = list(original.video_tracks()[0].find_clips())
+    if len(clips) != len(old_clips):
+        raise StudioError(
+            f"the run's stills timeline holds {len(old_clips)} frame(s) "
+            f"({', '.join(c.name for c in old_clips)}); this one has {len(clips)} clips",
+            fix="keep one clip per frame; point a clip at another keyframe to change its stills",
+            source=str(edited))
+    rate = Fraction(old_clips[0].metadata["studio"]["rate"])
     out = otio.schema.Timeline(name=tl_in.name or original.name)
-    out.global_start_time = otio.opentime.RationalTime(0, float(rate))
+    out.global_start_time = original.global_start_time or otio.opentime.RationalTime(0, float(rate))
     out.metadata["studio"] = {**original.metadata.get("studio", {}), "parent_timeline": row.id,
                               "edited_from": str(edited), "code_version": CODE_VERSION}
     track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
     out.tracks.append(track)
-    ref = otio.schema.ExternalReference(target_url=url if cand.id != old_meta.get("candidate_id")
-                                        else old_clip.media_reference.target_url,
-                                        available_range=otio.opentime.TimeRange(
-                                            otio.opentime.RationalTime(0, float(rate)),
-                                            otio.opentime.RationalTime(1, float(rate))))
-    ref.metadata["studio"] = {"sha256": cand.media_sha256}
-    new = otio.schema.Clip(name=shot.beat_id, media_reference=ref, source_range=otio.opentime.TimeRange(
-        otio.opentime.RationalTime(0, float(rate)), otio.opentime.RationalTime(1, float(rate))))
-    new.metadata["studio"] = new_meta
-    track.append(new)
-    changes = {"kind": "stills", "frame_before": old_meta.get("candidate_id"), "frame_after": cand.id}
+    errors: list[StudioError] = []
+    frames: list[dict[str, Any]] = []
+    used: set[int] = set()
+    for i, clip in enumerate(clips):
+        meta = dict(clip.metadata.get("studio", {}))
+        url = getattr(clip.media_reference, "target_url", None) or ""
+        where = f"clip {clip.name!r} at {_timecode(clip.range_in_parent().start_time)}"
+        # The media is what the editor sees and swaps: a keyframe of the run there wins
+        # over metadata the swap may have left behind.
+        found = by_sha.get(url_to_path(url).stem)
+        if found is None and meta.get("candidate_id") in by_id:
+            found = by_id[meta["candidate_id"]]
+            # known by its metadata only: its media must be the run's own file for it
+            url = next((o.media_reference.target_url for o in old_clips
+                        if o.metadata["studio"].get("candidate_id") == found[0].id), "")
+        if found is None or not url:
+            errors.append(StudioError(f"{where} is not a keyframe of this run",
+                                      fix="use one of the run's keyframes (see the contact sheet)",
+                                      source=str(edited)))
+            continue
+        channels = _channels(meta)
+        j = next((k for k, o in enumerate(old_clips)
+                  if channels and _channels(o.metadata["studio"]) == channels), i)
+        if j in used:
+            errors.append(StudioError(f"{where} makes the same stills ({', '.join(_channels(old_clips[j].metadata['studio']))}) "
+                                      "as another clip", fix="keep one clip per frame", source=str(edited)))
+            continue
+        used.add(j)
+        cand, shot = found
+        old_clip = old_clips[j]
+        old_meta = dict(old_clip.metadata["studio"])
+        if cand.id == old_meta.get("candidate_id"):
+            new_meta, url = old_meta, old_clip.media_reference.target_url
+        else:
+            with Session(engine) as s:
+                prompt = s.get(db.PromptRecordRow, shot.prompt_hash)
+            composition = (prompt.document if prompt else {}).get("composition", {})
+            new_meta = {**old_meta, "beat_id": shot.beat_id, "shot_id": shot.id, "candidate_id": cand.id,
+                        "seed": cand.seed, "keyframe_sha256": cand.media_sha256, "recipe_hash": cand.recipe_hash,
+                        "prompt_hash": cand.prompt_hash, "focus": [shot.focus_x, shot.focus_y],
+                        "subject_scale": composition.get("subject_scale", old_meta.get("subject_scale"))}
+        ref = otio.schema.ExternalReference(target_url=url, available_range=otio.opentime.TimeRange(
+            otio.opentime.RationalTime(0, float(rate)), otio.opentime.RationalTime(1, float(rate))))
+        ref.metadata["studio"] = {"sha256": cand.media_sha256}
+        new = otio.schema.Clip(name=shot.beat_id, media_reference=ref, source_range=otio.opentime.TimeRange(
+            otio.opentime.RationalTime(0, float(rate)), otio.opentime.RationalTime(1, float(rate))))
+        new.metadata["studio"] = new_meta
+        track.append(new)
+        frames.append({"channels": _channels(old_meta), "beat_before": old_meta.get("beat_id"),
+                       "beat_after": shot.beat_id, "before": old_meta.get("candidate_id"), "after": cand.id})
+    if errors:
+        raise ManyErrors(errors)
+    changes: dict[str, Any] = {"kind": "stills", "frames": frames}
+    if len(frames) == 1:  # the one-frame timeline's swap, as before
+        changes.update(frame_before=frames[0]["before"], frame_after=frames[0]["after"])
     return out, changes
 
 
