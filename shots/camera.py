@@ -54,6 +54,25 @@ MAX_LAYERS = 3  # 2..4 depth layers; fewer when the depth map has few distinct l
 CHROMA_PAD = 4  # edge-replicated margin so chroma windows may start half a pixel out
 
 
+def tightest_zoom(move: str) -> float:
+    """How far ``move`` zooms into its keyframe at its tightest frame (1 = the whole
+    keyframe), as ``_views`` plans it for a master the size of the keyframe. That frame
+    shows 1/zoom of the keyframe's width and height, upscaled: for a master to hold N
+    pixels of real detail in every frame, its keyframe needs N * zoom."""
+    if move in ("push-in", "pull-out"):
+        return 1 + PUSH_AMOUNT
+    if move in ("pan-left", "pan-right"):
+        return 1 / (1 - PAN_AMOUNT)  # zoomed in so the window can travel PAN_AMOUNT
+    if move == "parallax":
+        # in far enough that the nearest layer's travel stays inside, then the slight push
+        return (1 + PARALLAX_PUSH) / (1 - PARALLAX_NEAR)
+    return 1.0
+
+
+# The margin a keyframe needs over a channel's native size whatever the shot's move.
+MOVE_MARGIN = max(tightest_zoom(m) for m in MOVES)
+
+
 @dataclass(frozen=True)
 class _View:
     """Which part of the keyframe one output frame shows: centre and zoom (>= 1)."""

@@ -13,6 +13,7 @@ Media moves between stages as store references, never as frames.
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -99,11 +100,34 @@ def code_versions() -> dict[str, str]:
     return {"studio": __version__, **{s.name: s.code_version for s in STAGES}}
 
 
-def master_size(ctx_specs: list[Any]) -> tuple[int, int]:
-    """A square master big enough that every channel's crop is at native resolution."""
-    side = max(max(s.width, s.height) for s in ctx_specs)
-    side = max(256, (side + 15) // 16 * 16)
-    return side, side
+MIN_MASTER_SIDE = 256  # px: keyframes smaller than this score and review poorly
+
+
+def master_size(specs: list[Any]) -> tuple[int, int]:
+    """The keyframe (and shot master) size the brief's channels need: every channel's
+    crop at its native resolution or better, and no bigger.
+
+    A channel sees the largest box of its (active picture's) aspect in the master, placed
+    around the focus (``timelines.reframe.crop_box``). A master as wide as the widest
+    channel and as tall as the tallest holds every channel's box at native size: a 9:16-only brief gets a
+    9:16 master, 16:9 with 9:16 a square, 16:9 with banners stays 16:9. Video channels
+    also need the camera move's margin: a move's tightest frame shows
+    1/``camera.MOVE_MARGIN`` of the keyframe, upscaled to the master, so their sides grow
+    by that much (stills are cut from the keyframe itself). Sides are rounded up to a
+    multiple of 16 (macroblocks; diffusion latents) and kept at least MIN_MASTER_SIDE."""
+    from shots.camera import MOVE_MARGIN
+
+    w = h = 0.0
+    for s in specs:
+        margin = MOVE_MARGIN if s.kind == "video" else 1.0
+        aw, ah = s.active_size  # a letterboxed channel shows only its active picture
+        w, h = max(w, aw * margin), max(h, ah * margin)
+
+    def side(v: float) -> int:
+        # round() first: 1920 * 1.1 is 2112.0000000000005, which must not become 2128
+        return max(MIN_MASTER_SIDE, math.ceil(round(v, 6) / 16) * 16)
+
+    return side(w), side(h)
 
 
 def _prepare_out(out_dir: Path) -> Path:
