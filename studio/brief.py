@@ -157,7 +157,6 @@ class Brief(BaseModel):
         False, description="also write the edit as an .otioz bundle holding copies of every shot "
                            "master (hundreds of MB); the .otio references them in the store")
 
-
     @field_validator("fps")
     @classmethod
     def _fps(cls, v: str | None) -> str | None:

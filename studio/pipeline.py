@@ -26,7 +26,7 @@ from shots import clips, contact, generate, select
 from studio import __version__, db, manifest, prompts
 from studio.brief import check_against, edit_rate, load_brief
 from studio.context import RunContext
-from studio.errors import StudioError
+from studio.errors import ManyErrors, StudioError
 from studio.models import ModelRegistry
 from studio.progress import QuietReporter, Reporter
 from studio.settings import Settings, get_settings
@@ -130,16 +130,53 @@ def master_size(specs: list[Any]) -> tuple[int, int]:
     return side(w), side(h)
 
 
+def check_out(out_dir: Path) -> None:
+    """Everything that would stop ``out_dir`` being created or replaced at the end of a
+    run, found before the run starts (a full render must not end in a PermissionError)."""
+    import os
+    import stat
+
+    out_dir = out_dir.expanduser()
+    src = str(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise StudioError("exists and is not a folder", fix="choose another --out", field="--out", source=src)
+    if out_dir.is_dir():
+        try:
+            entries = list(out_dir.iterdir())
+        except OSError as e:
+            raise StudioError(f"cannot be read ({e.strerror})", fix="choose a folder you can write to",
+                              field="--out", source=src) from None
+        if entries and not (out_dir / "manifest.json").exists():
+            raise StudioError("is not empty and holds no Studio output", fix="choose an empty or new folder",
+                              field="--out", source=src)
+        if os.path.ismount(out_dir):
+            raise StudioError("is a mount point, which cannot be replaced by a finished run",
+                              fix="choose a folder inside it", field="--out", source=src)
+    # The nearest folder that exists is where the work folder and the output are made.
+    parent = out_dir.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise StudioError(f"cannot write here: {parent} is a file, not a folder",
+                          fix="choose a folder you can write to", field="--out", source=src)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StudioError(f"cannot write here: {parent} is not writable",
+                          fix="choose a folder you can write to", field="--out", source=src)
+    if out_dir.is_dir() and os.geteuid() != 0:
+        # In a sticky folder (like /tmp) only a folder's owner may rename it away.
+        pst, ost = parent.stat(), out_dir.stat()
+        if pst.st_mode & stat.S_ISVTX and os.geteuid() not in (pst.st_uid, ost.st_uid):
+            raise StudioError(
+                f"cannot be replaced: it belongs to another user (uid {ost.st_uid}) in the sticky "
+                f"folder {parent}", fix="choose another --out, or remove the old output as its owner",
+                field="--out", source=src)
+
+
 def _prepare_out(out_dir: Path) -> Path:
     """Check the output folder up front and make the sibling work folder. Nothing lands
     in ``out_dir`` until the run is complete."""
     out_dir = out_dir.expanduser()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise StudioError("exists and is not a folder", fix="choose another --out", field="--out",
-                          source=str(out_dir))
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "manifest.json").exists():
-        raise StudioError("is not empty and holds no Studio output", fix="choose an empty or new folder",
-                          field="--out", source=str(out_dir))
+    check_out(out_dir)
     parent = out_dir.resolve().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -150,14 +187,26 @@ def _prepare_out(out_dir: Path) -> Path:
     return work
 
 
+class PublishError(StudioError):
+    """The run finished but its folder could not be moved into place: the work is kept."""
+
+
 def _publish(work: Path, out_dir: Path) -> None:
     """Swap the finished work folder into place; an older Studio output is replaced."""
     out_dir = out_dir.resolve()
     old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{work.name[-8:]}")
-        out_dir.rename(old)
-    work.rename(out_dir)
+    try:
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old-{work.name[-8:]}")
+            out_dir.rename(old)
+        work.rename(out_dir)
+    except OSError as e:
+        if old is not None and old.exists() and not out_dir.exists():
+            old.rename(out_dir)  # put the previous output back as it was
+        raise PublishError(
+            f"the run finished but could not be moved into place ({e.strerror}); the finished "
+            f"output is kept in {work}", fix="move that folder where you want it, or fix the "
+            "permissions and render again", field="--out", source=str(out_dir)) from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -187,8 +236,19 @@ def render(
     from audio.voices import VoiceRegistry
 
     voices = VoiceRegistry(settings.voices_dir)
-    specs = check_against(brief, catalog, brief_dir, source=str(brief_path), registry=registry,
-                          voices=voices, settings=settings)
+    # One pass over everything the user can fix: the brief and the output folder.
+    problems: list[StudioError] = []
+    try:
+        check_out(out_dir)
+    except StudioError as e:
+        problems.append(e)
+    try:
+        specs = check_against(brief, catalog, brief_dir, source=str(brief_path), registry=registry,
+                              voices=voices, settings=settings)
+    except ManyErrors as e:
+        problems += e.errors
+    if problems:
+        raise ManyErrors(problems)
     voice = choose_voice(brief, voices)
     style = catalog.style(brief.style_pack)
     keyframe_model = registry.get(brief.keyframe_model) if brief.keyframe_model else None
@@ -245,8 +305,10 @@ def render(
         return ctx
     except BaseException as e:
         # Ctrl-C (or a job's SIGINT) cancels: the work folder goes, the pool's actors were
-        # killed by their stage, and the record says so.
-        shutil.rmtree(work, ignore_errors=True)
+        # killed by their stage, and the record says so. A finished run that could not be
+        # moved into place keeps its folder (the error says where).
+        if not isinstance(e, PublishError):
+            shutil.rmtree(work, ignore_errors=True)
         db.finish_run(engine, run_id, e)
         raise
     finally:

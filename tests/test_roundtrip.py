@@ -169,3 +169,34 @@ def test_a_still_round_trips_like_a_shot(exported, settings, tmp_path: Path) -> 
     with Session(db.make_engine(settings.db_url)) as s:
         row = s.exec(select(db.Timeline).where(db.Timeline.run_id == new_ctx.run_id)).one()
         assert row.kind == "stills" and row.version == 2
+
+
+def test_what_the_conform_does_not_reproduce_is_said() -> None:
+    """An editor's dissolve, a gap and a B-roll track: listed with their timecodes (the
+    conform warns with each), not dropped in silence."""
+    from timelines.roundtrip import not_conformed
+
+    def clip(name: str, frames: int) -> otio.schema.Clip:
+        return otio.schema.Clip(name=name, source_range=otio.opentime.TimeRange(
+            otio.opentime.RationalTime(0, 30), otio.opentime.RationalTime(frames, 30)))
+
+    v1 = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
+    v1.append(clip("b01", 60))
+    v1.append(otio.schema.Transition(name="Cross Dissolve", transition_type="SMPTE_Dissolve",
+                                     in_offset=otio.opentime.RationalTime(6, 30),
+                                     out_offset=otio.opentime.RationalTime(6, 30)))
+    v1.append(clip("b02", 60))
+    v1.append(otio.schema.Gap(source_range=otio.opentime.TimeRange(
+        otio.opentime.RationalTime(0, 30), otio.opentime.RationalTime(15, 30))))
+    v1.append(clip("b03", 30))
+    v2 = otio.schema.Track(name="B-roll", kind=otio.schema.TrackKind.Video)
+    v2.append(clip("logo", 30))
+    tl = otio.schema.Timeline(tracks=[v1, v2])
+    notes = not_conformed(list(tl.video_tracks()))
+    assert [(n["kind"], n["name"], n.get("at"), n.get("frames")) for n in notes] == [
+        ("transition", "Cross Dissolve", "00:00:01:24", 12),  # starts 6 frames before the cut
+        ("gap", "gap", "00:00:04:00", 15),
+        ("track", "B-roll", None, None),
+    ]
+    assert notes[0]["what"] == "a SMPTE_Dissolve is conformed as a cut"
+    assert not_conformed([otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)]) == []

@@ -106,8 +106,35 @@ def map_edit(engine: Any, run_id: str, edited: Path) -> tuple[otio.schema.Timeli
     before = [c.metadata["studio"]["beat_id"] for c in original.video_tracks()[0].find_clips()]
     changes = {"order_before": before, "order_after": order,
                "dropped": [b for b in before if b not in order],
+               "not_conformed": not_conformed(video_tracks),
                "durations": [c.source_range.duration.value for c in track.find_clips()], **audio_changes}
     return out, changes
+
+
+def not_conformed(video_tracks: list[Any]) -> list[dict[str, Any]]:
+    """What of the editor's picture the conform does not reproduce, said rather than
+    dropped in silence: Studio cuts the first video track's shots end to end, so its
+    transitions become cuts, its gaps close, and further video tracks are left out."""
+    out: list[dict[str, Any]] = []
+    for i, track in enumerate(video_tracks):
+        if i > 0:
+            if any(isinstance(c, otio.schema.Clip) for c in track):
+                out.append({"kind": "track", "name": track.name or f"V{i + 1}",
+                            "what": "a further video track (overlays, B-roll) is not conformed"})
+            continue
+        for item in track:
+            if isinstance(item, otio.schema.Transition):
+                at = item.range_in_parent().start_time if item.parent() else None
+                out.append({"kind": "transition", "name": item.name or item.transition_type,
+                            "at": _timecode(at) if at is not None else "",
+                            "frames": int(round((item.in_offset + item.out_offset).value)),
+                            "what": f"a {item.transition_type} is conformed as a cut"})
+            elif isinstance(item, otio.schema.Gap) and item.duration().value > 0:
+                out.append({"kind": "gap", "name": item.name or "gap",
+                            "at": _timecode(item.range_in_parent().start_time),
+                            "frames": int(round(item.duration().value)),
+                            "what": "a gap is closed: the shots around it are cut together"})
+    return out
 
 
 def _map_audio(tl_in: otio.schema.Timeline, original: otio.schema.Timeline, out: otio.schema.Timeline,
@@ -359,6 +386,9 @@ def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, rep
             reporter.stage_start("captions", len(specs))
             captions_stage(ctx)
             reporter.stage_done("captions")
+        for item in changes.get("not_conformed", []):
+            at = f" at {item['at']}" if item.get("at") else ""
+            reporter.warn(f"{edited}: {item['kind']} {item['name']!r}{at}: {item['what']}")
         reporter.stage_start("conform", len(specs))
         conform_deliverables(ctx)
         reporter.stage_done("conform")
