@@ -255,12 +255,6 @@ def check_against(brief: Brief, catalog: Catalog, base_dir: Path, source: str | 
     """Everything that needs the catalog, the model and voice registries or the
     filesystem. Returns the channel specs."""
     errors: list[StudioError] = check_models(brief, registry, source) if registry is not None else []
-    if voices is not None:
-        from audio.soundtrack import check_music_plan
-        from audio.voiceover import check_voice_plan
-
-        errors += check_voice_plan(brief, voices, source)
-        errors += check_music_plan(brief, base_dir, settings, registry, source)
     specs: list[ChannelSpec] = []
     for i, name in enumerate(brief.channels):
         try:
@@ -268,6 +262,15 @@ def check_against(brief: Brief, catalog: Catalog, base_dir: Path, source: str | 
         except StudioError as e:
             e.source = source
             errors.append(e)
+    # Sound is made for video channels only: a stills-only brief's narration is never
+    # spoken, so its voice is not checked (unless a channel is unknown: it may be video).
+    has_sound = any(s.kind == "video" for s in specs) or len(specs) < len(brief.channels)
+    if voices is not None and has_sound:
+        from audio.soundtrack import check_music_plan
+        from audio.voiceover import check_voice_plan
+
+        errors += check_voice_plan(brief, voices, source)
+        errors += check_music_plan(brief, base_dir, settings, registry, source)
     kinds = {s.name: s.kind for s in specs}
     for name in brief.stills:
         if name not in brief.channels:

@@ -249,7 +249,7 @@ def render(
         problems += e.errors
     if problems:
         raise ManyErrors(problems)
-    voice = choose_voice(brief, voices)
+    voice = choose_voice(brief, voices) if any(s.kind == "video" for s in specs) else None
     style = catalog.style(brief.style_pack)
     keyframe_model = registry.get(brief.keyframe_model) if brief.keyframe_model else None
     clip_model = registry.get(brief.clip_model) if brief.clip_model else None

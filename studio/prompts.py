@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from studio.assets import resolve_asset
 from studio.brief import Beat, Brief
 from studio.specs import ChannelSpec, StylePack
 from studio.versioning import schema_string
@@ -213,7 +214,11 @@ def plan_shots(ctx: Any) -> None:
             for ref in beat.reference_images + [
                 r for c in brief.characters if c.id in beat.characters for r in c.reference_images
             ]:
-                refs.append(ctx.store.put_file(ctx.brief_dir / ref).sha256)
+                # Checked again at the copy, not only at the brief check: a link swapped in
+                # between must not carry a file from outside the allowed folders into the store.
+                path = resolve_asset(ref, ctx.brief_dir, field="reference_images", kind="image",
+                                     settings=ctx.settings, source=str(ctx.brief_path), stage="prompts")
+                refs.append(ctx.store.put_file(path).sha256)
             record = compile_prompt(brief, beat, ctx.style, ctx.specs, refs)
             doc = record.canonical()
             h = record.hash

@@ -125,7 +125,8 @@ def test_database_traces_every_deliverable(demo_run, settings, manifest) -> None
             for c in cands:
                 assert c.backend == "procedural" and c.weights_sha256 is None
                 assert c.prompt_hash == shot.prompt_hash and len(c.recipe_hash) == 64
-                assert c.width == c.height == 1920
+                # the brief has 16:9 and 9:16 channels: a square, 1920 plus the camera move's 10%
+                assert (c.width, c.height) == ctx.master_size == (2112, 2112)
                 assert s.get(db.PromptRecordRow, c.prompt_hash) is not None
                 assert s.exec(select(db.Score).where(db.Score.candidate_id == c.id)).one().reason
             ptr = db.current_pointer(s, "selected", f"shot:{shot.id}")
