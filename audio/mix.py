@@ -122,6 +122,18 @@ def master_for_channel(mix: Path, out_m4a: Path, *, spec: Any, work: Path) -> di
 
     target = float(spec.loudness_target)
     ceiling = float(spec.true_peak if spec.true_peak is not None else -1.0)
+    from audio.loudness import ABS_GATE
+
+    if measure(mix)["integrated"] <= ABS_GATE:
+        # No narration, no music, no cue: nothing above the gate to normalise. A silent spot
+        # is a valid delivery (muted autoplay); it ships with a silent track, said so,
+        # rather than failing after the picture was made.
+        with atomic_output(out_m4a) as tmp:
+            _ffmpeg(["-i", str(mix), "-c:a", "aac", "-b:a", spec.audio_bitrate, "-ar", str(spec.audio_rate),
+                     "-ac", "2", "-movflags", "+faststart", str(tmp)], f"encoding {spec.name}'s audio", spec.name)
+        return {"target_lufs": target, "true_peak_ceiling": ceiling, "integrated": ABS_GATE, "true_peak": None,
+                "lra": None, "tries": [], "master": None, "silent": True, "codec": "aac",
+                "bitrate": spec.audio_bitrate, "sample_rate": spec.audio_rate}
     aim_target, aim_ceiling = target, ceiling - 0.5  # AAC overshoots; start with headroom
     tries: list[dict[str, Any]] = []
     wav = work / f"{spec.name}.master.wav"
@@ -280,6 +292,11 @@ def mix_stage(ctx: Any) -> None:
             continue
         out = work / f"{spec.name}.m4a"
         info = master_for_channel(mix_path, out, spec=spec, work=work)
+        if info.get("silent"):
+            ctx.reporter.warn(f"stage mix: {spec.name}: the spot has no sound (no narration, music or "
+                              f"effects above {info['integrated']:g} LUFS): delivered with a silent track, "
+                              f"not at {info['target_lufs']:g} LUFS — add narration or music if the channel "
+                              "needs sound")
         ref = ctx.store.put_file(out, ".m4a")
         ctx.masters[spec.name] = {"ref": ref, **info}
         with ctx.session() as s:

@@ -245,3 +245,47 @@ def test_stills_only_brief_is_not_refused_over_a_voice_it_never_uses() -> None:
         check_against(Brief.model_validate(d), Catalog(), EXAMPLE_BRIEF.parent, registry=ModelRegistry(),
                       voices=VoiceRegistry())
     assert any(err.field == "voice" and "public" in err.what for err in e.value.errors), e.value.lines()
+
+
+class _Warnings:
+    """A reporter that keeps warnings (QuietReporter prints them)."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def stage_start(self, stage, total=None) -> None: ...
+    def advance(self, stage, amount=1, **fields) -> None: ...
+    def stage_done(self, stage, **fields) -> None: ...
+    def event(self, name, **fields) -> None: ...
+    def close(self) -> None: ...
+
+    def warn(self, message, **fields) -> None:
+        self.warnings.append(message)
+
+
+def test_a_silent_spot_is_delivered_with_a_silent_track_and_a_warning(tmp_path: Path, settings,
+                                                                     ray_session) -> None:
+    """No narration, music none, effects off: there is nothing to normalise. The run used
+    to fail at the master after the picture was made; now it ships silence and says so."""
+    import json
+
+    from studio.pipeline import render
+
+    brief = {
+        "project": "demo", "campaign": "silent", "purpose": "a muted autoplay loop",
+        "channels": ["youtube-1080p"], "style_pack": "golden-hour", "candidates": 1, "captions": False,
+        "music": {"source": "none"}, "effects": {"enabled": False},
+        "beats": [{"id": "b01", "duration": 2, "subject": "a glowing orb"}],
+    }
+    path = tmp_path / "silent.yaml"
+    path.write_text(yaml.safe_dump(brief))
+    rep = _Warnings()
+    render(path, tmp_path / "out", settings=settings, reporter=rep)
+    assert any("youtube-1080p: the spot has no sound" in w and "silent track" in w for w in rep.warnings), rep.warnings
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    (d,) = m["deliverables"]
+    assert d["loudness"]["silent"] is True and d["loudness"]["within_spec"] is False
+    assert d["loudness"]["true_peak"] is None  # silence has no peak; -inf is not JSON
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0",
+                            str(tmp_path / "out" / d["path"])], capture_output=True, text=True, check=True)
+    assert sorted(probe.stdout.split()) == ["audio", "video"]

@@ -108,6 +108,10 @@ def _measure_loudness(path: Path, master: dict[str, Any]) -> dict[str, Any]:
 
     m = measure(path, method="ebur128")
     target, ceiling = master["target_lufs"], master["true_peak_ceiling"]
+    if master.get("silent"):
+        # Silence has no true peak (-inf is not JSON) and cannot meet a loudness target.
+        return {"integrated": m["integrated"], "true_peak": None, "lra": None, "target": target,
+                "ceiling": ceiling, "meter": "ffmpeg ebur128", "silent": True, "within_spec": False}
     return {"integrated": m["integrated"], "true_peak": m["true_peak"], "lra": m.get("lra"),
             "target": target, "ceiling": ceiling, "meter": "ffmpeg ebur128",
             "within_spec": abs(m["integrated"] - target) <= 0.5 and m["true_peak"] <= ceiling}
