@@ -3,6 +3,31 @@
 A prompt record is everything a keyframe backend needs to know about *what* to make,
 and nothing about *how* (seed, steps, model are per candidate). It is canonical JSON
 with a content hash: same inputs, same record, same hash.
+
+**Token budget.** A keyframe model reads only so many prompt tokens (77 for the CLIP
+encoders of SD 1.5 and SDXL; a T5 ``max_sequence_length`` for SD3/FLUX entries that set
+it, see ``studio.tokens``). Past that the pipeline silently drops the rest, which is
+where the style and copy-space words are. So when the run has a keyframe model the
+compiler fits the positive and negative prompts to it, counted with the model's own
+tokenizer, and records what it left out in ``budget``. Each field is one part (each style
+pack look token and each negative is a part of its own); parts are kept in this priority
+order, and the first part that does not fit is cut *with every part after it*, so what is
+cut is always the least important tail, never a hole in the middle:
+
+1. ``subject`` (never cut: a subject longer than the budget is an error to fix in the brief)
+2. ``copy_space`` (the "clean empty ... area for text" hint: the layout depends on it)
+3. ``composition``
+4. ``characters.<id>`` (the cast's descriptions, in the beat's order)
+5. ``environment``
+6. ``mood``
+7. ``style`` (the beat's own style: a per-shot instruction, more specific than the pack's)
+8. ``style_pack`` look tokens, in the pack's order (its first words matter most)
+
+Negative: the beat's ``disallowed`` items first, then the pack's ``negative_tokens``.
+Kept parts stay in the reading order of the unbudgeted prompt, so a prompt that fits is
+unchanged. The procedural backend has no tokenizer: no budget is applied and the record
+has no ``budget`` key (its canonical document, and so its hash, is as it was before
+budgets existed).
 """
 
 from __future__ import annotations
@@ -16,7 +41,9 @@ from pydantic import BaseModel, ConfigDict
 
 from studio.assets import resolve_asset
 from studio.brief import Beat, Brief
+from studio.errors import StudioError
 from studio.specs import ChannelSpec, StylePack
+from studio.tokens import TokenBudget
 from studio.versioning import schema_string
 
 CODE_VERSION = "prompts.1"
@@ -68,10 +95,15 @@ class PromptRecord(BaseModel):
     reference_images: list[str]  # sha256 of the bytes, never paths
     characters: list[str]
     code_version: str = CODE_VERSION
+    # {tokenizer, encoder, max_tokens, used, wanted, cut, negative_used, negative_cut};
+    # None (and absent from the canonical document) when the backend has no tokenizer.
+    budget: dict[str, Any] | None = None
 
     def canonical(self) -> dict[str, Any]:
         d = self.model_dump(mode="json")
         d["schema"] = d.pop("schema_")
+        if d["budget"] is None:
+            del d["budget"]  # unbudgeted records hash exactly as before budgets existed
         return d
 
     @property
@@ -132,27 +164,78 @@ def _join(parts: list[str]) -> str:
     return ", ".join(p.strip() for p in parts if p and p.strip())
 
 
+# (field, text) in reading order; the priority is a separate ranking (module docstring).
+Part = tuple[str, str]
+_PRIORITY = ("subject", "copy_space", "composition", "characters", "environment", "mood", "style",
+             "style_pack")
+_NEGATIVE_PRIORITY = ("disallowed", "negative")
+
+
+def _fit(parts: list[Part], priority: tuple[str, ...], budget: TokenBudget) -> tuple[str, list[Part], int]:
+    """The longest priority-ordered prefix of ``parts`` whose prompt (in reading order)
+    fits ``budget``: (prompt, parts cut in priority order, tokens used)."""
+    parts = [(f, t.strip()) for f, t in parts if t and t.strip()]
+    ranked = sorted(range(len(parts)), key=lambda i: (priority.index(parts[i][0].split(".")[0]), i))
+    kept: list[int] = []
+    used = budget.count("")
+    for n, i in enumerate(ranked):
+        text = _join([parts[j][1] for j in sorted([*kept, i])])
+        count = budget.count(text)
+        if count > budget.max_tokens:
+            return _join([parts[j][1] for j in sorted(kept)]), [parts[j] for j in ranked[n:]], used
+        kept.append(i)
+        used = count
+    return _join([p[1] for p in parts]), [], used
+
+
 def compile_prompt(
     brief: Brief,
     beat: Beat,
     style: StylePack,
     channels: list[ChannelSpec],
     reference_hashes: list[str] | None = None,
+    budget: TokenBudget | None = None,
 ) -> PromptRecord:
+    """The prompt record of ``beat``. With ``budget`` (the keyframe model's, from
+    ``studio.tokens.budget_for``) the prompts are fitted to it (module docstring)."""
     comp = compose(beat)
     cast = [c for c in brief.characters if c.id in beat.characters]
     copy_hint = f"clean empty {comp.copy_space} area for text" if comp.copy_space != "none" else ""
-    positive = _join([
-        beat.subject,
-        *[c.description for c in cast],
-        beat.environment,
-        beat.composition,
-        f"{beat.mood} mood" if beat.mood else "",
-        beat.style,
-        *style.look_tokens,
-        copy_hint,
-    ])
-    negative = _join([*style.negative_tokens, *beat.disallowed])
+    positive_parts: list[Part] = [
+        ("subject", beat.subject),
+        *[(f"characters.{c.id}", c.description) for c in cast],
+        ("environment", beat.environment),
+        ("composition", beat.composition),
+        ("mood", f"{beat.mood} mood" if beat.mood else ""),
+        ("style", beat.style),
+        *[("style_pack", t) for t in style.look_tokens],
+        ("copy_space", copy_hint),
+    ]
+    negative_parts: list[Part] = [*[("negative", t) for t in style.negative_tokens],
+                                  *[("disallowed", t) for t in beat.disallowed]]
+    record_budget: dict[str, Any] | None = None
+    if budget is None:
+        positive = _join([t for _, t in positive_parts])
+        negative = _join([t for _, t in negative_parts])
+    else:
+        subject = budget.count(_join([beat.subject]))
+        if subject > budget.max_tokens:
+            raise StudioError(
+                f"the subject is {subject} tokens but the keyframe model reads at most "
+                f"{budget.max_tokens} ({budget.encoder} tokenizer, start and end tokens included)",
+                fix="shorten the beat's subject; put details in environment, composition or style",
+                stage="prompts", shot=beat.id, field=f"beats[{brief.beats.index(beat)}].subject")
+        wanted = budget.count(_join([t for _, t in positive_parts]))
+        positive, cut, used = _fit(positive_parts, _PRIORITY, budget)
+        negative, negative_cut, negative_used = _fit(negative_parts, _NEGATIVE_PRIORITY, budget)
+        record_budget = {
+            **budget.describe(),
+            "used": used,
+            "wanted": wanted,
+            "cut": [{"field": f, "text": t} for f, t in cut],
+            "negative_used": negative_used,
+            "negative_cut": [{"field": f, "text": t} for f, t in negative_cut],
+        }
     return PromptRecord(
         schema_=schema_string("PromptRecord"),
         beat_id=beat.id,
@@ -169,6 +252,7 @@ def compile_prompt(
         channels=sorted(c.name for c in channels),
         reference_images=sorted(reference_hashes or []),
         characters=[c.id for c in cast],
+        budget=record_budget,
     )
 
 
@@ -203,9 +287,12 @@ def plan_shots(ctx: Any) -> None:
     prompt record and seeds. ``position`` stays the beat's place in the brief."""
     from studio import db
     from studio.context import ShotPlan
+    from studio.tokens import budget_for
 
     brief = ctx.brief
     planned = {b.id for b in planned_beats(brief, ctx.specs)}
+    # Fitted to the keyframe model's tokenizer; the procedural backend has none.
+    budget = budget_for(ctx.keyframe_model) if ctx.keyframe_model is not None else None
     with ctx.session() as s:
         for pos, beat in enumerate(brief.beats):
             if beat.id not in planned:
@@ -219,7 +306,11 @@ def plan_shots(ctx: Any) -> None:
                 path = resolve_asset(ref, ctx.brief_dir, field="reference_images", kind="image",
                                      settings=ctx.settings, source=str(ctx.brief_path), stage="prompts")
                 refs.append(ctx.store.put_file(path).sha256)
-            record = compile_prompt(brief, beat, ctx.style, ctx.specs, refs)
+            record = compile_prompt(brief, beat, ctx.style, ctx.specs, refs, budget)
+            if record.budget and record.budget["cut"]:
+                ctx.warn(f"beat {beat.id}: the prompt is {record.budget['wanted']} tokens, "
+                         f"model {ctx.keyframe_model.id!r} reads {record.budget['max_tokens']}; left out: "
+                         + "; ".join(f"{c['field']} ({c['text']!r})" for c in record.budget["cut"]))
             doc = record.canonical()
             h = record.hash
             if s.get(db.PromptRecordRow, h) is None:

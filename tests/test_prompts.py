@@ -64,3 +64,16 @@ def test_seeds_distinct_and_reproducible() -> None:
     assert len(set(s)) == 16 and s == candidate_seeds(42, "b01", 16)
     assert s != candidate_seeds(42, "b02", 16)
     assert all(0 <= x < 2**31 for x in s)
+
+
+def test_unbudgeted_record_is_the_pre_budget_document() -> None:
+    # The procedural backend has no tokenizer: no budget, and the canonical document has
+    # exactly the keys it had before budgets existed, so its hash (and every stored
+    # candidate's recipe that names it) is unchanged.
+    r = _compile(_brief())
+    assert r.budget is None
+    assert set(r.canonical()) == {
+        "schema", "beat_id", "positive", "negative", "style_tokens", "subject", "environment", "mood",
+        "palette", "text_color", "composition", "camera", "channels", "reference_images", "characters",
+        "code_version"}
+    assert r.positive.endswith("35mm film look, clean empty right area for text")  # nothing cut
