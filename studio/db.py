@@ -10,12 +10,17 @@ for a (name, scope) is the current value.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import JSON, Column, UniqueConstraint, event, inspect
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 
@@ -208,8 +213,117 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+# -- schema migrations ---------------------------------------------------------------
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+# The revision whose schema the previous release (f8d95c3) made with create_all, and the
+# tables it made: a database holding them without an alembic_version table is that
+# release's, and is stamped at the baseline before it is upgraded.
+BASELINE_REVISION = "0001"
+BASELINE_TABLES = ("pointer", "project", "promptrecord", "briefversion", "run", "audioasset", "shot",
+                   "timeline", "candidate", "deliverable", "render", "score")
+# One PostgreSQL advisory lock key for "Studio is migrating this database" (any 64-bit
+# number other programs sharing the server are unlikely to pick).
+PG_MIGRATION_LOCK = int.from_bytes(hashlib.sha256(b"studio.db.migrations").digest()[:8], "big",
+                                   signed=True)
+
+
+def alembic_config(url: str | None = None, connection: Connection | None = None) -> Any:
+    """An Alembic Config for the migrations shipped in the package (no alembic.ini).
+    ``connection`` is what env.py migrates; without one it makes an engine from ``url``."""
+    from alembic.config import Config
+
+    cfg = Config()
+    # Config options go through configparser: a "%" (in a path or a URL-quoted password)
+    # must be doubled.
+    cfg.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    if url:
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _sqlite_file(engine: Engine) -> Path | None:
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" \
+            or database.startswith("file:"):
+        return None  # in memory (one process) or a URI we do not parse: nothing to share
+    return Path(database)
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """On a SQLite file, one process at a time: an exclusive flock on a lock file beside
+    the database (SQLite's own locks do not span the checks-then-creates of a migration;
+    seven simultaneous first starts raced create_all to "table shot already exists").
+    PostgreSQL takes its advisory lock inside the migration's transaction (init_db)."""
+    path = _sqlite_file(engine)
+    if path is None:
+        yield
+        return
+    import fcntl  # POSIX only, like the rest of Studio's runtime (Ray, ffmpeg)
+
+    from studio.errors import StudioError
+
+    lock = path.with_name(path.name + ".migrate-lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise StudioError(f"cannot open the database's migration lock file {lock}: {e.strerror}",
+                          fix="make sure the database's folder exists and is writable "
+                              "(STUDIO_HOME, or the path in STUDIO_DATABASE_URL)",
+                          source=str(path)) from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by the close below, even on a crash
+        yield
+    finally:
+        os.close(fd)
+
+
+def _upgrade(connection: Connection, where: str) -> None:
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from studio.errors import StudioError
+
+    cfg = alembic_config(connection=connection)
+    current = MigrationContext.configure(connection).get_current_revision()
+    if current is None:
+        present = set(inspect(connection).get_table_names())
+        made = [t for t in BASELINE_TABLES if t in present]
+        if made:
+            missing = [t for t in BASELINE_TABLES if t not in present]
+            if missing:
+                raise StudioError(
+                    f"the database has Studio tables from an earlier release ({', '.join(made)}) "
+                    f"but not {', '.join(missing)}: it was left half-made",
+                    fix="restore it from a backup, or point STUDIO_DATABASE_URL (or STUDIO_HOME) "
+                        "at a new database", source=where)
+            # Made by the previous release with create_all: its schema is the baseline's.
+            command.stamp(cfg, BASELINE_REVISION)
+    else:
+        known = {r.revision for r in ScriptDirectory.from_config(cfg).walk_revisions()}
+        if current not in known:
+            raise StudioError(
+                f"the database's schema is at revision {current!r}, which this Studio does not "
+                f"know: a newer release made or upgraded it",
+                fix="run the Studio release that upgraded it (or newer), or point "
+                    "STUDIO_DATABASE_URL (or STUDIO_HOME) at another database", source=where)
+    command.upgrade(cfg, "head")
+
+
 def init_db(engine: Engine) -> None:
-    SQLModel.metadata.create_all(engine)
+    """Bring the database to the newest schema (``alembic upgrade head``), one process at a
+    time; a database the previous release made with create_all is adopted in place."""
+    where = engine.url.render_as_string(hide_password=True)
+    with _migration_lock(engine), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Held until this transaction ends: PostgreSQL's DDL is transactional, so the
+            # next process waits here and then finds the tables made and alembic_version set.
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")
+        _upgrade(conn, where)
 
 
 # -- queries the CLI and pipeline share ---------------------------------------------
