@@ -134,7 +134,10 @@ class KeyframeWorker:
         for k, (it, kf) in enumerate(zip(job["items"], frames, strict=True)):
             image = self.store.put_bytes(png_bytes(kf.image), ".png")
             depth = self.store.put_bytes(depth_png_bytes(kf.depth), ".png") if kf.depth is not None else None
-            score = score_keyframe(kf.image, prompt, self.specs)
+            # A reference's colours lead its keyframe's palette: adherence is judged against
+            # the palette it was painted with, not the style pack's it replaced.
+            used = (kf.params.get("reference_use") or {}).get("palette")
+            score = score_keyframe(kf.image, {**prompt, "palette": used} if used else prompt, self.specs)
             items.append({
                 "index": it["index"], "seed": it["seed"],
                 "image": image.to_dict(), "depth": depth.to_dict() if depth else None,
@@ -274,12 +277,13 @@ def generate_candidates(ctx: RunContext) -> None:
         if isinstance(cause, StudioError):
             raise cause from e
         if isinstance(cause, BaseException):
+            first = (str(cause).strip().splitlines() or [""])[0][:300]
             raise StageError(
-                f"keyframe generation failed: {type(cause).__name__}: {str(cause).splitlines()[0][:300]}",
+                f"keyframe generation failed: {type(cause).__name__}: {first}".rstrip(": "),
                 fix="check the backend's settings and the brief's inputs", stage="candidates",
             ) from e
         raise StageError(
-            f"keyframe generation failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}",
+            f"keyframe generation failed: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}",
             fix="see the worker log (ray logs) and the backend's settings", stage="candidates",
         ) from e
     finally:

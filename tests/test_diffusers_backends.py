@@ -272,15 +272,27 @@ def test_same_seed_same_pixels_other_seed_differs(sd) -> None:
     assert np.abs(a.image.astype(int) - c.image).mean() > 5
 
 
-def test_batch_equals_single_images(sd, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batch_matches_single_images(sd, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A seed in a batch gives the same picture as alone, to within kernel drift: whether
+    it is bit-exact depends on the CPU (a batch of 2 picks other GEMM kernels on some), so
+    the test holds what holds on any CPU -- PSNR over the threshold regenerate uses, and
+    bit-exact repeats of the same call (which is what `studio regenerate` reproduces)."""
+    from shots.regenerate import PSNR_THRESHOLD_DB, psnr
+
     singles = [sd.generate(PROMPT, s, 64, 48).image for s in (21, 22)]
     spy = CallSpy(monkeypatch, sd.pipe)
     batch = sd.generate_batch(PROMPT, [21, 22], 64, 48)
     assert len(spy.calls) == 1  # batch_size 2: one pipeline call
     assert [g.initial_seed() for g in spy.calls[0]["generator"]] == [21, 22]
     assert [k.params["seed"] for k in batch] == [21, 22]
+    assert [(k.params["batch_seeds"], k.params["batch_index"]) for k in batch] == [([21, 22], 0), ([21, 22], 1)]
     for single, kf in zip(singles, batch, strict=True):
-        assert np.array_equal(single, kf.image)
+        assert np.array_equal(single, kf.image) or psnr(single, kf.image) >= PSNR_THRESHOLD_DB
+    again = sd.generate_batch(PROMPT, [21, 22], 64, 48)
+    for a, b in zip(batch, again, strict=True):
+        assert np.array_equal(a.image, b.image)
+    # and a different seed is a different picture, far below the threshold
+    assert psnr(singles[0], singles[1]) < PSNR_THRESHOLD_DB
 
 
 def test_reference_image_to_image(sd_ref, reference: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -300,12 +300,13 @@ def test_effects_library_track_outside_refused(tmp_path: Path, outside: Path, se
 
 def test_effects_library_inside_passes_the_check(tmp_path: Path, settings) -> None:
     from audio.voices import VoiceRegistry
+    from studio.pipeline import check_brief
 
     folder = tmp_path / "brief"
     _wav(folder / "fx" / "swish.wav")
     _sidecar(folder / "fx", "swish.wav")
     brief, base = load_brief(_brief(folder, effects={"enabled": True, "library": "fx"}))
-    check_against(brief, Catalog(), base, voices=VoiceRegistry(None), settings=settings)
+    check_brief(brief, Catalog(), base, voices=VoiceRegistry(None), settings=settings)
 
 
 # ------------------------------------------------- references used, for real, by backends
@@ -350,6 +351,14 @@ def test_procedural_render_uses_the_reference(tmp_path: Path, settings, ray_sess
     assert used["focus"][0] < 0.2 and used["focus"][1] > 0.65 and used["calm_side"] in ("right", "top")
     use = p["reference_use"]
     assert use["palette"] == used["palette"] and (use["copy_space"], use["copy_space_from"]) == ("right", "brief")
+    # scored against the palette it was painted with, not the style pack's it replaced
+    from sqlmodel import Session, select
+
+    from studio import db
+
+    with Session(db.make_engine(settings.db_url)) as s:
+        score = s.exec(select(db.Score).where(db.Score.candidate_id == cand.id)).one()
+    assert score.components["palette"] >= 0.6, score.components
 
     # Against the same prompt record and seed without the reference: palette and focus differ.
     (shot,) = ctx.shots
