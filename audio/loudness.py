@@ -58,8 +58,9 @@ from typing import IO, Any
 
 import numpy as np
 
+from studio.probe import ABS_GATE  # the gate is BS.1770-4's; ffmpeg's meter shares it
+
 FFMPEG = "ffmpeg"
-ABS_GATE = -70.0  # LUFS, BS.1770-4 absolute gate (and what silence reads)
 REL_GATE = -10.0  # LU below the abs-gated mean, integrated loudness
 LRA_GATE = -20.0  # LU below the abs-gated mean, loudness range (EBU Tech 3342)
 LRA_LOW, LRA_HIGH = 0.10, 0.95

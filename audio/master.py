@@ -44,9 +44,7 @@ Every ffmpeg call is an argument list; nothing goes through a shell.
 
 from __future__ import annotations
 
-import re
 import struct
-import subprocess
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -54,6 +52,7 @@ from typing import IO, Any
 import numpy as np
 
 from audio import loudness
+from studio import probe
 from studio.errors import StageError
 from studio.store import atomic_output
 
@@ -85,22 +84,7 @@ METHODS = ("numpy", "ebur128")
 # the numpy meter with (same passes, same decisions, 0.1-LU readings).
 METER = "numpy"
 
-_NUM = r"(-?(?:\d+(?:\.\d+)?|inf))"
 _KEYS = ("integrated", "lra", "true_peak", "duration")
-
-
-def _run(args: list[str], what: str) -> str:
-    """Run ffmpeg; return its stderr (where filters print their reports)."""
-    proc = subprocess.run(args, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = " / ".join(proc.stderr.strip().splitlines()[-3:])
-        raise StageError(f"ffmpeg failed to {what}: {tail}", stage="master",
-                         fix="check that the input is a readable audio file")
-    return proc.stderr
-
-
-def _float(text: str) -> float:
-    return float("-inf") if text == "-inf" else float(text)
 
 
 def _tidy(m: dict[str, float]) -> dict[str, float]:
@@ -131,35 +115,10 @@ def _meter(path: Path) -> dict[str, float]:
 
 
 def _measure_ebur128(path: Path, extra: bool = False) -> dict[str, float]:
-    """ebur128's summary; ``extra`` adds what master() needs of an input (the relative
-    gate, for loudnorm; the sample rate)."""
-    # framelog=verbose: the per-100 ms lines go to a level we do not print.
-    err = _run([FFMPEG, "-hide_banner", "-nostats", "-i", str(path),
-                "-map", "0:a:0", "-af", "ebur128=peak=true:framelog=verbose",
-                "-f", "null", "-"], f"measure {path.name}")
-    summary = err[err.rfind("Summary:"):]
-    fields = {
-        "integrated": rf"I:\s+{_NUM} LUFS",
-        "lra": rf"LRA:\s+{_NUM} LU",
-        "true_peak": rf"Peak:\s+{_NUM} dBFS",
-    }
-    out: dict[str, float] = {}
-    for key, pattern in fields.items():
-        m = re.search(pattern, summary)
-        if not m:
-            raise StageError(f"could not read {key} from ebur128's summary", stage="master",
-                             source=str(path), fix="check the ffmpeg build has ebur128")
-        out[key] = _float(m.group(1))
-    dur = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", err)
-    if dur:
-        h, mnt, s = dur.groups()
-        out["duration"] = int(h) * 3600 + int(mnt) * 60 + float(s)
-    if extra:
-        gate = re.search(rf"Threshold:\s+{_NUM} LUFS", summary)
-        rate = re.search(r"Audio: .*?(\d+) Hz", err)
-        out["threshold"] = _float(gate.group(1)) if gate else loudness.ABS_GATE
-        out["rate"] = float(rate.group(1)) if rate else 48000.0
-    return out
+    """ebur128's summary (``studio.probe``: the conform checks deliverables with it too);
+    ``extra`` adds what master() needs of an input (the relative gate, for loudnorm; the
+    sample rate)."""
+    return probe.ebur128(path, extra=extra, stage="master")
 
 
 class _Wav24:

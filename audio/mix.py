@@ -188,7 +188,7 @@ def stems_from_timeline(tl: Any, total: float, out_dir: Path) -> dict[str, Path]
     an editor's moved or trimmed audio clips come back the same way."""
     import numpy as np
 
-    from timelines.deliver import url_to_path
+    from studio.media import url_to_path
 
     n = round(total * RATE)
     stems: dict[str, Path] = {}

@@ -157,7 +157,7 @@ class MusicGenBackend:
             ) from e
 
     def describe(self) -> dict[str, Any]:
-        from shots.backends.diffusers_image import library_versions
+        from studio.hf import library_versions
 
         e = self.entry
         return {

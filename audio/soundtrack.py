@@ -9,6 +9,10 @@ model from the registry (MusicGen-class, on a Ray actor), or ``none``.
 Effects follow the cut: a whoosh on every cut, a hit where the hero beat lands, from the
 effects library (Studio's own procedural effects unless the brief or settings name a
 folder). Every bed and cue is recorded with its parameters and rights.
+
+Last, voice, bed and effects are premixed once for the review's animatic (the review
+runs before any clip; shots/ does not import audio/, so the sound reaches it as a store
+ref on ``ctx.sound["premix"]``).
 """
 
 from __future__ import annotations
@@ -242,9 +246,25 @@ def _seconds(path: Path) -> float:
                          fix="replace the file in the effects library") from None
 
 
+def premix(ctx: Any, total: float, work: Path) -> None:
+    """The voice, the bed and the effects mixed once, for the review's animatic: the spot's
+    sound before any clip is rendered. A store ref on ``ctx.sound["premix"]``; the mix
+    stage mixes again from the edit's audio tracks (an editor may move them)."""
+    from audio.mix import mix_stems
+
+    src = {k: ctx.store.path(v) for k, v in ctx.stems.items()}
+    if not src:
+        return
+    path = work / "premix.wav"
+    params = mix_stems(src.get("voice"), src.get("music"), src.get("effects"), path, {}, duration=total,
+                       music_gain_db=ctx.brief.music.gain_db)
+    ctx.sound["premix"] = {"ref": ctx.store.put_file(path, ".wav"), "stems": params["stems"], "duration": total}
+
+
 def music_stage(ctx: Any) -> None:
-    """The stage: the bed and the effects stem, each recorded with its rights."""
-    from audio.voiceover import beat_times
+    """The stage: the bed and the effects stem, each recorded with its rights, and the
+    premix of voice, bed and effects the review's animatic plays."""
+    from studio.timecode import beat_times
 
     times = beat_times(ctx.shots, ctx.edit_rate)
     total = float(sum((d for _, _, d in times), Fraction(0)))
@@ -264,3 +284,4 @@ def music_stage(ctx: Any) -> None:
     ctx.reporter.advance("music")
     effects_stem(ctx, beats, total, work)
     ctx.reporter.advance("music")
+    premix(ctx, total, work)

@@ -434,7 +434,7 @@ class TransformersTTSBackend:
         return check_text(text, self.entry, beat=beat)
 
     def describe(self) -> dict[str, Any]:
-        from shots.backends.diffusers_image import library_versions
+        from studio.hf import library_versions
 
         src = self.entry.source
         return {

@@ -26,6 +26,7 @@ import numpy as np
 
 from studio import db
 from studio.errors import StageError, StudioError, quote
+from studio.timecode import beat_times
 
 CODE_VERSION = "voice.1"
 STEM_RATE = 48000
@@ -35,17 +36,6 @@ MIN_ROOM = 0.3  # the shortest room for words a voice line is placed in
 MIN_VOICE_BEAT = LEAD + TAIL + MIN_ROOM  # a beat with narration is at least this long
 SILENCE_DBFS = -50.0  # below this a Piper line's head and tail are silence
 PAD = 0.01  # kept around the words when trimming, so no consonant is clipped
-
-
-def beat_times(shots: list[Any], rate: Fraction) -> list[tuple[str, Fraction, Fraction]]:
-    """(beat id, start, duration) of each shot on the edit, exact (frame-aligned)."""
-    out: list[tuple[str, Fraction, Fraction]] = []
-    t = Fraction(0)
-    for shot in shots:
-        d = Fraction(shot.frames) / rate
-        out.append((shot.beat_id, t, d))
-        t += d
-    return out
 
 
 def _language(code: str) -> str:

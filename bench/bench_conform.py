@@ -34,6 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from studio.framing import crop_box  # noqa: E402
 from studio.specs import Catalog  # noqa: E402
 from timelines.conform import (  # noqa: E402
     ConformClip,
@@ -41,7 +42,6 @@ from timelines.conform import (  # noqa: E402
     conform_video,
     probe,
 )
-from timelines.reframe import crop_box  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 MEDIA = RESULTS / "media"

@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 export RAY_USAGE_STATS_ENABLED=0
 .venv/bin/ruff check .
+.venv/bin/lint-imports  # the layers: pyproject.toml [tool.importlinter]
 .venv/bin/pytest "$@"

@@ -58,7 +58,7 @@ def safe_area_previews(ctx: RunContext) -> None:
     video channel's hero beat), with the area outside the safe zone (platform UI, title
     safe) shaded and its edge drawn: what a brand reviewer checks before anything is
     encoded."""
-    from timelines.reframe import crop_box
+    from studio.framing import crop_box
 
     masters: dict[str, Image.Image] = {}
     for spec in ctx.specs:
@@ -92,14 +92,14 @@ ANIMATIC_HEIGHT = 360  # px: a review copy, small enough to mail
 
 def animatic(ctx: RunContext) -> None:
     """A low-resolution animatic: each selected keyframe held for its beat, framed as the
-    main video channel frames it and labelled, over the voice, music and effects mix —
-    the spot's timing and sound, reviewable before any clip is rendered."""
+    main video channel frames it and labelled, over the music stage's premix of voice,
+    music and effects — the spot's timing and sound, reviewable before any clip is
+    rendered."""
     import subprocess
     from fractions import Fraction
 
-    from audio.mix import mix_stems
-    from audio.voiceover import beat_times
-    from timelines.reframe import crop_box
+    from studio.framing import crop_box
+    from studio.timecode import beat_times
 
     if not ctx.video_specs:
         return
@@ -129,13 +129,9 @@ def animatic(ctx: RunContext) -> None:
         args += ["-loop", "1", "-framerate", f"{ctx.edit_rate.numerator}/{ctx.edit_rate.denominator}",
                  "-t", f"{float(dur):.6f}", "-i", str(png)]
     total = float(sum((d for _, _, d in times), Fraction(0)))
-    src = {k: ctx.store.path(v) for k, v in ctx.stems.items()}
-    audio_in: list[str] = []
-    if src:
-        mix = work / "mix.wav"
-        mix_stems(src.get("voice"), src.get("music"), src.get("effects"), mix, {}, duration=total,
-                  music_gain_db=ctx.brief.music.gain_db)
-        audio_in = ["-i", str(mix)]
+    # The sound is the music stage's premix of voice, bed and effects (it runs before review).
+    premix = ctx.sound.get("premix")
+    audio_in = ["-i", str(ctx.store.path(premix["ref"]))] if premix else []
     n = len(ctx.shots)
     graph = "".join(f"[{i}:v]" for i in range(n)) + f"concat=n={n}:v=1:a=0,format=yuv420p[v]"
     out = ctx.work_dir / "review" / f"{ctx.file_stem('animatic')}.mp4"

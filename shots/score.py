@@ -10,7 +10,7 @@ Three components, each 0..1, and one sentence that says why:
   the AA level for normal text), combined with how calm the region is (lightness spread
   and edge energy). 1.0 when the beat asks for no copy space.
 * ``safe_clearance``: is the detail where the platforms will not cover it? For each
-  channel, the crop that the reframer will take (``timelines.reframe.crop_box``) is split
+  channel, the crop that the reframer will take (``studio.framing.crop_box``) is split
   into its safe area and the margin outside it (under platform UI); the score is the edge
   density inside the safe area over the sum of both densities, so a uniformly busy frame
   scores 0.5 whatever the margin size, clean margins score 1 and busy margins with a calm
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from shots.backends.procedural import contrast_ratio, hex_to_rgb, relative_luminance, srgb_to_lab
+from studio.framing import crop_box
 from studio.specs import ChannelSpec
-from timelines.reframe import crop_box
 
 CODE_VERSION = "score.1"
 

@@ -250,10 +250,17 @@ def check_models(brief: Brief, registry: Any, source: str | None = None) -> list
     return errors
 
 
-def check_against(brief: Brief, catalog: Catalog, base_dir: Path, source: str | None = None,
-                  registry: Any = None, voices: Any = None, settings: Any = None) -> list[ChannelSpec]:
-    """Everything that needs the catalog, the model and voice registries or the
-    filesystem. Returns the channel specs."""
+def has_sound(brief: Brief, specs: list[ChannelSpec]) -> bool:
+    """Sound is made for video channels only: a stills-only brief's narration is never
+    spoken (unless a channel is unknown: it may be video)."""
+    return any(s.kind == "video" for s in specs) or len(specs) < len(brief.channels)
+
+
+def brief_problems(brief: Brief, catalog: Catalog, base_dir: Path, source: str | None = None,
+                   registry: Any = None, settings: Any = None) -> tuple[list[ChannelSpec], list[StudioError]]:
+    """Everything the core can check that needs the catalog, the model registry or the
+    filesystem: the channel specs found and every problem, none raised. The stages' own
+    plan checks (voice, music, LUT) are added by the runner (``studio.pipeline.check_brief``)."""
     errors: list[StudioError] = check_models(brief, registry, source) if registry is not None else []
     specs: list[ChannelSpec] = []
     for i, name in enumerate(brief.channels):
@@ -262,15 +269,6 @@ def check_against(brief: Brief, catalog: Catalog, base_dir: Path, source: str | 
         except StudioError as e:
             e.source = source
             errors.append(e)
-    # Sound is made for video channels only: a stills-only brief's narration is never
-    # spoken, so its voice is not checked (unless a channel is unknown: it may be video).
-    has_sound = any(s.kind == "video" for s in specs) or len(specs) < len(brief.channels)
-    if voices is not None and has_sound:
-        from audio.soundtrack import check_music_plan
-        from audio.voiceover import check_voice_plan
-
-        errors += check_voice_plan(brief, voices, source)
-        errors += check_music_plan(brief, base_dir, settings, registry, source)
     kinds = {s.name: s.kind for s in specs}
     for name in brief.stills:
         if name not in brief.channels:
@@ -283,21 +281,10 @@ def check_against(brief: Brief, catalog: Catalog, base_dir: Path, source: str | 
                 fix="remove it from stills (a video channel shows every beat)", field=f"stills.{name}",
                 source=source))
     try:
-        style = catalog.style(brief.style_pack)
+        catalog.style(brief.style_pack)
     except StudioError as e:
         e.source = source
         errors.append(e)
-    else:
-        lut = catalog.lut_path(style)
-        if lut is not None and any(s.kind == "video" for s in specs):
-            # A LUT ffmpeg cannot read would otherwise fail at conform, after the models ran.
-            from timelines.grade import check_lut
-
-            try:
-                check_lut(lut, field="finishing.lut")
-            except StudioError as e:
-                e.source = str(catalog.style_paths[style.name])  # the file to fix
-                errors.append(e)
     if len(specs) == len(brief.channels):
         try:
             edit_timecode(brief, specs)
@@ -325,6 +312,13 @@ def check_against(brief: Brief, catalog: Catalog, base_dir: Path, source: str | 
     from studio.assets import check_brief_assets
 
     errors += check_brief_assets(brief, base_dir, settings, source)
+    return specs, errors
+
+
+def check_against(brief: Brief, catalog: Catalog, base_dir: Path, source: str | None = None,
+                  registry: Any = None, settings: Any = None) -> list[ChannelSpec]:
+    """``brief_problems``, raised as one ManyErrors. Returns the channel specs."""
+    specs, errors = brief_problems(brief, catalog, base_dir, source, registry, settings)
     if errors:
         raise ManyErrors(errors)
     return specs

@@ -250,9 +250,9 @@ def plugins() -> None:
 @click.option("--log-json", is_flag=True)
 def conform(run_id: str, edited: Path, out: Path, quiet: bool, log_json: bool) -> None:
     """Re-render RUN's video deliverables from an editor's EDITED timeline (OTIO, FCP7 XML, FCPXML)."""
+    from studio.conform import conform_edit
     from studio.progress import make_reporter
     from studio.settings import get_settings
-    from timelines.roundtrip import conform_edit
 
     reporter = make_reporter(quiet, log_json)
     try:

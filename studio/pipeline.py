@@ -24,15 +24,15 @@ from typing import Any
 from audio import mix, soundtrack, voiceover
 from shots import clips, contact, generate, select
 from studio import __version__, db, manifest, prompts
-from studio.brief import check_against, edit_rate, load_brief
+from studio.brief import Brief, brief_problems, edit_rate, has_sound, load_brief
 from studio.context import RunContext
 from studio.errors import ManyErrors, StudioError
 from studio.models import ModelRegistry
 from studio.progress import QuietReporter, Reporter
 from studio.settings import Settings, get_settings
-from studio.specs import Catalog
+from studio.specs import Catalog, ChannelSpec
 from studio.store import Store
-from timelines import assemble, captions, deliver
+from timelines import assemble, captions, deliver, grade
 
 
 @dataclass(frozen=True)
@@ -72,13 +72,13 @@ STAGES: list[Stage] = [
           {"ray": "a GPU voice runs on an actor; Piper in process"},
           "narration -> a voice line per beat, fitted to its beat; the voice stem"),
     Stage("music", soundtrack.music_stage, ("shots",), ("sound", "stems"), soundtrack.CODE_VERSION,
-          description="one music bed for the spot; effects cued on the cuts"),
+          description="one music bed for the spot; effects cued on the cuts; a premix for the animatic"),
     Stage("candidates", generate.generate_candidates, ("shots",), ("candidates",), generate.CODE_VERSION,
           {"ray": "KeyframeWorker actor pool, one backend per actor"},
           "N keyframes per beat on Ray actors, written to the store and scored there"),
     Stage("select", select.select_candidates, ("candidates",), ("selected",), select.CODE_VERSION,
           description="top score moves on; a 'selected' pointer with the reason"),
-    Stage("review", contact.review, ("candidates", "selected"), ("review",), contact.CODE_VERSION,
+    Stage("review", contact.review, ("candidates", "selected", "sound"), ("review",), contact.CODE_VERSION,
           description="contact sheet of every candidate per beat; safe-area preview per channel"),
     Stage("clips", clips.render_clips, ("selected",), ("clips",), clips.CODE_VERSION,
           {"ray": "one task per shot, 1 CPU"}, "keyframe + camera move -> shot master with handles"),
@@ -108,7 +108,7 @@ def master_size(specs: list[Any]) -> tuple[int, int]:
     crop at its native resolution or better, and no bigger.
 
     A channel sees the largest box of its (active picture's) aspect in the master, placed
-    around the focus (``timelines.reframe.crop_box``). A master as wide as the widest
+    around the focus (``studio.framing.crop_box``). A master as wide as the widest
     channel and as tall as the tallest holds every channel's box at native size: a 9:16-only brief gets a
     9:16 master, 16:9 with 9:16 a square, 16:9 with banners stays 16:9. Video channels
     also need the camera move's margin: a move's tightest frame shows
@@ -128,6 +128,36 @@ def master_size(specs: list[Any]) -> tuple[int, int]:
         return max(MIN_MASTER_SIDE, math.ceil(round(v, 6) / 16) * 16)
 
     return side(w), side(h)
+
+
+def check_brief(brief: Brief, catalog: Catalog, base_dir: Path, source: str | None = None,
+                registry: Any = None, voices: Any = None, settings: Any = None) -> list[ChannelSpec]:
+    """The core's brief checks (``studio.brief.brief_problems``) and the stages' plan
+    checks, all found in one pass and raised as one ManyErrors. Returns the channel specs.
+
+    The stages' checks: the voice and the music/effects plans (when ``voices`` is given,
+    and only if the brief has sound: a stills-only brief's narration is never spoken),
+    and the style's LUT (for video channels: an unreadable LUT would otherwise fail at
+    conform, after the models ran)."""
+    specs, errors = brief_problems(brief, catalog, base_dir, source, registry, settings)
+    if voices is not None and has_sound(brief, specs):
+        errors += voiceover.check_voice_plan(brief, voices, source)
+        errors += soundtrack.check_music_plan(brief, base_dir, settings, registry, source)
+    try:
+        style = catalog.style(brief.style_pack)
+    except StudioError:
+        pass  # brief_problems reported it
+    else:
+        lut = catalog.lut_path(style)
+        if lut is not None and any(s.kind == "video" for s in specs):
+            try:
+                grade.check_lut(lut, field="finishing.lut")
+            except StudioError as e:
+                e.source = str(catalog.style_paths[style.name])  # the file to fix
+                errors.append(e)
+    if errors:
+        raise ManyErrors(errors)
+    return specs
 
 
 def check_out(out_dir: Path) -> None:
@@ -243,8 +273,8 @@ def render(
     except StudioError as e:
         problems.append(e)
     try:
-        specs = check_against(brief, catalog, brief_dir, source=str(brief_path), registry=registry,
-                              voices=voices, settings=settings)
+        specs = check_brief(brief, catalog, brief_dir, source=str(brief_path), registry=registry,
+                            voices=voices, settings=settings)
     except ManyErrors as e:
         problems += e.errors
     if problems:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 TIMECODE_RE = re.compile(r"^(\d{2}):(\d{2}):(\d{2})([:;])(\d{2})$")
 # Labels skipped at the start of each minute (not every tenth), per drop-frame rate.
@@ -128,3 +129,15 @@ class Timecode:
 def _rate(rate: Fraction) -> str:
     r = Fraction(rate)
     return str(r.numerator) if r.denominator == 1 else f"{r.numerator}/{r.denominator}"
+
+
+def beat_times(shots: list[Any], rate: Fraction) -> list[tuple[str, Fraction, Fraction]]:
+    """(beat id, start, duration) of each shot on the edit, exact (frame-aligned): the
+    timing the voice, the music and the review's animatic all cut to."""
+    out: list[tuple[str, Fraction, Fraction]] = []
+    t = Fraction(0)
+    for shot in shots:
+        d = Fraction(shot.frames) / rate
+        out.append((shot.beat_id, t, d))
+        t += d
+    return out

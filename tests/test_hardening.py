@@ -227,8 +227,9 @@ def test_stills_only_brief_is_not_refused_over_a_voice_it_never_uses() -> None:
     """Narration is spoken for video channels only: a public stills-only brief must not be
     refused because the shipped voice is licensed for internal use."""
     from audio.voices import VoiceRegistry
-    from studio.brief import Brief, check_against
+    from studio.brief import Brief
     from studio.models import ModelRegistry
+    from studio.pipeline import check_brief
     from studio.specs import Catalog
 
     d = yaml.safe_load(EXAMPLE_BRIEF.read_text())
@@ -236,14 +237,14 @@ def test_stills_only_brief_is_not_refused_over_a_voice_it_never_uses() -> None:
     d.pop("voice", None)
     d["channels"] = ["banner-300x250", "banner-728x90"]
     brief = Brief.model_validate(d)
-    specs = check_against(brief, Catalog(), EXAMPLE_BRIEF.parent, registry=ModelRegistry(),
-                          voices=VoiceRegistry())
+    specs = check_brief(brief, Catalog(), EXAMPLE_BRIEF.parent, registry=ModelRegistry(),
+                        voices=VoiceRegistry())
     assert [s.name for s in specs] == ["banner-300x250", "banner-728x90"]
     # with a video channel the same brief is refused over its voice, as before
     d["channels"] = ["youtube-1080p", "banner-300x250"]
     with pytest.raises(ManyErrors) as e:
-        check_against(Brief.model_validate(d), Catalog(), EXAMPLE_BRIEF.parent, registry=ModelRegistry(),
-                      voices=VoiceRegistry())
+        check_brief(Brief.model_validate(d), Catalog(), EXAMPLE_BRIEF.parent, registry=ModelRegistry(),
+                    voices=VoiceRegistry())
     assert any(err.field == "voice" and "public" in err.what for err in e.value.errors), e.value.lines()
 
 

@@ -17,9 +17,9 @@ from sqlmodel import Session, select
 
 from shots import camera
 from studio import db
+from studio.framing import crop_box
 from studio.pipeline import master_size
 from studio.specs import Catalog
-from timelines.reframe import crop_box
 
 CATALOG = Catalog()
 

@@ -76,7 +76,7 @@ def exported(demo_run, manifest_path=None):
 
 @pytest.mark.parametrize("fmt", ["otio", "fcp7_xml"])
 def test_conform_an_edited_timeline(exported, settings, tmp_path: Path, fmt: str) -> None:
-    from timelines.roundtrip import conform_edit
+    from studio.conform import conform_edit
 
     ctx, out, m, timeline = exported
     edited = _edit(timeline)
@@ -122,7 +122,7 @@ def test_conform_an_edited_timeline(exported, settings, tmp_path: Path, fmt: str
 
 
 def test_unmappable_clips_are_reported_by_name_and_timecode(exported, settings, tmp_path: Path) -> None:
-    from timelines.roundtrip import conform_edit
+    from studio.conform import conform_edit
 
     ctx, _, _, timeline = exported
     edited = copy.deepcopy(timeline)
@@ -142,8 +142,8 @@ def test_unmappable_clips_are_reported_by_name_and_timecode(exported, settings, 
 def test_a_still_round_trips_like_a_shot(exported, settings, tmp_path: Path) -> None:
     """A still is a one-frame shot: its timeline exports, and an editor's swap of the hero
     frame for another beat's keyframe conforms the banners again from that frame."""
+    from studio.conform import conform_edit
     from studio.store import Store
-    from timelines.roundtrip import conform_edit
 
     ctx, out, m, _ = exported
     stills = {t["format"]: out / t["path"] for t in m["timelines"] if t["kind"] == "stills"}

@@ -99,7 +99,7 @@ def test_voice_music_and_effects_are_in_the_mix(demo_run, manifest) -> None:
     import numpy as np
     import opentimelineio as otio
 
-    from timelines.deliver import url_to_path
+    from studio.media import url_to_path
 
     music = stems["music"]
     speech = speech_spans(stems["voice"])

@@ -180,8 +180,8 @@ def test_a_stills_frame_swap_remakes_only_its_channels(stills_run, settings, tmp
     """The editor points the leaderboard's frame at b01's keyframe in a format that drops
     Studio's metadata: clips map back by place, the leaderboard is made again from b01
     with b01's framing, the other banner is untouched."""
+    from studio.conform import conform_edit
     from studio.store import Store
-    from timelines.roundtrip import conform_edit
 
     ctx, out, m, _ = stills_run
     stills = next(t for t in m["timelines"] if t["kind"] == "stills" and t["format"] == "otio_json")
@@ -209,7 +209,7 @@ def test_a_stills_frame_swap_remakes_only_its_channels(stills_run, settings, tmp
 
 def test_stills_clips_keep_their_channels_when_reordered(stills_run, settings, tmp_path: Path) -> None:
     """With Studio's metadata kept, a clip is matched by its channels, not its place."""
-    from timelines.roundtrip import conform_edit
+    from studio.conform import conform_edit
 
     ctx, out, m, _ = stills_run
     stills = next(t for t in m["timelines"] if t["kind"] == "stills" and t["format"] == "otio_json")

@@ -32,10 +32,10 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from studio.errors import StageError
+from studio.framing import Crop, crop_box
 from studio.specs import ChannelSpec
 from studio.store import FILE_MODE, atomic_output, atomic_write_bytes
 from timelines import grade
-from timelines.reframe import Crop, crop_box
 
 CODE_VERSION = "conform.2"  # 2: LUT in 16-bit RGB, 3x3 sharpen, multi-output
 

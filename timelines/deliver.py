@@ -7,8 +7,6 @@ the manifest and database carry the measured figures, not the requested ones.
 
 from __future__ import annotations
 
-import urllib.parse
-import urllib.request
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -18,16 +16,11 @@ import opentimelineio as otio
 from studio import db
 from studio.context import RunContext
 from studio.errors import StageError
+from studio.media import url_to_path
 from studio.specs import ChannelSpec
 from studio.store import sha256_file
 
 CODE_VERSION = "deliver.1"
-
-
-def url_to_path(url: str) -> Path:
-    if url.startswith("file:"):
-        return Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
-    return Path(url)
 
 
 def _rate(meta: dict[str, Any], fallback: float) -> Fraction:
@@ -104,9 +97,9 @@ def _record(ctx: RunContext, spec: ChannelSpec, path: Path, timeline_id: str | N
 def _measure_loudness(path: Path, master: dict[str, Any]) -> dict[str, Any]:
     """The deliverable's own audio, measured again by ffmpeg's ebur128 (not the meter the
     master was made with): what ships is what is reported."""
-    from audio.master import measure
+    from studio.probe import ebur128
 
-    m = measure(path, method="ebur128")
+    m = ebur128(path, stage="conform")
     target, ceiling = master["target_lufs"], master["true_peak_ceiling"]
     if master.get("silent"):
         # Silence has no true peak (-inf is not JSON) and cannot meet a loudness target.

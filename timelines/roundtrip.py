@@ -4,7 +4,8 @@ An editor trims, reorders, drops and swaps shots in Resolve or Premiere and expo
 edit (OTIO, FCP7 XML or FCPXML). Each clip is mapped back to the Studio shot render it
 came from, by the ``studio`` metadata where the format kept it, else by the media file
 (store files are named by their sha256). The mapped edit becomes a new timeline version
-(its parent is the run's edit) and the run's video deliverables are re-rendered from it.
+(its parent is the run's edit); ``studio.conform`` re-renders the run's deliverables
+from it.
 Clips that cannot be mapped are reported by name and record timecode; nothing is dropped
 silently.
 """
@@ -41,7 +42,7 @@ def _timecode(t: otio.opentime.RationalTime) -> str:
 
 def map_edit(engine: Any, run_id: str, edited: Path) -> tuple[otio.schema.Timeline, dict[str, Any]]:
     """The edited timeline rebuilt against the run's store media, plus what changed."""
-    from timelines.deliver import url_to_path
+    from studio.media import url_to_path
 
     tl_in = _read(edited)
     with Session(engine) as s:
@@ -144,7 +145,7 @@ def _map_audio(tl_in: otio.schema.Timeline, original: otio.schema.Timeline, out:
     track (voice, music, effects) its media came from. A clip with other media that
     exists on disk joins the effects stem; one whose media is missing fails the conform.
     Without audio tracks (an EDL, a video-only export) the original soundtrack is kept."""
-    from timelines.deliver import url_to_path
+    from studio.media import url_to_path
 
     originals: dict[str, tuple[str, otio.schema.Clip]] = {}
     for tr in original.audio_tracks():
@@ -214,7 +215,7 @@ def _still_candidates(engine: Any, run_id: str) -> tuple[dict[str, Any], dict[st
 
 def is_stills_edit(engine: Any, run_id: str, edited: Path) -> bool:
     """A stills timeline: its picture clips are one frame of a keyframe of this run."""
-    from timelines.deliver import url_to_path
+    from studio.media import url_to_path
 
     tl = _read(edited)
     tracks = tl.video_tracks()
@@ -246,7 +247,7 @@ def map_stills(engine: Any, run_id: str, edited: Path) -> tuple[otio.schema.Time
     channels are made again from it, with its own shot's focus and framing. An edited clip
     matches the run's clip with the same channels where the format kept Studio's
     metadata, else the clip in the same place on the track (FCP7 XML, EDL)."""
-    from timelines.deliver import url_to_path
+    from studio.media import url_to_path
 
     tl_in = _read(edited)
     clips = list(tl_in.video_tracks()[0].find_clips())
@@ -326,79 +327,3 @@ def map_stills(engine: Any, run_id: str, edited: Path) -> tuple[otio.schema.Time
     if len(frames) == 1:  # the one-frame timeline's swap, as before
         changes.update(frame_before=frames[0]["before"], frame_after=frames[0]["after"])
     return out, changes
-
-
-def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, reporter: Any) -> Any:
-    """Re-render ``run_id``'s video deliverables from an editor's timeline into ``out_dir``."""
-    import shutil
-
-    from studio.brief import Brief, edit_rate
-    from studio.context import RunContext
-    from studio.inspect import describe_run
-    from studio.manifest import write_manifest
-    from studio.pipeline import _prepare_out, _publish
-    from studio.specs import Catalog
-    from studio.store import Store
-    from timelines.assemble import write_timeline
-    from timelines.deliver import conform_deliverables
-
-    engine = db.make_engine(settings.db_url)
-    db.init_db(engine)
-    old = describe_run(engine, run_id)["run"]
-    stills = is_stills_edit(engine, old["id"], edited)
-    edited_tl, changes = map_stills(engine, old["id"], edited) if stills else map_edit(engine, old["id"], edited)
-    with Session(engine) as s:
-        run = s.get(db.Run, old["id"])
-        bv = s.get(db.BriefVersion, run.brief_version_id)  # type: ignore[union-attr]
-        brief = Brief.model_validate(bv.document)  # type: ignore[union-attr]
-        bv_id = bv.id  # type: ignore[union-attr]
-        brief_path = Path(bv.source_path)  # type: ignore[union-attr]
-    catalog = Catalog(settings.specs_dir, settings.styles_dir)
-    kind = "stills" if stills else "edit"
-    specs = [catalog.spec(n) for n in brief.channels if catalog.spec(n).kind == ("still" if stills else "video")]
-    work = _prepare_out(out_dir)
-    new_id = db.new_id("run")
-    try:
-        with Session(engine) as s:
-            s.add(db.Run(id=new_id, brief_version_id=bv_id, out_dir=str(out_dir.resolve()),
-                         settings={"conform_of": old["id"], "edited": str(edited.resolve()), **changes}))
-            s.commit()
-            version = db.run_number(s, s.get(db.BriefVersion, bv_id))  # type: ignore[arg-type]
-        ctx = RunContext(
-            run_id=new_id, brief=brief, brief_path=brief_path, brief_dir=brief_path.parent,
-            brief_version_id=bv_id, version=version, specs=specs, style=catalog.style(brief.style_pack),
-            catalog=catalog, settings=settings, store=Store(settings.store_root), engine=engine,
-            reporter=reporter, out_dir=out_dir.resolve(), work_dir=work, edit_rate=edit_rate(brief, specs),
-            master_size=(0, 0),
-        )
-        with Session(engine) as s:  # the new edit is a version of the old one
-            parent = s.get(db.Timeline, edited_tl.metadata["studio"]["parent_timeline"])
-            parent_id, parent_version = parent.id, parent.version  # type: ignore[union-attr]
-        write_timeline(ctx, edited_tl, kind, parent_id=parent_id, version=parent_version + 1)
-        from audio.mix import mix_stage
-        from timelines.captions import captions_stage
-
-        if not stills:
-            reporter.stage_start("mix", len(specs))
-            mix_stage(ctx)
-            reporter.stage_done("mix")
-        if brief.captions and not stills:
-            reporter.stage_start("captions", len(specs))
-            captions_stage(ctx)
-            reporter.stage_done("captions")
-        for item in changes.get("not_conformed", []):
-            at = f" at {item['at']}" if item.get("at") else ""
-            reporter.warn(f"{edited}: {item['kind']} {item['name']!r}{at}: {item['what']}")
-        reporter.stage_start("conform", len(specs))
-        conform_deliverables(ctx)
-        reporter.stage_done("conform")
-        write_manifest(ctx)
-        _publish(work, out_dir)
-        db.finish_run(engine, new_id)
-        return ctx, changes
-    except BaseException as e:
-        shutil.rmtree(work, ignore_errors=True)
-        db.finish_run(engine, new_id, e)
-        raise
-    finally:
-        engine.dispose()

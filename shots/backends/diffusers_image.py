@@ -33,9 +33,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import math
-import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,7 @@ from PIL import Image, ImageOps
 
 from shots.backends import Keyframe
 from studio.errors import StageError, StudioError
+from studio.hf import library_versions
 from studio.models import ModelEntry, parse_entry, verify_weights
 
 CODE_VERSION = "diffusers-image.1"
@@ -51,27 +50,6 @@ GENERATOR_DEVICE = "cpu"  # see module docstring: same noise on every device
 
 
 # ----------------------------------------------------------------- shared with video
-
-
-def library_versions() -> dict[str, str | None]:
-    """The versions that ran: a loaded module's own ``__version__`` first (package
-    metadata drops torch's build tag, e.g. "+cu130" vs "+cpu", which changes numerics),
-    then package metadata; plus the CUDA and cuDNN versions torch was built with."""
-    out: dict[str, str | None] = {}
-    for name in ("torch", "diffusers", "transformers", "accelerate", "safetensors"):
-        v = getattr(sys.modules.get(name), "__version__", None)
-        if v is None:
-            try:
-                v = version(name)
-            except PackageNotFoundError:
-                v = None
-        out[name] = str(v) if v is not None else None
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        out["cuda"] = torch.version.cuda
-        cudnn = torch.backends.cudnn.version() if torch.cuda.is_available() else None
-        out["cudnn"] = str(cudnn) if cudnn is not None else None
-    return out
 
 
 def device_name(device: str) -> str:

@@ -1,4 +1,5 @@
-"""Reframing: which part of a shot master a channel sees.
+"""Framing: which part of a shot master a channel sees (the crop geometry the review,
+the scorer and the conform share).
 
 Never stretch: a channel of another aspect gets the largest crop of its aspect that puts
 the shot's focus point at the centre of the channel's safe area, clamped to the frame.

@@ -1,0 +1,89 @@
+"""``studio conform RUN EDITED_TIMELINE``: an editor's timeline re-rendered as a new run.
+
+The mapping of the edit back to the run's shot renders is the timelines package's
+(``timelines.roundtrip``); re-running the stages after it (mix, captions, conform,
+manifest) is runner work, so it lives here, above the stage packages.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session
+
+from audio.mix import mix_stage
+from studio import db
+from studio.brief import Brief, edit_rate
+from studio.context import RunContext
+from studio.inspect import describe_run
+from studio.manifest import write_manifest
+from studio.pipeline import _prepare_out, _publish
+from studio.specs import Catalog
+from studio.store import Store
+from timelines.assemble import write_timeline
+from timelines.captions import captions_stage
+from timelines.deliver import conform_deliverables
+from timelines.roundtrip import is_stills_edit, map_edit, map_stills
+
+
+def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, reporter: Any) -> Any:
+    """Re-render ``run_id``'s video deliverables from an editor's timeline into ``out_dir``."""
+    engine = db.make_engine(settings.db_url)
+    db.init_db(engine)
+    old = describe_run(engine, run_id)["run"]
+    stills = is_stills_edit(engine, old["id"], edited)
+    edited_tl, changes = map_stills(engine, old["id"], edited) if stills else map_edit(engine, old["id"], edited)
+    with Session(engine) as s:
+        run = s.get(db.Run, old["id"])
+        bv = s.get(db.BriefVersion, run.brief_version_id)  # type: ignore[union-attr]
+        brief = Brief.model_validate(bv.document)  # type: ignore[union-attr]
+        bv_id = bv.id  # type: ignore[union-attr]
+        brief_path = Path(bv.source_path)  # type: ignore[union-attr]
+    catalog = Catalog(settings.specs_dir, settings.styles_dir)
+    kind = "stills" if stills else "edit"
+    specs = [catalog.spec(n) for n in brief.channels if catalog.spec(n).kind == ("still" if stills else "video")]
+    work = _prepare_out(out_dir)
+    new_id = db.new_id("run")
+    try:
+        with Session(engine) as s:
+            s.add(db.Run(id=new_id, brief_version_id=bv_id, out_dir=str(out_dir.resolve()),
+                         settings={"conform_of": old["id"], "edited": str(edited.resolve()), **changes}))
+            s.commit()
+            version = db.run_number(s, s.get(db.BriefVersion, bv_id))  # type: ignore[arg-type]
+        ctx = RunContext(
+            run_id=new_id, brief=brief, brief_path=brief_path, brief_dir=brief_path.parent,
+            brief_version_id=bv_id, version=version, specs=specs, style=catalog.style(brief.style_pack),
+            catalog=catalog, settings=settings, store=Store(settings.store_root), engine=engine,
+            reporter=reporter, out_dir=out_dir.resolve(), work_dir=work, edit_rate=edit_rate(brief, specs),
+            master_size=(0, 0),
+        )
+        with Session(engine) as s:  # the new edit is a version of the old one
+            parent = s.get(db.Timeline, edited_tl.metadata["studio"]["parent_timeline"])
+            parent_id, parent_version = parent.id, parent.version  # type: ignore[union-attr]
+        write_timeline(ctx, edited_tl, kind, parent_id=parent_id, version=parent_version + 1)
+        if not stills:
+            reporter.stage_start("mix", len(specs))
+            mix_stage(ctx)
+            reporter.stage_done("mix")
+        if brief.captions and not stills:
+            reporter.stage_start("captions", len(specs))
+            captions_stage(ctx)
+            reporter.stage_done("captions")
+        for item in changes.get("not_conformed", []):
+            at = f" at {item['at']}" if item.get("at") else ""
+            reporter.warn(f"{edited}: {item['kind']} {item['name']!r}{at}: {item['what']}")
+        reporter.stage_start("conform", len(specs))
+        conform_deliverables(ctx)
+        reporter.stage_done("conform")
+        write_manifest(ctx)
+        _publish(work, out_dir)
+        db.finish_run(engine, new_id)
+        return ctx, changes
+    except BaseException as e:
+        shutil.rmtree(work, ignore_errors=True)
+        db.finish_run(engine, new_id, e)
+        raise
+    finally:
+        engine.dispose()
