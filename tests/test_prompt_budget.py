@@ -185,3 +185,50 @@ def test_hub_source_reads_only_the_cached_tokenizer(tiny: dict[str, Path], entry
         budget_for(missing)
     assert (err.value.stage, err.value.field) == ("prompts", "keyframe_model")
     assert err.value.fix.startswith(f"fetch it first (`hf download studio-test/not-cached --revision {commit}`")
+
+
+def test_prompts_stage_fits_to_the_runs_keyframe_model(entry: ModelEntry, tmp_path: Path, settings) -> None:
+    """The stage takes the budget from ``ctx.keyframe_model``, stores the fitted record
+    and warns, per beat, what was left out; without a model nothing is fitted."""
+    from fractions import Fraction
+
+    from studio import db
+    from studio.context import RunContext
+    from studio.progress import QuietReporter
+    from studio.prompts import plan_shots
+    from studio.store import Store
+
+    brief = _brief()
+    cat = Catalog()
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'studio.db'}")
+    db.init_db(engine)
+
+    def run(model: ModelEntry | None) -> RunContext:
+        run_id = f"run-{model.id if model else 'procedural'}"
+        with db.Session(engine) as s:  # the rows the pipeline writes before its stages
+            bv = db.record_brief(s, db.get_or_create_project(s, brief.project), brief.campaign,
+                                 brief.content_hash(), brief.model_dump(mode="json", by_alias=True),
+                                 brief.schema_, str(EXAMPLE_BRIEF))
+            s.add(db.Run(id=run_id, brief_version_id=bv.id, out_dir=str(tmp_path), code_version="test",
+                         settings={}))
+            s.commit()
+            bv_id = bv.id
+        ctx = RunContext(
+            run_id=run_id, brief=brief, brief_path=EXAMPLE_BRIEF,
+            brief_dir=EXAMPLE_BRIEF.parent, brief_version_id=bv_id, version=1, specs=[cat.spec("youtube-1080p")],
+            style=cat.style(brief.style_pack), catalog=cat, settings=settings, store=Store(tmp_path / "store"),
+            engine=engine, reporter=QuietReporter(), out_dir=tmp_path / "out", work_dir=tmp_path / "work",
+            edit_rate=Fraction(25), master_size=(64, 64), keyframe_model=model)
+        plan_shots(ctx)
+        return ctx
+
+    fitted, plain = run(entry), run(None)
+    first = fitted.shots[0]
+    assert first.prompt["budget"]["max_tokens"] == 77 and first.prompt["budget"]["cut"]
+    assert first.prompt == _compile(brief, budget_for(entry)).canonical() | {"channels": ["youtube-1080p"]}
+    assert any(w.startswith("beat b01-sunrise: the prompt is ") and "left out: composition (" in w
+               for w in fitted.warnings)
+    assert "budget" not in plain.shots[0].prompt and plain.warnings == []
+    with db.Session(engine) as s:
+        assert s.get(db.PromptRecordRow, first.prompt_hash).document["budget"] == first.prompt["budget"]
+    engine.dispose()
