@@ -352,13 +352,20 @@ def test_procedural_render_uses_the_reference(tmp_path: Path, settings, ray_sess
     use = p["reference_use"]
     assert use["palette"] == used["palette"] and (use["copy_space"], use["copy_space_from"]) == ("right", "brief")
     # scored against the palette it was painted with, not the style pack's it replaced
+    from PIL import Image
     from sqlmodel import Session, select
 
+    from shots.score import score_keyframe
     from studio import db
 
     with Session(db.make_engine(settings.db_url)) as s:
         score = s.exec(select(db.Score).where(db.Score.candidate_id == cand.id)).one()
-    assert score.components["palette"] >= 0.6, score.components
+    image = np.asarray(Image.open(Store(settings.store_root).find(cand.media_sha256)).convert("RGB"))
+    (first,) = ctx.shots
+    against_style = score_keyframe(image, first.prompt, ctx.specs).components["palette"]
+    against_used = score_keyframe(image, {**first.prompt, "palette": use["palette"]}, ctx.specs)
+    assert score.components == against_used.components  # what was recorded ...
+    assert score.components["palette"] > against_style + 0.1  # ... is not the pack's palette
 
     # Against the same prompt record and seed without the reference: palette and focus differ.
     (shot,) = ctx.shots
