@@ -11,6 +11,7 @@ process from one decode of every clip.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -21,10 +22,13 @@ import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import IO, Any
 
 import ffmpeg
@@ -34,7 +38,15 @@ from PIL import Image, ImageFilter
 from studio.errors import StageError
 from studio.framing import Crop, crop_box
 from studio.specs import ChannelSpec
-from studio.store import FILE_MODE, atomic_output, atomic_write_bytes
+from studio.store import (
+    FILE_MODE,
+    MediaRef,
+    Store,
+    atomic_output,
+    atomic_write_bytes,
+    atomic_write_text,
+    sha256_file,
+)
 from timelines import grade
 
 CODE_VERSION = "conform.2"  # 2: LUT in 16-bit RGB, 3x3 sharpen, multi-output
@@ -603,11 +615,21 @@ def conform_videos(
     sharpen: float = 0.0,
     threads: int | None = None,
     progress: Callable[[float], None] | None = None,
+    store: Store | None = None,
+    workers: int = 1,
 ) -> list[dict[str, Any]]:
     """Encode the edit for several channel specs in one ffmpeg process: each clip is
     decoded once and split per spec, then reframed, retimed, finished and encoded per
     spec. Each job's file is what conform_video would make for it; all of them appear,
-    or none. Returns one record per job, in order; ``progress`` follows the first job."""
+    or none. Returns one record per job, in order; ``progress`` follows the first job.
+
+    With a ``store`` the conform is segmented instead (conform_segmented): one ffmpeg
+    process per cut, segments kept in the store and reused, memory independent of the
+    number of cuts."""
+    if store is not None:
+        return conform_segmented(clips, jobs, store, preset=preset, lut=lut, grain=grain,
+                                 sharpen=sharpen, threads=threads, workers=workers,
+                                 progress=progress)
     outs = [Path(j.out) for j in jobs]
     names = ",".join(j.spec.name for j in jobs)
     with _atomic_outputs(outs) as tmps:
@@ -616,6 +638,363 @@ def conform_videos(
         _run(cmd, plans[0][2], progress, _fail(names))
     return [_result(cmd, tmps, outs, clips, plan, lut, grain, sharpen) for plan in plans]
 
+
+
+# ---------------------------------------------------------------------------- segments
+#
+# The segmented conform: every deliverable's picture is made of one closed-GOP segment
+# per cut (trimmed, reframed, graded, finished, retimed, captions in its time range burned
+# in, encoded), kept in the store under a key of everything that decides its frames, then
+# joined with the concat demuxer and stream copy, the mastered audio muxed in. One ffmpeg
+# process per cut (it decodes the cut once and encodes it for every spec still missing
+# it), so memory no longer grows with the number of cuts, and a re-conform after one shot
+# changed encodes only that shot's segments.
+#
+# Cut points are rounded to the output frame grid once, for the whole edit: cut k starts
+# at output frame B_k = round(T_k × R) (halves up, the fps filter's rounding), where T_k
+# is the exact edit time of the cut. Segment k has B_{k+1} - B_k frames, so the segments
+# add up to the single-graph conform's frame count. The edit has no transitions (the
+# conform reads clips only; cuts are hard), so there are no transition segments.
+#
+# Rate control: each segment is encoded on its own, so the spec's VBV (maxrate, bufsize)
+# holds per segment; the buffer starts full again at every segment start, which can let a
+# cut's first GOP spend up to one buffer more than a single encode would. The GOP grid
+# restarts at every cut (an IDR frame starts every segment).
+
+SEGMENT_VERSION = "segment.1"  # bump when a change alters the frames or bytes of a segment
+_SEGMENT_INDEX = "segments"  # ROOT/segments/ab/<key>.json -> the segment's object in the store
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """One cut's share of a deliverable: ``frames`` output frames starting at output frame
+    ``first``; ``offset`` is the cut's start minus that frame's time (within ±½ frame)."""
+
+    index: int
+    clip: ConformClip
+    first: int
+    frames: int
+    offset: Fraction
+
+
+def _segment_plan(clips: list[ConformClip], spec: ChannelSpec) -> list[_Segment]:
+    rate = spec.rate
+    plan: list[_Segment] = []
+    t = Fraction(0)
+    b = 0
+    for i, c in enumerate(clips):
+        t_next = t + Fraction(c.frames) / Fraction(c.rate)
+        b_next = math.floor(t_next * rate + Fraction(1, 2))
+        if b_next > b:  # a cut shorter than half an output frame leaves no frame of its own
+            plan.append(_Segment(i, c, b, b_next - b, t - Fraction(b) / rate))
+        t, b = t_next, b_next
+    return plan
+
+
+@lru_cache(maxsize=1)
+def _ffmpeg_version() -> str:
+    # Part of every segment key: another ffmpeg (another x264) may write other parameter
+    # sets, and the concat demuxer needs the same ones in every segment.
+    try:
+        res = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True,
+                             timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise StageError(f"cannot run ffmpeg: {e}", fix="install ffmpeg", stage="conform") from e
+    return res.stdout.splitlines()[0] if res.stdout else "unknown"
+
+
+def _file_sha(path: Path, memo: dict[Path, str]) -> str:
+    path = Path(path)
+    if path not in memo:
+        memo[path] = sha256_file(path)
+    return memo[path]
+
+
+def _overlays_in(seg: _Segment, spec: ChannelSpec, overlays: list[Any]
+                 ) -> list[tuple[Any, float, float]]:
+    """The overlays shown in the segment, with start and end in the segment's own time
+    (clipped to it). The enable window of the single-graph conform is kept: a frame at
+    edit time t shows an overlay when start <= t < end (± OVERLAY_EPS)."""
+    lo = Fraction(seg.first) / spec.rate
+    hi = Fraction(seg.first + seg.frames) / spec.rate
+    out = []
+    for ov in overlays:
+        start, end = float(ov.start), float(ov.end)
+        if not end > start >= 0:
+            raise StageError(f"overlay {Path(ov.path).name}: shown from {start} s to {end} s",
+                             fix="give every overlay 0 <= start < end", stage="conform",
+                             field=spec.name)
+        if end <= lo or start >= hi:
+            continue
+        out.append((ov, max(start - float(lo), 0.0), min(end - float(lo), float(hi - lo) + 1.0)))
+    return out
+
+
+def _segment_key(seg: _Segment, spec: ChannelSpec, shown: list[tuple[Any, float, float]], *,
+                 preset: str, lut_sha: str | None, grain: float, sharpen: float,
+                 threads: int | None, shas: dict[Path, str]) -> str:
+    c = seg.clip
+    # The spec's picture settings as they reach ffmpeg: the framing (crop and active
+    # picture) and the encoder's options; audio, captions rules and names stay out, so a
+    # spec differing only in those reuses the segments.
+    crop = crop_box(c.width, c.height, spec, c.focus)
+    picture = {"crop": [crop.x // 2 * 2, crop.y // 2 * 2, crop.w, crop.h],
+               "frame": [spec.width, spec.height], "active": list(spec.active_rect()),
+               "encoder": _segment_options(spec, preset, threads)}
+    doc = {
+        "version": [SEGMENT_VERSION, CODE_VERSION, _ffmpeg_version()],
+        "master": _file_sha(c.path, shas), "start": c.start_frame, "frames": c.frames,
+        "rate": str(Fraction(c.rate)), "size": [c.width, c.height], "focus": list(c.focus),
+        "out": [seg.frames, str(seg.offset)],
+        "picture": picture,
+        "finishing": {"lut": lut_sha, "grain": grain, "sharpen": sharpen},
+        "overlays": [{"png": _file_sha(Path(ov.path), shas), "x": int(ov.x), "y": int(ov.y),
+                      "start": round(s, 6), "end": round(e, 6)} for ov, s, e in shown],
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _index_path(store: Store, key: str) -> Path:
+    return store.root / _SEGMENT_INDEX / key[:2] / f"{key}.json"
+
+
+def _lookup(store: Store, key: str) -> Path | None:
+    """The stored segment for a key, or None (never indexed, or its object was pruned)."""
+    try:
+        ref = MediaRef.from_dict(json.loads(_index_path(store, key).read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    path = store.path(ref)
+    return path if path.is_file() else None
+
+
+def _segment_stream(src: Any, seg: _Segment, spec: ChannelSpec, lut: Path | None, grain: float,
+                    sharpen: float, shown: list[tuple[Any, float, float]]) -> Any:
+    """The segment's picture for ``spec``: what _build_many does to the whole edit, done
+    to one cut, then pinned to exactly ``seg.frames`` frames on the output grid."""
+    v, _ = _reframe(src, seg.clip, spec, rgb=lut is not None)
+    v = _matte(_finish(v, spec, lut, grain, sharpen), spec)
+    if seg.offset:
+        # The cut starts off the output grid (another edit rate): place it there, so fps
+        # picks the same source frames the single-graph conform's retime would.
+        v = v.setpts(expr=f"PTS+{seg.offset.numerator}/({seg.offset.denominator}*TB)")
+    v = v.fps(fps=_rate_str(spec.rate), start_time=0, round="near")
+    # Exactly the planned frames: fps may end a frame short or long of the rounded cut
+    # point; clone the last frame if short, cut if long.
+    v = v.tpad(stop=1, stop_mode="clone").trim(start_frame=0, end_frame=seg.frames)
+    if shown:
+        v = v.format(pix_fmts=spec.pix_fmt)
+    for ov, start, end in shown:
+        v = _overlay_stream(v, SimpleNamespace(path=ov.path, x=ov.x, y=ov.y, start=start,
+                                               end=end), spec)
+    return v.format(pix_fmts=spec.pix_fmt)
+
+
+def _segment_options(spec: ChannelSpec, preset: str, threads: int | None) -> dict[str, Any]:
+    opts = _encoder_options(spec, preset, threads)
+    opts.pop("movflags", None)  # no faststart rewrite: the final mux writes its own moov
+    opts["an"] = True
+    # A timescale of the output rate's own grid: every frame lasts a whole number of ticks,
+    # so concatenated segments keep exact timestamps.
+    opts["video_track_timescale"] = spec.rate.numerator * (1000 if spec.rate.denominator == 1
+                                                           else 1)
+    return opts
+
+
+def _encode_cut(clip: ConformClip, work: list[tuple[_Segment, ChannelSpec, Path, list[Any]]], *,
+                preset: str, lut: Path | None, grain: float, sharpen: float,
+                threads: int | None) -> None:
+    """One ffmpeg process: the cut decoded once, encoded for every (segment, spec) in
+    ``work`` into its temp file."""
+    src = _clip_source(clip, {})
+    outputs = []
+    for seg, spec, tmp, shown in work:
+        v = _segment_stream(src, seg, spec, lut, grain, sharpen, shown)
+        outputs.append(ffmpeg.output(v, filename=str(tmp),
+                                     extra_options=_segment_options(spec, preset, threads)))
+    node = outputs[0] if len(outputs) == 1 else ffmpeg.merge_outputs(*outputs)
+    node = node.global_args(hide_banner=True, stdin=False, loglevel="warning", y=True,
+                            progress="pipe:1", stats=False,
+                            **({"filter_complex_threads": threads} if threads else {}))
+    _run(node.compile(), 0, None, _fail(f"{','.join(w[1].name for w in work)} "
+                                        f"(shot {clip.name})"))
+
+
+SEGMENT_PARAMS = ("codec_name", "profile", "level", "width", "height", "pix_fmt", "time_base",
+                  "r_frame_rate", "color_space", "color_primaries", "color_transfer",
+                  "color_range", "extradata_hash")
+
+
+def _segment_params(path: Path, spec: ChannelSpec) -> dict[str, Any]:
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_data_hash", "sha256",
+           "-show_entries", "stream=" + ",".join(SEGMENT_PARAMS), "-of", "json", str(path)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
+        return dict(json.loads(res.stdout)["streams"][0])
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError) as e:
+        raise StageError(f"cannot probe segment {path.name}: {e}",
+                         fix="delete the segment index (STORE/segments) and conform again",
+                         stage="conform", field=spec.name) from e
+
+
+def _check_segments(paths: list[Path], spec: ChannelSpec) -> None:
+    """The concat demuxer copies the first segment's parameter sets for all of them:
+    every segment must have the same ones (profile, level, size, format, timebase)."""
+    first = _segment_params(paths[0], spec)
+    for p in paths[1:]:
+        other = _segment_params(p, spec)
+        diff = sorted(k for k in SEGMENT_PARAMS if first.get(k) != other.get(k))
+        if diff:
+            raise StageError(
+                f"segment {p.name} differs from {paths[0].name} in {', '.join(diff)}; "
+                "concatenating them without re-encoding would make an invalid stream",
+                fix="delete the segment index (STORE/segments) and conform again",
+                stage="conform", field=spec.name)
+
+
+def _concat_listing(segments: list[tuple[Path, int, int]], rate: Fraction) -> str:
+    """An ffconcat script for (path, first output frame, frames) segments.
+
+    Every file gets its duration: left to itself the demuxer takes a segment's length from
+    its container, which B-frames' edit list makes a fraction of a frame too long (the
+    next segment then starts late, a timestamp gap). Durations are in microseconds, so
+    each is the difference of the rounded cut times: the demuxer's running sum then
+    lands on every cut's exact time to ±½ µs, far inside half a tick of the timescale."""
+    def us(frame: int) -> int:
+        return math.floor(Fraction(frame) / rate * 1_000_000 + Fraction(1, 2))
+
+    lines = ["ffconcat version 1.0"]
+    for path, first, frames in segments:
+        quoted = str(path).replace("'", "'\\''")
+        lines += [f"file '{quoted}'", f"duration {us(first + frames) - us(first)}us"]
+    return "\n".join(lines) + "\n"
+
+
+def _concat(segments: list[tuple[Path, int, int]], job: VideoJob, out: Path,
+            duration: Fraction, n_out: int, listing: Path) -> list[str]:
+    """Join the segments with stream copy and mux the deliverable's audio in."""
+    spec = job.spec
+    listing.write_text(_concat_listing(segments, spec.rate))
+    opts: dict[str, Any] = {"c:v": "copy", "movflags": "+faststart"}
+    if spec.codec == "hevc":
+        opts["tag:v"] = "hvc1"
+    video = ffmpeg.input(str(listing), f="concat", extra_options={"safe": 0}).video
+    audio = _audio_output(job, duration, n_out, opts)
+    streams = [video] if audio is None else [video, audio]
+    node = ffmpeg.output(*streams, filename=str(out), extra_options=opts).global_args(
+        hide_banner=True, stdin=False, loglevel="warning", y=True, progress="pipe:1",
+        stats=False)
+    cmd = node.compile()
+    _run(cmd, 0, None, _fail(spec.name))
+    return cmd
+
+
+def conform_segmented(
+    clips: list[ConformClip],
+    jobs: list[VideoJob],
+    store: Store,
+    *,
+    preset: str = "veryfast",
+    lut: Path | None = None,
+    grain: float = 0.0,
+    sharpen: float = 0.0,
+    threads: int | None = None,
+    workers: int = 1,
+    progress: Callable[[float], None] | None = None,
+) -> list[dict[str, Any]]:
+    """conform_videos, made of per-cut segments kept in ``store`` (see the section
+    comment). Segments already in the store are reused; ``workers`` cuts are encoded at
+    once (each in its own ffmpeg process). Every record lists its segments: key, object
+    and whether this call encoded it. All deliverables appear, or none."""
+    if not jobs:
+        raise StageError("no deliverables to conform", fix="pass at least one VideoJob",
+                         stage="conform")
+    for job in jobs:
+        _check_clips(clips, job.spec)
+        for ov in job.overlays:
+            if not Path(ov.path).is_file():
+                raise StageError(f"overlay {ov.path} does not exist",
+                                 fix="re-render the captions", stage="conform",
+                                 field=job.spec.name)
+    if len({Path(j.out).resolve() for j in jobs}) < len(jobs):
+        raise StageError("two deliverables share an output file",
+                         fix="give every job its own out path", stage="conform",
+                         field=",".join(j.spec.name for j in jobs))
+    lut_sha = None
+    if lut is not None:
+        grade.check_lut(lut)
+        lut_sha = sha256_file(lut)
+    shas: dict[Path, str] = {}
+    plans: list[list[tuple[_Segment, str, list[Any]]]] = []
+    for job in jobs:
+        plan = []
+        for seg in _segment_plan(clips, job.spec):
+            shown = _overlays_in(seg, job.spec, list(job.overlays))
+            key = _segment_key(seg, job.spec, shown, preset=preset, lut_sha=lut_sha, grain=grain,
+                               sharpen=sharpen, threads=threads, shas=shas)
+            plan.append((seg, key, shown))
+        plans.append(plan)
+
+    # What is missing, grouped by cut: one process per cut makes all of that cut's segments.
+    found: dict[str, Path] = {}
+    missing: dict[int, dict[str, tuple[_Segment, ChannelSpec, list[Any]]]] = {}
+    for job, plan in zip(jobs, plans, strict=True):
+        for seg, key, shown in plan:
+            path = _lookup(store, key)
+            if path is not None:
+                found[key] = path
+            else:
+                missing.setdefault(seg.index, {})[key] = (seg, job.spec, shown)
+    encoded: set[str] = set()
+    total = sum(s.frames for w in missing.values() for s, _, _ in w.values()) or 1
+    done = [0]
+    lock = threading.Lock()
+
+    def make(index: int) -> None:
+        work = missing[index]
+        with ExitStack() as stack:
+            writers = {k: stack.enter_context(store.writer(".mp4")) for k in work}
+            _encode_cut(clips[index], [(s, spec, writers[k][0], shown)
+                                       for k, (s, spec, shown) in work.items()],
+                        preset=preset, lut=lut, grain=grain, sharpen=sharpen, threads=threads)
+        for key, (_, refs) in writers.items():
+            atomic_write_text(_index_path(store, key), json.dumps(refs[0].to_dict()))
+            with lock:
+                found[key] = store.path(refs[0])
+                encoded.add(key)
+        with lock:
+            done[0] += sum(s.frames for s, _, _ in work.values())
+            if progress is not None:
+                progress(min(done[0] / total, 1.0) * 0.95)
+
+    if missing:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for f in [pool.submit(make, i) for i in sorted(missing)]:
+                f.result()
+
+    outs = [Path(j.out) for j in jobs]
+    records = []
+    with _atomic_outputs(outs) as tmps, tempfile.TemporaryDirectory(prefix="concat-") as d:
+        for n, (job, plan, tmp, out) in enumerate(zip(jobs, plans, tmps, outs, strict=True)):
+            spec = job.spec
+            paths = [found[key] for _, key, _ in plan]
+            _check_segments(paths, spec)
+            duration, n_out = _timing(clips, spec)
+            cmd = _concat([(found[key], seg.first, seg.frames) for seg, key, _ in plan], job,
+                          tmp, duration, n_out, Path(d) / f"{n}.ffconcat")
+            crops = [crop_box(c.width, c.height, spec, c.focus) for c in clips]
+            crops = [Crop(c.x // 2 * 2, c.y // 2 * 2, c.w, c.h, c.zoom, c.focus_in_safe)
+                     for c in crops]
+            rec = _result(cmd, [tmp], [out], clips, (crops, duration, n_out), lut, grain,
+                          sharpen)
+            rec["segments"] = [{"clip": seg.clip.name, "first_frame": seg.first,
+                                "frames": seg.frames, "key": key,
+                                "sha256": found[key].name.split(".")[0],
+                                "encoded": key in encoded} for seg, key, _ in plan]
+            records.append(rec)
+    if progress is not None:
+        progress(1.0)
+    return records
 
 
 # ---------------------------------------------------------------------------- probe
