@@ -724,7 +724,9 @@ def _overlays_in(seg: _Segment, spec: ChannelSpec, overlays: list[Any]
             raise StageError(f"overlay {Path(ov.path).name}: shown from {start} s to {end} s",
                              fix="give every overlay 0 <= start < end", stage="conform",
                              field=spec.name)
-        if end <= lo or start >= hi:
+        # shown on a frame at t when start - eps <= t < end - eps; the segment's frames
+        # lie at lo ... hi - 1/R
+        if end - OVERLAY_EPS <= float(lo) or start - OVERLAY_EPS > float(hi - 1 / spec.rate):
             continue
         out.append((ov, max(start - float(lo), 0.0), min(end - float(lo), float(hi - lo) + 1.0)))
     return out
