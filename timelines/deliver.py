@@ -7,6 +7,7 @@ the manifest and database carry the measured figures, not the requested ones.
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -148,14 +149,17 @@ def conform_deliverables(ctx: RunContext) -> None:
                 overlays=ctx.captions.get(spec.name, {}).get("overlays", [])))
         last = [0.0]
 
-        # One ffmpeg process decodes each clip once for every video spec, so they advance together.
+        # Segmented: one ffmpeg process per cut encodes its segment for every video spec
+        # (kept in the store, so an edit that changes one shot re-encodes only that shot),
+        # then each deliverable is joined by stream copy; the specs advance together.
         def progress(frac: float) -> None:
             for spec in ctx.video_specs:
                 ctx.reporter.advance("conform", amount=max(0.0, frac - last[0]), spec=spec.name)
             last[0] = frac
 
         records = conform_videos(clips, jobs, preset=ctx.settings.x264_preset, lut=lut,
-                                 grain=finishing.grain, sharpen=finishing.sharpen, progress=progress)
+                                 grain=finishing.grain, sharpen=finishing.sharpen, progress=progress,
+                                 store=ctx.store, workers=min(2, os.cpu_count() or 1))
         for job, params in zip(jobs, records, strict=True):
             ctx.reporter.advance("conform", amount=max(0.0, 1.0 - last[0]), spec=job.spec.name)
             master = ctx.masters.get(job.spec.name)
