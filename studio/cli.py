@@ -6,7 +6,11 @@ User errors print one line each (``studio: error: ...``) and exit with code 2.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +25,41 @@ def _fail(e: StudioError) -> None:
     sys.exit(e.exit_code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (how docker, Kubernetes and systemd stop a process), handled like Ctrl-C:
+    the run cleans up and is recorded as cancelled; the exit code is 143 (128 + 15)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    # Once: a second SIGTERM (a supervisor repeating itself) must not cut the cleanup short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated(f"stopped by signal {signum} (SIGTERM)")
+
+
+@contextmanager
+def _sigterm_cancels() -> Iterator[None]:
+    """While the block runs, SIGTERM raises Terminated in the main thread. (The pipeline
+    puts this handler back after Ray's start-up replaces it with a plain exit.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread (e.g. under a test runner)
+        return
+    before = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 class StudioGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except StudioError as e:
             _fail(e)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             click.echo("studio: cancelled; nothing was published and the run is recorded as cancelled",
                        err=True)
-            sys.exit(130)
+            sys.exit(143 if isinstance(e, Terminated) else 130)
 
 
 @click.group(cls=StudioGroup)
@@ -53,7 +82,8 @@ def render(brief: Path, out: Path, candidates: int | None, backend: str, quiet: 
 
     reporter = make_reporter(quiet, log_json)
     try:
-        ctx = run_render(brief, out, reporter=reporter, candidates=candidates, backend=backend)
+        with _sigterm_cancels():
+            ctx = run_render(brief, out, reporter=reporter, candidates=candidates, backend=backend)
     finally:
         reporter.close()
     if log_json:
@@ -87,7 +117,9 @@ def runs(limit: int, as_json: bool) -> None:
 
     from studio import db
 
-    with Session(_engine()) as s:
+    engine = _engine()
+    db.mark_interrupted(engine)  # a killed render's run is not left "running"
+    with Session(engine) as s:
         rows = s.exec(
             select(db.Run, db.BriefVersion, db.Project)
             .join(db.BriefVersion, db.Run.brief_version_id == db.BriefVersion.id)  # type: ignore[arg-type]
@@ -108,7 +140,7 @@ def runs(limit: int, as_json: bool) -> None:
         click.echo("no runs yet: try `studio render examples/briefs/launch.yaml --out out/demo`")
         return
     for it in items:
-        click.echo(f"{it['run']}  {it['status']:<9} {it['project']}/{it['campaign']} "
+        click.echo(f"{it['run']}  {it['status']:<11} {it['project']}/{it['campaign']} "
                    f"brief v{it['brief_version']}  {it['started']}  {it['out']}")
 
 
@@ -143,6 +175,30 @@ def show(run_id: str, as_json: bool) -> None:
         click.echo(f"  deliverable {d['spec']:<24} {d['width']}x{d['height']} {extra}{d['size']} B  {d['path']}")
     for t in info["timelines"]:
         click.echo(f"  timeline {t['kind']:<8} {t['path']}")
+
+
+@main.command("select")
+@click.argument("run_id", metavar="RUN")
+@click.argument("beat")
+@click.argument("candidate")
+@click.option("--note", default="", help="Why: recorded with the pick and in later runs' reasons.")
+def select_(run_id: str, beat: str, candidate: str, note: str) -> None:
+    """Pick CANDIDATE for RUN's BEAT by hand: the next render of the brief selects it.
+
+    The pick is recorded (who: STUDIO_USER or the OS user; when; the note) in the
+    "selected" pointer's history; later renders of the project/campaign select the
+    candidate with the same recipe in place of the top score.
+    """
+    from sqlmodel import Session
+
+    from studio import db
+
+    with Session(_engine()) as s:
+        run, shot, cand, ptr = db.pick_candidate(s, run_id, beat, candidate, db.who(), note)
+        s.commit()
+        click.echo(f"run {run.id} beat {shot.beat_id}: {cand.id} (index {cand.index}, keyframe "
+                   f"{cand.media_sha256[:12]}) {db.pick_words(ptr)}")
+        click.echo("  the next render of this brief selects it (same recipe); `studio show` lists the candidates")
 
 
 @main.command()
@@ -321,6 +377,52 @@ def stages() -> None:
     for i, st in enumerate(STAGES, 1):
         click.echo(f"{i}. {st.name:<10} {st.code_version:<12} {', '.join(st.inputs)} -> {', '.join(st.outputs)}"
                    f"  {st.description}")
+
+
+@main.command()
+@click.argument("thing")
+@click.option("--json", "as_json", is_flag=True)
+def where(thing: str, as_json: bool) -> None:
+    """Every deliverable containing THING: a candidate id, a keyframe or media sha256 (or
+    its first 6+ digits), a model, voice, music track or style pack name, a LUT file name
+    or sha256, or kind:id (e.g. seed:42)."""
+    from studio import lineage
+
+    engine = _engine()
+    lineage.record_missing(engine)  # runs recorded before lineage was
+    info = lineage.where(engine, thing)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    names = ", ".join(f"{n['kind']} {n['id']}" for n in info["nodes"])
+    if not info["deliverables"]:
+        click.echo(f"{names}: in no deliverable")
+        return
+    click.echo(f"{names}: in {len(info['deliverables'])} deliverable(s)")
+    for d in info["deliverables"]:
+        click.echo(f"  {d['id']}  {d['spec']:<26} run {d['run_id']}  {d['path']}")
+
+
+@main.command()
+@click.argument("deliverable")
+@click.option("--json", "as_json", is_flag=True)
+def lineage(deliverable: str, as_json: bool) -> None:
+    """What DELIVERABLE (its id, its file's sha256 or its path) was made from, down to
+    seeds, prompt records, weights, voice and music."""
+    from studio import lineage as lin
+
+    engine = _engine()
+    lin.record_missing(engine)
+    info = lin.lineage(engine, deliverable)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    if info["matched"] > 1:
+        click.echo(f"({info['matched']} deliverables have this file; the newest is shown)")
+    if info["conform_of"]:
+        click.echo(f"(run {info['deliverable']['run_id']} is a conform of run {info['conform_of']})")
+    for line in lin.format_tree(info["tree"]):
+        click.echo(line)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from typing import Any
 from sqlmodel import Session
 
 from audio.mix import mix_stage
-from studio import db
+from studio import db, lineage
 from studio.brief import Brief, edit_rate
 from studio.context import RunContext
 from studio.inspect import describe_run
@@ -79,6 +79,9 @@ def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, rep
         reporter.stage_done("conform")
         write_manifest(ctx)
         _publish(work, out_dir)
+        # Its edges point at the source run's renders and sound (settings["conform_of"]),
+        # so a conformed deliverable traces back to the same seeds.
+        lineage.record_run_edges(engine, new_id)
         db.finish_run(engine, new_id)
         return ctx, changes
     except BaseException as e:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint, event, inspect
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, event, inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -55,7 +55,8 @@ class Run(SQLModel, table=True):
     # A run is a job, not a version: its status moves from running to a final state.
     id: str = Field(primary_key=True)
     brief_version_id: int = Field(foreign_key="briefversion.id", index=True)
-    status: str = "running"  # running | succeeded | failed | cancelled
+    # running | succeeded | failed | cancelled | interrupted (its process died: see mark_interrupted)
+    status: str = "running"
     out_dir: str = ""
     code_version: str = ""
     settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -194,6 +195,28 @@ class AudioAsset(SQLModel, table=True):
     code_version: str
     params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     rights: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=now)
+
+
+class Edge(SQLModel, table=True):
+    """Lineage: ``src`` was made from ``dst`` (a deliverable from its timeline, a render
+    from its candidate, a candidate from its prompt record, seed and model). Nodes are
+    (kind, id): a row's id (deliverable, timeline, render, candidate, audio, run) or a
+    value (a prompt hash, a seed, a model or voice id, a media sha256, a spec or style
+    name). Written only by ``studio.lineage.record_run_edges``, from the rows a run wrote;
+    ``run_id`` is the run whose recording made the edge."""
+
+    __table_args__ = (
+        Index("ix_edge_dst", "dst_kind", "dst_id"),  # where: walk up from a thing
+        Index("ix_edge_src", "src_kind", "src_id"),  # lineage: walk down from a deliverable
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="run.id", index=True)
+    src_kind: str
+    src_id: str
+    dst_kind: str
+    dst_id: str
+    role: str
     created_at: datetime = Field(default_factory=now)
 
 
@@ -394,11 +417,208 @@ def finish_run(engine: Engine, run_id: str, error: BaseException | None = None) 
 
 
 def run_number(session: Session, brief_version: BriefVersion) -> int:
-    """How many runs the brief's project/campaign has had (this one included): the vNNN in names."""
+    """The vNNN in names: the brief's project/campaign's published (succeeded) runs plus
+    one. Killed, failed and cancelled attempts published nothing, so they take no number."""
     ids = session.exec(
         select(BriefVersion.id).where(
             BriefVersion.project_id == brief_version.project_id,
             BriefVersion.campaign == brief_version.campaign,
         )
     ).all()
-    return len(session.exec(select(Run.id).where(Run.brief_version_id.in_(ids))).all())  # type: ignore[attr-defined]
+    published = session.exec(
+        select(Run.id).where(Run.brief_version_id.in_(ids), Run.status == "succeeded")  # type: ignore[attr-defined]
+    ).all()
+    return len(published) + 1
+
+
+# -- runs whose process is gone --------------------------------------------------------
+# A run records the process that runs it (pid, host, and the pid's start time where
+# /proc tells it, so a reused pid is not taken for the run's). A run still "running"
+# whose process is gone on this host was killed (SIGKILL, OOM, power): it is marked
+# "interrupted" rather than left running for good. Runs of other hosts are left alone:
+# from here nobody can tell whether their process lives.
+
+
+def this_host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields 3 onwards of /proc/PID/stat (state first), or None without /proc."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()  # the name (field 2) may hold spaces
+
+
+def process_started(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot (Linux), or None."""
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None
+
+
+def process_alive(pid: int, started: int | None = None) -> bool:
+    """Whether process ``pid`` of this host lives (a zombie does not), and, given its
+    recorded start time, is still the same process."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's: it exists
+    fields = _proc_stat(pid)
+    if fields is None:
+        return True  # no /proc: kill(0) is all there is to know
+    if fields[0] in ("Z", "X"):
+        return False
+    return started is None or len(fields) <= 19 or int(fields[19]) == started
+
+
+def process_record() -> dict[str, Any]:
+    """What a run records (in Run.settings) about the process that runs it."""
+    pid = os.getpid()
+    return {"pid": pid, "host": this_host(), "pid_started": process_started(pid)}
+
+
+def run_alive(run: Run) -> bool | None:
+    """Whether ``run``'s process is alive: None when that cannot be told from here
+    (another host, or a run recorded before runs recorded their process)."""
+    pid, host = run.settings.get("pid"), run.settings.get("host")
+    if not isinstance(pid, int) or host != this_host():
+        return None
+    return process_alive(pid, run.settings.get("pid_started"))
+
+
+def mark_interrupted(engine: Engine) -> list[str]:
+    """Mark "running" runs whose process on this host is gone as "interrupted"; their ids."""
+    marked = []
+    with Session(engine) as s:
+        for run in s.exec(select(Run).where(Run.status == "running")).all():
+            if run_alive(run) is False:
+                run.status = "interrupted"
+                run.error = (f"the process (pid {run.settings['pid']} on {run.settings['host']}) "
+                             "ended without finishing the run: it was killed")
+                run.finished_at = now()
+                s.add(run)
+                marked.append(run.id)
+        s.commit()
+    return marked
+
+
+def run_work_folders(engine: Engine) -> dict[str, str]:
+    """The work folders runs recorded (Run.settings["work"]), each with its run's status."""
+    with Session(engine) as s:
+        return {run.settings["work"]: run.status for run in s.exec(select(Run)).all()
+                if isinstance(run.settings.get("work"), str)}
+
+
+# -- human picks -----------------------------------------------------------------------
+# `studio select` appends a "selected" pointer set by "user:NAME" with the note as its
+# reason. The select stage of later renders of the same project/campaign looks up the
+# newest such pick per beat id and selects the candidate with the same recipe (or the
+# same keyframe) among the run's own, which are new rows with new ids.
+
+PICKED_BY = "user:"
+
+
+def who() -> str:
+    """The person picking: STUDIO_USER, else the OS user."""
+    user = os.environ.get("STUDIO_USER", "").strip()
+    if user:
+        return user
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid with no passwd entry (containers)
+        return f"uid {os.getuid()}"
+
+
+def find_run(session: Session, run_id: str) -> Run:
+    """A run by id or unique id prefix; a one-line error otherwise."""
+    from studio.errors import StudioError, quote
+
+    run = session.get(Run, run_id)
+    if run is not None:
+        return run
+    matches = session.exec(select(Run).where(Run.id.startswith(run_id))).all() if run_id else []  # type: ignore[attr-defined]
+    if len(matches) == 1:
+        return matches[0]
+    raise StudioError(f"no run {quote(run_id)}" if not matches else f"{quote(run_id)} matches {len(matches)} runs",
+                      fix="list them with `studio runs`", field="RUN")
+
+
+def pick_candidate(session: Session, run_id: str, beat_id: str, candidate_id: str, user: str,
+                   note: str = "") -> tuple[Run, Shot, Candidate, Pointer]:
+    """Move the "selected" pointer of RUN's BEAT to CANDIDATE, by ``user`` with ``note``."""
+    from studio.errors import StudioError, quote
+
+    run = find_run(session, run_id)
+    shots = session.exec(select(Shot).where(Shot.run_id == run.id).order_by(Shot.position)).all()  # type: ignore[arg-type]
+    shot = next((sh for sh in shots if sh.beat_id == beat_id), None)
+    if shot is None:
+        fix = (f"choose one of its beats: {', '.join(sh.beat_id for sh in shots)}" if shots
+               else "this run made no shots; pick in a run that did (`studio runs`)")
+        raise StudioError(f"run {run.id} has no beat {quote(beat_id)}", fix=fix, field="BEAT")
+    cands = session.exec(select(Candidate).where(Candidate.shot_id == shot.id)
+                         .order_by(Candidate.index)).all()  # type: ignore[arg-type]
+    matches = [c for c in cands if c.id == candidate_id] or \
+        ([c for c in cands if c.id.startswith(candidate_id)] if candidate_id else [])
+    if len(matches) != 1:
+        listed = []
+        for c in cands:
+            score = session.exec(select(Score).where(Score.candidate_id == c.id)).first()
+            listed.append(f"{c.id} (score {score.total:.3f})" if score else c.id)
+        other = session.get(Candidate, candidate_id)
+        elsewhere = session.get(Shot, other.shot_id) if other is not None else None
+        where = (f" (it is a candidate of beat {elsewhere.beat_id}"
+                 + ("" if elsewhere.run_id == run.id else f" in run {elsewhere.run_id}") + ")"
+                 if elsewhere is not None else "")
+        raise StudioError(
+            f"{quote(candidate_id)} is not a candidate of beat {beat_id} in run {run.id}{where}",
+            fix=f"pick one of the beat's candidates: {', '.join(listed)}" if listed
+            else "this beat has no candidates", field="CANDIDATE")
+    cand = matches[0]
+    ptr = move_pointer(session, "selected", f"shot:{shot.id}", cand.id, cand.media_sha256,
+                       set_by=f"{PICKED_BY}{user}", reason=note)
+    return run, shot, cand, ptr
+
+
+def latest_pick(session: Session, brief_version_id: int, beat_id: str,
+                exclude_run: str | None = None) -> tuple[Pointer, Candidate] | None:
+    """The newest human pick for ``beat_id`` in any run of the brief version's
+    project/campaign (but ``exclude_run``), with the candidate it picked."""
+    bv = session.get(BriefVersion, brief_version_id)
+    if bv is None:
+        return None
+    bv_ids = session.exec(select(BriefVersion.id).where(
+        BriefVersion.project_id == bv.project_id, BriefVersion.campaign == bv.campaign)).all()
+    query = (select(Shot.id).join(Run, Shot.run_id == Run.id)  # type: ignore[arg-type]
+             .where(Run.brief_version_id.in_(bv_ids), Shot.beat_id == beat_id))  # type: ignore[attr-defined]
+    if exclude_run is not None:
+        query = query.where(Run.id != exclude_run)
+    shot_ids = session.exec(query).all()
+    if not shot_ids:
+        return None
+    ptr = session.exec(
+        select(Pointer).where(Pointer.name == "selected",
+                              Pointer.scope.in_([f"shot:{i}" for i in shot_ids]),  # type: ignore[attr-defined]
+                              Pointer.set_by.startswith(PICKED_BY))  # type: ignore[attr-defined]
+        .order_by(Pointer.id.desc())  # type: ignore[union-attr]
+    ).first()
+    if ptr is None:
+        return None
+    cand = session.get(Candidate, ptr.target_id)
+    return (ptr, cand) if cand is not None else None
+
+
+def pick_words(ptr: Pointer) -> str:
+    """"picked by USER at TIME: NOTE", the reason a run that applies a pick records."""
+    user = ptr.set_by.removeprefix(PICKED_BY)
+    at = ptr.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")  # stored in UTC (db.now)
+    return f"picked by {user} at {at}" + (f": {ptr.reason}" if ptr.reason.strip() else "")
