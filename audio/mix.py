@@ -263,7 +263,7 @@ def mix_stage(ctx: Any) -> None:
 
     tl = otio.adapters.read_from_file(str(ctx.timelines["edit"]["path"]))
     total = tl.tracks.duration().to_seconds() if not tl.video_tracks() else tl.video_tracks()[0].duration().to_seconds()
-    work = ctx.work_dir / ".mix"
+    work = ctx.scratch_dir / "mix"
     work.mkdir(parents=True, exist_ok=True)
     tracks = stems_from_timeline(tl, total, work)
     # The lines where the edit has them (an editor may have moved them): captions use these.

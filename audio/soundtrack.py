@@ -269,7 +269,7 @@ def music_stage(ctx: Any) -> None:
     times = beat_times(ctx.shots, ctx.edit_rate)
     total = float(sum((d for _, _, d in times), Fraction(0)))
     beats = [(b, float(s), float(d)) for b, s, d in times]
-    work = ctx.work_dir / ".music"
+    work = ctx.scratch_dir / "music"
     work.mkdir(parents=True, exist_ok=True)
     bed = music_bed(ctx, total, work)
     if bed is not None:

@@ -259,7 +259,7 @@ def voice_over(ctx: Any) -> None:
     times = beat_times(ctx.shots, rate)
     total = sum((d for _, _, d in times), Fraction(0))
     beats = {b.id: b for b in ctx.brief.beats}
-    work = ctx.work_dir / ".voice"
+    work = ctx.scratch_dir / "voice"
     work.mkdir(parents=True, exist_ok=True)
     jobs = [(beat_id, beats[beat_id].narration.strip(), work / f"{beat_id}.raw.wav")
             for beat_id, _, _ in times if beats[beat_id].narration.strip()]

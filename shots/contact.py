@@ -106,7 +106,7 @@ def animatic(ctx: RunContext) -> None:
     spec = ctx.video_specs[0]
     h = ANIMATIC_HEIGHT
     w = max(2, round(h * spec.width / spec.height / 2) * 2)
-    work = ctx.work_dir / ".animatic"
+    work = ctx.scratch_dir / "animatic"
     work.mkdir(parents=True, exist_ok=True)
     font = ImageFont.load_default(size=max(12, h // 22))
     times = beat_times(ctx.shots, ctx.edit_rate)

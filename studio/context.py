@@ -19,6 +19,8 @@ from studio.settings import Settings
 from studio.specs import Catalog, ChannelSpec, StylePack
 from studio.store import MediaRef, Store
 
+SCRATCH = ".scratch"  # the scratch folder's name inside a run's work folder
+
 
 @dataclass
 class ShotPlan:
@@ -103,6 +105,14 @@ class RunContext:
     captions: dict[str, dict[str, Any]] = field(default_factory=dict)  # by spec: files, overlays
     warnings: list[str] = field(default_factory=list)
     cancelled: Callable[[], bool] = lambda: False
+    # Stage scratch (intermediate WAVs, animatic frames, caption overlays): inside the work
+    # folder so a failed or cancelled run's cleanup takes it too, and removed before the
+    # folder is published (never part of the output, never in the manifest).
+    scratch_dir: Path = field(default=Path())
+
+    def __post_init__(self) -> None:
+        if self.scratch_dir == Path():
+            self.scratch_dir = self.work_dir / SCRATCH
 
     @contextmanager
     def session(self) -> Iterator[Session]:

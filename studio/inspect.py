@@ -81,7 +81,7 @@ def manifest_json_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "Manifest.1",
         "type": "object",
-        "required": ["schema", "run_id", "brief", "deliverables", "timelines", "beats"],
+        "required": ["schema", "run_id", "brief", "deliverables", "timelines", "beats", "files"],
         "properties": {
             "schema": {"const": "Manifest.1"},
             "run_id": {"type": "string"},
@@ -143,5 +143,15 @@ def manifest_json_schema() -> dict[str, Any]:
                 },
             },
             "warnings": {"type": "array", "items": {"type": "string"}},
+            "files": {
+                "type": "array",
+                "description": "every file in the output folder but manifest.json, paths relative to it",
+                "items": {
+                    "type": "object",
+                    "required": ["path", "size", "sha256"],
+                    "properties": {"path": {"type": "string"}, "size": {"type": "integer"}, "sha256": sha},
+                    "additionalProperties": False,
+                },
+            },
         },
     }

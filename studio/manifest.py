@@ -1,7 +1,9 @@
 """Stage ``manifest``: manifest.json, the contract other tools read (schema Manifest.1).
 
 Paths in it are relative to the output folder. Keyframes appear by their sha256, so two
-renders of the same brief can be compared hash for hash.
+renders of the same brief can be compared hash for hash. ``files`` lists every file the
+output folder holds (but manifest.json itself) with its size and sha256, so a copy of the
+folder can be checked file by file.
 """
 
 from __future__ import annotations
@@ -44,6 +46,22 @@ def sound_section(ctx: RunContext) -> dict[str, Any]:
         "mix": None if "mix" not in ctx.sound else {
             k: v for k, v in ctx.sound["mix"].items() if k not in ("ref", "graph")},
     }
+
+
+def files_section(ctx: RunContext) -> list[dict[str, Any]]:
+    """Every file that will be published: the work folder's files, less the stage scratch
+    (removed before publishing) and manifest.json (which cannot hash itself)."""
+    root = ctx.work_dir
+    scratch = ctx.scratch_dir.resolve()
+    files = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if rel.as_posix() == "manifest.json" or path.is_dir():
+            continue
+        if path.resolve() == scratch or scratch in path.resolve().parents:
+            continue
+        files.append({"path": rel.as_posix(), "size": path.stat().st_size, "sha256": sha256_file(path)})
+    return files
 
 
 def build_manifest(ctx: RunContext) -> dict[str, Any]:
@@ -93,6 +111,7 @@ def build_manifest(ctx: RunContext) -> dict[str, Any]:
         "beats": beats,
         "sound": sound_section(ctx),
         "warnings": ctx.warnings,
+        "files": files_section(ctx),
     }
 
 

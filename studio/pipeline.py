@@ -221,8 +221,27 @@ class PublishError(StudioError):
     """The run finished but its folder could not be moved into place: the work is kept."""
 
 
+def _published_modes(work: Path) -> None:
+    """The finished folder gets the modes any other output would: mkdtemp made it 0700
+    and mkstemp-written files are 0600, so folders become 0777 and files 0666, less the
+    umask (0755 and 0644 under the usual 022)."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [work, *work.rglob("*")]:
+        if path.is_symlink():
+            continue
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def _publish(work: Path, out_dir: Path) -> None:
-    """Swap the finished work folder into place; an older Studio output is replaced."""
+    """Swap the finished work folder into place; an older Studio output is replaced.
+    The stage scratch goes first: it is never part of the output."""
+    from studio.context import SCRATCH
+
+    shutil.rmtree(work / SCRATCH, ignore_errors=True)
+    _published_modes(work)
     out_dir = out_dir.resolve()
     old = None
     try:

@@ -928,7 +928,7 @@ def captions_stage(ctx: Any) -> None:
             for w in check_glyphs(cues, spec.name):
                 ctx.warn(w)
                 warnings.append(w)
-        overlays = (render_overlays(cues, spec, ctx.work_dir / ".captions" / spec.name)
+        overlays = (render_overlays(cues, spec, ctx.scratch_dir / "captions" / spec.name)
                     if spec.captions_burn_in else [])
         ctx.captions[spec.name] = {
             "srt": str(srt.relative_to(ctx.work_dir)), "vtt": str(vtt.relative_to(ctx.work_dir)),
