@@ -760,14 +760,17 @@ def _index_path(store: Store, key: str) -> Path:
     return store.root / _SEGMENT_INDEX / key[:2] / f"{key}.json"
 
 
-def _lookup(store: Store, key: str) -> Path | None:
-    """The stored segment for a key, or None (never indexed, or its object was pruned)."""
+def _lookup(store: Store, key: str) -> tuple[Path, dict[str, Any]] | None:
+    """The stored segment for a key and its stream parameters (probed when it was made),
+    or None (never indexed, or its object was pruned)."""
     try:
-        ref = MediaRef.from_dict(json.loads(_index_path(store, key).read_text()))
+        entry = json.loads(_index_path(store, key).read_text())
+        ref = MediaRef.from_dict(entry)
+        params = dict(entry["params"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
     path = store.path(ref)
-    return path if path.is_file() else None
+    return (path, params) if path.is_file() else None
 
 
 def _segment_stream(src: Any, seg: _Segment, spec: ChannelSpec, lut: Path | None, grain: float,
@@ -839,12 +842,13 @@ def _segment_params(path: Path, spec: ChannelSpec) -> dict[str, Any]:
                          stage="conform", field=spec.name) from e
 
 
-def _check_segments(paths: list[Path], spec: ChannelSpec) -> None:
+def _check_segments(segments: list[tuple[Path, dict[str, Any]]], spec: ChannelSpec) -> None:
     """The concat demuxer copies the first segment's parameter sets for all of them:
-    every segment must have the same ones (profile, level, size, format, timebase)."""
-    first = _segment_params(paths[0], spec)
-    for p in paths[1:]:
-        other = _segment_params(p, spec)
+    every segment must have the same ones (profile, level, size, format, timebase);
+    ``segments`` are (path, its _segment_params)."""
+    paths = [p for p, _ in segments]
+    first = segments[0][1]
+    for p, other in segments[1:]:
         diff = sorted(k for k in SEGMENT_PARAMS if first.get(k) != other.get(k))
         if diff:
             raise StageError(
@@ -938,13 +942,13 @@ def conform_segmented(
         plans.append(plan)
 
     # What is missing, grouped by cut: one process per cut makes all of that cut's segments.
-    found: dict[str, Path] = {}
+    found: dict[str, tuple[Path, dict[str, Any]]] = {}
     missing: dict[int, dict[str, tuple[_Segment, ChannelSpec, list[Any]]]] = {}
     for job, plan in zip(jobs, plans, strict=True):
         for seg, key, shown in plan:
-            path = _lookup(store, key)
-            if path is not None:
-                found[key] = path
+            hit = _lookup(store, key)
+            if hit is not None:
+                found[key] = hit
             else:
                 missing.setdefault(seg.index, {})[key] = (seg, job.spec, shown)
     encoded: set[str] = set()
@@ -960,9 +964,14 @@ def conform_segmented(
                                        for k, (s, spec, shown) in work.items()],
                         preset=preset, lut=lut, grain=grain, sharpen=sharpen, threads=threads)
         for key, (_, refs) in writers.items():
-            atomic_write_text(_index_path(store, key), json.dumps(refs[0].to_dict()))
+            path = store.path(refs[0])
+            # Probed once, here, and kept in the index: a re-conform checks the segments'
+            # parameters without opening every one of them again.
+            params = _segment_params(path, work[key][1])
+            atomic_write_text(_index_path(store, key),
+                              json.dumps(refs[0].to_dict() | {"params": params}))
             with lock:
-                found[key] = store.path(refs[0])
+                found[key] = (path, params)
                 encoded.add(key)
         with lock:
             done[0] += sum(s.frames for s, _, _ in work.values())
@@ -979,10 +988,9 @@ def conform_segmented(
     with _atomic_outputs(outs) as tmps, tempfile.TemporaryDirectory(prefix="concat-") as d:
         for n, (job, plan, tmp, out) in enumerate(zip(jobs, plans, tmps, outs, strict=True)):
             spec = job.spec
-            paths = [found[key] for _, key, _ in plan]
-            _check_segments(paths, spec)
+            _check_segments([found[key] for _, key, _ in plan], spec)
             duration, n_out = _timing(clips, spec)
-            cmd = _concat([(found[key], seg.first, seg.frames) for seg, key, _ in plan], job,
+            cmd = _concat([(found[key][0], seg.first, seg.frames) for seg, key, _ in plan], job,
                           tmp, duration, n_out, Path(d) / f"{n}.ffconcat")
             crops = [crop_box(c.width, c.height, spec, c.focus) for c in clips]
             crops = [Crop(c.x // 2 * 2, c.y // 2 * 2, c.w, c.h, c.zoom, c.focus_in_safe)
@@ -991,7 +999,7 @@ def conform_segmented(
                           sharpen)
             rec["segments"] = [{"clip": seg.clip.name, "first_frame": seg.first,
                                 "frames": seg.frames, "key": key,
-                                "sha256": found[key].name.split(".")[0],
+                                "sha256": found[key][0].name.split(".")[0],
                                 "encoded": key in encoded} for seg, key, _ in plan]
             records.append(rec)
     if progress is not None:
