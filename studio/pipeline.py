@@ -260,6 +260,51 @@ def _publish(work: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _clean_after_killed_runs(engine: Any, out_dir: Path, keep: Path, store: Store) -> None:
+    """What renders killed outright (SIGKILL, OOM, power) left, cleaned by the next one:
+    their runs, still "running", are marked interrupted; their work folders beside
+    ``out_dir`` (``.<out>.partial-*``) go when their run was interrupted or cancelled (a
+    failed run's folder is gone already, or kept on purpose: PublishError), or, recorded
+    by no run of this database, once idle ``store.STALE_AFTER``; and the store's temp
+    files that no live process holds go (``Store.clean_stale``)."""
+    import time
+
+    from studio.store import STALE_AFTER, newest_mtime
+
+    db.mark_interrupted(engine)
+    parent = out_dir.expanduser().resolve().parent
+    owners = db.run_work_folders(engine)
+    for folder in parent.glob(f".{out_dir.name}.partial-*"):
+        if folder == keep or not folder.is_dir():
+            continue
+        status = owners.get(str(folder))
+        try:
+            stale = (status in ("interrupted", "cancelled") if status is not None
+                     else time.time() - newest_mtime(folder) >= STALE_AFTER)
+        except OSError:
+            continue  # removed meanwhile
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True)
+    store.clean_stale()
+
+
+def _keeping_sigterm(start: Callable[[Any], Any], settings: Settings) -> None:
+    """Start Ray without losing the process's SIGTERM handler: ``ray.init`` replaces it with
+    a plain ``sys.exit``, which would record a stopped render as failed and skip the
+    cleanup a cancel does. A handler the caller set (the CLI's, which cancels like
+    Ctrl-C) is put back; without one, Ray's stays."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        start(settings)
+        return
+    before = signal.getsignal(signal.SIGTERM)
+    start(settings)
+    if callable(before):
+        signal.signal(signal.SIGTERM, before)
+
+
 def render(
     brief_path: str | Path,
     out_dir: str | Path,
@@ -312,10 +357,11 @@ def render(
     settings.home.mkdir(parents=True, exist_ok=True)
     engine = db.make_engine(settings.db_url)
     db.init_db(engine)
+    _clean_after_killed_runs(engine, out_dir, work, Store(settings.store_root))
     run_id = db.new_id("run")
     ctx: RunContext | None = None
     try:
-        ensure_ray(settings)
+        _keeping_sigterm(ensure_ray, settings)
         from sqlmodel import Session
 
         with Session(engine) as s:
@@ -326,7 +372,9 @@ def render(
             s.add(db.Run(id=run_id, brief_version_id=bv.id, out_dir=str(out_dir.resolve()),  # type: ignore[arg-type]
                          code_version=__version__,
                          settings={"backend": backend, "code_versions": code_versions(),
-                                   "x264_preset": settings.x264_preset}))
+                                   "x264_preset": settings.x264_preset,
+                                   # who runs it (a killed run is found out) and where it works
+                                   **db.process_record(), "work": str(work)}))
             s.commit()
             bv_id = bv.id
             version = db.run_number(s, bv)

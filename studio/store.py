@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +35,58 @@ def _umask() -> int:
 
 # mkstemp makes files readable by their owner only; finished outputs get the usual mode.
 FILE_MODE = 0o666 & ~_umask()
+
+# Temp files a killed process leaves in the store are removed by the next render
+# (``Store.clean_stale``). Their names say who wrote them: ``<pid>@<host>`` (the host's
+# dots made underscores, so the tag is one dotted part of the name).
+STALE_AFTER = 300.0  # s: an untagged temp (or one of another host) idle this long is abandoned
+_TAG = r"(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)"
+# .put.<tag>.XXXXXXXX and .new.<tag>.XXXXXXXX<ext> in objects/; .<sha><ext>.<tag>.XXXXXXXX.tmp
+# in objects/ab/ (atomic_write_bytes); tmpXXXXXXXX folders at the root (a stage's
+# TemporaryDirectory(dir=store.root): a shot master being encoded). Untagged forms are
+# the names earlier releases used.
+_TEMP_NAMES = (
+    re.compile(rf"^\.(?:put|new)\.(?:{_TAG}\.)?[a-z0-9_]{{8}}(?:\.[A-Za-z0-9]+)?$"),
+    re.compile(rf"^\.[0-9a-f]{{64}}(?:\.[A-Za-z0-9]+)?\.(?:{_TAG}\.)?[a-z0-9_]{{8}}\.tmp$"),
+)
+_TEMP_DIR = re.compile(r"^tmp[a-z0-9_]{8}$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname())
+
+
+def owner_tag() -> str:
+    """``<pid>@<host>``: put in temp names so a later run can tell whose they were."""
+    return f"{os.getpid()}@{_host()}"
+
+
+def _open_paths() -> set[str]:
+    """Every file some process of this host (that we may look at) holds open (Linux /proc)."""
+    held: set[str] = set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            entries = list(fd_dir.iterdir())
+        except OSError:
+            continue  # gone, or another user's
+        for fd in entries:
+            try:
+                held.add(os.readlink(fd))
+            except OSError:
+                continue
+    return held
+
+
+def newest_mtime(path: Path) -> float:
+    """The newest change to ``path`` or, for a folder, to anything in it."""
+    newest = path.lstat().st_mtime
+    if path.is_dir():
+        for sub in path.rglob("*"):
+            try:
+                newest = max(newest, sub.lstat().st_mtime)
+            except OSError:
+                continue
+    return newest
 
 
 @dataclass(frozen=True)
@@ -66,7 +121,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write via a temp file in the same folder, then rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -155,7 +210,7 @@ class Store:
                 return self._publish(src, sha, ext)
             except OSError:
                 pass  # another filesystem: fall back to a copy
-        fd, tmp = tempfile.mkstemp(prefix=".put.", dir=self.objects)
+        fd, tmp = tempfile.mkstemp(prefix=f".put.{owner_tag()}.", dir=self.objects)
         os.close(fd)
         shutil.copyfile(src, tmp)
         ref = self._publish(Path(tmp), sha, ext)
@@ -170,7 +225,7 @@ class Store:
         ``with store.writer(".mp4") as (tmp, out): run(tmp); ref = out[0]`` after the block.
         """
         self.objects.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".new.", suffix=ext, dir=self.objects)
+        fd, tmp = tempfile.mkstemp(prefix=f".new.{owner_tag()}.", suffix=ext, dir=self.objects)
         os.close(fd)
         tmp_path = Path(tmp)
         result: list[MediaRef] = []
@@ -179,3 +234,49 @@ class Store:
             result.append(self._publish(tmp_path, sha256_file(tmp_path), ext))
         finally:
             tmp_path.unlink(missing_ok=True)
+
+    def temp_files(self) -> list[Path]:
+        """Studio's own temp files and folders in the store, by their names (nothing else)."""
+        found: list[Path] = []
+        if self.root.is_dir():
+            found += [p for p in self.root.iterdir() if p.is_dir() and _TEMP_DIR.match(p.name)]
+        if self.objects.is_dir():
+            for p in self.objects.iterdir():
+                if p.is_file() and _TEMP_NAMES[0].match(p.name):
+                    found.append(p)
+                elif p.is_dir() and len(p.name) == 2:
+                    found += [q for q in p.iterdir() if _TEMP_NAMES[1].match(q.name)]
+        return sorted(found)
+
+    def clean_stale(self, stale_after: float = STALE_AFTER) -> list[Path]:
+        """Remove temp files (and temp folders) that killed processes left; return them.
+
+        A temp is kept while a process of this host holds it (or a file in it) open. One
+        tagged with a process of this host is removed once that process is gone; any
+        other (untagged, or another host's: shared storage) once idle ``stale_after`` s.
+        """
+        from studio.db import process_alive
+
+        temps = self.temp_files()
+        if not temps:
+            return []
+        held = _open_paths()
+        host, now, removed = _host(), time.time(), []
+        for path in temps:
+            try:
+                if str(path) in held or (path.is_dir() and any(h.startswith(f"{path}/") for h in held)):
+                    continue
+                m = next((r.match(path.name) for r in _TEMP_NAMES if r.match(path.name)), None)
+                if m is not None and m.group("pid") and m.group("host") == host:
+                    if process_alive(int(m.group("pid"))):
+                        continue
+                elif now - newest_mtime(path) < stale_after:
+                    continue
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                removed.append(path)
+            except OSError:
+                continue  # its owner finished with it meanwhile, or it is not ours to remove
+        return removed
