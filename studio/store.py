@@ -42,14 +42,15 @@ FILE_MODE = 0o666 & ~_umask()
 STALE_AFTER = 300.0  # s: an untagged temp (or one of another host) idle this long is abandoned
 _TAG = r"(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)"
 # .put.<tag>.XXXXXXXX and .new.<tag>.XXXXXXXX<ext> in objects/; .<sha><ext>.<tag>.XXXXXXXX.tmp
-# in objects/ab/ (atomic_write_bytes); tmpXXXXXXXX folders at the root (a stage's
+# in objects/ab/ (atomic_write_bytes); tmp.<tag>.XXXXXXXX folders at the root
+# (``Store.scratch``), and untagged tmpXXXXXXXX ones (a stage's
 # TemporaryDirectory(dir=store.root): a shot master being encoded). Untagged forms are
-# the names earlier releases used.
+# also the names earlier releases used.
 _TEMP_NAMES = (
     re.compile(rf"^\.(?:put|new)\.(?:{_TAG}\.)?[a-z0-9_]{{8}}(?:\.[A-Za-z0-9]+)?$"),
     re.compile(rf"^\.[0-9a-f]{{64}}(?:\.[A-Za-z0-9]+)?\.(?:{_TAG}\.)?[a-z0-9_]{{8}}\.tmp$"),
 )
-_TEMP_DIR = re.compile(r"^tmp[a-z0-9_]{8}$")
+_TEMP_DIR = re.compile(rf"^tmp(?:\.{_TAG}\.)?[a-z0-9_]{{8}}$")
 
 
 def _host() -> str:
@@ -235,6 +236,17 @@ class Store:
         finally:
             tmp_path.unlink(missing_ok=True)
 
+    @contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """A scratch folder on the store's filesystem (so a result can be renamed in),
+        named for this process so that a later run can remove it if the process is killed."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=f"tmp.{owner_tag()}.", dir=self.root))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
     def temp_files(self) -> list[Path]:
         """Studio's own temp files and folders in the store, by their names (nothing else)."""
         found: list[Path] = []
@@ -266,7 +278,8 @@ class Store:
             try:
                 if str(path) in held or (path.is_dir() and any(h.startswith(f"{path}/") for h in held)):
                     continue
-                m = next((r.match(path.name) for r in _TEMP_NAMES if r.match(path.name)), None)
+                m = next((r.match(path.name) for r in (*_TEMP_NAMES, _TEMP_DIR) if r.match(path.name)),
+                         None)
                 if m is not None and m.group("pid") and m.group("host") == host:
                     if process_alive(int(m.group("pid"))):
                         continue

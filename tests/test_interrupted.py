@@ -131,3 +131,37 @@ def test_sigterm_cancels_like_ctrl_c(tmp_path: Path) -> None:
     assert run["status"] == "cancelled", run
     assert not out.exists() and not list(out.parent.glob(".out.partial-*"))
     assert Store(home / "store").temp_files() == []
+
+
+def test_store_cleans_only_abandoned_temps_of_its_own_naming(tmp_path: Path) -> None:
+    """Store.clean_stale, without a render: what a dead process of this host left goes at
+    once; untagged temps (earlier releases, other tools' TemporaryDirectory) go once idle;
+    anything held open or of a live process stays; other names are never touched."""
+    store = Store(tmp_path / "store")
+    with store.scratch() as live_dir:  # this process's: kept while it runs
+        (live_dir / "master.mp4").write_bytes(b"x")
+        dead_dir = store.root / f"tmp.{_dead_pid()}@{_host()}.k1ll3d00"
+        old_dir, fresh_dir, held_dir = (store.root / f"tmp{n}" for n in ("old00000", "fresh000", "held0000"))
+        for d in (dead_dir, old_dir, fresh_dir, held_dir):
+            d.mkdir(parents=True)
+            (d / "master.mp4").write_bytes(b"half a master")
+        sub = store.objects / "ab"
+        sub.mkdir(parents=True)
+        dead_atomic = sub / f".{'ab' * 32}.png.{_dead_pid()}@{_host()}.q9w8e7r6.tmp"
+        other_host = store.objects / f".put.{_dead_pid()}@elsewhere.a1b2c3d4"  # shared storage
+        stored = sub / f"{'ab' * 32}.png"
+        for p in (dead_atomic, other_host, stored):
+            p.write_bytes(b"x")
+        hour_ago = time.time() - 3600
+        for p in (old_dir, old_dir / "master.mp4", held_dir, held_dir / "master.mp4", stored):
+            os.utime(p, (hour_ago, hour_ago))
+        with open(held_dir / "master.mp4", "rb"):
+            removed = store.clean_stale()
+        assert sorted(p.name for p in removed) == sorted([dead_dir.name, old_dir.name, dead_atomic.name])
+        assert live_dir.exists() and fresh_dir.exists() and held_dir.exists()
+        assert other_host.exists() and stored.exists()  # another host's is young; objects never go
+        old = time.time() - 3600
+        os.utime(other_host, (old, old))
+        # idle long enough: abandoned wherever it ran; the held folder, let go, goes too
+        assert sorted(store.clean_stale()) == sorted([other_host, held_dir])
+    assert not live_dir.exists()
