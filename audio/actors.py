@@ -12,30 +12,27 @@
 Resources follow shots' keyframe actors: ``gpus`` from the voice entry (``num_gpus`` from
 the model entry) when the Ray cluster has them; otherwise the run stops with an error,
 unless ``STUDIO_MODEL_DEVICE=cpu`` (``settings.model_device``) says to run on the CPU.
-Actors restart after a crash (``max_restarts``) and retry the task in flight. On a
-cluster (``RAY_ADDRESS``) with ``keep_actors_warm`` they are detached and named by voice
-or model id plus a hash of the entry, so the next run finds the model loaded; otherwise
-they are killed when the call returns.
+Actors follow the one policy of ``studio.actors``: they restart after a crash and retry
+the task in flight; on a cluster (``RAY_ADDRESS``) with ``keep_actors_warm`` they are
+detached and named by voice or model id plus a hash of the entry, so the next run finds
+the model loaded; otherwise they are the run's (named for it) and killed when the call
+returns, however it returns. A StudioError raised in the actor reaches the caller as itself.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import socket
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from studio.actors import ActorGroup, entry_key, keep_warm
 from studio.errors import StageError, StudioError
 
 if TYPE_CHECKING:
     from audio.voices import VoiceEntry
     from studio.models import ModelEntry
 
-ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": 2, "max_task_retries": 2}
-NAMESPACE = "studio"
 IN_PROCESS_TTS = ("piper",)  # CPU backends not worth a Ray round trip
 
 
@@ -94,66 +91,10 @@ def plan_resources(gpus: float, settings: Any, *, what: str, stage: str, field: 
     )
 
 
-def _keep(settings: Any) -> bool:
-    # Warm actors pay off on a cluster, between runs; a local Ray ends with the process.
-    return bool(os.environ.get("RAY_ADDRESS")) and bool(settings.keep_actors_warm)
-
-
-def _actor(cls: type, prefix: str, ident: str, key_doc: Any, resources: dict[str, float],
-           keep: bool, *args: Any) -> Any:
-    import ray
-
-    key = hashlib.sha256(json.dumps(key_doc, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    # The same name finds the warm actor of the same entry; a changed entry (other
-    # weights, other settings) hashes to a new name, never a stale model. Actors that are
-    # not kept get a unique name, so a dying one is never picked up by the next call.
-    name = f"studio-{prefix}-{ident}-{key}" + ("" if keep else f"-{uuid.uuid4().hex[:8]}")
-    opts: dict[str, Any] = {"name": name, "namespace": NAMESPACE, "get_if_exists": True,
-                            "max_concurrency": 1}
-    if keep:
-        opts["lifetime"] = "detached"
-    remote = ray.remote(**{**ACTOR_OPTIONS, **resources})(cls)
-    return remote.options(**opts).remote(*args)
-
-
-def _get(refs: list[Any], *, stage: str, what: str) -> list[Any]:
-    """``ray.get`` with the backend's own StudioError re-raised as itself."""
-    import ray
-
-    try:
-        return ray.get(refs)
-    except ray.exceptions.RayTaskError as e:
-        cause = getattr(e, "cause", None)
-        if isinstance(cause, StudioError):
-            raise cause from None
-        raise StageError(f"{what} failed: {_first_line(cause or e)}", stage=stage,
-                         fix="see the worker log (ray logs) and the entry's settings") from e
-    except ray.exceptions.RayActorError as e:
-        # The constructor (model load) raised, or the actor died more often than it may
-        # restart: Ray's message carries the original error.
-        cause = getattr(e, "cause", None) or getattr(e, "error_msg", None) or e
-        inner = getattr(cause, "cause", None)
-        if isinstance(inner, StudioError):
-            raise inner from None
-        raise StageError(f"{what}: the actor died: {_cause_text(cause)}", stage=stage,
-                         fix="see the worker log (ray logs); check the entry's source and "
-                         "that the weights load") from e
-
-
-def _first_line(e: Any) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0][:300]}" if text else type(e).__name__
-
-
-def _cause_text(cause: Any) -> str:
-    # An actor's init error arrives as a traceback; its last line says what went wrong.
-    lines = [ln.strip() for ln in str(cause).strip().splitlines() if ln.strip()]
-    return lines[-1][:400] if lines else type(cause).__name__
-
-
 def synthesize_lines(entry: VoiceEntry, lines: list[tuple[str, str, Path]], *, settings: Any,
-                     deterministic: bool) -> list[dict[str, Any]]:
-    """Render ``(beat, text, out_wav)`` lines with ``entry``'s voice; records in order."""
+                     deterministic: bool, run_id: str | None = None) -> list[dict[str, Any]]:
+    """Render ``(beat, text, out_wav)`` lines with ``entry``'s voice; records in order.
+    ``run_id`` names the actor for its run (default: the current run, studio.actors)."""
     if not lines:
         return []
     if entry.backend in IN_PROCESS_TTS:
@@ -162,7 +103,6 @@ def synthesize_lines(entry: VoiceEntry, lines: list[tuple[str, str, Path]], *, s
         backend = tts_backend(entry, deterministic=deterministic, device="cpu")
         return [backend.synthesize(text, Path(out), beat=beat, deterministic=deterministic)
                 for beat, text, out in lines]
-    import ray
 
     from studio.ray_runtime import ensure_ray
 
@@ -171,22 +111,18 @@ def synthesize_lines(entry: VoiceEntry, lines: list[tuple[str, str, Path]], *, s
     resources, device = plan_resources(gpus, settings, what=f"voice {entry.id!r}", stage="voice",
                                        field="voice")
     doc = entry.model_dump(mode="json", by_alias=True)
-    keep = _keep(settings)
-    actor = _actor(TTSWorker, "tts", entry.id, [doc, device, deterministic], resources, keep,
-                   doc, device, deterministic)
-    try:
+    with ActorGroup("voice", run_id=run_id, keep=keep_warm(settings)) as group:
+        actor = group.start(TTSWorker, doc, device, deterministic, prefix=f"tts-{entry.id}",
+                            key=entry_key([doc, device, deterministic]), resources=resources)
         refs = [actor.synthesize.remote(beat, text, str(Path(out).resolve()), deterministic)
                 for beat, text, out in lines]
-        return _get(refs, stage="voice", what=f"voice {entry.id!r}")
-    finally:
-        if not keep:
-            ray.kill(actor, no_restart=True)
+        return group.get(refs, what=f"voice {entry.id!r}",
+                         fix="see the worker log (ray logs) and the entry's settings")
 
 
 def generate_music(entry: ModelEntry, prompt: str, duration: float, out_wav: Path, *, seed: int,
-                   settings: Any) -> dict[str, Any]:
+                   settings: Any, run_id: str | None = None) -> dict[str, Any]:
     """A bed of exactly ``duration`` seconds from a text-to-music model, on a Ray actor."""
-    import ray
 
     from studio.ray_runtime import ensure_ray
 
@@ -206,11 +142,9 @@ def generate_music(entry: ModelEntry, prompt: str, duration: float, out_wav: Pat
     resources, device = plan_resources(float(entry.num_gpus), settings, what=f"model {entry.id!r}",
                                        stage="music", field="music.source")
     doc = entry.dump()
-    keep = _keep(settings)
-    actor = _actor(MusicWorker, "music", entry.id, [doc, device], resources, keep, doc, device)
-    try:
+    with ActorGroup("music", run_id=run_id, keep=keep_warm(settings)) as group:
+        actor = group.start(MusicWorker, doc, device, prefix=f"music-{entry.id}",
+                            key=entry_key([doc, device]), resources=resources)
         ref = actor.generate.remote(prompt, float(duration), str(Path(out_wav).resolve()), int(seed))
-        return _get([ref], stage="music", what=f"model {entry.id!r}")[0]
-    finally:
-        if not keep:
-            ray.kill(actor, no_restart=True)
+        return group.get([ref], what=f"model {entry.id!r}",
+                         fix="see the worker log (ray logs) and the entry's settings")[0]

@@ -6,6 +6,7 @@ shot; the task reads the keyframe from the store and writes the master back into
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable
 from fractions import Fraction
@@ -63,9 +64,12 @@ class VideoWorker:
                 "code_version": self.backend.code_version}
 
 
-def _video_submitter(ctx: RunContext) -> tuple[Callable[[dict[str, Any]], Any], list[Any]]:
-    """Jobs go round-robin to warm video actors (one model load per actor)."""
+def _video_actors(ctx: RunContext, group: Any) -> Callable[[dict[str, Any]], Any]:
+    """Jobs go round-robin to video actors (one model load per actor), started in
+    ``group`` (studio.actors: this run's, or kept warm per model on a cluster)."""
     import ray
+
+    from studio.actors import entry_key
 
     entry = ctx.clip_model
     gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -80,8 +84,11 @@ def _video_submitter(ctx: RunContext) -> tuple[Callable[[dict[str, Any]], Any], 
             fix="run on a GPU cluster (RAY_ADDRESS), or set STUDIO_MODEL_DEVICE=cpu (slow)",
             stage="clips", field="clip_model",
         )
-    cls = ray.remote(max_restarts=2, max_task_retries=2, **res)(VideoWorker)
-    actors = [cls.remote(entry.dump(), ctx.settings.model_device) for _ in range(max(1, min(count, len(ctx.shots))))]
+    doc, device = entry.dump(), ctx.settings.model_device
+    key = entry_key([doc, device])
+    actors = [group.start(VideoWorker, doc, device, prefix=f"video-{entry.id}", key=key, index=i,
+                          resources=res)
+              for i in range(max(1, min(count, len(ctx.shots))))]
     counter = [0]
 
     def submit(job: dict[str, Any]) -> Any:
@@ -89,17 +96,24 @@ def _video_submitter(ctx: RunContext) -> tuple[Callable[[dict[str, Any]], Any], 
         counter[0] += 1
         return actor.render.remote(job)
 
-    return submit, actors
+    return submit
 
 
 def render_clips(ctx: RunContext) -> None:
     if not ctx.video_specs:
         return
+    from studio.actors import ActorGroup, keep_warm
+
+    keep = ctx.clip_model is not None and keep_warm(ctx.settings)
+    with ActorGroup("clips", run_id=ctx.run_id, keep=keep) as group:
+        _render_clips(ctx, group)
+
+
+def _render_clips(ctx: RunContext, group: Any) -> None:
     import ray
 
-    actors: list[Any] = []
     if ctx.clip_model is not None:
-        submit, actors = _video_submitter(ctx)
+        submit = _video_actors(ctx, group)
     else:
         task = ray.remote(num_cpus=1, max_retries=2)(render_clip_job)
         submit = task.remote
@@ -117,17 +131,30 @@ def render_clips(ctx: RunContext) -> None:
         })
     refs = {submit(j): j for j in jobs}
     pending = list(refs)
+    try:
+        _collect(ctx, refs, pending)
+    finally:
+        # A failed or cancelled stage leaves no render running (actors go with the group).
+        for ref in pending:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref)
+
+
+def _collect(ctx: RunContext, refs: dict[Any, dict[str, Any]], pending: list[Any]) -> None:
+    """Record each shot master as it arrives; ``pending`` shrinks in place."""
+    import ray
+
+    from studio.actors import user_error
+
     while pending:
-        done, pending = ray.wait(pending, num_returns=1)
+        done, rest = ray.wait(pending, num_returns=1)
+        pending[:] = rest
         job = refs[done[0]]
         try:
             res = ray.get(done[0])
         except ray.exceptions.RayError as e:
-            cause = e.as_instanceof_cause() if isinstance(e, ray.exceptions.RayTaskError) else e
-            if isinstance(cause, StageError):
-                raise cause from None
-            raise StageError(f"clip render failed: {str(e).splitlines()[0][:300]}", stage="clips",
-                             shot=job["beat_id"], fix="see the worker log (ray logs)") from e
+            # The render's own StudioError reaches the user as itself (studio.actors).
+            raise user_error(e, what="clip render", stage="clips", shot=job["beat_id"]) from e
         shot = next(s for s in ctx.shots if s.shot_id == job["shot_id"])
         cand = ctx.selected[shot.shot_id]
         media = MediaRef.from_dict(res["media"])
@@ -141,5 +168,3 @@ def render_clips(ctx: RunContext) -> None:
             media=media, frames=job["frames"], params=res["params"],
         )
         ctx.reporter.advance("clips", shot=shot.beat_id)
-    for a in actors:
-        ray.kill(a, no_restart=True)

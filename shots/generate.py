@@ -14,12 +14,15 @@ import os
 import socket
 import threading
 import time
+from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from studio import db
+from studio.actors import ACTOR_OPTIONS  # restarts and retries: one policy for every actor
 from studio.conditions import cpu_info, torch_threads_now
 from studio.context import CandidateResult, RunContext
 from studio.errors import StageError, StudioError
@@ -28,9 +31,6 @@ from studio.store import MediaRef, Store
 
 CODE_VERSION = "generate.1"
 
-# A crashed actor is restarted and its in-flight task retried (at-least-once); the
-# driver records each candidate exactly once, when its result arrives.
-ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": 2, "max_task_retries": 2}
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -69,7 +69,7 @@ def _takes_references(backend: Any) -> bool:
 
 
 class KeyframeWorker:
-    """Held by Ray as an actor (see ``worker_class``); plain class for direct use in tests."""
+    """Held by Ray as an actor (see ``KeyframePool``); plain class for direct use in tests."""
 
     def __init__(self, backend: str, options: dict[str, Any], store_root: str,
                  specs: list[dict[str, Any]]) -> None:
@@ -186,43 +186,74 @@ def plan_resources(ctx: RunContext) -> tuple[dict[str, float], int]:
 
 
 class KeyframePool:
-    """Warm keyframe actors for one backend and model, and the jobs run over them.
+    """Keyframe actors for one backend and model, and the jobs run over them.
 
-    Actors are named per backend + options, so an actor that already holds the model is
-    reused before any new one is started; on a cluster they outlive the run (detached),
-    so the next job finds the model loaded. GPU actors take two tasks at a time: the
-    backend call is serialised by the worker's lock, and the PNG encode, scoring and
-    store write of one batch overlap the next batch's GPU work.
+    Started through ``studio.actors.ActorGroup``: the actors are this run's (named for
+    it, killed by ``close``) unless ``keep``, when a model's actors are named per backend
+    + options, detached and shared, so the next job finds the model loaded. GPU actors
+    take two tasks at a time: the backend call is serialised by the worker's lock, and
+    the PNG encode, scoring and store write of one batch overlap the next batch's GPU work.
     """
 
     def __init__(self, backend: str, options: dict[str, Any], store_root: str,
                  specs: list[dict[str, Any]], resources: dict[str, float], count: int,
-                 keep: bool = False) -> None:
-        from ray.util import ActorPool
+                 keep: bool = False, run_id: str | None = None) -> None:
+        from studio.actors import ActorGroup, entry_key
 
-        key = hashlib.sha256(json.dumps([backend, options], sort_keys=True, default=str).encode()).hexdigest()[:12]
-        cls = worker_class(resources)
+        key = entry_key([backend, options])
         concurrency = 2 if resources.get("num_gpus") else 1
         self.keep = keep
-        self.actors = []
-        for i in range(count):
-            opts: dict[str, Any] = {"name": f"studio-kf-{backend}-{key}-{i}", "namespace": "studio",
-                                    "get_if_exists": True, "max_concurrency": concurrency}
-            if keep:
-                opts["lifetime"] = "detached"
-            self.actors.append(cls.options(**opts).remote(backend, options, store_root, specs))
-        self.pool = ActorPool(self.actors * concurrency)
+        self.group = ActorGroup("candidates", run_id=run_id, keep=keep)
+        try:
+            self.actors = [
+                self.group.start(KeyframeWorker, backend, options, store_root, specs,
+                                 prefix=f"kf-{backend}", key=key, index=i,
+                                 resources={"num_cpus": 1, **resources}, max_concurrency=concurrency)
+                for i in range(count)]
+        except BaseException:
+            self.group.close()
+            raise
+        self.concurrency = concurrency
 
-    def run(self, jobs: list[dict[str, Any]]) -> Any:
-        """Results as they finish (any order)."""
-        return self.pool.map_unordered(lambda a, j: a.run_job.remote(j), jobs)
+    @property
+    def names(self) -> list[str]:
+        return self.group.names
 
-    def close(self) -> None:
+    def run(self, jobs: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Results as they finish (any order).
+
+        Jobs go only to actors that have started: on a cluster another run may hold the
+        CPUs this pool's other actors wait for, and a job queued on an actor that never
+        starts would wait for ever (two renders, each holding one actor of two, would wait
+        for each other). Actors that start later join in."""
         import ray
 
-        if not self.keep:
-            for a in self.actors:
-                ray.kill(a, no_restart=True)
+        starting = {a.__ray_ready__.remote(): a for a in self.actors}
+        free: list[Any] = []
+        queue = deque(jobs)
+        running: dict[Any, Any] = {}
+        while queue or running:
+            done, _ = ray.wait([*running, *starting], num_returns=1)
+            ref = done[0]
+            if ref in starting:
+                actor = starting.pop(ref)
+                ray.get(ref)  # an actor whose constructor failed raises here
+                free += [actor] * self.concurrency
+            else:
+                free.append(running.pop(ref))
+                yield ray.get(ref)
+            while free and queue:
+                actor = free.pop()
+                running[actor.run_job.remote(queue.popleft())] = actor
+
+    def close(self) -> None:
+        self.group.close()
+
+    def __enter__(self) -> KeyframePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def make_jobs(shots: list[Any], width: int, height: int, batch: int) -> list[dict[str, Any]]:
@@ -240,9 +271,9 @@ def make_jobs(shots: list[Any], width: int, height: int, batch: int) -> list[dic
 
 
 def generate_candidates(ctx: RunContext) -> None:
-    import os as _os
-
     import ray
+
+    from studio.actors import keep_warm, user_error
 
     w, h = ctx.master_size
     jobs = make_jobs(ctx.shots, w, h, ctx.keyframe_model.batch_size if ctx.keyframe_model else 1)
@@ -253,41 +284,28 @@ def generate_candidates(ctx: RunContext) -> None:
         max(1, min(len(jobs), capacity)),
         # Only model actors stay warm between jobs (loading weights is what warmth saves);
         # procedural actors would just hold CPUs the clips stage needs.
-        keep=bool(_os.environ.get("RAY_ADDRESS")) and ctx.settings.keep_actors_warm
-        and ctx.keyframe_model is not None,
+        keep=keep_warm(ctx.settings) and ctx.keyframe_model is not None, run_id=ctx.run_id,
     )
     by_id = {j["id"]: j for j in jobs}
     seen: set[tuple[str, int]] = set()
-    try:
-        for res in pool.run(jobs):
-            job = by_id[res["job"]]
-            for item in res["items"]:
-                # A retried task after an actor restart returns the same items again only if
-                # the first result was lost; record each candidate once.
-                if (job["shot_id"], item["index"]) in seen:
-                    continue
-                seen.add((job["shot_id"], item["index"]))
-                _record(ctx, job, res, item)
-                ctx.reporter.advance("candidates", shot=job["beat_id"], candidate=item["index"])
-            if ctx.cancelled():
-                raise StageError("cancelled", stage="candidates")
-    except ray.exceptions.RayError as e:
-        # A task's own exception travels as the RayTaskError's cause: the user gets its line.
-        cause = getattr(e, "cause", None)
-        if isinstance(cause, StudioError):
-            raise cause from e
-        if isinstance(cause, BaseException):
-            first = (str(cause).strip().splitlines() or [""])[0][:300]
-            raise StageError(
-                f"keyframe generation failed: {type(cause).__name__}: {first}".rstrip(": "),
-                fix="check the backend's settings and the brief's inputs", stage="candidates",
-            ) from e
-        raise StageError(
-            f"keyframe generation failed: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}",
-            fix="see the worker log (ray logs) and the backend's settings", stage="candidates",
-        ) from e
-    finally:
-        pool.close()
+    with pool:
+        try:
+            for res in pool.run(jobs):
+                job = by_id[res["job"]]
+                for item in res["items"]:
+                    # A retried task after an actor restart returns the same items again only if
+                    # the first result was lost; record each candidate once.
+                    if (job["shot_id"], item["index"]) in seen:
+                        continue
+                    seen.add((job["shot_id"], item["index"]))
+                    _record(ctx, job, res, item)
+                    ctx.reporter.advance("candidates", shot=job["beat_id"], candidate=item["index"])
+                if ctx.cancelled():
+                    raise StageError("cancelled", stage="candidates")
+        except ray.exceptions.RayError as e:
+            # The worker's own StudioError reaches the user as itself (studio.actors).
+            raise user_error(e, what="keyframe generation", stage="candidates",
+                             fix="check the backend's settings and the brief's inputs") from e
     for shot in ctx.shots:
         ctx.candidates[shot.shot_id].sort(key=lambda c: c.index)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from audio import mix, soundtrack, voiceover
 from shots import clips, contact, generate, select
-from studio import __version__, db, manifest, prompts
+from studio import __version__, actors, db, manifest, prompts
 from studio.brief import Brief, brief_problems, edit_rate, has_sound, load_brief
 from studio.context import RunContext
 from studio.errors import ManyErrors, StudioError
@@ -360,6 +360,9 @@ def render(
     _clean_after_killed_runs(engine, out_dir, work, Store(settings.store_root))
     run_id = db.new_id("run")
     ctx: RunContext | None = None
+    # The stages' Ray actors are this run's (studio.actors): named for it, and any still
+    # alive when the run ends, however it ends, are killed then.
+    run_actors = actors.enter_run(run_id)
     try:
         _keeping_sigterm(ensure_ray, settings)
         from sqlmodel import Session
@@ -409,4 +412,5 @@ def render(
         db.finish_run(engine, run_id, e)
         raise
     finally:
+        actors.leave_run(run_actors)
         engine.dispose()
