@@ -263,7 +263,8 @@ def test_mismatched_segment_parameters_are_refused(first: dict[str, Any], catalo
     job = first["jobs"][0]
     seg = first["records"][0]["segments"]
     paths = [first["store"].find(s["sha256"]) for s in seg]
-    probed = [(p, conform._segment_params(p, job.spec)) for p in paths]
+    probed = [(p, conform._segment_config(p)) for p in paths]
+    assert probed[0][1]["timescale"] == 30000 and len(probed[0][1]["codec_config"]) == 64
     # what the index kept is what the segments say
     assert [conform._lookup(first["store"], s["key"]) for s in seg] == probed
     other = tmp_path / "other.mp4"
@@ -271,5 +272,4 @@ def test_mismatched_segment_parameters_are_refused(first: dict[str, Any], catalo
                     "-c:v", "libx264", "-profile:v", "baseline", str(other)], check=True)
     conform._check_segments(probed, job.spec)  # the real ones agree
     with pytest.raises(conform.StageError, match="differs from .* in .*profile"):
-        conform._check_segments([probed[0], (other, conform._segment_params(other, job.spec))],
-                                job.spec)
+        conform._check_segments([probed[0], (other, conform._segment_config(other))], job.spec)

@@ -761,7 +761,7 @@ def _index_path(store: Store, key: str) -> Path:
 
 
 def _lookup(store: Store, key: str) -> tuple[Path, dict[str, Any]] | None:
-    """The stored segment for a key and its stream parameters (probed when it was made),
+    """The stored segment for a key and its _segment_config (read when it was made),
     or None (never indexed, or its object was pruned)."""
     try:
         entry = json.loads(_index_path(store, key).read_text())
@@ -842,20 +842,64 @@ def _segment_params(path: Path, spec: ChannelSpec) -> dict[str, Any]:
                          stage="conform", field=spec.name) from e
 
 
+def _mp4_boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, int, int]]:
+    """(type, payload start, payload end) of the ISO BMFF boxes in data[start:end]."""
+    end = len(data) if end is None else end
+    while start + 8 <= end:
+        size, kind = int.from_bytes(data[start:start + 4], "big"), data[start + 4:start + 8]
+        head = 8
+        if size == 1:
+            size, head = int.from_bytes(data[start + 8:start + 16], "big"), 16
+        elif size == 0:
+            size = end - start
+        if size < head or start + size > end:
+            return
+        yield kind, start + head, start + size
+        start += size
+
+
+def _segment_config(path: Path) -> dict[str, Any]:
+    """What the concat demuxer needs equal in every segment, read from the segment's moov
+    in Python (an ffprobe per segment costs a process start): the decoder configuration
+    record (avcC/hvcC: the SPS and PPS, so profile, level, size, chroma format, bit
+    depth and colour tags) and the track's timescale."""
+    with open(path, "rb") as f:
+        data = f.read()
+    moov = next(((a, b) for k, a, b in _mp4_boxes(data) if k == b"moov"), None)
+    found: dict[str, Any] = {}
+    if moov is not None:
+        body = data[moov[0]:moov[1]]
+        for tag in (b"avcC", b"hvcC"):
+            i = body.find(tag)
+            if i >= 4:
+                size = int.from_bytes(body[i - 4:i], "big")
+                found["codec_config"] = hashlib.sha256(body[i - 4:i - 4 + size]).hexdigest()
+        i = body.find(b"mdhd")
+        if i >= 0:
+            at = i + 4 + (20 if body[i + 4] == 1 else 12)  # version, flags, times
+            found["timescale"] = int.from_bytes(body[at:at + 4], "big")
+    return found
+
+
 def _check_segments(segments: list[tuple[Path, dict[str, Any]]], spec: ChannelSpec) -> None:
     """The concat demuxer copies the first segment's parameter sets for all of them:
     every segment must have the same ones (profile, level, size, format, timebase);
-    ``segments`` are (path, its _segment_params)."""
+    ``segments`` are (path, its _segment_config). On a mismatch ffprobe names what
+    differs."""
     paths = [p for p, _ in segments]
     first = segments[0][1]
     for p, other in segments[1:]:
-        diff = sorted(k for k in SEGMENT_PARAMS if first.get(k) != other.get(k))
-        if diff:
-            raise StageError(
-                f"segment {p.name} differs from {paths[0].name} in {', '.join(diff)}; "
-                "concatenating them without re-encoding would make an invalid stream",
-                fix="delete the segment index (STORE/segments) and conform again",
-                stage="conform", field=spec.name)
+        if other == first and first.get("codec_config"):
+            continue
+        a, b = _segment_params(paths[0], spec), _segment_params(p, spec)
+        a["timescale"], b["timescale"] = first.get("timescale"), other.get("timescale")
+        diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k)) or [
+            "decoder configuration (SPS/PPS)"]
+        raise StageError(
+            f"segment {p.name} differs from {paths[0].name} in {', '.join(diff)}; "
+            "concatenating them without re-encoding would make an invalid stream",
+            fix="delete the segment index (STORE/segments) and conform again",
+            stage="conform", field=spec.name)
 
 
 def _concat_listing(segments: list[tuple[Path, int, int]], rate: Fraction) -> str:
@@ -965,9 +1009,9 @@ def conform_segmented(
                         preset=preset, lut=lut, grain=grain, sharpen=sharpen, threads=threads)
         for key, (_, refs) in writers.items():
             path = store.path(refs[0])
-            # Probed once, here, and kept in the index: a re-conform checks the segments'
+            # Read once, here, and kept in the index: a re-conform checks the segments'
             # parameters without opening every one of them again.
-            params = _segment_params(path, work[key][1])
+            params = _segment_config(path)
             atomic_write_text(_index_path(store, key),
                               json.dumps(refs[0].to_dict() | {"params": params}))
             with lock:
