@@ -23,7 +23,7 @@ from typing import Any
 
 from audio import mix, soundtrack, voiceover
 from shots import clips, contact, generate, select
-from studio import __version__, actors, db, manifest, prompts
+from studio import __version__, actors, db, lineage, manifest, prompts
 from studio.brief import Brief, brief_problems, edit_rate, has_sound, load_brief
 from studio.context import RunContext
 from studio.errors import ManyErrors, StudioError
@@ -400,6 +400,7 @@ def render(
             stage.run(ctx)
             reporter.stage_done(stage.name)
         _publish(work, out_dir)
+        lineage.record_run_edges(engine, run_id)  # what each deliverable was made from
         db.finish_run(engine, run_id)
         reporter.event("run_done", run_id=run_id, out=str(out_dir))
         return ctx

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from studio import db, lineage
 from studio.errors import StudioError
@@ -246,3 +246,89 @@ def test_runs_without_edges_are_recorded_by_the_cli(tmp_path: Path, monkeypatch:
     assert res.exit_code == 2 and "studio: error:" in res.output
     res = CliRunner().invoke(main, ["lineage", a["video"][0], "--json"])
     assert json.loads(res.output)["deliverable"]["id"] == a["video"][0]
+
+
+# -- on a real render of the example brief ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo(demo_run, settings) -> Any:
+    """The demo run's engine, its deliverables and its candidates by shot."""
+    ctx, _out = demo_run
+    engine = db.make_engine(settings.db_url)
+    with Session(engine) as s:
+        dlv = s.exec(select(db.Deliverable).where(db.Deliverable.run_id == ctx.run_id)).all()
+        cands = s.exec(select(db.Candidate, db.Shot.beat_id).join(db.Shot, db.Candidate.shot_id == db.Shot.id)
+                       .where(db.Shot.run_id == ctx.run_id)).all()
+    yield ctx, engine, {d.id: d for d in dlv}, cands
+    engine.dispose()
+
+
+def test_where_on_the_demo(demo) -> None:
+    ctx, engine, dlv, cands = demo
+    video = {i for i, d in dlv.items() if d.kind == "video"}
+    stills = {i for i, d in dlv.items() if d.kind == "still"}
+    assert video and stills
+
+    def where(thing: str) -> set[str]:
+        return {d["id"] for d in lineage.where(engine, thing)["deliverables"]} & set(dlv)
+
+    selected = {sel.candidate_id for sel in ctx.selected.values()}
+    for c, _beat in cands:
+        if c.id in selected:
+            used = {i for i, d in dlv.items() if d.kind == "video"
+                    or (d.params.get("frame") or {}).get("candidate_id") == c.id}
+            assert where(c.id) == used, c.id
+            assert where(c.media_sha256[:12]) == used  # its keyframe, by a prefix
+        else:
+            assert where(c.id) == set(), c.id
+    assert where(ctx.brief.style_pack) == set(dlv)
+    assert where(ctx.voice.id) == video
+    assert where("model:procedural") == set(dlv)
+
+
+def test_lineage_on_the_demo_reaches_seeds_voice_and_music(demo) -> None:
+    ctx, engine, dlv, _cands = demo
+    for d in (d for d in dlv.values() if d.kind == "video"):
+        info = lineage.lineage(engine, d.sha256)  # by its file's hash
+        got = {(n["kind"], n["id"]) for n in _walk(info["tree"])}
+        for sel in ctx.selected.values():
+            assert ("seed", str(sel.seed)) in got, (d.spec, sel.beat_id)
+            assert ("prompt", sel.record["prompt_hash"]) in got
+            assert ("candidate", sel.candidate_id) in got
+        assert ("voice", ctx.voice.id) in got
+        bed = ctx.sound["bed"]
+        assert ("track", bed["track"]) in got if bed["track"] else ("composer", bed["source"]) in got
+        assert ("spec", d.spec) in got and ("style", ctx.brief.style_pack) in got
+        assert any(k == "audio" for k, _ in got) and any(k == "mix" for k, _ in got)
+
+
+def test_a_conform_traces_back_to_the_original_seeds(demo_run, demo, settings, tmp_path: Path) -> None:
+    import opentimelineio as otio
+
+    from studio.conform import conform_edit
+    from studio.progress import QuietReporter
+    from tests.test_roundtrip import _edit
+
+    ctx, out = demo_run
+    _ctx, engine, _dlv, _cands = demo
+    m = json.loads((out / "manifest.json").read_text())
+    edit = next(t for t in m["timelines"] if t["kind"] == "edit" and t["format"] == "otio_json")
+    path = tmp_path / "edited.otio"
+    otio.adapters.write_to_file(_edit(otio.adapters.read_from_file(str(out / edit["path"]))), str(path))
+    new_ctx, changes = conform_edit(ctx.run_id, path, tmp_path / "out", settings=settings,
+                                    reporter=QuietReporter())
+    assert changes["dropped"] == ["b04-product"]
+    by_beat = {sel.beat_id: sel for sel in ctx.selected.values()}
+    with Session(engine) as s:
+        new = s.exec(select(db.Deliverable).where(db.Deliverable.run_id == new_ctx.run_id)).all()
+    assert new
+    for d in new:
+        info = lineage.lineage(engine, d.id)
+        assert info["conform_of"] == ctx.run_id
+        got = {(n["kind"], n["id"]) for n in _walk(info["tree"])}
+        for beat in changes["order_after"]:
+            assert ("seed", str(by_beat[beat].seed)) in got and ("candidate", by_beat[beat].candidate_id) in got
+        assert ("candidate", by_beat["b04-product"].candidate_id) not in got  # dropped by the editor
+        assert ("voice", ctx.voice.id) in got
+        assert d.id in {x["id"] for x in lineage.where(engine, by_beat["b01-sunrise"].candidate_id)["deliverables"]}
