@@ -168,19 +168,49 @@ def test_segmented_stream_is_exact(first: dict[str, Any], masters: list[Path]) -
         assert (v["color_space"], v["color_primaries"], v["color_transfer"]) == ("bt709",) * 3
         assert v["profile"] == "High" and v["pix_fmt"] == "yuv420p"
         assert (v["width"], v["height"]) == (320, 180)
-        pk = packets(job.out)
-        assert len(pk) == n
-        dts = [int(p["dts"]) for p in pk]
-        assert all(b > a for a, b in zip(dts, dts[1:], strict=False))  # no duplicates
-        by_pts = sorted(pk, key=lambda p: int(p["pts"]))
-        pts = [int(p["pts"]) for p in by_pts]
-        tick = int(by_pts[0]["duration"])
-        assert pts == [pts[0] + i * tick for i in range(n)]  # no gaps, no duplicates
-        assert Fraction(tick) / Fraction(1, 1) * Fraction(v["time_base"]) == 1 / spec.rate
-        keys = {i for i, p in enumerate(by_pts) if "K" in p["flags"]}
-        assert {s["first_frame"] for s in rec["segments"]} <= keys
-        assert [s["first_frame"] for s in rec["segments"]] == [
-            0, *np.cumsum([s["frames"] for s in rec["segments"]][:-1])]
+        check_packets(job.out, n, rec, Fraction(v["time_base"]), spec.rate)
+
+
+def check_packets(path: Path, n: int, rec: dict[str, Any], time_base: Fraction,
+                  rate: Fraction) -> None:
+    """n packets, gapless pts on the frame grid, strictly increasing dts, and a keyframe
+    where every segment starts."""
+    pk = packets(path)
+    assert len(pk) == n
+    dts = [int(p["dts"]) for p in pk]
+    assert all(b > a for a, b in zip(dts, dts[1:], strict=False))  # no duplicates
+    by_pts = sorted(pk, key=lambda p: int(p["pts"]))
+    pts = [int(p["pts"]) for p in by_pts]
+    tick = int(by_pts[0]["duration"])
+    assert tick * time_base == 1 / rate
+    assert pts == [pts[0] + i * tick for i in range(n)]  # no gaps, no duplicates
+    keys = {i for i, p in enumerate(by_pts) if "K" in p["flags"]}
+    assert {s["first_frame"] for s in rec["segments"]} <= keys
+    assert [s["first_frame"] for s in rec["segments"]] == [
+        0, *np.cumsum([s["frames"] for s in rec["segments"]][:-1])]
+
+
+def test_several_cuts_per_process(masters: list[Path], catalog: Catalog, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cuts grouped into fewer ffmpeg processes (two at once) make the same segments'
+    structure: every cut still its own closed-GOP segment."""
+    calls: list[list[str]] = []
+    real = conform._encode_cuts
+
+    def counting(cuts: list[tuple[ConformClip, list[Any]]], **kw: Any) -> None:
+        calls.append([clip.name for clip, _ in cuts])
+        real(cuts, **kw)
+
+    monkeypatch.setattr(conform, "_encode_cuts", counting)
+    spec = specs(catalog)[1]
+    out = tmp_path / "grouped.mp4"
+    (rec,) = conform_videos(edit(masters), [VideoJob(spec, out)], store=Store(tmp_path / "s"),
+                            preset="ultrafast", workers=2, cuts_per_process=3)
+    assert sorted(calls) == [["a", "b", "c"], ["d"]]
+    assert [s["encoded"] for s in rec["segments"]] == [True] * 4
+    v = streams(out)["streams"][0]
+    assert int(v["nb_read_frames"]) == rec["frames"] == 45  # 1.8 s at 25p
+    check_packets(out, rec["frames"], rec, Fraction(v["time_base"]), spec.rate)
 
 
 def test_caption_across_a_cut_is_burned_in_both_segments(first: dict[str, Any],
@@ -203,14 +233,14 @@ def test_caption_across_a_cut_is_burned_in_both_segments(first: dict[str, Any],
 def test_one_changed_shot_reencodes_one_segment_per_spec(
         first: dict[str, Any], masters: list[Path], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[str, int]] = []
-    real = conform._encode_cut
+    calls: list[list[tuple[str, int]]] = []
+    real = conform._encode_cuts
 
-    def counting(clip: ConformClip, work: list[Any], **kw: Any) -> None:
-        calls.append((clip.name, len(work)))
-        real(clip, work, **kw)
+    def counting(cuts: list[tuple[ConformClip, list[Any]]], **kw: Any) -> None:
+        calls.append([(clip.name, len(work)) for clip, work in cuts])
+        real(cuts, **kw)
 
-    monkeypatch.setattr(conform, "_encode_cut", counting)
+    monkeypatch.setattr(conform, "_encode_cuts", counting)
     changed = master(tmp_path / "changed.mp4", 200)
     clips = edit(masters)
     clips[2] = cut(changed, 5, 11, "c")
@@ -218,7 +248,7 @@ def test_one_changed_shot_reencodes_one_segment_per_spec(
                      audio_copy=True, overlays=j.overlays) for j in first["jobs"]]
     recs = conform_videos(clips, jobs, store=first["store"], preset=PRESET)
     # one ffmpeg process, for the changed cut, making its segment for both specs
-    assert calls == [("c", 2)]
+    assert calls == [[("c", 2)]]
     for job, old_job, rec, old in zip(jobs, first["jobs"], recs, first["records"], strict=True):
         assert [s["encoded"] for s in rec["segments"]] == [False, False, True, False]
         assert [s["key"] for s in rec["segments"]][:2] == [s["key"] for s in old["segments"]][:2]

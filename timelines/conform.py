@@ -617,6 +617,7 @@ def conform_videos(
     progress: Callable[[float], None] | None = None,
     store: Store | None = None,
     workers: int = 1,
+    cuts_per_process: int = 1,
 ) -> list[dict[str, Any]]:
     """Encode the edit for several channel specs in one ffmpeg process: each clip is
     decoded once and split per spec, then reframed, retimed, finished and encoded per
@@ -629,7 +630,7 @@ def conform_videos(
     if store is not None:
         return conform_segmented(clips, jobs, store, preset=preset, lut=lut, grain=grain,
                                  sharpen=sharpen, threads=threads, workers=workers,
-                                 progress=progress)
+                                 cuts_per_process=cuts_per_process, progress=progress)
     outs = [Path(j.out) for j in jobs]
     names = ",".join(j.spec.name for j in jobs)
     with _atomic_outputs(outs) as tmps:
@@ -806,23 +807,26 @@ def _segment_options(spec: ChannelSpec, preset: str, threads: int | None) -> dic
     return opts
 
 
-def _encode_cut(clip: ConformClip, work: list[tuple[_Segment, ChannelSpec, Path, list[Any]]], *,
-                preset: str, lut: Path | None, grain: float, sharpen: float,
-                threads: int | None) -> None:
-    """One ffmpeg process: the cut decoded once, encoded for every (segment, spec) in
-    ``work`` into its temp file."""
-    src = _clip_source(clip, {})
+def _encode_cuts(cuts: list[tuple[ConformClip, list[tuple[_Segment, ChannelSpec, Path, list[Any]]]]],
+                 *, preset: str, lut: Path | None, grain: float, sharpen: float,
+                 threads: int | None) -> None:
+    """One ffmpeg process for a few cuts: each cut decoded once and encoded for every
+    (segment, spec) of its work list, into that segment's temp file."""
+    seen: dict[tuple[str, str], int] = {}
     outputs = []
-    for seg, spec, tmp, shown in work:
-        v = _segment_stream(src, seg, spec, lut, grain, sharpen, shown)
-        outputs.append(ffmpeg.output(v, filename=str(tmp),
-                                     extra_options=_segment_options(spec, preset, threads)))
+    for clip, work in cuts:
+        src = _clip_source(clip, seen)
+        for seg, spec, tmp, shown in work:
+            v = _segment_stream(src, seg, spec, lut, grain, sharpen, shown)
+            outputs.append(ffmpeg.output(v, filename=str(tmp),
+                                         extra_options=_segment_options(spec, preset, threads)))
+    specs = sorted({w[1].name for _, work in cuts for w in work})
     node = outputs[0] if len(outputs) == 1 else ffmpeg.merge_outputs(*outputs)
     node = node.global_args(hide_banner=True, stdin=False, loglevel="warning", y=True,
                             progress="pipe:1", stats=False,
                             **({"filter_complex_threads": threads} if threads else {}))
-    _run(node.compile(), 0, None, _fail(f"{','.join(w[1].name for w in work)} "
-                                        f"(shot {clip.name})"))
+    shots = ",".join(c.name for c, _ in cuts)
+    _run(node.compile(), 0, None, _fail(f"{','.join(specs)} (shot {shots})"))
 
 
 SEGMENT_PARAMS = ("codec_name", "profile", "level", "width", "height", "pix_fmt", "time_base",
@@ -950,11 +954,13 @@ def conform_segmented(
     sharpen: float = 0.0,
     threads: int | None = None,
     workers: int = 1,
+    cuts_per_process: int = 1,
     progress: Callable[[float], None] | None = None,
 ) -> list[dict[str, Any]]:
     """conform_videos, made of per-cut segments kept in ``store`` (see the section
-    comment). Segments already in the store are reused; ``workers`` cuts are encoded at
-    once (each in its own ffmpeg process). Every record lists its segments: key, object
+    comment). Segments already in the store are reused; missing ones are encoded
+    ``cuts_per_process`` cuts to an ffmpeg process (fewer process starts; memory grows
+    with it, not with the edit), ``workers`` processes at once. Every record lists its segments: key, object
     and whether this call encoded it. All deliverables appear, or none."""
     if not jobs:
         raise StageError("no deliverables to conform", fix="pass at least one VideoJob",
@@ -1000,13 +1006,14 @@ def conform_segmented(
     done = [0]
     lock = threading.Lock()
 
-    def make(index: int) -> None:
-        work = missing[index]
+    def make(group: list[int]) -> None:
+        work = {k: w for i in group for k, w in missing[i].items()}
         with ExitStack() as stack:
             writers = {k: stack.enter_context(store.writer(".mp4")) for k in work}
-            _encode_cut(clips[index], [(s, spec, writers[k][0], shown)
-                                       for k, (s, spec, shown) in work.items()],
-                        preset=preset, lut=lut, grain=grain, sharpen=sharpen, threads=threads)
+            _encode_cuts([(clips[i], [(s, spec, writers[k][0], shown)
+                                      for k, (s, spec, shown) in missing[i].items()])
+                          for i in group],
+                         preset=preset, lut=lut, grain=grain, sharpen=sharpen, threads=threads)
         for key, (_, refs) in writers.items():
             path = store.path(refs[0])
             # Read once, here, and kept in the index: a re-conform checks the segments'
@@ -1024,7 +1031,9 @@ def conform_segmented(
 
     if missing:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for f in [pool.submit(make, i) for i in sorted(missing)]:
+            todo = sorted(missing)
+            step = max(1, cuts_per_process)
+            for f in [pool.submit(make, todo[i:i + step]) for i in range(0, len(todo), step)]:
                 f.result()
 
     outs = [Path(j.out) for j in jobs]
