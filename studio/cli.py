@@ -400,7 +400,7 @@ def where(thing: str, as_json: bool) -> None:
         return
     click.echo(f"{names}: in {len(info['deliverables'])} deliverable(s)")
     for d in info["deliverables"]:
-        click.echo(f"  {d['id']}  {d['spec']:<26} run {d['run_id']}  {d['path']}")
+        click.echo(f"  {d['id']:<22} {d['spec']:<26} run {d['run_id']}  {d['path']}")
 
 
 @main.command()

@@ -403,8 +403,9 @@ def lineage(engine: Engine, ref: str) -> dict[str, Any]:
 
 
 def format_tree(item: dict[str, Any], indent: str = "") -> list[str]:
-    """The lineage tree as indented lines: ``role: kind label``."""
-    kind = "" if item["kind"] in ("deliverable",) else f"{item['kind']} "
+    """The lineage tree as indented lines: ``role: kind label`` (the kind left out where
+    the role says it: ``seed: 42``, ``timeline: tl_...``)."""
+    kind = "" if item["kind"] == item["role"] else f"{item['kind']} "
     line = f"{indent}{item['role']}: {kind}{item['label']}"
     if item.get("seen"):
         line += "  (as above)"

@@ -170,8 +170,8 @@ def check_queries(engine: Any, tmp_path: Path) -> None:
             ("model", "procedural"), ("spec", "youtube_16x9"), ("style", "clean_product"),
             ("lut-file", "teal.cube")} <= got
     text = "\n".join(lineage.format_tree(info["tree"]))
-    assert "  timeline: timeline tl_a_edit edit v1" in text
-    assert "        seed: seed 1008" in text  # deliverable > timeline > render > candidate > seed
+    assert "  timeline: tl_a_edit edit v1" in text
+    assert "        seed: 1008" in text  # deliverable > timeline > render > candidate > seed
     # By the file's sha256 prefix and by its path, the same deliverable.
     dlv = lineage.find_deliverable(engine, a["video"][0])[0]
     assert lineage.find_deliverable(engine, dlv.sha256[:12])[0].id == dlv.id
