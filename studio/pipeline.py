@@ -399,8 +399,9 @@ def render(
             reporter.stage_start(stage.name, total)
             stage.run(ctx)
             reporter.stage_done(stage.name)
-        _publish(work, out_dir)
+        # Edges before publishing: a run whose records could not be completed publishes nothing.
         lineage.record_run_edges(engine, run_id)  # what each deliverable was made from
+        _publish(work, out_dir)
         db.finish_run(engine, run_id)
         reporter.event("run_done", run_id=run_id, out=str(out_dir))
         return ctx
