@@ -220,6 +220,21 @@ class Edge(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now)
 
 
+class Action(SQLModel, table=True):
+    """The action cache (studio.cache): what an expensive step made from exactly these
+    inputs. ``key`` is the sha256 of the canonical JSON of (stage, code version, inputs);
+    ``outputs`` are store references and small numbers; ``run_id`` is the run that
+    computed it. Written once per key (insert-or-ignore), never updated."""
+
+    key: str = Field(primary_key=True)
+    stage: str = Field(index=True)
+    code_version: str
+    outputs: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    run_id: str = Field(foreign_key="run.id", index=True)
+    seconds: float = 0.0
+    created_at: datetime = Field(default_factory=now)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
