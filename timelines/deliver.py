@@ -149,11 +149,12 @@ def conform_deliverables(ctx: RunContext) -> None:
                 overlays=ctx.captions.get(spec.name, {}).get("overlays", [])))
         last = [0.0]
 
-        # Segmented: an ffmpeg process per three cuts encodes each cut's segment for every
-        # video spec (kept in the store, so an edit that changes one shot re-encodes only
-        # that shot), then each deliverable is joined by stream copy; the specs advance
-        # together. Three cuts a process, two at once: fewer process starts, and at most
-        # six cuts in flight however long the edit (bench/bench_segments.py).
+        # Segmented: an ffmpeg process per cut encodes its segment for every video spec
+        # (kept in the store, so an edit that changes one shot re-encodes only that shot),
+        # then each deliverable is joined by stream copy; the specs advance together. Two
+        # processes at once: at most two cuts in flight however long the edit. Grouping
+        # cuts (cuts_per_process) saves process starts on tiny cuts but costs an x264
+        # instance's memory per cut and saved no time at 720p (bench/bench_segments.py).
         def progress(frac: float) -> None:
             for spec in ctx.video_specs:
                 ctx.reporter.advance("conform", amount=max(0.0, frac - last[0]), spec=spec.name)
@@ -161,8 +162,7 @@ def conform_deliverables(ctx: RunContext) -> None:
 
         records = conform_videos(clips, jobs, preset=ctx.settings.x264_preset, lut=lut,
                                  grain=finishing.grain, sharpen=finishing.sharpen, progress=progress,
-                                 store=ctx.store, workers=min(2, os.cpu_count() or 1),
-                                 cuts_per_process=3)
+                                 store=ctx.store, workers=min(2, os.cpu_count() or 1))
         for job, params in zip(jobs, records, strict=True):
             ctx.reporter.advance("conform", amount=max(0.0, 1.0 - last[0]), spec=job.spec.name)
             master = ctx.masters.get(job.spec.name)
