@@ -99,24 +99,8 @@ def _video_actors(ctx: RunContext, group: Any) -> Callable[[dict[str, Any]], Any
     return submit
 
 
-def render_clips(ctx: RunContext) -> None:
-    if not ctx.video_specs:
-        return
-    from studio.actors import ActorGroup, keep_warm
-
-    keep = ctx.clip_model is not None and keep_warm(ctx.settings)
-    with ActorGroup("clips", run_id=ctx.run_id, keep=keep) as group:
-        _render_clips(ctx, group)
-
-
-def _render_clips(ctx: RunContext, group: Any) -> None:
-    import ray
-
-    if ctx.clip_model is not None:
-        submit = _video_actors(ctx, group)
-    else:
-        task = ray.remote(num_cpus=1, max_retries=2)(render_clip_job)
-        submit = task.remote
+def clip_jobs(ctx: RunContext) -> list[dict[str, Any]]:
+    """One job per shot: small dicts, never frames."""
     jobs = []
     for shot in ctx.shots:
         cand = ctx.selected[shot.shot_id]
@@ -125,14 +109,87 @@ def _render_clips(ctx: RunContext, group: Any) -> None:
             "beat_id": shot.beat_id, "image": cand.image.to_dict(),
             "depth": cand.depth.to_dict() if cand.depth else None, "move": shot.camera,
             "rate": f"{ctx.edit_rate.numerator}/{ctx.edit_rate.denominator}",
-            "frames": shot.frames + 2 * shot.handles, "crf": ctx.settings.clip_crf,
-            "preset": ctx.settings.clip_preset, "prompt": shot.prompt, "seed": cand.seed,
+            "frames": shot.frames + 2 * shot.handles, "handles": shot.handles,
+            "crf": ctx.settings.clip_crf, "preset": ctx.settings.clip_preset,
+            "prompt": shot.prompt, "prompt_hash": shot.prompt_hash, "seed": cand.seed,
             "width": ctx.master_size[0], "height": ctx.master_size[1],
         })
+    return jobs
+
+
+def clip_identity(ctx: RunContext) -> dict[str, Any] | None:
+    """What makes the master's frames besides the job: the clip model's identity, or the
+    procedural camera's code version. None for a model that cannot be named (no caching)."""
+    from shots.camera import CODE_VERSION as CAMERA_VERSION
+    from shots.camera import MOVE_MARGIN
+    from studio.cache import model_identity
+
+    if ctx.clip_model is not None:
+        model = model_identity(ctx.clip_model)
+        return None if model is None else {"model": model}
+    return {"camera": CAMERA_VERSION, "move_margin": MOVE_MARGIN}
+
+
+def clip_key(job: dict[str, Any], identity: dict[str, Any] | None) -> str | None:
+    """The action key of a shot master: the keyframe (and depth) it is made from, the
+    move, frame count and handles, size and rate, the x264 settings of masters and what
+    renders it (a video model also takes the prompt and seed). Content only: the store's
+    folder and the shot's id in this run are not part of it."""
+    from studio.cache import key_of
+
+    if identity is None:
+        return None
+    model = "model" in identity
+    return key_of("clips", CODE_VERSION, {
+        "renderer": identity, "keyframe": job["image"]["sha256"],
+        "depth": job["depth"]["sha256"] if job["depth"] else None, "move": job["move"],
+        "frames": job["frames"], "handles": job["handles"], "size": [job["width"], job["height"]],
+        "rate": job["rate"], "x264": {"crf": job["crf"], "preset": job["preset"]},
+        "prompt": job["prompt_hash"] if model else None, "seed": job["seed"] if model else None,
+    })
+
+
+def render_clips(ctx: RunContext) -> dict[str, int] | None:
+    """Masters the action cache holds are recorded for this run at once; only the rest
+    are rendered on Ray (no actors at all when every one is cached)."""
+    if not ctx.video_specs:
+        return None
+    from studio.actors import ActorGroup, keep_warm
+    from studio.cache import ActionCache, record_counts
+
+    cache = ActionCache(ctx.engine, ctx.store)
+    identity = clip_identity(ctx)
+    todo, keys = [], {}
+    for job in clip_jobs(ctx):
+        key = clip_key(job, identity)
+        action = cache.get(key) if key else None
+        if action is not None:
+            _record_clip(ctx, job, action.outputs, reused_from=action.run_id)
+            continue
+        keys[job["shot_id"]] = key
+        todo.append(job)
+    if todo:
+        keep = ctx.clip_model is not None and keep_warm(ctx.settings)
+        with ActorGroup("clips", run_id=ctx.run_id, keep=keep) as group:
+            _render_clips(ctx, group, todo, cache, keys)
+    counts = {"reused": len(ctx.shots) - len(todo), "made": len(todo)}
+    record_counts(ctx.engine, ctx.run_id, "clips", **counts)
+    return counts
+
+
+def _render_clips(ctx: RunContext, group: Any, jobs: list[dict[str, Any]], cache: Any,
+                  keys: dict[str, str | None]) -> None:
+    import ray
+
+    if ctx.clip_model is not None:
+        submit = _video_actors(ctx, group)
+    else:
+        task = ray.remote(num_cpus=1, max_retries=2)(render_clip_job)
+        submit = task.remote
     refs = {submit(j): j for j in jobs}
     pending = list(refs)
     try:
-        _collect(ctx, refs, pending)
+        _collect(ctx, refs, pending, cache, keys)
     finally:
         # A failed or cancelled stage leaves no render running (actors go with the group).
         for ref in pending:
@@ -140,8 +197,9 @@ def _render_clips(ctx: RunContext, group: Any) -> None:
                 ray.cancel(ref)
 
 
-def _collect(ctx: RunContext, refs: dict[Any, dict[str, Any]], pending: list[Any]) -> None:
-    """Record each shot master as it arrives; ``pending`` shrinks in place."""
+def _collect(ctx: RunContext, refs: dict[Any, dict[str, Any]], pending: list[Any], cache: Any,
+             keys: dict[str, str | None]) -> None:
+    """Record (and cache) each shot master as it arrives; ``pending`` shrinks in place."""
     import ray
 
     from studio.actors import user_error
@@ -155,16 +213,28 @@ def _collect(ctx: RunContext, refs: dict[Any, dict[str, Any]], pending: list[Any
         except ray.exceptions.RayError as e:
             # The render's own StudioError reaches the user as itself (studio.actors).
             raise user_error(e, what="clip render", stage="clips", shot=job["beat_id"]) from e
-        shot = next(s for s in ctx.shots if s.shot_id == job["shot_id"])
-        cand = ctx.selected[shot.shot_id]
-        media = MediaRef.from_dict(res["media"])
-        rid = db.new_id("render")
-        with ctx.session() as s:
-            s.add(db.Render(id=rid, run_id=ctx.run_id, shot_id=shot.shot_id, candidate_id=cand.candidate_id,
-                            kind="clip", media_sha256=media.sha256, media_ext=media.ext,
-                            code_version=res["code_version"], params=res["params"]))
-        ctx.clips[shot.shot_id] = ClipResult(
-            render_id=rid, shot_id=shot.shot_id, beat_id=shot.beat_id, candidate_id=cand.candidate_id,
-            media=media, frames=job["frames"], params=res["params"],
-        )
-        ctx.reporter.advance("clips", shot=shot.beat_id)
+        outputs = {"media": res["media"], "params": res["params"], "code_version": res["code_version"]}
+        _record_clip(ctx, job, outputs)
+        key = keys.get(job["shot_id"])
+        if key is not None:
+            cache.put(key, "clips", CODE_VERSION, outputs, ctx.run_id, float(res["params"].get("seconds", 0.0)))
+
+
+def _record_clip(ctx: RunContext, job: dict[str, Any], out: dict[str, Any],
+                 reused_from: str | None = None) -> None:
+    """A Render row for this run; ``reused_from`` names the run that rendered the master
+    when it came from the action cache."""
+    shot = next(s for s in ctx.shots if s.shot_id == job["shot_id"])
+    cand = ctx.selected[shot.shot_id]
+    media = MediaRef.from_dict(out["media"])
+    params = {**out["params"], "reused_from": reused_from} if reused_from else out["params"]
+    rid = db.new_id("render")
+    with ctx.session() as s:
+        s.add(db.Render(id=rid, run_id=ctx.run_id, shot_id=shot.shot_id, candidate_id=cand.candidate_id,
+                        kind="clip", media_sha256=media.sha256, media_ext=media.ext,
+                        code_version=out["code_version"], params=params))
+    ctx.clips[shot.shot_id] = ClipResult(
+        render_id=rid, shot_id=shot.shot_id, beat_id=shot.beat_id, candidate_id=cand.candidate_id,
+        media=media, frames=job["frames"], params=params,
+    )
+    ctx.reporter.advance("clips", shot=shot.beat_id)

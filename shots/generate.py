@@ -270,67 +270,155 @@ def make_jobs(shots: list[Any], width: int, height: int, batch: int) -> list[dic
     return jobs
 
 
-def generate_candidates(ctx: RunContext) -> None:
+def candidate_identity(ctx: RunContext) -> dict[str, Any] | None:
+    """What about the backend changes a candidate's pixels (and score): for a model, its
+    identity (studio.cache.model_identity); for any other backend, its name, code version
+    and options. None when it cannot be named (an unpinned hub model): no caching."""
+    from shots.backends import load_backend_class
+    from studio.cache import model_identity
+
+    cls = load_backend_class(ctx.backend)
+    code = getattr(cls, "code_version", None)
+    if ctx.keyframe_model is not None:
+        model = model_identity(ctx.keyframe_model)
+        return None if model is None else {"name": ctx.backend, "code_version": code, "model": model}
+    return {"name": ctx.backend, "code_version": code, "options": ctx.backend_options}
+
+
+def candidate_keys(ctx: RunContext, jobs: list[dict[str, Any]],
+                   identity: dict[str, Any] | None) -> dict[tuple[str, int], str]:
+    """The action key of each candidate, by (shot id, index): backend identity, prompt
+    record, seed, size, the channels it is scored for, and (for a model, whose float
+    kernels depend on what shares the call) the seeds of its batch. Content only: where
+    the store is and how many actors run do not change a key."""
+    from shots.score import CODE_VERSION as SCORE_VERSION
+    from studio.cache import canonical, key_of
+
+    if identity is None:
+        return {}
+    specs = hashlib.sha256(canonical(
+        [s.model_dump(mode="json", by_alias=True) for s in ctx.specs]).encode()).hexdigest()
+    keys = {}
+    for job in jobs:
+        batch = [it["seed"] for it in job["items"]] if ctx.keyframe_model is not None else None
+        for it in job["items"]:
+            keys[(job["shot_id"], it["index"])] = key_of("candidates", CODE_VERSION, {
+                "backend": identity, "prompt": job["prompt_hash"], "seed": it["seed"],
+                "size": [job["width"], job["height"]], "batch_seeds": batch,
+                "scored_for": specs, "scorer": SCORE_VERSION,
+            })
+    return keys
+
+
+def generate_candidates(ctx: RunContext) -> dict[str, int]:
+    """Candidates the action cache holds are recorded for this run at once; only the
+    rest go to the actor pool, each cached as it arrives (a killed run keeps them).
+    Returns how many were reused and made (the pipeline reports and records it)."""
     import ray
 
     from studio.actors import keep_warm, user_error
+    from studio.cache import ActionCache, record_counts
 
     w, h = ctx.master_size
     jobs = make_jobs(ctx.shots, w, h, ctx.keyframe_model.batch_size if ctx.keyframe_model else 1)
-    resources, capacity = plan_resources(ctx)
-    pool = KeyframePool(
-        ctx.backend, ctx.backend_options, str(ctx.store.root.resolve()),
-        [s.model_dump(mode="json", by_alias=True) for s in ctx.specs], resources,
-        max(1, min(len(jobs), capacity)),
-        # Only model actors stay warm between jobs (loading weights is what warmth saves);
-        # procedural actors would just hold CPUs the clips stage needs.
-        keep=keep_warm(ctx.settings) and ctx.keyframe_model is not None, run_id=ctx.run_id,
-    )
-    by_id = {j["id"]: j for j in jobs}
+    cache = ActionCache(ctx.engine, ctx.store)
+    keys = candidate_keys(ctx, jobs, candidate_identity(ctx))
     seen: set[tuple[str, int]] = set()
-    with pool:
-        try:
-            for res in pool.run(jobs):
-                job = by_id[res["job"]]
-                for item in res["items"]:
-                    # A retried task after an actor restart returns the same items again only if
-                    # the first result was lost; record each candidate once.
-                    if (job["shot_id"], item["index"]) in seen:
-                        continue
-                    seen.add((job["shot_id"], item["index"]))
-                    _record(ctx, job, res, item)
-                    ctx.reporter.advance("candidates", shot=job["beat_id"], candidate=item["index"])
-                if ctx.cancelled():
-                    raise StageError("cancelled", stage="candidates")
-        except ray.exceptions.RayError as e:
-            # The worker's own StudioError reaches the user as itself (studio.actors).
-            raise user_error(e, what="keyframe generation", stage="candidates",
-                             fix="check the backend's settings and the brief's inputs") from e
+    todo: list[dict[str, Any]] = []
+    for job in jobs:
+        hits = [cache.get(keys[(job["shot_id"], it["index"])]) if keys else None for it in job["items"]]
+        # A batch is made whole or not at all: its pixels depend on the seeds it shares a call with.
+        if not all(hits):
+            todo.append(job)
+            continue
+        for it, action in zip(job["items"], hits, strict=True):
+            assert action is not None
+            seen.add((job["shot_id"], it["index"]))
+            _record_outputs(ctx, job, it["index"], action.outputs, reused_from=action.run_id)
+            ctx.reporter.advance("candidates", shot=job["beat_id"], candidate=it["index"])
+    reused = len(seen)
+    if todo:
+        resources, capacity = plan_resources(ctx)
+        pool = KeyframePool(
+            ctx.backend, ctx.backend_options, str(ctx.store.root.resolve()),
+            [s.model_dump(mode="json", by_alias=True) for s in ctx.specs], resources,
+            max(1, min(len(todo), capacity)),
+            # Only model actors stay warm between jobs (loading weights is what warmth saves);
+            # procedural actors would just hold CPUs the clips stage needs.
+            keep=keep_warm(ctx.settings) and ctx.keyframe_model is not None, run_id=ctx.run_id,
+        )
+        by_id = {j["id"]: j for j in todo}
+        with pool:
+            try:
+                for res in pool.run(todo):
+                    job = by_id[res["job"]]
+                    for item in res["items"]:
+                        # A retried task after an actor restart returns the same items again only if
+                        # the first result was lost; record each candidate once.
+                        if (job["shot_id"], item["index"]) in seen:
+                            continue
+                        seen.add((job["shot_id"], item["index"]))
+                        outputs = _outputs(ctx, job, res, item)
+                        _record_outputs(ctx, job, item["index"], outputs)
+                        key = keys.get((job["shot_id"], item["index"]))
+                        if key is not None:
+                            cache.put(key, "candidates", CODE_VERSION, outputs, ctx.run_id, item["seconds"])
+                        ctx.reporter.advance("candidates", shot=job["beat_id"], candidate=item["index"])
+                    if ctx.cancelled():
+                        raise StageError("cancelled", stage="candidates")
+            except ray.exceptions.RayError as e:
+                # The worker's own StudioError reaches the user as itself (studio.actors).
+                raise user_error(e, what="keyframe generation", stage="candidates",
+                                 fix="check the backend's settings and the brief's inputs") from e
     for shot in ctx.shots:
         ctx.candidates[shot.shot_id].sort(key=lambda c: c.index)
+    counts = {"reused": reused, "made": len(seen) - reused}
+    record_counts(ctx.engine, ctx.run_id, "candidates", **counts)
+    return counts
+
+
+def _outputs(ctx: RunContext, job: dict[str, Any], res: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    """What a made candidate leaves: store references, its score and its record's
+    fields; the action cache keeps exactly this, so a reused one is recorded alike."""
+    describe = res["describe"]
+    return {
+        "image": item["image"], "depth": item["depth"], "seed": item["seed"],
+        "params": item["params"], "describe": describe, "conditions": item.get("conditions"),
+        "code_version": res["code_version"], "worker": res["worker"],
+        "recipe_hash": recipe_hash(describe, res["code_version"], job["prompt_hash"], item["seed"],
+                                   job["width"], job["height"], item["params"]),
+        "seconds": item["seconds"], "gpu_seconds": item["gpu_seconds"], "score": item["score"],
+    }
 
 
 def _record(ctx: RunContext, job: dict[str, Any], res: dict[str, Any], item: dict[str, Any]) -> None:
-    describe = res["describe"]
-    image = MediaRef.from_dict(item["image"])
-    depth = MediaRef.from_dict(item["depth"]) if item["depth"] else None
-    params = item["params"]
+    _record_outputs(ctx, job, item["index"], _outputs(ctx, job, res, item))
+
+
+def _record_outputs(ctx: RunContext, job: dict[str, Any], index: int, out: dict[str, Any],
+                    reused_from: str | None = None) -> None:
+    """A Candidate row (and its score) for this run; ``reused_from`` names the run that
+    made the media when it came from the action cache."""
+    describe = out["describe"]
+    image = MediaRef.from_dict(out["image"])
+    depth = MediaRef.from_dict(out["depth"]) if out["depth"] else None
+    params = out["params"]
     cid = db.new_id("cand")
-    rhash = recipe_hash(describe, res["code_version"], job["prompt_hash"], item["seed"],
-                        job["width"], job["height"], params)
-    score = item["score"]
+    rhash = out["recipe_hash"]
+    score = out["score"]
+    extra = {"reused_from": reused_from} if reused_from else {}
     row = db.Candidate(
-        id=cid, shot_id=job["shot_id"], index=item["index"], seed=item["seed"],
+        id=cid, shot_id=job["shot_id"], index=index, seed=out["seed"],
         backend=describe.get("backend", ctx.backend), model_id=describe.get("model_id", ""),
         weights_sha256=describe.get("weights_sha256"), steps=params.get("steps"),
         width=job["width"], height=job["height"], prompt_hash=job["prompt_hash"],
-        code_version=res["code_version"], recipe_hash=rhash,
+        code_version=out["code_version"], recipe_hash=rhash,
         # conditions stay out of the recipe hash: they say how it ran, not what was asked
         params={**params, "describe": describe, "backend_options": ctx.backend_options,
-                "conditions": item.get("conditions")},
+                "conditions": out.get("conditions"), **extra},
         media_sha256=image.sha256, media_ext=image.ext,
-        depth_sha256=depth.sha256 if depth else None, worker=res["worker"],
-        seconds=item["seconds"], gpu_seconds=item["gpu_seconds"],
+        depth_sha256=depth.sha256 if depth else None, worker=out["worker"],
+        seconds=out["seconds"], gpu_seconds=out["gpu_seconds"],
     )
     with ctx.session() as s:
         s.add(row)
@@ -338,8 +426,8 @@ def _record(ctx: RunContext, job: dict[str, Any], res: dict[str, Any], item: dic
         s.add(db.Score(candidate_id=cid, scorer="heuristic.score.1", total=score["total"],
                        components=score["components"], reason=score["reason"]))
     ctx.candidates.setdefault(job["shot_id"], []).append(CandidateResult(
-        candidate_id=cid, shot_id=job["shot_id"], beat_id=job["beat_id"], index=item["index"],
-        seed=item["seed"], image=image, depth=depth, score=score["total"],
+        candidate_id=cid, shot_id=job["shot_id"], beat_id=job["beat_id"], index=index,
+        seed=out["seed"], image=image, depth=depth, score=score["total"],
         components=score["components"], reason=score["reason"],
         record={"recipe_hash": rhash, "backend": row.backend, "model_id": row.model_id,
                 "weights_sha256": row.weights_sha256, "code_version": row.code_version,

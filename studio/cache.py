@@ -110,8 +110,10 @@ class ActionCache:
             dialect_insert = None
         with self.engine.begin() as conn:
             if dialect_insert is not None:
-                stmt = dialect_insert(table).values(**values).on_conflict_do_nothing(index_elements=["key"])
-                return bool(conn.execute(stmt).rowcount)
+                stmt = (dialect_insert(table).values(**values)
+                        .on_conflict_do_nothing(index_elements=["key"]).returning(table.c.key))
+                # rowcount is not reliable across drivers: a returned key says it was inserted
+                return conn.execute(stmt).first() is not None
             try:
                 with conn.begin_nested():
                     conn.execute(insert(table).values(**values))

@@ -38,7 +38,7 @@ from timelines import assemble, captions, deliver, grade
 @dataclass(frozen=True)
 class Stage:
     name: str
-    run: Callable[[RunContext], None]
+    run: Callable[[RunContext], Any]  # a cached stage returns {"reused": N, "made": M}
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     code_version: str
@@ -397,8 +397,8 @@ def render(
             if total == 0:
                 continue
             reporter.stage_start(stage.name, total)
-            stage.run(ctx)
-            reporter.stage_done(stage.name)
+            counts = stage.run(ctx)
+            reporter.stage_done(stage.name, **(counts if isinstance(counts, dict) else {}))
         # Edges before publishing: a run whose records could not be completed publishes nothing.
         lineage.record_run_edges(engine, run_id)  # what each deliverable was made from
         _publish(work, out_dir)
