@@ -21,7 +21,7 @@ from studio.media import url_to_path
 from studio.specs import ChannelSpec
 from studio.store import sha256_file
 
-CODE_VERSION = "deliver.1"
+CODE_VERSION = "deliver.2"  # 2: segmented conform (per-cut segments in the store, stream-copy concat)
 
 
 def _rate(meta: dict[str, Any], fallback: float) -> Fraction:
