@@ -139,17 +139,26 @@ def test_database_traces_every_deliverable(demo_run, settings, manifest) -> None
 
 
 def test_rerender_gives_identical_keyframes(demo_run, manifest, settings, ray_session, tmp_path: Path) -> None:
+    """In a fresh home (an empty store and database, so nothing is reused from the action
+    cache) the same brief generates every keyframe again, byte for byte."""
     from studio.pipeline import render
+    from studio.settings import Settings
 
     out = tmp_path / "again"
-    render(EXAMPLE_BRIEF, out, settings=settings)
+    fresh = Settings(home=tmp_path / "fresh-home", ray_num_cpus=settings.ray_num_cpus)
+    ctx = render(EXAMPLE_BRIEF, out, settings=fresh)
     again = json.loads((out / "manifest.json").read_text())
     first = [[c["keyframe_sha256"] for c in b["candidates"]] for b in manifest["beats"]]
     second = [[c["keyframe_sha256"] for c in b["candidates"]] for b in again["beats"]]
     assert first == second
     assert [b["selected_keyframe_sha256"] for b in manifest["beats"]] == \
         [b["selected_keyframe_sha256"] for b in again["beats"]]
-    assert again["run_id"] != manifest["run_id"] and again["version"] == manifest["version"] + 1
+    assert again["run_id"] != manifest["run_id"] and again["version"] == 1
+    engine = db.make_engine(fresh.db_url)
+    with Session(engine) as s:
+        cands = s.exec(select(db.Candidate).join(db.Shot).where(db.Shot.run_id == ctx.run_id)).all()
+        assert cands and not any(c.params.get("reused_from") for c in cands)  # all made, none reused
+    engine.dispose()
 
 
 def test_runs_and_show(demo_run, settings, monkeypatch: pytest.MonkeyPatch) -> None:
