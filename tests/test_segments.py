@@ -303,3 +303,14 @@ def test_mismatched_segment_parameters_are_refused(first: dict[str, Any], catalo
     conform._check_segments(probed, job.spec)  # the real ones agree
     with pytest.raises(conform.StageError, match="differs from .* in .*profile"):
         conform._check_segments([probed[0], (other, conform._segment_config(other))], job.spec)
+
+
+def test_a_store_given_by_a_relative_path_conforms(masters: list[Path], catalog: Catalog, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """STUDIO_HOME defaults to the relative `.studio` (the README's demo): the concat
+    script, written in a temp folder, must name segments by absolute paths."""
+    monkeypatch.chdir(tmp_path)
+    spec = specs(catalog)[0]
+    (rec,) = conform_videos(edit(masters), [VideoJob(spec, Path("rel.mp4"))],
+                            store=Store(Path(".studio") / "store"), preset="ultrafast")
+    assert int(streams(tmp_path / "rel.mp4")["streams"][0]["nb_read_frames"]) == rec["frames"]

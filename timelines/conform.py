@@ -919,7 +919,9 @@ def _concat_listing(segments: list[tuple[Path, int, int]], rate: Fraction) -> st
 
     lines = ["ffconcat version 1.0"]
     for path, first, frames in segments:
-        quoted = str(path).replace("'", "'\\''")
+        # Absolute: the demuxer reads a relative name against the script's own folder (a
+        # temp folder), not the working directory a relative STUDIO_HOME is meant from.
+        quoted = str(Path(path).absolute()).replace("'", "'\\''")
         lines += [f"file '{quoted}'", f"duration {us(first + frames) - us(first)}us"]
     return "\n".join(lines) + "\n"
 
