@@ -7,9 +7,11 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,35 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 # Ray workers inherit the environment: let them import test-only backends from tests/.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+
+
+def render_env(home: Path) -> dict[str, str]:
+    """The environment of a `studio` subprocess with its own home."""
+    return {**os.environ, "STUDIO_HOME": str(home), "STUDIO_RAY_NUM_CPUS": "2", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def start_render(brief: Path, out: Path, home: Path, until: Callable[[list[str]], bool], *,
+                 what: str, timeout: float = 300) -> tuple[subprocess.Popen[str], list[str]]:
+    """`studio render` in the background, returned once ``until(lines)`` holds for its
+    stderr lines so far (the plain reporter's progress lines; stderr is not a terminal)."""
+    proc = subprocess.Popen([sys.executable, "-m", "studio", "render", str(brief), "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            text=True, env=render_env(home), cwd=ROOT)
+    lines: list[str] = []
+    reached = threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if until(lines):
+                reached.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not reached.wait(timeout):
+        proc.kill()
+        raise AssertionError(f"{what} never happened: {''.join(lines)}")
+    return proc, lines
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import multiprocessing
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,7 +23,7 @@ from studio.cache import ActionCache, key_of
 from studio.progress import QuietReporter
 from studio.store import Store
 
-from .conftest import ROOT
+from .conftest import ROOT, render_env, start_render
 
 # -- keys -------------------------------------------------------------------------------
 
@@ -258,40 +257,20 @@ def test_a_second_render_reuses_everything_and_an_edited_beat_alone_is_made_agai
     assert next(r for r in r3 if r[0] == "b02")[2] is None
 
 
-def _env(home: Path) -> dict[str, str]:
-    import os
-
-    return {**os.environ, "STUDIO_HOME": str(home), "STUDIO_RAY_NUM_CPUS": "2", "RAY_USAGE_STATS_ENABLED": "0"}
-
-
 def test_a_killed_render_resumes_with_the_candidates_it_finished(tmp_path: Path) -> None:
     from studio.settings import Settings
 
     home, out = tmp_path / "home", tmp_path / "out"
     brief = _brief(tmp_path / "brief.yaml", ["a lighthouse in a storm", "a fox in fresh snow"], candidates=4)
-    proc = subprocess.Popen([sys.executable, "-m", "studio", "render", str(brief), "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            text=True, env=_env(home), cwd=ROOT)
-    lines: list[str] = []
-    two = threading.Event()
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            if sum(line.startswith("studio: candidates ") and "/8" in line for line in lines) >= 2:
-                two.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    if not two.wait(300):
-        proc.kill()
-        raise AssertionError("two candidates were never made: " + "".join(lines))
+    proc, lines = start_render(
+        brief, out, home, lambda ls: sum(ln.startswith("studio: candidates ") and "/8" in ln for ln in ls) >= 2,
+        what="two candidates")
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
     assert proc.returncode == -signal.SIGKILL
 
     r = subprocess.run([sys.executable, "-m", "studio", "render", str(brief), "--out", str(out), "--log-json"],
-                       capture_output=True, text=True, env=_env(home), cwd=ROOT, timeout=600,
+                       capture_output=True, text=True, env=render_env(home), cwd=ROOT, timeout=600,
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr[-3000:]
     events = [json.loads(x) for x in r.stderr.splitlines() if x.startswith("{")]

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import yaml
 
 from studio.store import Store, _host
 
-from .conftest import ROOT
+from .conftest import ROOT, render_env, start_render
 
 
 def _brief(path: Path) -> Path:
@@ -34,36 +33,15 @@ def _brief(path: Path) -> Path:
     return path
 
 
-def _env(home: Path) -> dict[str, str]:
-    return {**os.environ, "STUDIO_HOME": str(home), "STUDIO_RAY_NUM_CPUS": "2", "RAY_USAGE_STATS_ENABLED": "0"}
-
-
 def _start(brief: Path, out: Path, home: Path) -> tuple[subprocess.Popen[str], list[str]]:
-    """`studio render` in the background, stopped once its candidates stage has started
-    (its progress lines on stderr say so)."""
-    proc = subprocess.Popen([sys.executable, "-m", "studio", "render", str(brief), "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            text=True, env=_env(home), cwd=ROOT)
-    lines: list[str] = []
-    started = threading.Event()
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            if line.startswith("studio: candidates"):
-                started.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    if not started.wait(240):
-        proc.kill()
-        raise AssertionError(f"the candidates stage never started: {''.join(lines)}")
-    return proc, lines
+    """`studio render` in the background, stopped once its candidates stage has started."""
+    return start_render(brief, out, home, lambda lines: lines[-1].startswith("studio: candidates"),
+                        what="the candidates stage", timeout=240)
 
 
 def _studio(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "studio", *args], capture_output=True, text=True,
-                          env=_env(home), cwd=ROOT, timeout=timeout, stdin=subprocess.DEVNULL)
+                          env=render_env(home), cwd=ROOT, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def _runs(home: Path) -> list[dict[str, Any]]:
