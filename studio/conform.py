@@ -28,6 +28,27 @@ from timelines.deliver import conform_deliverables
 from timelines.roundtrip import is_stills_edit, map_edit, map_stills
 
 
+def conform_record(source_run: str, edited: Path, tl: Any, changes: dict[str, Any]) -> dict[str, Any]:
+    """What the conform's manifest says of its origin: the source run, the editor's file,
+    what changed, and each clip of the edited timeline as a beat (its shot's selected
+    candidate and keyframe from the source run), so the manifest traces to seeds too."""
+    beats = []
+    for clip in tl.video_tracks()[0].find_clips():
+        meta = dict(clip.metadata.get("studio", {}))
+        ref = getattr(clip.media_reference, "metadata", {}).get("studio", {})
+        sr = clip.source_range or clip.available_range()
+        beats.append({
+            "id": meta.get("beat_id", clip.name), "frames": int(round(sr.duration.value)),
+            "candidates": [], "selected": meta.get("candidate_id"), "seed": meta.get("seed"),
+            "selected_keyframe_sha256": meta.get("keyframe_sha256"),
+            "prompt_hash": meta.get("prompt_hash"), "clip_sha256": ref.get("sha256"),
+            "from_run": source_run,
+        })
+    keep = ("order_before", "order_after", "dropped", "not_conformed")
+    return {"run_id": source_run, "edited": str(edited.resolve()),
+            "changes": {k: changes[k] for k in keep if k in changes}, "beats": beats}
+
+
 def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, reporter: Any) -> Any:
     """Re-render ``run_id``'s video deliverables from an editor's timeline into ``out_dir``."""
     engine = db.make_engine(settings.db_url)
@@ -63,6 +84,7 @@ def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, rep
             parent = s.get(db.Timeline, edited_tl.metadata["studio"]["parent_timeline"])
             parent_id, parent_version = parent.id, parent.version  # type: ignore[union-attr]
         write_timeline(ctx, edited_tl, kind, parent_id=parent_id, version=parent_version + 1)
+        ctx.conform_of = conform_record(old["id"], edited, edited_tl, changes)
         if not stills:
             reporter.stage_start("mix", len(specs))
             mix_stage(ctx)

@@ -105,6 +105,9 @@ class RunContext:
     captions: dict[str, dict[str, Any]] = field(default_factory=dict)  # by spec: files, overlays
     warnings: list[str] = field(default_factory=list)
     cancelled: Callable[[], bool] = lambda: False
+    # A conform of an editor's timeline: the run it came from and what the editor changed
+    # (the manifest's ``conform_of``); its beats are the clips of the edited timeline.
+    conform_of: dict[str, Any] | None = None
     # Stage scratch (intermediate WAVs, animatic frames, caption overlays): inside the work
     # folder so a failed or cancelled run's cleanup takes it too, and removed before the
     # folder is published (never part of the output, never in the manifest).

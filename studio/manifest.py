@@ -87,6 +87,8 @@ def build_manifest(ctx: RunContext) -> dict[str, Any]:
             "selection_reason": sel.reason if sel else None,
             "clip_sha256": clip.media.sha256 if clip else None,
         })
+    if not ctx.shots and ctx.conform_of is not None:
+        beats = ctx.conform_of["beats"]  # a conform makes no shots: its beats are the edit's clips
     timelines = []
     for kind, t in ctx.timelines.items():
         timelines.append({"kind": kind, "name": t["name"], "path": str(t["path"].relative_to(ctx.work_dir)),
@@ -109,6 +111,8 @@ def build_manifest(ctx: RunContext) -> dict[str, Any]:
         "review": {k: {"path": str(p.relative_to(ctx.work_dir)), "sha256": sha256_file(p)}
                    for k, p in ctx.review.items()},
         "beats": beats,
+        "conform_of": None if ctx.conform_of is None else {
+            k: v for k, v in ctx.conform_of.items() if k != "beats"},
         "sound": sound_section(ctx),
         "warnings": ctx.warnings,
         "files": files_section(ctx),

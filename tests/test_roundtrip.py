@@ -119,6 +119,18 @@ def test_conform_an_edited_timeline(exported, settings, tmp_path: Path, fmt: str
         parent = s.get(db.Timeline, row.parent_id)
         assert parent.run_id == ctx.run_id and row.version == parent.version + 1
         assert s.get(db.Run, new_ctx.run_id).settings["conform_of"] == ctx.run_id
+    # the conform's manifest names its source run and lists the edit's beats with the source
+    # run's selected candidates and keyframes (it used to say "beats": [] and no parent)
+    cm = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert cm["conform_of"]["run_id"] == ctx.run_id and cm["conform_of"]["edited"] == str(path.resolve())
+    assert cm["conform_of"]["changes"]["dropped"] == ["b04-product"]
+    assert [b["id"] for b in cm["beats"]] == ["b01-sunrise", "b03-city", "b02-trail"]
+    src = {b["id"]: b for b in m["beats"]}
+    for b in cm["beats"]:
+        assert b["from_run"] == ctx.run_id
+        assert (b["selected"], b["selected_keyframe_sha256"]) == (src[b["id"]]["selected"],
+                                                                  src[b["id"]]["selected_keyframe_sha256"])
+    assert [b["frames"] for b in cm["beats"]] == changes["durations"]
 
 
 def test_unmappable_clips_are_reported_by_name_and_timecode(exported, settings, tmp_path: Path) -> None:
