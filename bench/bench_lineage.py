@@ -29,10 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -198,37 +195,19 @@ def measure(url: str, runs: int, reps: int) -> dict[str, Any]:
 
 @contextmanager
 def postgres() -> Iterator[str | None]:
-    """A throwaway PostgreSQL server on 127.0.0.1 (as tests/conftest.py starts one)."""
+    """A throwaway PostgreSQL server on 127.0.0.1, the tests' own (tests/pgserver.py); None
+    where PostgreSQL is not installed."""
     if url := os.environ.get("STUDIO_TEST_POSTGRES_URL"):
         yield url
         return
-    bindir = next((c for c in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-                   if (c / "initdb").exists()), None)
+    from tests.pgserver import pg_bindir, postgres_server
+
+    bindir = pg_bindir()
     if bindir is None:
         yield None
         return
-    tmp = Path(tempfile.mkdtemp(prefix="studio-bench-pg-"))
-    (tmp / "sock").mkdir()
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        shutil.chown(tmp, "postgres")
-        shutil.chown(tmp / "sock", "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = tmp / "data"
-    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
-    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {tmp / 'sock'} -c fsync=off"
-    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(tmp / "log"),
-                    "-w", "-t", "60", "start"], check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+    with postgres_server(bindir, prefix="studio-bench-pg-") as url:
+        yield url
 
 
 def main() -> None:

@@ -4,17 +4,15 @@ one render of the example brief that many tests inspect."""
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.pgserver import pg_bindir, postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_BRIEF = ROOT / "examples" / "briefs" / "launch.yaml"
@@ -97,54 +95,19 @@ def ray_session(settings) -> Iterator[None]:
 # -- PostgreSQL ----------------------------------------------------------------------
 
 
-def _pg_bindir() -> Path | None:
-    for cand in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (cand / "initdb").exists() and (cand / "pg_ctl").exists():
-            return cand
-    found = shutil.which("pg_ctl")
-    return Path(found).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL server on 127.0.0.1, started for this test session."""
     if url := os.environ.get("STUDIO_TEST_POSTGRES_URL"):
         yield url
         return
-    bindir = _pg_bindir()
+    bindir = pg_bindir()
     if bindir is None:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL is not installed: scripts/setup.sh --test installs it from Debian")
         pytest.skip("PostgreSQL not installed (scripts/setup.sh --test installs it)")
-    tmp = Path(tempfile.mkdtemp(prefix="studio-pg-"))
-    data = tmp / "data"
-    sock = tmp / "sock"
-    sock.mkdir()
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        # PostgreSQL refuses to run as root; Debian's package creates the postgres user.
-        shutil.chown(tmp, "postgres")
-        shutil.chown(sock, "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
-    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} -c fsync=off"
-    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(tmp / "log"),
-                    "-w", "-t", "60", "start"], check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
-        time.sleep(0.2)
-        shutil.rmtree(tmp, ignore_errors=True)
+    with postgres_server(bindir) as url:
+        yield url
 
 
 # -- one real render of the example brief ---------------------------------------------
