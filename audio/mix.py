@@ -114,17 +114,20 @@ def mix_stems(voice: Path | None, music: Path | None, effects: Path | None, out_
             "graph": ";".join(graph)}
 
 
-def master_for_channel(mix: Path, out_m4a: Path, *, spec: Any, work: Path) -> dict[str, Any]:
+def master_for_channel(mix: Path, out_m4a: Path, *, spec: Any, work: Path,
+                       silent: bool | None = None) -> dict[str, Any]:
     """Master ``mix`` for ``spec`` and encode it to AAC; the *encoded* audio is measured
     and must be within ±AAC_TOLERANCE LU of the target with its true peak at or under the
-    ceiling."""
+    ceiling. ``silent``: whether the mix is below the gate, when the caller measured it
+    already (one mix serves every channel)."""
+    from audio.loudness import ABS_GATE
     from audio.master import master, measure
 
     target = float(spec.loudness_target)
     ceiling = float(spec.true_peak if spec.true_peak is not None else -1.0)
-    from audio.loudness import ABS_GATE
-
-    if measure(mix)["integrated"] <= ABS_GATE:
+    if silent is None:
+        silent = measure(mix)["integrated"] <= ABS_GATE
+    if silent:
         # No narration, no music, no cue: nothing above the gate to normalise. A silent spot
         # is a valid delivery (muted autoplay); it ships with a silent track, said so,
         # rather than failing after the picture was made.
@@ -286,12 +289,18 @@ def mix_stage(ctx: Any) -> None:
                                 params={"path": str(ctx.out_dir / path.relative_to(ctx.work_dir)),
                                         "as_mixed": True, **{k: v for k, v in params.items() if k != "graph"}},
                                 rights=ctx.sound.get("rights", {}).get(name, {})))
+    silent: bool | None = None  # measured once for all channels, when one needs it
     for spec in ctx.video_specs:
         if spec.loudness_target is None:
             ctx.reporter.advance("mix", spec=spec.name)
             continue
+        if silent is None:
+            from audio.loudness import ABS_GATE
+            from audio.master import measure
+
+            silent = measure(mix_path)["integrated"] <= ABS_GATE
         out = work / f"{spec.name}.m4a"
-        info = master_for_channel(mix_path, out, spec=spec, work=work)
+        info = master_for_channel(mix_path, out, spec=spec, work=work, silent=silent)
         if info.get("silent"):
             ctx.reporter.warn(f"stage mix: {spec.name}: the spot has no sound (no narration, music or "
                               f"effects above {info['integrated']:g} LUFS): delivered with a silent track, "
