@@ -26,7 +26,9 @@ Y'CbCr planes gives the same picture as doing it on R'G'B'.
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
+import tempfile
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from studio.errors import StageError
+from studio.lut import LUT_PIX_FMT, apply_lut, load_cube, lut3d_filter
 from studio.store import atomic_output
 
 CODE_VERSION = "camera.1"
@@ -395,6 +398,44 @@ def master_output_args(rate: Fraction, frames: int, crf: int, preset: str, out: 
     ]  # fmt: skip
 
 
+def grade_master(src: Path, out: Path, lut: Path, *, rate: Fraction, frames: int, crf: int,
+                 preset: str, shot: str = "") -> dict[str, Any]:
+    """A video model's master graded with ``lut`` in one ffmpeg pass: BT.709 limited-range
+    Y'CbCr to 16-bit planar RGB (zimg), ``lut3d`` tetrahedral, back, re-encoded as every
+    master is (master_output_args). Once per shot, in the clips stage: the deliverables
+    then cut graded frames and apply no LUT of their own. Returns the grade's record."""
+    where: dict[str, Any] = {"stage": "clips", "shot": shot or None}
+    cube = load_cube(lut, stage="clips")  # refuses a malformed cube before ffmpeg starts
+    tail: deque[str] = deque(maxlen=20)
+    with tempfile.TemporaryDirectory(dir=Path(out).parent) as d:
+        # lut3d reads the cube by name from the working folder: a style pack's path may hold
+        # characters a filter graph would need escaped (':', ',', quotes).
+        name = "grade.cube"
+        shutil.copyfile(lut, Path(d) / name)
+        vf = ",".join([
+            "zscale=matrixin=709:rangein=limited:range=full:chromalin=center",
+            f"format={LUT_PIX_FMT}", lut3d_filter(name),
+            "zscale=filter=bicubic:matrix=709:rangein=full:range=limited:chromal=center",
+            "format=yuv420p",
+        ])
+        with atomic_output(out) as tmp:
+            cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                   "-i", str(Path(src).resolve()), "-vf", vf,
+                   *master_output_args(rate, frames, crf, preset, Path(tmp).resolve())]
+            try:
+                res = subprocess.run(cmd, cwd=d, capture_output=True, text=True)
+            except OSError as e:
+                raise StageError(f"cannot start ffmpeg: {e}", fix="install ffmpeg", **where) from e
+            tail.extend(res.stderr.splitlines())
+            if res.returncode != 0:
+                raise StageError(
+                    f"ffmpeg failed grading the clip (exit {res.returncode}): "
+                    + (" | ".join(list(tail)[-5:]) or "no message"),
+                    fix="check the LUT and the clip model's output", **where)
+    return {"lut": str(lut), "lut_sha256": cube.sha256, "applied_to": "master",
+            "interp": "tetrahedral", "filter": vf}
+
+
 def _encode_command(tmp: Path, w: int, h: int, rate: Fraction, frames: int, crf: int,
                     preset: str) -> list[str]:
     rate_s = f"{rate.numerator}/{rate.denominator}"
@@ -419,10 +460,15 @@ def render_move(
     crf: int = 12,
     preset: str = "veryfast",
     shot: str = "",
+    lut: Path | None = None,
 ) -> dict[str, Any]:
     """Render ``frames`` frames of ``move`` over ``keyframe`` into an H.264 master at
     ``out`` (same size as the keyframe, rounded down to even). Returns the parameters
-    that describe the move, for the record."""
+    that describe the move, for the record.
+
+    ``lut`` (the style pack's 3D .cube) grades the keyframe before the move, so the
+    master carries the look and no deliverable has to apply it again: once per shot,
+    on the still (depth layers are cut from the graded picture), not once per frame."""
     where: dict[str, Any] = {"stage": "clips", "shot": shot or None}
     if move not in MOVES:
         raise StageError(f"unknown camera move {move!r}", fix="use one of: " + ", ".join(MOVES),
@@ -435,6 +481,12 @@ def render_move(
     except (OSError, ValueError) as e:
         raise StageError(f"cannot read keyframe {keyframe}: {e}",
                          fix="regenerate or reselect the keyframe", **where) from e
+    grade: dict[str, Any] | None = None
+    if lut is not None:
+        cube = load_cube(lut, stage="clips")
+        rgb = apply_lut(cube, rgb)
+        grade = {"lut": str(lut), "lut_sha256": cube.sha256, "applied_to": "keyframe",
+                 "interp": "tetrahedral"}
     sh, sw = rgb.shape[:2]
     ow, oh = sw // 2 * 2, sh // 2 * 2
     if ow < 2 or oh < 2:
@@ -443,7 +495,7 @@ def render_move(
     y, cb, cr = _rgb_to_ycbcr709(rgb)
     del rgb
 
-    params: dict[str, Any] = {"move": move}
+    params: dict[str, Any] = {"move": move, "grade": grade}
     layers: list[_Layer] | None = None
     min_zoom = 1.0
     views_move = move

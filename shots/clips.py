@@ -18,7 +18,7 @@ from studio.context import ClipResult, RunContext
 from studio.errors import StageError
 from studio.store import MediaRef, Store
 
-CODE_VERSION = "clips.1"
+CODE_VERSION = "clips.2"  # 2: masters carry the style pack's grade (the LUT is in the key)
 
 
 def render_clip_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -34,6 +34,7 @@ def render_clip_job(job: dict[str, Any]) -> dict[str, Any]:
         params = render_move(
             keyframe, out, move=job["move"], rate=Fraction(job["rate"]), frames=job["frames"],
             depth=depth, crf=job["crf"], preset=job["preset"], shot=job["beat_id"],
+            lut=Path(job["lut"]["path"]) if job.get("lut") else None,
         )
         ref = store.put_file(out, move=True)
     return {"shot_id": job["shot_id"], "media": ref.to_dict(), "params": params,
@@ -49,6 +50,8 @@ class VideoWorker:
         self.backend = DiffusersVideoBackend(model, device=device)
 
     def render(self, job: dict[str, Any]) -> dict[str, Any]:
+        from shots.camera import grade_master
+
         store = Store(job["store_root"])
         keyframe = store.path(MediaRef.from_dict(job["image"]))
         with tempfile.TemporaryDirectory(dir=store.root) as tmp:
@@ -58,6 +61,14 @@ class VideoWorker:
                 rate=Fraction(job["rate"]), width=job["width"], height=job["height"],
                 crf=job["crf"], preset=job["preset"], shot=job["beat_id"],
             )
+            if job.get("lut"):
+                # The model's frames are graded here, once per shot: every deliverable
+                # then cuts graded frames (the conform applies no LUT).
+                graded = Path(tmp) / "graded.mp4"
+                grade = grade_master(out, graded, Path(job["lut"]["path"]), rate=Fraction(job["rate"]),
+                                     frames=job["frames"], crf=job["crf"], preset=job["preset"],
+                                     shot=job["beat_id"])
+                params, out = {**params, "grade": grade}, graded
             ref = store.put_file(out, move=True)
         params = {**params, "describe": self.backend.describe()}
         return {"shot_id": job["shot_id"], "media": ref.to_dict(), "params": params,
@@ -100,7 +111,12 @@ def _video_actors(ctx: RunContext, group: Any) -> Callable[[dict[str, Any]], Any
 
 
 def clip_jobs(ctx: RunContext) -> list[dict[str, Any]]:
-    """One job per shot: small dicts, never frames."""
+    """One job per shot: small dicts, never frames. ``lut`` is the style pack's .cube the
+    master is graded with (path to read it, sha256 for the key), None when it has none."""
+    from studio.lut import lut_sha256
+
+    path = ctx.catalog.lut_path(ctx.style)
+    lut = {"path": str(path), "sha256": lut_sha256(path)} if path is not None else None
     jobs = []
     for shot in ctx.shots:
         cand = ctx.selected[shot.shot_id]
@@ -112,7 +128,7 @@ def clip_jobs(ctx: RunContext) -> list[dict[str, Any]]:
             "frames": shot.frames + 2 * shot.handles, "handles": shot.handles,
             "crf": ctx.settings.clip_crf, "preset": ctx.settings.clip_preset,
             "prompt": shot.prompt, "prompt_hash": shot.prompt_hash, "seed": cand.seed,
-            "width": ctx.master_size[0], "height": ctx.master_size[1],
+            "width": ctx.master_size[0], "height": ctx.master_size[1], "lut": lut,
         })
     return jobs
 
@@ -133,8 +149,10 @@ def clip_identity(ctx: RunContext) -> dict[str, Any] | None:
 def clip_key(job: dict[str, Any], identity: dict[str, Any] | None) -> str | None:
     """The action key of a shot master: the keyframe (and depth) it is made from, the
     move, frame count and handles, size and rate, the x264 settings of masters and what
-    renders it (a video model also takes the prompt and seed). Content only: the store's
-    folder and the shot's id in this run are not part of it."""
+    renders it (a video model also takes the prompt and seed), and the grade: the LUT
+    file's sha256, so a changed LUT makes the masters (and through their hashes the conform
+    segments) again. Content only: the store's folder, the LUT's path and the shot's id in
+    this run are not part of it."""
     from studio.cache import key_of
 
     if identity is None:
@@ -146,6 +164,7 @@ def clip_key(job: dict[str, Any], identity: dict[str, Any] | None) -> str | None
         "frames": job["frames"], "handles": job["handles"], "size": [job["width"], job["height"]],
         "rate": job["rate"], "x264": {"crf": job["crf"], "preset": job["preset"]},
         "prompt": job["prompt_hash"] if model else None, "seed": job["seed"] if model else None,
+        "lut": job["lut"]["sha256"] if job.get("lut") else None,
     })
 
 

@@ -141,9 +141,13 @@ def run_edges(s: Session, run_id: str) -> set[tuple[str, str, str, str, str]]:
         if frame.get("candidate_id"):  # a still: cut from one keyframe
             add(node, ("candidate", frame["candidate_id"]), "frame")
             candidate_ids.add(frame["candidate_id"])
-        lut = (params.get("finishing") or {}).get("lut")
+        fin = params.get("finishing") or {}
+        lut = fin.get("lut")
         if lut:
             sha, name = _lut_node(lut)
+            # The hash recorded when the LUT graded the masters names the file as it was
+            # then; the file at the path may have changed since.
+            sha = fin.get("lut_sha256") or sha
             add(node, ("lut", sha), "lut")
             add(("lut", sha), ("lut-file", name), "file")
 

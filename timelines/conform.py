@@ -2,7 +2,8 @@
 
 A deliverable is made in a single ffmpeg process: every clip is trimmed, reframed with
 ``crop_box`` (never stretched), scaled, concatenated, retimed to the channel's rate,
-finished (the style pack's LUT, grain, output sharpening), letterboxed where the spec has
+finished (grain and output sharpening; the style pack's LUT is applied once per shot in
+the clips stage, or here when a caller passes ``lut``), letterboxed where the spec has
 an ``active_aspect``, captions burned in, and encoded in one pass, so frames are decoded once and never touch the disk or Python in between (at
 1080p the grade costs about as much as the encode: a separate pass would add a second
 encode and decode on top). ``conform_videos`` makes several channels' deliverables in one
@@ -809,9 +810,9 @@ def _segment_options(spec: ChannelSpec, preset: str, threads: int | None) -> dic
 
 def _encode_cuts(cuts: list[tuple[ConformClip, list[tuple[_Segment, ChannelSpec, Path, list[Any]]]]],
                  *, preset: str, lut: Path | None, grain: float, sharpen: float,
-                 threads: int | None) -> None:
+                 threads: int | None) -> list[str]:
     """One ffmpeg process for a few cuts: each cut decoded once and encoded for every
-    (segment, spec) of its work list, into that segment's temp file."""
+    (segment, spec) of its work list, into that segment's temp file. Returns the command."""
     seen: dict[tuple[str, str], int] = {}
     outputs = []
     for clip, work in cuts:
@@ -826,7 +827,9 @@ def _encode_cuts(cuts: list[tuple[ConformClip, list[tuple[_Segment, ChannelSpec,
                             progress="pipe:1", stats=False,
                             **({"filter_complex_threads": threads} if threads else {}))
     shots = ",".join(c.name for c, _ in cuts)
-    _run(node.compile(), 0, None, _fail(f"{','.join(specs)} (shot {shots})"))
+    cmd = node.compile()
+    _run(cmd, 0, None, _fail(f"{','.join(specs)} (shot {shots})"))
+    return cmd
 
 
 SEGMENT_PARAMS = ("codec_name", "profile", "level", "width", "height", "pix_fmt", "time_base",
@@ -1003,7 +1006,7 @@ def conform_segmented(
                 found[key] = hit
             else:
                 missing.setdefault(seg.index, {})[key] = (seg, job.spec, shown)
-    encoded: set[str] = set()
+    encoded: dict[str, list[str]] = {}  # key -> the command that encoded it
     total = sum(s.frames for w in missing.values() for s, _, _ in w.values()) or 1
     done = [0]
     lock = threading.Lock()
@@ -1012,10 +1015,11 @@ def conform_segmented(
         work = {k: w for i in group for k, w in missing[i].items()}
         with ExitStack() as stack:
             writers = {k: stack.enter_context(store.writer(".mp4")) for k in work}
-            _encode_cuts([(clips[i], [(s, spec, writers[k][0], shown)
-                                      for k, (s, spec, shown) in missing[i].items()])
-                          for i in group],
-                         preset=preset, lut=lut, grain=grain, sharpen=sharpen, threads=threads)
+            cmd = _encode_cuts([(clips[i], [(s, spec, writers[k][0], shown)
+                                            for k, (s, spec, shown) in missing[i].items()])
+                                for i in group],
+                               preset=preset, lut=lut, grain=grain, sharpen=sharpen,
+                               threads=threads)
         for key, (_, refs) in writers.items():
             path = store.path(refs[0])
             # Read once, here, and kept in the index: a re-conform checks the segments'
@@ -1025,7 +1029,7 @@ def conform_segmented(
                               json.dumps(refs[0].to_dict() | {"params": params}))
             with lock:
                 found[key] = (path, params)
-                encoded.add(key)
+                encoded[key] = cmd
         with lock:
             done[0] += sum(s.frames for s, _, _ in work.values())
             if progress is not None:
@@ -1055,7 +1059,11 @@ def conform_segmented(
             rec["segments"] = [{"clip": seg.clip.name, "first_frame": seg.first,
                                 "frames": seg.frames, "key": key,
                                 "sha256": found[key][0].name.split(".")[0],
-                                "encoded": key in encoded} for seg, key, _ in plan]
+                                "encoded": key in encoded,
+                                # what made the segment (this call's encodes only): the record
+                                # of which filters ran on the picture, grade included
+                                **({"command": encoded[key]} if key in encoded else {})}
+                               for seg, key, _ in plan]
             records.append(rec)
     if progress is not None:
         progress(1.0)

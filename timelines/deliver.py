@@ -132,6 +132,32 @@ def still_frames(timeline_path: Path, specs: list[ChannelSpec]) -> dict[str, Any
     return out
 
 
+def clip_grades(ctx: RunContext, timeline_path: Path) -> list[dict[str, Any] | None]:
+    """The grade each cut's shot master was made with (its Render row's ``params["grade"]``,
+    found through the media reference's render id), None for a master made before the
+    clips stage graded (or a clip Studio did not render)."""
+    tl = otio.adapters.read_from_file(str(timeline_path))
+    ids = [(getattr(c.media_reference, "metadata", {}) or {}).get("studio", {}).get("render_id")
+           for c in tl.video_tracks()[0].find_clips()]
+    with ctx.session() as s:
+        rows = {rid: s.get(db.Render, rid) for rid in set(ids) if rid}
+        params = {rid: dict(r.params or {}) for rid, r in rows.items() if r is not None}
+    return [params.get(rid, {}).get("grade") if rid else None for rid in ids]
+
+
+def _finishing_record(params: dict[str, Any], grades: list[dict[str, Any] | None]) -> None:
+    """Say in the deliverable's finishing which LUT graded it (lineage links deliverable ->
+    LUT from ``finishing.lut``) and that the clips stage applied it, once per shot."""
+    luts = {(g["lut"], g["lut_sha256"]) for g in grades if g}
+    if not luts:
+        return
+    (path, sha), *more = sorted(luts)
+    params["finishing"] = {**params["finishing"], "lut": path, "lut_sha256": sha,
+                           "graded_in": "clips"}
+    if more:  # masters of one run share a LUT; an edit mixing runs may not
+        params["finishing"]["luts"] = [{"lut": p, "lut_sha256": h} for p, h in sorted(luts)]
+
+
 def conform_deliverables(ctx: RunContext) -> None:
     from timelines.conform import VideoJob, conform_still, conform_videos
 
@@ -140,6 +166,11 @@ def conform_deliverables(ctx: RunContext) -> None:
     if ctx.video_specs:
         tl = ctx.timelines["edit"]
         clips = conform_clips(tl["path"])
+        # The look is in the shot masters (graded once per shot in the clips stage); the
+        # conform adds grain and sharpening only. Masters from before that (an old run's
+        # edit conformed again) carry no grade: those still get the LUT here.
+        grades = clip_grades(ctx, tl["path"])
+        conform_lut = lut if not any(grades) else None
         jobs: list[VideoJob] = []
         for spec in ctx.video_specs:
             master = ctx.masters.get(spec.name)
@@ -160,11 +191,12 @@ def conform_deliverables(ctx: RunContext) -> None:
                 ctx.reporter.advance("conform", amount=max(0.0, frac - last[0]), spec=spec.name)
             last[0] = frac
 
-        records = conform_videos(clips, jobs, preset=ctx.settings.x264_preset, lut=lut,
+        records = conform_videos(clips, jobs, preset=ctx.settings.x264_preset, lut=conform_lut,
                                  grain=finishing.grain, sharpen=finishing.sharpen, progress=progress,
                                  store=ctx.store, workers=min(2, os.cpu_count() or 1))
         for job, params in zip(jobs, records, strict=True):
             ctx.reporter.advance("conform", amount=max(0.0, 1.0 - last[0]), spec=job.spec.name)
+            _finishing_record(params, grades)
             master = ctx.masters.get(job.spec.name)
             if master is not None:
                 params["loudness"] = _measure_loudness(job.out, master)

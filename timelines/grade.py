@@ -1,8 +1,11 @@
 """Grade: a style pack's look, defined as OpenColorIO transforms and baked into a 3D LUT.
 
-Every shot of a deliverable gets the same look: conform applies the baked ``.cube`` with
-ffmpeg's ``lut3d`` inside the one encode pass (with grain and output sharpening), so the
-grade costs no extra decode, encode or trip through the disk. OpenColorIO stays the
+Every shot gets the same look, applied once per shot in the clips stage: the baked
+``.cube`` grades the keyframe before the camera move (``studio.lut.apply_lut``, numpy,
+tetrahedral) or, for a video model's clips, the master with ffmpeg's ``lut3d``; the
+deliverables cut graded masters, and the conform adds grain and output sharpening only.
+(conform can still apply a ``.cube`` itself, in its one encode pass, for masters made
+before the grade moved to the clips stage and for callers that pass one.) OpenColorIO stays the
 authority: it builds the look from its built-in ACES config (no config files, no network),
 bakes the LUT with its own Baker, and :func:`ocio_apply` runs the LUT through OpenColorIO
 itself, which is the reference the tests hold ffmpeg to.
@@ -29,6 +32,7 @@ from typing import Any
 import numpy as np
 import PyOpenColorIO as OCIO
 
+from studio import lut
 from studio.errors import StageError
 from studio.specs import Catalog, Look, StylePack
 from studio.store import atomic_write_text
@@ -46,12 +50,13 @@ LUT_FORMAT = "resolve_cube"  # the .cube dialect ffmpeg's lut3d reads ([0, 1] do
 LUT_FORMAT_3D_ONLY = "iridas_cube"  # the fallback for looks without crosstalk (see bake_lut)
 LUT_SIZE = 33  # the usual grading size: 33³ nodes, tetrahedral in between
 
-# How conform applies the LUT. lut3d has AVX2 code for 16-bit and float planar RGB only;
-# on 8-bit gbrp it falls back to C that is 3-4x slower (measured on the 1080p bench) and
-# truncates its output to 8 bits. 16 bits also keep the graded picture free of an extra
-# 8-bit rounding before the encoder's own. Both sides interpolate tetrahedrally.
-LUT_PIX_FMT = "gbrp16le"
-FFMPEG_INTERP = "tetrahedral"
+# How ffmpeg applies the LUT (studio.lut, shared with the clips stage, which grades a
+# video model's masters with it). lut3d has AVX2 code for 16-bit and float planar RGB
+# only; on 8-bit gbrp it falls back to C that is 3-4x slower (measured on the 1080p
+# bench) and truncates its output to 8 bits. 16 bits also keep the graded picture free of
+# an extra 8-bit rounding before the encoder's own. All sides interpolate tetrahedrally.
+LUT_PIX_FMT = lut.LUT_PIX_FMT
+FFMPEG_INTERP = lut.FFMPEG_INTERP
 OCIO_INTERP = OCIO.INTERP_TETRAHEDRAL
 
 SHIPPED_LUTS = Path(__file__).resolve().parent.parent / "studio" / "data" / "luts"
