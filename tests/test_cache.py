@@ -90,6 +90,23 @@ def test_clip_key_leaves_out_the_store_folder() -> None:
     assert clip_key(job, {**ident, "camera": "camera.2"}) != key
 
 
+def test_clip_key_follows_the_luts_content_not_its_path() -> None:
+    """The grade is in the shot master: a changed LUT makes the clips again (and through
+    their new hashes the conform's segments); the same file elsewhere does not."""
+    from shots.clips import clip_key
+
+    job = {"store_root": "/a/store", "shot_id": "shot_1", "image": {"sha256": "k" * 64}, "depth": None,
+           "move": "push-in", "frames": 48, "handles": 6, "width": 2112, "height": 1188, "rate": "24/1",
+           "crf": 12, "preset": "medium", "prompt_hash": "p" * 64, "seed": 3,
+           "lut": {"path": "/styles/luts/golden-hour.cube", "sha256": "a" * 64}}
+    for ident in ({"camera": "camera.1", "move_margin": 1.1}, {"model": {"id": "m", "sha256": "w" * 64}}):
+        key = clip_key(job, ident)
+        assert clip_key({**job, "lut": {"path": "/elsewhere/copy.cube", "sha256": "a" * 64}}, ident) == key
+        assert clip_key({**job, "lut": {"path": "/styles/luts/golden-hour.cube", "sha256": "b" * 64}},
+                        ident) != key
+        assert clip_key({**job, "lut": None}, ident) != key
+
+
 # -- get / put --------------------------------------------------------------------------
 
 

@@ -403,3 +403,134 @@ def test_audio_copy_keeps_the_mastered_stream(masters: dict[str, Path], small: C
         conform_video([clip(masters["bars"], 0, 24)], small, tmp_path / "x.mp4",
                       audio=aac(tmp_path, 1.5, "long.m4a"), audio_copy=True)
     assert "picture's 0.800 s" in str(e.value) and not (tmp_path / "x.mp4").exists()
+
+
+# ---------------------------------------------------------------------------- once per shot
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_numpy_lut_matches_opencolorio(catalog: Catalog, style: str) -> None:
+    """studio.lut.apply_lut, which grades every keyframe in the clips stage, against
+    OpenColorIO's tetrahedral application of the same file: the test pattern (lattice
+    nodes, ramps over every 8-bit code, random colours) and random floats between codes.
+    Both run the same tetrahedral sum in float32 and differ only in the order of its
+    terms (measured: 2e-7); 1e-5 is a sixth of a 16-bit code value, so any slip of
+    tetrahedron, axis order or table layout (errors of 1e-3 and more) fails."""
+    from studio.lut import apply_lut, load_cube
+
+    cube = catalog.lut_path(catalog.style(style))
+    assert cube is not None
+    rng = np.random.default_rng(3)
+    for rgb in (make_pattern().astype(np.float32) / 255,
+                rng.random((64, 256, 3), dtype=np.float32)):
+        ours = apply_lut(load_cube(cube), rgb)
+        assert ours.shape == rgb.shape and ours.dtype == np.float32
+        assert np.abs(ours - grade.ocio_apply(cube, rgb)).max() < 1e-5
+
+
+def test_numpy_lut_reads_a_domain_and_refuses_a_short_table(tmp_path: Path) -> None:
+    from studio.lut import apply_lut, load_cube
+
+    # an inverting 2³ cube over a [0, 2] domain: 1.0 in is the middle of the domain
+    cube = tmp_path / "wide.cube"
+    cube.write_text("TITLE \"wide\"\nDOMAIN_MIN 0 0 0\nDOMAIN_MAX 2 2 2\nLUT_3D_SIZE 2\n" + "".join(
+        f"{1 - r} {1 - g} {1 - b}\n" for b in (0, 1) for g in (0, 1) for r in (0, 1)))
+    got = apply_lut(load_cube(cube), np.array([[1.0, 0.0, 2.0]], np.float32))
+    assert np.allclose(got, grade.ocio_apply(cube, np.array([[1.0, 0.0, 2.0]], np.float32)),
+                       atol=1e-6)
+    assert np.allclose(got, [[0.5, 1.0, 0.0]], atol=1e-6)
+    short = tmp_path / "short.cube"
+    short.write_text("LUT_3D_SIZE 2\n" + "0 0 0\n" * 7)
+    with pytest.raises(StageError) as e:
+        load_cube(short)
+    assert (e.value.stage, e.value.field) == ("clips", "finishing.lut")
+    assert "short.cube" in str(e.value) and "7 table rows" in str(e.value)
+
+
+def _keyframe(path: Path) -> Path:
+    bars = np.zeros((M, M, 3), np.uint8)
+    for i, c in enumerate(PATCHES):
+        bars[:, i * M // 4:(i + 1) * M // 4] = c
+    Image.fromarray(bars).save(path)
+    return path
+
+
+def test_graded_master_matches_opencolorio_on_the_keyframe(catalog: Catalog,
+                                                           tmp_path: Path) -> None:
+    """The clips stage grades once per shot: a camera move over a graded keyframe, and a
+    video model's master through lut3d. Decoded, the centre of each flat band is
+    OpenColorIO's answer for the keyframe's colour within 2 code values (measured 0.7:
+    two 8-bit roundings, 4:2:0 and x264 at CRF 10); the master re-encoded through lut3d
+    within 3 (measured 1.4: one more generation). An ungraded master misses by 10+."""
+    from shots.camera import grade_master, render_move
+
+    cube = catalog.lut_path(catalog.style("golden-hour"))
+    assert cube is not None
+    key = _keyframe(tmp_path / "key.png")
+    ref = grade.ocio_apply(cube, np.array(PATCHES, np.float32) / 255) * 255
+    centres = [M // 8 + i * M // 4 for i in range(4)]
+    move = {"move": "static", "rate": Fraction(RATE), "frames": 3, "crf": 10,
+            "preset": "ultrafast"}
+    params = render_move(key, tmp_path / "graded.mp4", lut=cube, **move)
+    assert params["grade"]["lut"] == str(cube) and params["grade"]["applied_to"] == "keyframe"
+    assert params["grade"]["lut_sha256"] == hashlib.sha256(cube.read_bytes()).hexdigest()
+    graded = decode_rgb(tmp_path / "graded.mp4")[1][M // 2, centres]
+    assert np.abs(graded - ref).max() <= 2, (graded, ref)
+
+    plain = render_move(key, tmp_path / "plain.mp4", **move)
+    assert plain["grade"] is None
+    ungraded = decode_rgb(tmp_path / "plain.mp4")[1][M // 2, centres]
+    assert np.abs(ungraded - ref).max() > 10  # the look is not a no-op on these colours
+
+    rec = grade_master(tmp_path / "plain.mp4", tmp_path / "model.mp4", cube,
+                       rate=Fraction(RATE), frames=3, crf=10, preset="ultrafast")
+    assert rec["applied_to"] == "master" and "lut3d=file=grade.cube" in rec["filter"]
+    model = decode_rgb(tmp_path / "model.mp4")
+    assert len(model) == 3 and np.abs(model[1][M // 2, centres] - ref).max() <= 3
+
+
+def test_a_render_grades_the_masters_and_the_conform_runs_no_lut(
+        tmp_path: Path, ray_session, catalog: Catalog) -> None:
+    """A small render through the pipeline: every shot master says which LUT graded it,
+    the deliverable's finishing names that LUT (lineage reads it) and that the clips
+    stage applied it, and no segment encode of the conform runs lut3d."""
+    import yaml
+    from sqlmodel import Session, select
+
+    from studio import db
+    from studio.pipeline import render
+    from studio.progress import QuietReporter
+    from studio.settings import Settings
+
+    settings = Settings(home=tmp_path / "home", ray_num_cpus=2)
+    brief = tmp_path / "brief.yaml"
+    brief.write_text(yaml.safe_dump({
+        "project": "grade", "campaign": "once", "purpose": "graded once per shot",
+        "channels": ["youtube-1080p"], "style_pack": "golden-hour", "candidates": 1,
+        "captions": False, "handles": 0, "music": {"source": "none"},
+        "effects": {"enabled": False},
+        "beats": [{"id": "b01", "duration": 1, "subject": "a hiker on a ridge at sunrise"},
+                  {"id": "b02", "duration": 1, "subject": "a glowing orb over a lake"}],
+    }))
+    ctx = render(brief, tmp_path / "out", settings=settings, reporter=QuietReporter())
+    cube = catalog.lut_path(catalog.style("golden-hour"))
+    assert cube is not None
+    sha = hashlib.sha256(cube.read_bytes()).hexdigest()
+    engine = db.make_engine(settings.db_url)
+    with Session(engine) as s:
+        renders = s.exec(select(db.Render).where(db.Render.run_id == ctx.run_id)).all()
+        dlv = s.exec(select(db.Deliverable).where(db.Deliverable.run_id == ctx.run_id)).all()
+        renders = [r.params for r in renders]
+        dlv = [(d.kind, d.params) for d in dlv]
+    engine.dispose()
+    assert len(renders) == 2
+    assert all(p["grade"]["lut_sha256"] == sha and p["grade"]["applied_to"] == "keyframe"
+               for p in renders)
+    (kind, params), = [d for d in dlv if d[0] == "video"]
+    fin = params["finishing"]
+    assert (fin["lut"], fin["lut_sha256"], fin["graded_in"]) == (str(cube), sha, "clips")
+    segments = params["segments"]
+    assert len(segments) == 2 and all(seg["encoded"] for seg in segments)
+    for seg in segments:
+        graph = " ".join(seg["command"])
+        assert "lut3d" not in graph and "noise=" in graph and "convolution=" in graph
