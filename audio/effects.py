@@ -31,6 +31,7 @@ from audio.music import wav_bytes, write_wav
 from studio.errors import StageError
 from studio.store import atomic_output
 
+CODE_VERSION = "effects.1"  # the built-in effects and cue placement: part of the music recipe; bump it when the same cues sound different
 RATE = 48000
 PEAK_DBFS = -1.0
 # Effects sit under the voice (which peaks at -1 dBFS, speech around -20 dBFS RMS): a

@@ -24,7 +24,7 @@ from typing import Any
 
 from studio import db
 from studio.errors import StageError
-from studio.store import atomic_output
+from studio.store import MediaRef, atomic_output
 
 CODE_VERSION = "mix.1"
 RATE = 48000
@@ -259,57 +259,104 @@ def lines_from_timeline(tl: Any) -> list[dict[str, Any]]:
     return sorted(lines, key=lambda x: x["start"])
 
 
-def mix_stage(ctx: Any) -> None:
+MASTER_FIELDS = ("loudness_target", "true_peak", "audio_rate", "audio_bitrate")  # what a master reads of a spec
+
+
+def mix_recipe(edit_key: str, music_gain_db: float) -> dict[str, Any]:
+    """The mix's content inputs: the edit (its key: cuts and the sound laid on them,
+    timelines.assemble.edit_recipe) and the music's gain under the voice."""
+    return {"edit": edit_key, "music_gain_db": music_gain_db}
+
+
+def master_recipe(mix_key: str, spec: Any) -> dict[str, Any]:
+    """A channel master's content inputs: the mix and the spec's loudness and encoding."""
+    return {"mix": mix_key, "spec": {f: getattr(spec, f) for f in MASTER_FIELDS}}
+
+
+def mix_stage(ctx: Any) -> dict[str, int]:
     """The stage: the edit's audio tracks rendered to stems, one mix of them (music ducked
-    under voice), the stems as mixed for the editor, one master per video spec."""
+    under voice), the stems as mixed for the editor, one master per video spec. The mix
+    and each master are made once per recipe (studio.cache.memo): a new channel spec
+    masters that channel alone; a reused mix's stems are copied from the store."""
     import opentimelineio as otio
 
-    tl = otio.adapters.read_from_file(str(ctx.timelines["edit"]["path"]))
-    total = tl.tracks.duration().to_seconds() if not tl.video_tracks() else tl.video_tracks()[0].duration().to_seconds()
+    from studio.cache import ActionCache, materialize, memo
+
+    cache = ActionCache(ctx.engine, ctx.store)
+    edit_key = ctx.recipes["timeline"]["edit"]["key"]
+    doc = mix_recipe(edit_key, ctx.brief.music.gain_db)
     work = ctx.scratch_dir / "mix"
     work.mkdir(parents=True, exist_ok=True)
-    tracks = stems_from_timeline(tl, total, work)
-    # The lines where the edit has them (an editor may have moved them): captions use these.
-    ctx.sound["placed_lines"] = lines_from_timeline(tl) if "voice" in tracks else []
     stems_dir = ctx.work_dir / "stems"
     stem_paths = {name: stems_dir / f"{ctx.file_stem(name)}.wav" for name in ("voice", "music", "effects")}
-    mix_path = work / "mix.wav"
-    params = mix_stems(tracks.get("voice"), tracks.get("music"), tracks.get("effects"), mix_path,
-                       {k: v for k, v in stem_paths.items() if k in tracks},
-                       duration=total, music_gain_db=ctx.brief.music.gain_db)
-    mix_ref = ctx.store.put_file(mix_path, ".wav")
-    ctx.sound["mix"] = {"ref": mix_ref, **params}
-    ctx.sound["stems"] = {k: p for k, p in stem_paths.items() if p.exists()}
+
+    def make() -> dict[str, Any]:
+        tl = otio.adapters.read_from_file(str(ctx.timelines["edit"]["path"]))
+        total = (tl.tracks.duration().to_seconds() if not tl.video_tracks()
+                 else tl.video_tracks()[0].duration().to_seconds())
+        tracks = stems_from_timeline(tl, total, work)
+        mix_path = work / "mix.wav"
+        params = mix_stems(tracks.get("voice"), tracks.get("music"), tracks.get("effects"), mix_path,
+                           {k: v for k, v in stem_paths.items() if k in tracks},
+                           duration=total, music_gain_db=ctx.brief.music.gain_db)
+        from audio.loudness import ABS_GATE
+        from audio.master import measure
+
+        return {
+            # The lines where the edit has them (an editor may have moved them): captions use these.
+            "placed_lines": lines_from_timeline(tl) if "voice" in tracks else [],
+            "mix": {"ref": ctx.store.put_file(mix_path, ".wav").to_dict(), **params},
+            "stems": {k: ctx.store.put_file(p, ".wav").to_dict() for k, p in stem_paths.items() if p.exists()},
+            "total": total,
+            # measured once for all channels: a silent spot is mastered as silence
+            "silent": measure(mix_path)["integrated"] <= ABS_GATE,
+        }
+
+    out, reused_from, mix_key = memo(cache, "mix", CODE_VERSION, doc, make, ctx.run_id)
+    ctx.recipes.setdefault("mix", {})["spot"] = {"key": mix_key, "doc": doc}
+    total = out["total"]
+    ctx.sound["placed_lines"] = out["placed_lines"]
+    ctx.sound["mix"] = {**out["mix"], "ref": MediaRef.from_dict(out["mix"]["ref"])}
+    ctx.sound["stems"] = {k: materialize(ctx.store, ref, stem_paths[k]) if reused_from else stem_paths[k]
+                          for k, ref in out["stems"].items()}
+    params = {k: v for k, v in out["mix"].items() if k != "ref"}
     with ctx.session() as s:
         for name, path in ctx.sound["stems"].items():
-            from studio.store import sha256_file
-
             s.add(db.AudioAsset(id=db.new_id("stem"), run_id=ctx.run_id, kind="stem", name=name,
-                                sha256=sha256_file(path), start=0.0, duration=total, code_version=CODE_VERSION,
+                                sha256=out["stems"][name]["sha256"], start=0.0, duration=total,
+                                code_version=CODE_VERSION,
                                 params={"path": str(ctx.out_dir / path.relative_to(ctx.work_dir)),
-                                        "as_mixed": True, **{k: v for k, v in params.items() if k != "graph"}},
+                                        "as_mixed": True, **{k: v for k, v in params.items() if k != "graph"},
+                                        **({"reused_from": reused_from} if reused_from else {})},
                                 rights=ctx.sound.get("rights", {}).get(name, {})))
-    silent: bool | None = None  # measured once for all channels, when one needs it
+    counts = {"reused": 0, "made": 0}
     for spec in ctx.video_specs:
         if spec.loudness_target is None:
             ctx.reporter.advance("mix", spec=spec.name)
             continue
-        if silent is None:
-            from audio.loudness import ABS_GATE
-            from audio.master import measure
 
-            silent = measure(mix_path)["integrated"] <= ABS_GATE
-        out = work / f"{spec.name}.m4a"
-        info = master_for_channel(mix_path, out, spec=spec, work=work, silent=silent)
+        def master_it(spec: Any = spec) -> dict[str, Any]:
+            mix_path = ctx.store.path(ctx.sound["mix"]["ref"])
+            m4a = work / f"{spec.name}.m4a"
+            info = master_for_channel(mix_path, m4a, spec=spec, work=work, silent=out["silent"])
+            return {"ref": ctx.store.put_file(m4a, ".m4a").to_dict(), **info}
+
+        mdoc = master_recipe(mix_key, spec)
+        info, made_by, key = memo(cache, "master", CODE_VERSION, mdoc, master_it, ctx.run_id)
+        ctx.recipes["mix"][spec.name] = {"key": key, "doc": mdoc}
+        counts["reused" if made_by else "made"] += 1
         if info.get("silent"):
             ctx.reporter.warn(f"stage mix: {spec.name}: the spot has no sound (no narration, music or "
                               f"effects above {info['integrated']:g} LUFS): delivered with a silent track, "
                               f"not at {info['target_lufs']:g} LUFS — add narration or music if the channel "
                               "needs sound")
-        ref = ctx.store.put_file(out, ".m4a")
-        ctx.masters[spec.name] = {"ref": ref, **info}
+        ref = MediaRef.from_dict(info["ref"])
+        ctx.masters[spec.name] = {**info, "ref": ref}
         with ctx.session() as s:
             s.add(db.AudioAsset(id=db.new_id("mst"), run_id=ctx.run_id, kind="master", name=spec.name,
                                 spec=spec.name, sha256=ref.sha256, start=0.0, duration=total,
-                                code_version=CODE_VERSION, params={k: v for k, v in info.items()}))
+                                code_version=CODE_VERSION,
+                                params={**{k: v for k, v in info.items() if k != "ref"},
+                                        **({"reused_from": made_by} if made_by else {})}))
         ctx.reporter.advance("mix", spec=spec.name)
+    return counts

@@ -41,6 +41,7 @@ from studio.store import atomic_output, sha256_file
 Mode = Literal["major", "minor"]
 
 MIN_TEMPO, MAX_TEMPO = 40.0, 220.0
+CODE_VERSION = "composer.1"  # the procedural composer: part of the music recipe (audio.soundtrack.music_recipe); bump it when the same params make different audio
 MAX_SECONDS = 600.0
 PEAK_DBFS = -3.0
 FADE_IN = 0.2  # seconds; long enough to take the edge off the first pad attack

@@ -261,9 +261,104 @@ def premix(ctx: Any, total: float, work: Path) -> None:
     ctx.sound["premix"] = {"ref": ctx.store.put_file(path, ".wav"), "stems": params["stems"], "duration": total}
 
 
-def music_stage(ctx: Any) -> None:
+def music_recipe(ctx: Any, voice_key: str | None) -> dict[str, Any]:
+    """The music stage's content inputs: the brief's music and effects plans, the moods
+    and seed they are picked and composed from, the beat timing, the libraries' content
+    (not where they are), a music model's identity, and the voice recipe the premix
+    carries. What the stage's action key is made from (studio.cache)."""
+    from audio import effects, music
+    from studio.cache import folder_digest, model_identity
+    from studio.timecode import beat_times
+
+    brief = ctx.brief
+    plan = brief.music
+    library = None
+    model = None
+    if plan.source == "library":
+        library = folder_digest(_folder(plan.library, ctx.brief_dir, ctx.settings.music_dir,
+                                        settings=ctx.settings, field="music.library"))
+    elif plan.source not in ("none", "procedural"):
+        from studio.models import ModelRegistry
+
+        model = model_identity(ModelRegistry(ctx.settings.models_dir).get(plan.source, field="music.source"))
+    fx = None
+    if brief.effects.enabled:
+        if brief.effects.library:
+            fx = folder_digest(_folder(brief.effects.library, ctx.brief_dir, None, settings=ctx.settings,
+                                       field="effects.library"))
+        elif ctx.settings.effects_dir is not None:
+            fx = folder_digest(ctx.settings.effects_dir)
+        else:
+            fx = f"builtin:{effects.CODE_VERSION}"
+    return {
+        "music": plan.model_dump(mode="json", exclude={"library"}), "library": library, "model": model,
+        "composer": music.CODE_VERSION if plan.source == "procedural" else None,
+        "moods": _moods(brief), "seed": brief.base_seed, "purpose": brief.purpose,
+        "usage_class": brief.usage_class, "hero": brief.hero().id,
+        "effects": brief.effects.model_dump(mode="json", exclude={"library"}), "effects_library": fx,
+        "beats": [[b, str(start), str(d)] for b, start, d in beat_times(ctx.shots, ctx.edit_rate)],
+        "voice": voice_key,
+    }
+
+
+def music_stage(ctx: Any) -> dict[str, int]:
     """The stage: the bed and the effects stem, each recorded with its rights, and the
-    premix of voice, bed and effects the review's animatic plays."""
+    premix of voice, bed and effects the review's animatic plays. Made once per recipe
+    (studio.cache.memo) and recorded for this run either way."""
+    from studio.cache import ActionCache, memo
+
+    voice = ctx.recipes.get("voice", {}).get("spot", {}).get("key")
+    doc = music_recipe(ctx, voice)
+
+    def make() -> dict[str, Any]:
+        _make_music(ctx)
+        return _jsonable({"sound": ctx.sound, "stems": {k: v.to_dict() for k, v in ctx.stems.items()
+                                                         if k in ("music", "effects")}})
+
+    out, reused_from, key = memo(ActionCache(ctx.engine, ctx.store), "music", CODE_VERSION, doc, make,
+                                 ctx.run_id)
+    ctx.recipes["music"] = {"spot": {"key": key, "doc": doc}}
+    if reused_from is not None:
+        _restore_music(ctx, out, reused_from)
+    ctx.reporter.advance("music", amount=2)
+    return {"reused": int(reused_from is not None), "made": int(reused_from is None)}
+
+
+def _restore_music(ctx: Any, out: dict[str, Any], reused_from: str) -> None:
+    """A reused bed, effects and premix: on the run as if made, and recorded for it."""
+    from studio.store import MediaRef
+
+    def refs(value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {"sha256", "ext", "size"}:
+                return MediaRef.from_dict(value)
+            return {k: refs(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [refs(v) for v in value]
+        return value
+
+    ctx.sound.update(refs(out["sound"]))
+    ctx.stems.update({k: MediaRef.from_dict(v) for k, v in out["stems"].items()})
+    total = float(sum(float(d) for _, _, d in (ctx.recipes["music"]["spot"]["doc"]["beats"])))
+    with ctx.session() as s:
+        bed = ctx.sound.get("bed")
+        if bed is not None:
+            s.add(db.AudioAsset(id=db.new_id("bed"), run_id=ctx.run_id, kind="music-bed",
+                                name=bed["track"] or bed["source"], sha256=bed["ref"].sha256, start=0.0,
+                                duration=total, code_version=CODE_VERSION,
+                                params={"source": bed["source"], "track": bed["track"], **bed["params"],
+                                        "reused_from": reused_from},
+                                rights=bed["rights"]))
+        for c in ctx.sound.get("cues", []):
+            s.add(db.AudioAsset(id=db.new_id("cue"), run_id=ctx.run_id, kind="effect-cue", name=c["id"],
+                                beat_id=c["beat"], sha256=c["sha256"], start=c["start"], duration=c["length"],
+                                code_version=CODE_VERSION,
+                                params={**{k: v for k, v in c.items() if k != "rights"},
+                                        "reused_from": reused_from},
+                                rights=c["rights"]))
+
+
+def _make_music(ctx: Any) -> None:
     from studio.timecode import beat_times
 
     times = beat_times(ctx.shots, ctx.edit_rate)
@@ -281,7 +376,5 @@ def music_stage(ctx: Any) -> None:
                                 sha256=bed["ref"].sha256, start=0.0, duration=total, code_version=CODE_VERSION,
                                 params={"source": bed["source"], "track": bed["track"], **bed["params"]},
                                 rights=bed["rights"]))
-    ctx.reporter.advance("music")
     effects_stem(ctx, beats, total, work)
-    ctx.reporter.advance("music")
     premix(ctx, total, work)

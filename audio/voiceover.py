@@ -26,6 +26,7 @@ import numpy as np
 
 from studio import db
 from studio.errors import StageError, StudioError, quote
+from studio.store import MediaRef
 from studio.timecode import beat_times
 
 CODE_VERSION = "voice.1"
@@ -250,8 +251,50 @@ def voice_stem(lines: list[dict[str, Any]], store: Any, total: Fraction, out: Pa
         stem.export(tmp, format="wav")
 
 
-def voice_over(ctx: Any) -> None:
-    """The stage: one line per beat with narration, then the voice stem."""
+def voice_identity(entry: Any) -> dict[str, Any]:
+    """What about a voice changes its lines: the entry (less where its files lie) and the
+    content of its model files. A voice whose files cannot be named (a hub id) is named by
+    its id and revision."""
+    from studio.cache import file_digest, folder_digest
+
+    doc = entry.model_dump(mode="json", by_alias=True)
+    doc["source"] = {k: v for k, v in doc["source"].items() if k != "path"}
+    files: dict[str, str | None] = {}
+    for name, path in entry.files().items():
+        if path is None or not Path(path).exists():
+            files[name] = None
+        else:
+            files[name] = folder_digest(path) if Path(path).is_dir() else file_digest(path)
+    return {"entry": doc, "files": files}
+
+
+def voice_recipe(brief: Any, shots: list[Any], rate: Fraction, entry: Any) -> dict[str, Any]:
+    """The voice stage's content inputs: each narrated beat's text and its place on the
+    edit, and the voice. What the action key of the stage is made from (studio.cache)."""
+    beats = {b.id: b for b in brief.beats}
+    return {
+        "voice": voice_identity(entry) if entry is not None else None,
+        "lines": [{"beat": b, "text": beats[b].narration.strip(), "start": str(start), "duration": str(dur)}
+                  for b, start, dur in beat_times(shots, rate)],
+        "stem_rate": STEM_RATE, "lead": LEAD, "tail": TAIL,
+    }
+
+
+def voice_over(ctx: Any) -> dict[str, int]:
+    """The stage: one line per beat with narration, then the voice stem. Made once per
+    recipe (studio.cache.memo): the same lines by the same voice are reused, recorded for
+    this run as they were made."""
+    from studio.cache import ActionCache, memo
+
+    doc = voice_recipe(ctx.brief, ctx.shots, ctx.edit_rate, ctx.voice)
+    out, reused_from, key = memo(ActionCache(ctx.engine, ctx.store), "voice", CODE_VERSION, doc,
+                                 lambda: _make_voice(ctx), ctx.run_id)
+    ctx.recipes["voice"] = {"spot": {"key": key, "doc": doc}}
+    _apply_voice(ctx, out, reused_from)
+    return {"reused": int(reused_from is not None), "made": int(reused_from is None)}
+
+
+def _make_voice(ctx: Any) -> dict[str, Any]:
     from audio.actors import synthesize_lines
 
     entry = ctx.voice
@@ -263,38 +306,51 @@ def voice_over(ctx: Any) -> None:
     work.mkdir(parents=True, exist_ok=True)
     jobs = [(beat_id, beats[beat_id].narration.strip(), work / f"{beat_id}.raw.wav")
             for beat_id, _, _ in times if beats[beat_id].narration.strip()]
-    ctx.voice_lines = []
+    lines: list[dict[str, Any]] = []
+    warnings: list[str] = []
     if entry is not None and jobs:
         records = synthesize_lines(entry, jobs, settings=ctx.settings, deterministic=True)
         by_beat = {r["beat"]: r for r in records}
         for beat_id, start, dur in times:
             raw = by_beat.get(beat_id)
             if raw is None or raw.get("skipped"):
-                ctx.reporter.advance("voice", shot=beat_id)
                 continue
             text = beats[beat_id].narration.strip()
             wav, placed = place_line(raw, beat=beat_id, text=text, beat_start=start,
                                      beat_duration=dur, rate=rate, work=work)
             ref = ctx.store.put_file(wav, ".wav")
             if placed["stretched"]:
-                ctx.warn(f"voice: beat {beat_id}: the line ran {100 * (placed['tempo'] - 1):.1f}% over "
-                         "its beat and was sped up to fit (pitch kept)")
+                warnings.append(f"voice: beat {beat_id}: the line ran {100 * (placed['tempo'] - 1):.1f}% "
+                                "over its beat and was sped up to fit (pitch kept)")
             params = {k: v for k, v in raw.items() if k not in ("wav", "beat")}
-            line = {"beat": beat_id, "text": text, "voice": entry.id, "ref": ref, **placed,
-                    "synthesis": params}
-            ctx.voice_lines.append(line)
-            with ctx.session() as s:
-                s.add(db.AudioAsset(
-                    id=db.new_id("vl"), run_id=ctx.run_id, kind="voice-line", name=beat_id, beat_id=beat_id,
-                    sha256=ref.sha256, start=placed["start"], duration=placed["spoken"],
-                    code_version=CODE_VERSION,
-                    params={"text": text, "voice": entry.id, "backend": entry.backend, **placed,
-                            "synthesis": params},
-                    rights={"voice": entry.id, "kind": entry.kind, "licence": entry.licence,
-                            "usage_classes": list(entry.usage_classes),
-                            "consent": entry.consent.model_dump(mode="json") if entry.consent else None},
-                ))
-            ctx.reporter.advance("voice", shot=beat_id)
+            lines.append({"beat": beat_id, "text": text, "voice": entry.id, "ref": ref.to_dict(), **placed,
+                          "synthesis": params})
     stem = work / "voice.stem.wav"
-    voice_stem(ctx.voice_lines, ctx.store, total, stem)
-    ctx.stems["voice"] = ctx.store.put_file(stem, ".wav")
+    voice_stem([{**ln, "ref": MediaRef.from_dict(ln["ref"])} for ln in lines], ctx.store, total, stem)
+    return {"lines": lines, "stem": ctx.store.put_file(stem, ".wav").to_dict(), "warnings": warnings}
+
+
+def _apply_voice(ctx: Any, out: dict[str, Any], reused_from: str | None) -> None:
+    """The stage's outputs on the run and its records in the database, alike whether the
+    lines were made now or reused (then ``reused_from`` names the run that made them)."""
+    entry = ctx.voice
+    for message in out["warnings"]:
+        ctx.warn(message)
+    ctx.voice_lines = [{**ln, "ref": MediaRef.from_dict(ln["ref"])} for ln in out["lines"]]
+    with ctx.session() as s:
+        for line in ctx.voice_lines:
+            placed = {k: v for k, v in line.items() if k not in ("beat", "text", "voice", "ref", "synthesis")}
+            s.add(db.AudioAsset(
+                id=db.new_id("vl"), run_id=ctx.run_id, kind="voice-line", name=line["beat"],
+                beat_id=line["beat"], sha256=line["ref"].sha256, start=line["start"], duration=line["spoken"],
+                code_version=CODE_VERSION,
+                params={"text": line["text"], "voice": entry.id, "backend": entry.backend, **placed,
+                        "synthesis": line["synthesis"],
+                        **({"reused_from": reused_from} if reused_from else {})},
+                rights={"voice": entry.id, "kind": entry.kind, "licence": entry.licence,
+                        "usage_classes": list(entry.usage_classes),
+                        "consent": entry.consent.model_dump(mode="json") if entry.consent else None},
+            ))
+    for beat_id, _, _ in beat_times(ctx.shots, ctx.edit_rate):
+        ctx.reporter.advance("voice", shot=beat_id)
+    ctx.stems["voice"] = MediaRef.from_dict(out["stem"])

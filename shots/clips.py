@@ -146,26 +146,32 @@ def clip_identity(ctx: RunContext) -> dict[str, Any] | None:
     return {"camera": CAMERA_VERSION, "move_margin": MOVE_MARGIN}
 
 
-def clip_key(job: dict[str, Any], identity: dict[str, Any] | None) -> str | None:
-    """The action key of a shot master: the keyframe (and depth) it is made from, the
+def clip_recipe(job: dict[str, Any], identity: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A shot master's content inputs: the keyframe (and depth) it is made from, the
     move, frame count and handles, size and rate, the x264 settings of masters and what
     renders it (a video model also takes the prompt and seed), and the grade: the LUT
     file's sha256, so a changed LUT makes the masters (and through their hashes the conform
     segments) again. Content only: the store's folder, the LUT's path and the shot's id in
-    this run are not part of it."""
-    from studio.cache import key_of
-
+    this run are not part of it. None when the renderer cannot be named (no caching)."""
     if identity is None:
         return None
     model = "model" in identity
-    return key_of("clips", CODE_VERSION, {
+    return {
         "renderer": identity, "keyframe": job["image"]["sha256"],
         "depth": job["depth"]["sha256"] if job["depth"] else None, "move": job["move"],
         "frames": job["frames"], "handles": job["handles"], "size": [job["width"], job["height"]],
         "rate": job["rate"], "x264": {"crf": job["crf"], "preset": job["preset"]},
         "prompt": job["prompt_hash"] if model else None, "seed": job["seed"] if model else None,
         "lut": job["lut"]["sha256"] if job.get("lut") else None,
-    })
+    }
+
+
+def clip_key(job: dict[str, Any], identity: dict[str, Any] | None) -> str | None:
+    """The action key of a shot master (``clip_recipe``)."""
+    from studio.cache import key_of
+
+    doc = clip_recipe(job, identity)
+    return None if doc is None else key_of("clips", CODE_VERSION, doc)
 
 
 def render_clips(ctx: RunContext) -> dict[str, int] | None:
@@ -181,6 +187,7 @@ def render_clips(ctx: RunContext) -> dict[str, int] | None:
     todo, keys = [], {}
     for job in clip_jobs(ctx):
         key = clip_key(job, identity)
+        ctx.recipes.setdefault("clips", {})[job["beat_id"]] = {"key": key, "doc": clip_recipe(job, identity)}
         action = cache.get(key) if key else None
         if action is not None:
             _record_clip(ctx, job, action.outputs, reused_from=action.run_id)
@@ -188,6 +195,7 @@ def render_clips(ctx: RunContext) -> dict[str, int] | None:
         keys[job["shot_id"]] = key
         todo.append(job)
     if todo:
+        ctx.start_ray()
         keep = ctx.clip_model is not None and keep_warm(ctx.settings)
         with ActorGroup("clips", run_id=ctx.run_id, keep=keep) as group:
             _render_clips(ctx, group, todo, cache, keys)

@@ -310,6 +310,20 @@ def candidate_keys(ctx: RunContext, jobs: list[dict[str, Any]],
     return keys
 
 
+def _note_recipes(ctx: RunContext, identity: dict[str, Any] | None,
+                  keys: dict[tuple[str, int], str]) -> None:
+    """Each beat's candidates as one recipe on the run (what `studio plan` compares): the
+    prompt record, the seeds, the backend, and the candidates' own keys."""
+    from studio.cache import key_of
+
+    for shot in ctx.shots:
+        own = [keys.get((shot.shot_id, i)) for i in range(len(shot.seeds))]
+        doc = {"prompt": shot.prompt, "seeds": list(shot.seeds), "backend": identity,
+               "size": list(ctx.master_size), "keys": own}
+        ctx.recipes.setdefault("candidates", {})[shot.beat_id] = {
+            "key": key_of("candidates", CODE_VERSION, doc) if all(own) else None, "doc": doc}
+
+
 def generate_candidates(ctx: RunContext) -> dict[str, int]:
     """Candidates the action cache holds are recorded for this run at once; only the
     rest go to the actor pool, each cached as it arrives (a killed run keeps them).
@@ -322,7 +336,9 @@ def generate_candidates(ctx: RunContext) -> dict[str, int]:
     w, h = ctx.master_size
     jobs = make_jobs(ctx.shots, w, h, ctx.keyframe_model.batch_size if ctx.keyframe_model else 1)
     cache = ActionCache(ctx.engine, ctx.store)
-    keys = candidate_keys(ctx, jobs, candidate_identity(ctx))
+    identity = candidate_identity(ctx)
+    keys = candidate_keys(ctx, jobs, identity)
+    _note_recipes(ctx, identity, keys)
     seen: set[tuple[str, int]] = set()
     todo: list[dict[str, Any]] = []
     for job in jobs:
@@ -338,6 +354,7 @@ def generate_candidates(ctx: RunContext) -> dict[str, int]:
             ctx.reporter.advance("candidates", shot=job["beat_id"], candidate=it["index"])
     reused = len(seen)
     if todo:
+        ctx.start_ray()
         resources, capacity = plan_resources(ctx)
         pool = KeyframePool(
             ctx.backend, ctx.backend_options, str(ctx.store.root.resolve()),

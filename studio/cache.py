@@ -156,3 +156,60 @@ def model_identity(entry: Any) -> dict[str, Any] | None:
     source = entry.source.model_dump(mode="json", include={"hub_id", "revision", "variant"})
     adapter = entry.ip_adapter.model_dump(mode="json", exclude={"path"}) if entry.ip_adapter else None
     return {**doc, "weights_sha256": weights, "source": source, "ip_adapter": adapter}
+
+
+def memo(cache: ActionCache, stage: str, code_version: str, inputs: dict[str, Any],
+         make: Any, run_id: str) -> tuple[dict[str, Any], str | None, str]:
+    """One step through the action cache: the outputs recorded for these inputs if the
+    store still holds what they name, else ``make()``'s, recorded. Returns (outputs, the
+    run that made them when reused else None, key). ``make`` returns plain JSON whose
+    media are store references (``MediaRef.to_dict()``)."""
+    import time
+
+    key = key_of(stage, code_version, inputs)
+    hit = cache.get(key)
+    if hit is not None:
+        return hit.outputs, hit.run_id, key
+    started = time.monotonic()
+    outputs = make()
+    cache.put(key, stage, code_version, outputs, run_id, time.monotonic() - started)
+    return outputs, None, key
+
+
+def file_digest(path: Any) -> str:
+    """sha256 of a file's bytes, for a content input that lives outside the store."""
+    from studio.store import sha256_file
+
+    return sha256_file(path)
+
+
+def folder_digest(folder: Any) -> str:
+    """sha256 over a folder's files (relative name and content, sorted): a music or
+    effects library as a content input. Where the folder is stays out of it."""
+    from pathlib import Path
+
+    from studio.store import sha256_file
+
+    root = Path(folder)
+    if not root.is_dir():
+        return "absent"
+    h = hashlib.sha256()
+    for p in sorted(q for q in root.rglob("*") if q.is_file()):
+        h.update(p.relative_to(root).as_posix().encode() + b"\0" + sha256_file(p).encode() + b"\n")
+    return h.hexdigest()
+
+
+def materialize(store: Store, ref: dict[str, Any], target: Any) -> Any:
+    """A reused step's file, copied from the store to where this run publishes it (a copy,
+    not a link: the published folder gets its own modes and the store's objects stay as
+    they are). Written atomically."""
+    import shutil
+    from pathlib import Path
+
+    from studio.store import atomic_output
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(target) as tmp:
+        shutil.copyfile(store.path(MediaRef.from_dict(ref)), tmp)
+    return target

@@ -68,25 +68,64 @@ def main() -> None:
     """Studio: brief in, deliverables out, every step recorded."""
 
 
+def _regenerate(value: str | None) -> bool | set[str]:
+    """--regenerate alone: every gated step; --regenerate=b1,b2: those beats only."""
+    if value is None:
+        return False
+    if value in ("", "all"):
+        return True
+    return {b.strip() for b in value.split(",") if b.strip()}
+
+
+def _print_plan(the_plan: Any, as_json: bool) -> None:
+    import json
+
+    if as_json:
+        click.echo(json.dumps(the_plan.to_dict(), indent=2))
+    else:
+        for line in the_plan.lines():
+            click.echo(line)
+
+
+REGENERATE_HELP = ("Remake generative steps whose model or voice changed (they are refused "
+                   "otherwise); =BEAT[,BEAT] for those beats only.")
+
+
 @main.command()
 @click.argument("brief", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--candidates", type=click.IntRange(1, 64), default=None, help="Override candidates per beat.")
 @click.option("--backend", default="procedural", show_default=True, help="Keyframe backend.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (studio plan) and render nothing.")
+@click.option("--regenerate", is_flag=False, flag_value="all", default=None, help=REGENERATE_HELP)
+@click.option("--force", is_flag=True, help="Render even when --out already holds exactly this.")
 @click.option("--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("--log-json", is_flag=True, help="Machine logs: one JSON object per line on stderr.")
-def render(brief: Path, out: Path, candidates: int | None, backend: str, quiet: bool, log_json: bool) -> None:
-    """Render BRIEF into deliverables under --out."""
+def render(brief: Path, out: Path, candidates: int | None, backend: str, dry_run: bool, regenerate: str | None,
+           force: bool, quiet: bool, log_json: bool) -> None:
+    """Render BRIEF into deliverables under --out. Steps the records hold are reused; a
+    render of exactly what --out holds does nothing (--force renders anyway)."""
+    from studio.pipeline import plan as make_plan
     from studio.pipeline import render as run_render
     from studio.progress import make_reporter
 
+    if dry_run:
+        _print_plan(make_plan(brief, candidates=candidates, backend=backend, regenerate=_regenerate(regenerate),
+                              out_dir=out), log_json)
+        return
     reporter = make_reporter(quiet, log_json)
     try:
         with _sigterm_cancels():
-            ctx = run_render(brief, out, reporter=reporter, candidates=candidates, backend=backend)
+            ctx = run_render(brief, out, reporter=reporter, candidates=candidates, backend=backend,
+                             regenerate=_regenerate(regenerate), force=force)
     finally:
         reporter.close()
     if log_json:
+        return
+    if getattr(ctx, "up_to_date", None):
+        up = ctx.up_to_date
+        click.echo(f"up to date: {up['out']} holds run {up['run_id']} (v{up['version']:03d}), made from "
+                   "exactly this brief and these inputs; nothing rendered (--force renders anyway)")
         return
     if not quiet:
         click.echo(f"run {ctx.run_id}: {len(ctx.deliverables)} deliverables in {ctx.out_dir}")
@@ -95,6 +134,26 @@ def render(brief: Path, out: Path, candidates: int | None, backend: str, quiet: 
         click.echo(f"  manifest                   {ctx.out_dir / 'manifest.json'}")
     else:
         click.echo(str(ctx.out_dir))
+
+
+@main.command()
+@click.argument("brief", type=click.Path(path_type=Path))
+@click.option("--out", "out", default=None, type=click.Path(path_type=Path),
+              help="Also say whether this output folder is already up to date.")
+@click.option("--candidates", type=click.IntRange(1, 64), default=None, help="Override candidates per beat.")
+@click.option("--backend", default="procedural", show_default=True, help="Keyframe backend.")
+@click.option("--regenerate", is_flag=False, flag_value="all", default=None, help=REGENERATE_HELP)
+@click.option("--json", "as_json", is_flag=True)
+def plan(brief: Path, out: Path | None, candidates: int | None, backend: str, regenerate: str | None,
+         as_json: bool) -> None:
+    """What rendering BRIEF would run, and why: each cached step (voice, music, each beat's
+    candidates and clip, the mix and each channel's master and deliverable) is current,
+    runs (the input that changed, old and new) or is gated (a model or voice changed:
+    needs --regenerate), with its cost from earlier records. Starts no Ray or ffmpeg."""
+    from studio.pipeline import plan as make_plan
+
+    _print_plan(make_plan(brief, candidates=candidates, backend=backend, regenerate=_regenerate(regenerate),
+                          out_dir=out), as_json)
 
 
 def _engine() -> Any:

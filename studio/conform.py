@@ -13,18 +13,14 @@ from typing import Any
 
 from sqlmodel import Session
 
-from audio.mix import mix_stage
 from studio import db, lineage
 from studio.brief import Brief, edit_rate
 from studio.context import RunContext
 from studio.inspect import describe_run
-from studio.manifest import write_manifest
-from studio.pipeline import _prepare_out, _publish
+from studio.pipeline import prepare_out, publish, run_stages
 from studio.specs import Catalog
 from studio.store import Store
 from timelines.assemble import write_timeline
-from timelines.captions import captions_stage
-from timelines.deliver import conform_deliverables
 from timelines.roundtrip import is_stills_edit, map_edit, map_stills
 
 
@@ -65,7 +61,7 @@ def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, rep
     catalog = Catalog(settings.specs_dir, settings.styles_dir)
     kind = "stills" if stills else "edit"
     specs = [catalog.spec(n) for n in brief.channels if catalog.spec(n).kind == ("still" if stills else "video")]
-    work = _prepare_out(out_dir)
+    work = prepare_out(out_dir)
     new_id = db.new_id("run")
     try:
         with Session(engine) as s:
@@ -85,22 +81,18 @@ def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, rep
             parent_id, parent_version = parent.id, parent.version  # type: ignore[union-attr]
         write_timeline(ctx, edited_tl, kind, parent_id=parent_id, version=parent_version + 1)
         ctx.conform_of = conform_record(old["id"], edited, edited_tl, changes)
-        if not stills:
-            reporter.stage_start("mix", len(specs))
-            mix_stage(ctx)
-            reporter.stage_done("mix")
-        if brief.captions and not stills:
-            reporter.stage_start("captions", len(specs))
-            captions_stage(ctx)
-            reporter.stage_done("captions")
+        # The edit is keyed by the editor's file itself (its content, and the run it edits):
+        # the mix and the conform below are the pipeline's own stages, cached alike.
+        from studio.cache import key_of
+        from studio.store import sha256_file
+
+        edit_doc = {"edited": sha256_file(edited), "of": old["id"], "kind": kind}
+        ctx.recipes["timeline"] = {"edit": {"key": key_of("timeline", "edited", edit_doc), "doc": edit_doc}}
         for item in changes.get("not_conformed", []):
             at = f" at {item['at']}" if item.get("at") else ""
             reporter.warn(f"{edited}: {item['kind']} {item['name']!r}{at}: {item['what']}")
-        reporter.stage_start("conform", len(specs))
-        conform_deliverables(ctx)
-        reporter.stage_done("conform")
-        write_manifest(ctx)
-        _publish(work, out_dir)
+        run_stages(ctx, ["mix", "captions", "conform", "manifest"])
+        publish(work, out_dir)
         # Its edges point at the source run's renders and sound (settings["conform_of"]),
         # so a conformed deliverable traces back to the same seeds.
         lineage.record_run_edges(engine, new_id)

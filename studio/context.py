@@ -104,6 +104,13 @@ class RunContext:
     masters: dict[str, dict[str, Any]] = field(default_factory=dict)  # by spec: audio + loudness
     captions: dict[str, dict[str, Any]] = field(default_factory=dict)  # by spec: files, overlays
     warnings: list[str] = field(default_factory=list)
+    # Each cached step's action key and the content inputs it was made from, by stage and
+    # item (a shot, a channel, "spot"): recorded with the run, so `studio plan` can say
+    # which input changed since (studio.plan).
+    recipes: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # Starts (or joins) Ray the first time a stage has work for it: a render whose steps are
+    # all cached starts no Ray at all. The pipeline sets it; it keeps the CLI's SIGTERM handler.
+    start_ray: Callable[[], Any] = lambda: None
     cancelled: Callable[[], bool] = lambda: False
     # A conform of an editor's timeline: the run it came from and what the editor changed
     # (the manifest's ``conform_of``); its beats are the clips of the edited timeline.

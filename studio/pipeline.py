@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from audio import mix, soundtrack, voiceover
 from shots import clips, contact, generate, select
 from studio import __version__, actors, db, lineage, manifest, prompts
 from studio.brief import Brief, brief_problems, edit_rate, has_sound, load_brief
+from studio.cache import record_counts
 from studio.context import RunContext
 from studio.errors import ManyErrors, StudioError
 from studio.models import ModelRegistry
@@ -53,7 +55,7 @@ class Stage:
             "voice": sum(1 for b in ctx.brief.beats if b.narration.strip()) if ctx.voice and ctx.video_specs else 0,
             "music": 2 if ctx.video_specs else 0,
             "mix": len(ctx.video_specs),
-            "captions": len(ctx.video_specs) if ctx.brief.captions and ctx.voice_lines else 0,
+            "captions": len(ctx.video_specs) if ctx.brief.captions and ctx.sound.get("placed_lines") else 0,
             "candidates": beats * ctx.brief.candidates,
             "select": beats,
             "review": 1,
@@ -202,7 +204,7 @@ def check_out(out_dir: Path) -> None:
                 field="--out", source=src)
 
 
-def _prepare_out(out_dir: Path) -> Path:
+def prepare_out(out_dir: Path) -> Path:
     """Check the output folder up front and make the sibling work folder. Nothing lands
     in ``out_dir`` until the run is complete."""
     out_dir = out_dir.expanduser()
@@ -235,7 +237,7 @@ def _published_modes(work: Path) -> None:
         path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
 
 
-def _publish(work: Path, out_dir: Path) -> None:
+def publish(work: Path, out_dir: Path) -> None:
     """Swap the finished work folder into place; an older Studio output is replaced.
     The stage scratch goes first: it is never part of the output."""
     from studio.context import SCRATCH
@@ -305,22 +307,28 @@ def _keeping_sigterm(start: Callable[[Any], Any], settings: Settings) -> None:
         signal.signal(signal.SIGTERM, before)
 
 
-def render(
-    brief_path: str | Path,
-    out_dir: str | Path,
-    *,
-    settings: Settings | None = None,
-    reporter: Reporter | None = None,
-    candidates: int | None = None,
-    backend: str = "procedural",
-    backend_options: dict[str, Any] | None = None,
-) -> RunContext:
-    settings = settings or get_settings()
-    reporter = reporter or QuietReporter()
-    brief_path = Path(brief_path)
-    out_dir = Path(out_dir)
+@dataclass
+class Prepared:
+    """A brief checked and resolved against the catalog and registries: what a render and
+    a plan both start from."""
 
-    # Everything that can be wrong with the input is found before any work starts.
+    brief: Brief
+    brief_path: Path
+    brief_dir: Path
+    specs: list[ChannelSpec]
+    style: Any
+    catalog: Catalog
+    voice: Any
+    keyframe_model: Any
+    clip_model: Any
+    backend: str
+    backend_options: dict[str, Any]
+
+
+def prepare(brief_path: Path, settings: Settings, *, candidates: int | None = None, backend: str = "procedural",
+            backend_options: dict[str, Any] | None = None, out_dir: Path | None = None) -> Prepared:
+    """Everything that can be wrong with the input, found before any work starts: the
+    brief, its channels, style, models and voice, and the output folder, in one pass."""
     brief, brief_dir = load_brief(brief_path)
     if candidates is not None:
         brief = brief.model_copy(update={"candidates": candidates})
@@ -330,12 +338,12 @@ def render(
     from audio.voices import VoiceRegistry
 
     voices = VoiceRegistry(settings.voices_dir)
-    # One pass over everything the user can fix: the brief and the output folder.
     problems: list[StudioError] = []
-    try:
-        check_out(out_dir)
-    except StudioError as e:
-        problems.append(e)
+    if out_dir is not None:
+        try:
+            check_out(out_dir)
+        except StudioError as e:
+            problems.append(e)
     try:
         specs = check_brief(brief, catalog, brief_dir, source=str(brief_path), registry=registry,
                             voices=voices, settings=settings)
@@ -344,27 +352,165 @@ def render(
     if problems:
         raise ManyErrors(problems)
     voice = choose_voice(brief, voices) if any(s.kind == "video" for s in specs) else None
-    style = catalog.style(brief.style_pack)
     keyframe_model = registry.get(brief.keyframe_model) if brief.keyframe_model else None
     clip_model = registry.get(brief.clip_model) if brief.clip_model else None
     if keyframe_model is not None:
         backend = keyframe_model.backend
         backend_options = {"model": keyframe_model.dump(), "device": settings.model_device}
-    work = _prepare_out(out_dir)
+    return Prepared(brief, brief_path, brief_dir, specs, catalog.style(brief.style_pack), catalog, voice,
+                    keyframe_model, clip_model, backend, backend_options or {})
 
-    from studio.ray_runtime import ensure_ray
 
+def _context(prep: Prepared, settings: Settings, engine: Any, reporter: Reporter, *, run_id: str,
+             brief_version_id: int, version: int, out_dir: Path, work_dir: Path) -> RunContext:
+    km = prep.keyframe_model
+    return RunContext(
+        run_id=run_id, brief=prep.brief, brief_path=prep.brief_path, brief_dir=prep.brief_dir,
+        brief_version_id=brief_version_id, version=version, specs=prep.specs, style=prep.style,
+        catalog=prep.catalog, settings=settings, store=Store(settings.store_root), engine=engine,
+        reporter=reporter, out_dir=out_dir, work_dir=work_dir, edit_rate=edit_rate(prep.brief, prep.specs),
+        master_size=(km.width, km.height) if km else master_size(prep.specs),
+        backend=prep.backend, backend_options=prep.backend_options,
+        keyframe_model=km, clip_model=prep.clip_model, voice=prep.voice,
+    )
+
+
+def plan(brief_path: str | Path, *, settings: Settings | None = None, candidates: int | None = None,
+         backend: str = "procedural", backend_options: dict[str, Any] | None = None,
+         regenerate: bool | set[str] = False, out_dir: str | Path | None = None) -> Any:
+    """`studio plan`: what rendering ``brief_path`` would run and why (studio.plan). Starts
+    no Ray and no ffmpeg and records nothing (the database is created if it is new)."""
+    from studio.plan import make_plan, planning_dir
+
+    settings = settings or get_settings()
+    prep = prepare(Path(brief_path), settings, candidates=candidates, backend=backend,
+                   backend_options=backend_options)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = db.make_engine(settings.db_url)
+    try:
+        db.init_db(engine)
+        ctx = _context(prep, settings, engine, QuietReporter(), run_id="plan", brief_version_id=0, version=0,
+                       out_dir=Path(out_dir or planning_dir()).resolve(), work_dir=planning_dir())
+        result = make_plan(ctx, regenerate)
+        if out_dir is not None:
+            result.up_to_date = up_to_date(engine, prep, settings, result, Path(out_dir))
+        return result
+    finally:
+        engine.dispose()
+
+
+def up_to_date(engine: Any, prep: Prepared, settings: Settings, the_plan: Any, out_dir: Path) -> dict[str, Any] | None:
+    """The published run ``out_dir`` holds, when it is exactly what this render would make:
+    every cached step current with the keys that run recorded, the same brief content,
+    stage code and settings, and the folder as its manifest lists it (every file there,
+    same size and sha256). None otherwise."""
+    import json
+
+    from sqlmodel import Session, select
+
+    from studio.store import sha256_file
+
+    if the_plan.running():
+        return None
+    out = out_dir.expanduser().resolve()
+    manifest_path = out / "manifest.json"
+    if not manifest_path.is_file():
+        return None
+    with Session(engine) as s:
+        run = s.exec(select(db.Run).where(db.Run.out_dir == str(out), db.Run.status == "succeeded")
+                     .order_by(db.Run.started_at.desc())).first()  # type: ignore[attr-defined]
+        bv = s.get(db.BriefVersion, run.brief_version_id) if run is not None else None
+    if run is None or bv is None or bv.sha256 != prep.brief.content_hash():
+        return None
+    rs = run.settings or {}
+    if (rs.get("code_versions") != code_versions() or rs.get("backend") != prep.backend
+            or rs.get("x264_preset") != settings.x264_preset):
+        return None
+    recorded = rs.get("recipes") or {}
+    for step in the_plan.steps:
+        if (recorded.get(step.stage, {}).get(step.item) or {}).get("key") != step.key:
+            return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("run_id") != run.id:
+            return None
+        for f in manifest.get("files", []):
+            path = out / f["path"]
+            if not path.is_file() or path.stat().st_size != f["size"] or sha256_file(path) != f["sha256"]:
+                return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {"run_id": run.id, "out": str(out), "version": int(manifest.get("version") or 0)}
+
+
+class Gated(StudioError):
+    """Generative steps whose model or voice changed, refused without --regenerate."""
+
+
+def _gate(the_plan: Any, brief_path: Path) -> None:
+    gated = the_plan.gated()
+    if not gated:
+        return
+    what = "; ".join(f"{s.stage} {s.item} ({s.why[0] if s.why else 'changed'})" for s in gated[:6])
+    beats = sorted({s.item for s in gated})
+    raise Gated(f"{len(gated)} generative step(s) would be made again because their model or voice "
+                f"changed: {what}", stage=gated[0].stage, field="--regenerate", source=str(brief_path),
+                fix=f"`studio plan {brief_path}` lists them; render with --regenerate to spend the GPU time "
+                f"(or --regenerate {','.join(beats)} for those beats only)")
+
+
+def render(
+    brief_path: str | Path,
+    out_dir: str | Path,
+    *,
+    settings: Settings | None = None,
+    reporter: Reporter | None = None,
+    candidates: int | None = None,
+    backend: str = "procedural",
+    backend_options: dict[str, Any] | None = None,
+    regenerate: bool | set[str] = False,
+    force: bool = False,
+) -> Any:
+    """Render ``brief_path`` into ``out_dir``; returns the run's RunContext, or, when
+    ``out_dir`` already holds exactly what this render would make (and not ``force``),
+    the plan with ``up_to_date`` set: nothing runs, nothing is recorded. Generative steps
+    whose model or voice changed need ``regenerate`` (True, or the beats to remake)."""
+    from studio.plan import make_plan, planning_dir
+
+    settings = settings or get_settings()
+    reporter = reporter or QuietReporter()
+    brief_path = Path(brief_path)
+    out_dir = Path(out_dir)
+    prep = prepare(brief_path, settings, candidates=candidates, backend=backend,
+                   backend_options=backend_options, out_dir=out_dir)
+    brief = prep.brief
     settings.home.mkdir(parents=True, exist_ok=True)
     engine = db.make_engine(settings.db_url)
     db.init_db(engine)
-    _clean_after_killed_runs(engine, out_dir, work, Store(settings.store_root))
+    try:
+        _clean_after_killed_runs(engine, out_dir, Path("/nonexistent"), Store(settings.store_root))
+        # What would run, computed from the records alone (no Ray, no ffmpeg): a render of
+        # something already in --out stops here; a changed model or voice needs consent.
+        the_plan = make_plan(_context(prep, settings, engine, QuietReporter(), run_id="plan", brief_version_id=0,
+                                      version=0, out_dir=out_dir.resolve(), work_dir=planning_dir()), regenerate)
+        if not force:
+            the_plan.up_to_date = up_to_date(engine, prep, settings, the_plan, out_dir)
+            if the_plan.up_to_date:
+                reporter.event("up_to_date", **the_plan.up_to_date)
+                return the_plan
+        _gate(the_plan, brief_path)
+    except BaseException:
+        engine.dispose()
+        raise
+    work = prepare_out(out_dir)
+    from studio.ray_runtime import ensure_ray
+
     run_id = db.new_id("run")
     ctx: RunContext | None = None
     # The stages' Ray actors are this run's (studio.actors): named for it, and any still
     # alive when the run ends, however it ends, are killed then.
     run_actors = actors.enter_run(run_id)
     try:
-        _keeping_sigterm(ensure_ray, settings)
         from sqlmodel import Session
 
         with Session(engine) as s:
@@ -374,34 +520,22 @@ def render(
                                  str(brief_path.resolve()))
             s.add(db.Run(id=run_id, brief_version_id=bv.id, out_dir=str(out_dir.resolve()),  # type: ignore[arg-type]
                          code_version=__version__,
-                         settings={"backend": backend, "code_versions": code_versions(),
+                         settings={"backend": prep.backend, "code_versions": code_versions(),
                                    "x264_preset": settings.x264_preset,
                                    # who runs it (a killed run is found out) and where it works
                                    **db.process_record(), "work": str(work)}))
             s.commit()
             bv_id = bv.id
             version = db.run_number(s, bv)
-        ctx = RunContext(
-            run_id=run_id, brief=brief, brief_path=brief_path, brief_dir=brief_dir,
-            brief_version_id=bv_id, version=version, specs=specs, style=style,  # type: ignore[arg-type]
-            catalog=catalog, settings=settings, store=Store(settings.store_root), engine=engine,
-            reporter=reporter, out_dir=out_dir.resolve(), work_dir=work,
-            edit_rate=edit_rate(brief, specs),
-            master_size=(keyframe_model.width, keyframe_model.height) if keyframe_model else master_size(specs),
-            backend=backend, backend_options=backend_options or {},
-            keyframe_model=keyframe_model, clip_model=clip_model, voice=voice,
-        )
+        ctx = _context(prep, settings, engine, reporter, run_id=run_id, brief_version_id=bv_id,  # type: ignore[arg-type]
+                       version=version, out_dir=out_dir.resolve(), work_dir=work)
+        # Ray starts when a stage first has work for it: a render of cached steps starts none.
+        ctx.start_ray = lambda: _keeping_sigterm(ensure_ray, settings)
         reporter.event("run_start", run_id=run_id, brief=str(brief_path), out=str(out_dir))
-        for stage in STAGES:
-            total = stage.total(ctx)
-            if total == 0:
-                continue
-            reporter.stage_start(stage.name, total)
-            counts = stage.run(ctx)
-            reporter.stage_done(stage.name, **(counts if isinstance(counts, dict) else {}))
+        run_stages(ctx, [s.name for s in STAGES])
         # Edges before publishing: a run whose records could not be completed publishes nothing.
         lineage.record_run_edges(engine, run_id)  # what each deliverable was made from
-        _publish(work, out_dir)
+        publish(work, out_dir)
         db.finish_run(engine, run_id)
         reporter.event("run_done", run_id=run_id, out=str(out_dir))
         return ctx
@@ -416,3 +550,39 @@ def render(
     finally:
         actors.leave_run(run_actors)
         engine.dispose()
+
+
+def run_stages(ctx: RunContext, names: list[str]) -> None:
+    """Run the named stages, in pipeline order, on ``ctx``: each reported, timed, its cache
+    counts and step recipes recorded with the run. A render runs all of them; the editor
+    round trip (studio.conform) runs the mix, captions, conform and manifest of an edit."""
+    timings: dict[str, float] = {}
+    for stage in STAGES:
+        if stage.name not in names:
+            continue
+        total = stage.total(ctx)
+        if total == 0:
+            continue
+        ctx.reporter.stage_start(stage.name, total)
+        started = time.monotonic()
+        counts = stage.run(ctx)
+        timings[stage.name] = round(time.monotonic() - started, 3)
+        counts = counts if isinstance(counts, dict) else {}
+        if counts:
+            record_counts(ctx.engine, ctx.run_id, stage.name, **counts)
+        _record_recipes(ctx.engine, ctx.run_id, ctx.recipes, timings)
+        ctx.reporter.stage_done(stage.name, **counts)
+
+
+def _record_recipes(engine: Any, run_id: str, recipes: dict[str, Any], timings: dict[str, float]) -> None:
+    """The run's step keys and content inputs so far, and each stage's wall time: what
+    `studio plan` compares a later brief with and estimates from."""
+    from sqlmodel import Session
+
+    with Session(engine) as s:
+        run = s.get(db.Run, run_id)
+        if run is None:
+            return
+        run.settings = {**run.settings, "recipes": recipes, "timings": dict(timings)}
+        s.add(run)
+        s.commit()

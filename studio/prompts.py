@@ -284,8 +284,29 @@ def planned_beats(brief: Brief, specs: list[ChannelSpec]) -> list[Beat]:
 
 def plan_shots(ctx: Any) -> None:
     """Stage ``prompts``: one shot per planned beat (``planned_beats``), each with its
-    prompt record and seeds. ``position`` stays the beat's place in the brief."""
+    prompt record and seeds, recorded. ``position`` stays the beat's place in the brief."""
     from studio import db
+
+    shots, _ = compile_shots(ctx, keep=ctx.store.put_file)
+    with ctx.session() as s:
+        for shot in shots:
+            if s.get(db.PromptRecordRow, shot.prompt_hash) is None:
+                s.add(db.PromptRecordRow(hash=shot.prompt_hash, beat_id=shot.beat_id, document=shot.prompt))
+            ctx.shots.append(shot)
+            s.add(db.Shot(
+                id=shot.shot_id, run_id=ctx.run_id, beat_id=shot.beat_id,
+                kind="video" if ctx.video_specs else "still", position=shot.position,
+                duration=shot.duration, rate=f"{ctx.edit_rate.numerator}/{ctx.edit_rate.denominator}",
+                frames=shot.frames, handles=shot.handles, focus_x=shot.focus[0], focus_y=shot.focus[1],
+                prompt_hash=shot.prompt_hash,
+            ))
+            ctx.reporter.advance("prompts", shot=shot.beat_id)
+
+
+def compile_shots(ctx: Any, keep: Any) -> tuple[list[Any], list[PromptRecord]]:
+    """The shots of ``ctx.brief`` and their prompt records, recording nothing: `studio
+    plan` compiles them too. ``keep(path)`` returns the reference image's MediaRef (the
+    stage puts it in the store; the plan only hashes it)."""
     from studio.context import ShotPlan
     from studio.tokens import budget_for
 
@@ -293,48 +314,37 @@ def plan_shots(ctx: Any) -> None:
     planned = {b.id for b in planned_beats(brief, ctx.specs)}
     # Fitted to the keyframe model's tokenizer; the procedural backend has none.
     budget = budget_for(ctx.keyframe_model) if ctx.keyframe_model is not None else None
-    with ctx.session() as s:
-        for pos, beat in enumerate(brief.beats):
-            if beat.id not in planned:
-                continue
-            refs = []
-            for ref in beat.reference_images + [
-                r for c in brief.characters if c.id in beat.characters for r in c.reference_images
-            ]:
-                # Checked again at the copy, not only at the brief check: a link swapped in
-                # between must not carry a file from outside the allowed folders into the store.
-                path = resolve_asset(ref, ctx.brief_dir, field="reference_images", kind="image",
-                                     settings=ctx.settings, source=str(ctx.brief_path), stage="prompts")
-                refs.append(ctx.store.put_file(path).sha256)
-            record = compile_prompt(brief, beat, ctx.style, ctx.specs, refs, budget)
-            if record.budget and record.budget["cut"]:
-                ctx.warn(f"beat {beat.id}: the prompt is {record.budget['wanted']} tokens, "
-                         f"model {ctx.keyframe_model.id!r} reads {record.budget['max_tokens']}; left out: "
-                         + "; ".join(f"{c['field']} ({c['text']!r})" for c in record.budget["cut"]))
-            doc = record.canonical()
-            h = record.hash
-            if s.get(db.PromptRecordRow, h) is None:
-                s.add(db.PromptRecordRow(hash=h, beat_id=beat.id, document=doc))
-            frames = max(1, round(beat.duration * ctx.edit_rate))
-            shot = ShotPlan(
-                shot_id=f"{ctx.run_id}-{beat.id}",
-                beat_id=beat.id,
-                position=pos,
-                duration=beat.duration,
-                frames=frames,
-                handles=brief.handles,
-                prompt=doc,
-                prompt_hash=h,
-                focus=tuple(record.composition.focus),  # type: ignore[arg-type]
-                camera=record.camera,
-                seeds=candidate_seeds(brief.base_seed, beat.id, brief.candidates),
-            )
-            ctx.shots.append(shot)
-            s.add(db.Shot(
-                id=shot.shot_id, run_id=ctx.run_id, beat_id=beat.id,
-                kind="video" if ctx.video_specs else "still", position=pos,
-                duration=beat.duration, rate=f"{ctx.edit_rate.numerator}/{ctx.edit_rate.denominator}",
-                frames=frames, handles=brief.handles, focus_x=shot.focus[0], focus_y=shot.focus[1],
-                prompt_hash=h,
-            ))
-            ctx.reporter.advance("prompts", shot=beat.id)
+    shots, records = [], []
+    for pos, beat in enumerate(brief.beats):
+        if beat.id not in planned:
+            continue
+        refs = []
+        for ref in beat.reference_images + [
+            r for c in brief.characters if c.id in beat.characters for r in c.reference_images
+        ]:
+            # Checked again at the copy, not only at the brief check: a link swapped in
+            # between must not carry a file from outside the allowed folders into the store.
+            path = resolve_asset(ref, ctx.brief_dir, field="reference_images", kind="image",
+                                 settings=ctx.settings, source=str(ctx.brief_path), stage="prompts")
+            refs.append(keep(path).sha256)
+        record = compile_prompt(brief, beat, ctx.style, ctx.specs, refs, budget)
+        if record.budget and record.budget["cut"]:
+            ctx.warn(f"beat {beat.id}: the prompt is {record.budget['wanted']} tokens, "
+                     f"model {ctx.keyframe_model.id!r} reads {record.budget['max_tokens']}; left out: "
+                     + "; ".join(f"{c['field']} ({c['text']!r})" for c in record.budget["cut"]))
+        frames = max(1, round(beat.duration * ctx.edit_rate))
+        shots.append(ShotPlan(
+            shot_id=f"{ctx.run_id}-{beat.id}",
+            beat_id=beat.id,
+            position=pos,
+            duration=beat.duration,
+            frames=frames,
+            handles=brief.handles,
+            prompt=record.canonical(),
+            prompt_hash=record.hash,
+            focus=tuple(record.composition.focus),  # type: ignore[arg-type]
+            camera=record.camera,
+            seeds=candidate_seeds(brief.base_seed, beat.id, brief.candidates),
+        ))
+        records.append(record)
+    return shots, records

@@ -2,15 +2,36 @@
 
 The local one binds to 127.0.0.1, sends no usage stats and starts no dashboard unless
 asked (job submission needs it; see cluster/README.md). Nothing here runs at import.
+
+A local Ray is made of this process's children and grandchildren (GCS, raylet, the
+raylet's dashboard and runtime-env agents, workers, whatever workers start). Ray ties the
+GCS and raylet to the driver (parent-death signal), but when the driver is killed outright
+(SIGKILL, out of memory) the raylet's two agents notice the raylet is gone and then spend
+60 s trying to report it to the GCS, which is gone too (``publish_error`` with a fixed 60 s
+timeout in ``ray/_private/process_watcher.py``). So a local Ray gets a watcher: a small
+process that waits for the driver's end of a pipe to close and then kills what is left of
+that Ray session. It never touches a cluster this process only connected to.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from studio.settings import Settings
+if TYPE_CHECKING:
+    from studio.settings import Settings
+
+# Every process a local Ray starts inherits this variable from the driver (workers too: the
+# raylet passes its environment on), and so do their children, ffmpeg included.
+SESSION_ENV = "STUDIO_RAY_SESSION"
+_watcher: subprocess.Popen[bytes] | None = None
 
 
 def ensure_ray(settings: Settings) -> dict[str, Any]:
@@ -31,6 +52,7 @@ def ensure_ray(settings: Settings) -> dict[str, Any]:
         # Python logging; they are Ray's business, not the user's (STUDIO_RAY_LOGS=1 shows them).
         logging.getLogger("ray").setLevel(logging.ERROR)
     if address:
+        # A cluster someone else runs: no watcher, nothing of it is ever ours to stop.
         ray.init(address=address, log_to_driver=settings.ray_logs)
         return {"address": address, "local": False}
     kwargs: dict[str, Any] = dict(
@@ -42,7 +64,12 @@ def ensure_ray(settings: Settings) -> dict[str, Any]:
         kwargs["dashboard_host"] = "127.0.0.1"
     if settings.ray_num_cpus:
         kwargs["num_cpus"] = settings.ray_num_cpus
+    # The watcher starts first, so a driver killed during ray.init leaves nothing either.
+    _watch_local_ray()
     ray.init(**kwargs)
+    session = _started_session_dir()
+    if session is not None:
+        _tell_watcher(session)
     return {"address": "local", "local": True}
 
 
@@ -50,3 +77,104 @@ def cluster_cpus() -> int:
     import ray
 
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+# -- the watcher -------------------------------------------------------------------------
+
+
+def _watch_local_ray() -> None:
+    """Start this process's watcher once (Linux; elsewhere there is no /proc to read)."""
+    global _watcher
+    if _watcher is not None or not Path("/proc/self/environ").exists():
+        return
+    # A new token per driver, even when one was inherited: this driver's Ray is its own.
+    os.environ[SESSION_ENV] = uuid.uuid4().hex
+    # The watcher imports this module however this process found it (an install or a checkout).
+    here = str(Path(__file__).resolve().parent.parent)
+    path = [here, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != here)]
+    # Its own session: a Ctrl-C at the terminal (the foreground process group) must not stop
+    # it before the driver has shut Ray down. The pipe's write end stays in this process only
+    # (Python makes it non-inheritable), so its closing means this process is gone.
+    _watcher = subprocess.Popen(
+        [sys.executable, "-c", "from studio.ray_runtime import _watch; _watch()", os.environ[SESSION_ENV]],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(path)},
+    )
+
+
+def _started_session_dir() -> str | None:
+    """The session folder of the Ray node this process started, or None when ray.init
+    joined an instance that was already running (a `ray start` on this machine)."""
+    import ray
+
+    try:  # private API; without it the token alone still finds the session's processes
+        node = ray._private.worker._global_node
+        if node is None or not node.head:  # joined, not started: never ours to stop
+            return None
+        return os.path.realpath(node.get_session_dir_path())
+    except AttributeError:
+        return None
+
+
+def _tell_watcher(session: str) -> None:
+    if _watcher is None or _watcher.stdin is None:
+        return
+    try:
+        _watcher.stdin.write(f"session {session}\n".encode())
+        _watcher.stdin.flush()
+    except OSError:
+        pass
+
+
+def _ours(pid: int, token: bytes, sessions: list[str]) -> bool:
+    """A process of the dead driver's Ray: it carries the token in its environment, or its
+    stdout/stderr go to the session's log folder (Ray's agents overwrite their environment
+    with their process title, so the token alone misses them)."""
+    proc = Path("/proc", str(pid))
+    try:
+        if token in (proc / "environ").read_bytes().split(b"\0"):
+            return True
+    except OSError:
+        pass
+    for fd in ("1", "2"):
+        try:
+            target = os.readlink(proc / "fd" / fd)
+        except OSError:
+            continue
+        if any(target.startswith(s + os.sep) for s in sessions):
+            return True
+    return False
+
+
+def _kill_leftovers(token: bytes, sessions: list[str]) -> list[int]:
+    me = os.getpid()
+    killed = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        pid = int(entry.name)
+        if _ours(pid, token, sessions):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except OSError:
+                pass
+    return killed
+
+
+def _watch() -> None:
+    """The watcher's main: wait for the driver's pipe to close, then kill what is left."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    token = f"{SESSION_ENV}={sys.argv[1]}".encode()
+    sessions: list[str] = []
+    for line in sys.stdin.buffer:  # ends when the driver exits, however it exits
+        kind, _, value = line.decode().strip().partition(" ")
+        if kind == "session" and value:
+            sessions.append(value)
+    # After a normal exit ray.shutdown has stopped everything and this finds nothing. Kill
+    # until a scan comes back empty twice: a dying raylet may still have started a worker.
+    empty, deadline = 0, time.monotonic() + 30
+    while empty < 2 and time.monotonic() < deadline:
+        empty = 0 if _kill_leftovers(token, sessions) else empty + 1
+        time.sleep(0.2)

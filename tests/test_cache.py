@@ -244,8 +244,9 @@ def test_a_second_render_reuses_everything_and_an_edited_beat_alone_is_made_agai
     assert second.done["clips"] == {"reused": 2, "made": 0}
     (c1, r1), cache1 = _rows(settings, ctx1.run_id)
     (c2, r2), cache2 = _rows(settings, ctx2.run_id)
-    assert cache1 == {"candidates": {"reused": 0, "made": 4}, "clips": {"reused": 0, "made": 2}}
-    assert cache2 == {"candidates": {"reused": 4, "made": 0}, "clips": {"reused": 2, "made": 0}}
+    made = {"music": 1, "mix": 1, "conform": 1, "candidates": 4, "clips": 2}
+    assert cache1 == {k: {"reused": 0, "made": n} for k, n in made.items()}
+    assert cache2 == {k: {"reused": n, "made": 0} for k, n in made.items()}
     # its own rows, the same media, each saying which run made it
     assert [c[:3] for c in c2] == [c[:3] for c in c1] and len(c2) == 4
     assert all(c[3] is None for c in c1) and all(c[3] == ctx1.run_id for c in c2)

@@ -115,7 +115,7 @@ def test_publish_failure_keeps_the_finished_work(tmp_path: Path) -> None:
     import shutil
     import tempfile
 
-    from studio.pipeline import PublishError, _publish
+    from studio.pipeline import PublishError, publish
 
     if os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
         pytest.skip("/dev/shm is on the same filesystem as the test folder")
@@ -126,7 +126,7 @@ def test_publish_failure_keeps_the_finished_work(tmp_path: Path) -> None:
     (out / "manifest.json").write_text('{"old": true}')
     try:
         with pytest.raises(PublishError) as e:
-            _publish(work, out)
+            publish(work, out)
         assert f"the finished output is kept in {work}" in str(e.value)
         assert (work / "manifest.json").read_text() == '{"new": true}'
         assert (out / "manifest.json").read_text() == '{"old": true}'

@@ -82,9 +82,9 @@ def test_manifest_files_validate_against_the_schema(demo_run) -> None:
 
 
 def test_scratch_is_removed_before_publishing(tmp_path: Path) -> None:
-    """``_publish`` alone: a work folder with scratch and owner-only modes comes out clean."""
+    """``publish`` alone: a work folder with scratch and owner-only modes comes out clean."""
     from studio.context import SCRATCH
-    from studio.pipeline import _publish
+    from studio.pipeline import publish
 
     work = tmp_path / ".out.partial-x"
     work.mkdir(mode=0o700)
@@ -97,7 +97,7 @@ def test_scratch_is_removed_before_publishing(tmp_path: Path) -> None:
     out = tmp_path / "out"
     mask = os.umask(0o022)
     try:
-        _publish(work, out)
+        publish(work, out)
     finally:
         os.umask(mask)
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["deliverables", "deliverables/a.mp4"]

@@ -208,8 +208,31 @@ def write_timeline(ctx: RunContext, tl: otio.schema.Timeline, kind: str, *,
     }
 
 
+def edit_recipe(shots: list[Any], masters: dict[str, str], stems: dict[str, str],
+                lines: list[dict[str, Any]], rate: Fraction) -> dict[str, Any]:
+    """What the edit is, as content: each cut (beat, length, handles, focus, the master's
+    sha256), the edit rate, and the sound laid on it (the stems' and voice lines' sha256 and
+    places). The mix and the conform are keyed by it (studio.cache), and `studio plan`
+    computes it from cached outputs alone; an editor's timeline is keyed by its own
+    content instead (studio.conform)."""
+    return {
+        "timeline": CODE_VERSION, "rate": f"{rate.numerator}/{rate.denominator}",
+        "cuts": [{"beat": sh.beat_id, "frames": sh.frames, "handles": sh.handles, "focus": list(sh.focus),
+                  "master": masters.get(sh.shot_id)} for sh in shots],
+        "stems": dict(sorted(stems.items())),
+        "lines": [{"beat": ln["beat"], "sha256": ln["sha256"], "start": ln["start"]} for ln in lines],
+    }
+
+
 def assemble_timelines(ctx: RunContext) -> None:
     if ctx.video_specs:
+        doc = edit_recipe(ctx.shots, {k: c.media.sha256 for k, c in ctx.clips.items()},
+                          {k: v.sha256 for k, v in ctx.stems.items()},
+                          [{"beat": ln["beat"], "sha256": ln["ref"].sha256, "start": ln["start"]}
+                           for ln in ctx.voice_lines], ctx.edit_rate)
+        from studio.cache import key_of
+
+        ctx.recipes["timeline"] = {"edit": {"key": key_of("timeline", CODE_VERSION, doc), "doc": doc}}
         write_timeline(ctx, build_edit(ctx), "edit")
         ctx.reporter.advance("timeline")
     if ctx.still_specs:

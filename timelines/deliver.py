@@ -8,6 +8,7 @@ the manifest and database carry the measured figures, not the requested ones.
 from __future__ import annotations
 
 import os
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import opentimelineio as otio
 
 from studio import db
+from studio.cache import file_digest, key_of
 from studio.context import RunContext
 from studio.errors import StageError
 from studio.media import url_to_path
@@ -57,18 +59,29 @@ def conform_clips(timeline_path: Path) -> list[Any]:
     return out
 
 
-def _record(ctx: RunContext, spec: ChannelSpec, path: Path, timeline_id: str | None,
-            params: dict[str, Any]) -> None:
+def measured(path: Path) -> dict[str, Any]:
+    """What ffprobe says of a deliverable (size, rate, duration, codec) and its sha256:
+    recorded with the conform's action, so a reused deliverable is recorded without
+    probing it again."""
     from timelines.conform import probe
 
     info = probe(path)
-    sha = sha256_file(path)
-    final = ctx.out_dir / path.relative_to(ctx.work_dir)
     fps = info.get("fps")
+    return {"width": info["width"], "height": info["height"], "codec": info.get("codec"),
+            "fps": f"{fps.numerator}/{fps.denominator}" if fps else None,
+            "duration": float(info["duration"]) if info.get("duration") is not None else None,
+            "sha256": sha256_file(path)}
+
+
+def _record(ctx: RunContext, spec: ChannelSpec, path: Path, timeline_id: str | None,
+            params: dict[str, Any], info: dict[str, Any] | None = None) -> None:
+    info = info or measured(path)
+    sha = info["sha256"]
+    final = ctx.out_dir / path.relative_to(ctx.work_dir)
     entry = {
         "spec": spec.name, "kind": spec.kind, "path": str(path.relative_to(ctx.work_dir)),
         "sha256": sha, "width": info["width"], "height": info["height"],
-        "fps": f"{fps.numerator}/{fps.denominator}" if spec.kind == "video" and fps else None,
+        "fps": info["fps"] if spec.kind == "video" else None,
         "duration": round(float(info["duration"]), 4) if spec.kind == "video" else None,
         "size": path.stat().st_size, "codec": info.get("codec"),
     }
@@ -158,8 +171,26 @@ def _finishing_record(params: dict[str, Any], grades: list[dict[str, Any] | None
         params["finishing"]["luts"] = [{"lut": p, "lut_sha256": h} for p, h in sorted(luts)]
 
 
-def conform_deliverables(ctx: RunContext) -> None:
+def conform_recipe(edit_key: str, spec: ChannelSpec, *, lut_sha: str | None, grain: float, sharpen: float,
+                   preset: str, master: str | None, captions: dict[str, Any], graph: str) -> dict[str, Any]:
+    """A video deliverable's content inputs: the edit (timelines.assemble.edit_recipe), the
+    spec, the finishing, the encoder preset, the channel's audio master and the captions
+    settings. What its action key is made from; `studio plan` computes the same."""
+    return {"edit": edit_key, "spec": spec.model_dump(mode="json", by_alias=True),
+            "finishing": {"lut": lut_sha, "grain": grain, "sharpen": sharpen}, "preset": preset,
+            "master": master, "captions": captions, "graph": graph}
+
+
+def _jsonable_params(params: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    return json.loads(json.dumps(params, default=str))
+
+
+def conform_deliverables(ctx: RunContext) -> dict[str, int]:
     from timelines.conform import VideoJob, conform_still, conform_videos
+
+    counts = {"reused": 0, "made": 0}
 
     finishing = ctx.style.finishing
     lut = ctx.catalog.lut_path(ctx.style)
@@ -171,14 +202,42 @@ def conform_deliverables(ctx: RunContext) -> None:
         # edit conformed again) carry no grade: those still get the LUT here.
         grades = clip_grades(ctx, tl["path"])
         conform_lut = lut if not any(grades) else None
+        from studio.cache import ActionCache, materialize
+        from timelines.captions import CODE_VERSION as CAPTIONS_VERSION
+        from timelines.conform import CODE_VERSION as GRAPH_VERSION
+
+        cache = ActionCache(ctx.engine, ctx.store)
+        edit = ctx.recipes.get("timeline", {}).get("edit")
         jobs: list[VideoJob] = []
+        keys: dict[str, str] = {}
         for spec in ctx.video_specs:
             master = ctx.masters.get(spec.name)
-            jobs.append(VideoJob(
+            job = VideoJob(
                 spec=spec, out=ctx.work_dir / "deliverables" / spec.name / f"{ctx.file_stem(spec.name)}.mp4",
                 audio=ctx.store.path(master["ref"]) if master else None, audio_copy=master is not None,
-                overlays=ctx.captions.get(spec.name, {}).get("overlays", [])))
+                overlays=ctx.captions.get(spec.name, {}).get("overlays", []))
+            if edit is not None:
+                doc = conform_recipe(
+                    edit["key"], spec, lut_sha=file_digest(lut) if lut else None, grain=finishing.grain,
+                    sharpen=finishing.sharpen, preset=ctx.settings.x264_preset,
+                    master=ctx.recipes.get("mix", {}).get(spec.name, {}).get("key"),
+                    captions={"code_version": CAPTIONS_VERSION, "on": ctx.brief.captions},
+                    graph=GRAPH_VERSION)
+                key = key_of("conform", CODE_VERSION, doc)
+                ctx.recipes.setdefault("conform", {})[spec.name] = {"key": key, "doc": doc}
+                hit = cache.get(key)
+                if hit is not None:
+                    # The same edit, spec, finishing and sound made this file before: copied
+                    # from the store and recorded, no ffmpeg.
+                    materialize(ctx.store, hit.outputs["file"], job.out)
+                    params = {**hit.outputs["params"], "reused_from": hit.run_id}
+                    _record(ctx, spec, job.out, tl["id"], params, info=hit.outputs["info"])
+                    ctx.reporter.advance("conform", spec=spec.name)
+                    continue
+                keys[spec.name] = key
+            jobs.append(job)
         last = [0.0]
+        started = time.monotonic()
 
         # Segmented: an ffmpeg process per cut encodes its segment for every video spec
         # (kept in the store, so an edit that changes one shot re-encodes only that shot),
@@ -187,13 +246,14 @@ def conform_deliverables(ctx: RunContext) -> None:
         # cuts (cuts_per_process) saves process starts on tiny cuts but costs an x264
         # instance's memory per cut and saved no time at 720p (bench/bench_segments.py).
         def progress(frac: float) -> None:
-            for spec in ctx.video_specs:
-                ctx.reporter.advance("conform", amount=max(0.0, frac - last[0]), spec=spec.name)
+            for job in jobs:
+                ctx.reporter.advance("conform", amount=max(0.0, frac - last[0]), spec=job.spec.name)
             last[0] = frac
 
         records = conform_videos(clips, jobs, preset=ctx.settings.x264_preset, lut=conform_lut,
                                  grain=finishing.grain, sharpen=finishing.sharpen, progress=progress,
-                                 store=ctx.store, workers=min(2, os.cpu_count() or 1))
+                                 store=ctx.store, workers=min(2, os.cpu_count() or 1)) if jobs else []
+        seconds = (time.monotonic() - started) / max(1, len(jobs))
         for job, params in zip(jobs, records, strict=True):
             ctx.reporter.advance("conform", amount=max(0.0, 1.0 - last[0]), spec=job.spec.name)
             _finishing_record(params, grades)
@@ -206,7 +266,14 @@ def conform_deliverables(ctx: RunContext) -> None:
             caps = ctx.captions.get(job.spec.name, {})
             if caps:
                 params["captions"] = {k: v for k, v in caps.items() if k != "overlays"}
-            _record(ctx, job.spec, job.out, tl["id"], params)
+            info = measured(job.out)
+            _record(ctx, job.spec, job.out, tl["id"], params, info=info)
+            if job.spec.name in keys:
+                cache.put(keys[job.spec.name], "conform", CODE_VERSION,
+                          {"file": ctx.store.put_file(job.out, ".mp4").to_dict(),
+                           "params": _jsonable_params(params), "info": info}, ctx.run_id, seconds)
+        counts["reused"] = len(ctx.video_specs) - len(jobs)
+        counts["made"] = len(jobs)
     frames = still_frames(ctx.timelines["stills"]["path"], ctx.still_specs) if ctx.still_specs else {}
     for spec in ctx.still_specs:
         tl = ctx.timelines["stills"]
@@ -224,3 +291,5 @@ def conform_deliverables(ctx: RunContext) -> None:
         _record(ctx, spec, out, tl["id"], params)
         ctx.deliverables[-1]["frame"] = params["frame"]  # which keyframe this still was cut from
         ctx.reporter.advance("conform", spec=spec.name)
+        counts["made"] += 1
+    return counts
