@@ -329,7 +329,8 @@ def mix_stage(ctx: Any) -> dict[str, int]:
                                         "as_mixed": True, **{k: v for k, v in params.items() if k != "graph"},
                                         **({"reused_from": reused_from} if reused_from else {})},
                                 rights=ctx.sound.get("rights", {}).get(name, {})))
-    counts = {"reused": 0, "made": 0}
+    # the mix itself and each channel's master, each a cached step
+    counts = {"reused": int(reused_from is not None), "made": int(reused_from is None)}
     for spec in ctx.video_specs:
         if spec.loudness_target is None:
             ctx.reporter.advance("mix", spec=spec.name)

@@ -339,7 +339,7 @@ def _restore_music(ctx: Any, out: dict[str, Any], reused_from: str) -> None:
 
     ctx.sound.update(refs(out["sound"]))
     ctx.stems.update({k: MediaRef.from_dict(v) for k, v in out["stems"].items()})
-    total = float(sum(float(d) for _, _, d in (ctx.recipes["music"]["spot"]["doc"]["beats"])))
+    total = float(sum(Fraction(d) for _, _, d in ctx.recipes["music"]["spot"]["doc"]["beats"]))
     with ctx.session() as s:
         bed = ctx.sound.get("bed")
         if bed is not None:

@@ -257,7 +257,8 @@ def voice_identity(entry: Any) -> dict[str, Any]:
     its id and revision."""
     from studio.cache import file_digest, folder_digest
 
-    doc = entry.model_dump(mode="json", by_alias=True)
+    # where it runs (device, GPUs per actor) is not what it says
+    doc = entry.model_dump(mode="json", by_alias=True, exclude={"device", "gpus"})
     doc["source"] = {k: v for k, v in doc["source"].items() if k != "path"}
     files: dict[str, str | None] = {}
     for name, path in entry.files().items():

@@ -285,6 +285,9 @@ def candidate_identity(ctx: RunContext) -> dict[str, Any] | None:
     return {"name": ctx.backend, "code_version": code, "options": ctx.backend_options}
 
 
+SCORED_FIELDS = {"name", "kind", "width", "height", "active_aspect", "safe_area"}
+
+
 def candidate_keys(ctx: RunContext, jobs: list[dict[str, Any]],
                    identity: dict[str, Any] | None) -> dict[tuple[str, int], str]:
     """The action key of each candidate, by (shot id, index): backend identity, prompt
@@ -296,8 +299,10 @@ def candidate_keys(ctx: RunContext, jobs: list[dict[str, Any]],
 
     if identity is None:
         return {}
+    # What the scorer reads of each channel (its framing: size, active picture, safe area),
+    # not how it is encoded: a changed CRF must not make the candidates again.
     specs = hashlib.sha256(canonical(
-        [s.model_dump(mode="json", by_alias=True) for s in ctx.specs]).encode()).hexdigest()
+        [s.model_dump(mode="json", by_alias=True, include=SCORED_FIELDS) for s in ctx.specs]).encode()).hexdigest()
     keys = {}
     for job in jobs:
         batch = [it["seed"] for it in job["items"]] if ctx.keyframe_model is not None else None
