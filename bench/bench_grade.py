@@ -1,11 +1,21 @@
-"""Benchmark: the grade fused into the encode pass, and three channels from one decode.
+"""Benchmark: what the grade costs a render, and three channels from one decode.
 
     python bench/bench_grade.py [--quick] [--reps N] [--style NAME]
 
-Measures, as ratios within one run (repetitions interleaved, order rotated, medians):
+The style pack's LUT is applied once per shot in the clips stage (to the keyframe before
+the camera move, studio.lut in numpy; or to a video model's master with ffmpeg lut3d);
+the conform of a render adds grain and sharpening only. Measures, as ratios within one
+run (repetitions interleaved, order rotated, medians):
 
-  (a) time: conform with the style pack's finishing (LUT + grain + sharpen, one pass)
-      / the same conform with no finishing (encode alone)           target <= 1.7
+  (a) time: conform with what a render's conform now applies (grain + sharpen; the LUT
+      is in the masters) / the same conform with no finishing (encode alone)
+                                                                    target <= 1.7
+      also shown, for comparison: the LUT in the conform too (the old place, still
+      what conform does when a caller passes ``lut``) / encode alone
+  grading once per shot, shown beside the conform it saves the LUT from: the six cuts'
+      keyframes graded in numpy (1920x1920 each, what a procedural render pays per
+      shot), and the six masters graded with lut3d and re-encoded (the video-model
+      path), each / the plain conform
   (b) time: the fused pass / two passes (graded lossless intermediate, then the
       delivery encode of it)                                        target < 1
   (c) time: youtube-1080p + reels-9x16 + broadcast-ebu-1080p25 in one ffmpeg process
@@ -36,8 +46,20 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_conform import RATE, RESULTS, cuts, make_masters, print_ratios, timed  # noqa: E402
+import numpy as np  # noqa: E402
+from bench_conform import (  # noqa: E402
+    RATE,
+    RESULTS,
+    SIDE,
+    cuts,
+    make_masters,
+    print_ratios,
+    timed,
+)
 
+from shots.camera import grade_master  # noqa: E402
+from studio.lut import apply_lut, load_cube  # noqa: E402
+from studio.settings import Settings  # noqa: E402
 from studio.specs import Catalog, ChannelSpec  # noqa: E402
 from timelines.conform import (  # noqa: E402
     ConformClip,
@@ -48,16 +70,48 @@ from timelines.conform import (  # noqa: E402
     probe,
 )
 
+CLIP_CRF, CLIP_PRESET = Settings().clip_crf, Settings().clip_preset  # what masters use
 FULL = {"cut_s": 2.0, "reps": 3, "channel_reps": 2}  # 12 s timeline, ≈ 4-5 min
 QUICK = {"cut_s": 0.5, "reps": 2, "channel_reps": 1}  # 3 s timeline, ≈ 1 min
 CHANNELS = ("youtube-1080p", "reels-9x16", "broadcast-ebu-1080p25")
 
 
 def finishing(catalog: Catalog, style: str) -> dict[str, Any]:
+    """What a render's conform applies: grain and sharpening (the LUT is in the masters)."""
     s = catalog.style(style)
-    lut = catalog.lut_path(s)
+    return {"grain": s.finishing.grain, "sharpen": s.finishing.sharpen}
+
+
+def style_lut(catalog: Catalog, style: str) -> Path:
+    lut = catalog.lut_path(catalog.style(style))
     assert lut is not None, f"style {style} has no LUT"
-    return {"lut": lut, "grain": s.finishing.grain, "sharpen": s.finishing.sharpen}
+    return lut
+
+
+def keyframes(masters: list[Path]) -> list[np.ndarray]:
+    """Each master's first frame as float RGB in [0, 1]: stand-ins for the keyframes the
+    camera stage grades (the cost of apply_lut does not depend on the picture)."""
+    out = []
+    for m in masters:
+        raw = subprocess.run(
+            ["ffmpeg", "-v", "error", "-i", str(m), "-frames:v", "1",
+             "-vf", "scale=in_color_matrix=bt709:in_range=tv", "-f", "rawvideo",
+             "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+        out.append(np.frombuffer(raw, np.uint8).reshape(SIDE, SIDE, 3).astype(np.float32) / 255)
+    return out
+
+
+def run_grade_keyframes(frames: list[np.ndarray], lut: Path) -> None:
+    cube = load_cube(lut)
+    for rgb in frames:
+        apply_lut(cube, rgb)
+
+
+def run_grade_masters(masters: list[Path], work: Path, lut: Path) -> None:
+    for i, m in enumerate(masters):
+        info = probe(m)
+        grade_master(m, work / f"graded_master{i}.mp4", lut, rate=Fraction(RATE),
+                     frames=int(info["nb_frames"]), crf=CLIP_CRF, preset=CLIP_PRESET)
 
 
 def run_plain(clips: list[ConformClip], spec: ChannelSpec, out: Path) -> None:
@@ -124,6 +178,7 @@ def main() -> None:
     spec = catalog.spec("youtube-1080p")
     specs = [catalog.spec(n) for n in CHANNELS]
     fin = finishing(catalog, ns.style)
+    lut = style_lut(catalog, ns.style)
     cut_frames = round(cfg["cut_s"] * RATE)
     t0 = time.perf_counter()
     masters = make_masters(cfg["cut_s"])
@@ -133,17 +188,27 @@ def main() -> None:
     frames = round(timeline_s * spec.rate)
 
     work = Path(tempfile.mkdtemp(prefix="bench-grade-", dir=RESULTS))
-    wall: dict[str, list[float]] = {k: [] for k in ("plain", "fused", "two_pass", "separate",
-                                                    "multi")}
+    wall: dict[str, list[float]] = {k: [] for k in ("plain", "fused", "lut_in_conform",
+                                                    "two_pass", "separate", "multi",
+                                                    "grade_keyframes", "grade_masters")}
     cpu: dict[str, list[float]] = {k: [] for k in wall}
     try:
+        stills = keyframes(masters)
         for rep in range(cfg["reps"]):
-            for name in rotate(["plain", "fused", "two_pass"], rep):
+            names = ["plain", "fused", "lut_in_conform", "two_pass", "grade_keyframes",
+                     "grade_masters"]
+            for name in rotate(names, rep):
                 out = work / f"{name}.mp4"
                 if name == "plain":
                     w, c = timed(run_plain, clips, spec, out)
                 elif name == "fused":
                     w, c = timed(run_fused, clips, spec, out, fin)
+                elif name == "lut_in_conform":
+                    w, c = timed(run_fused, clips, spec, out, {**fin, "lut": lut})
+                elif name == "grade_keyframes":
+                    w, c = timed(run_grade_keyframes, stills, lut)
+                elif name == "grade_masters":
+                    w, c = timed(run_grade_masters, masters, work, lut)
                 else:
                     w, c = timed(run_two_pass, clips, spec, out, work / "inter.mkv", fin, frames)
                 wall[name].append(w)
@@ -179,6 +244,15 @@ def main() -> None:
         "c_multi_over_separate_wall": mw["multi"] / mw["separate"],
         "c_multi_over_separate_cpu": mc["multi"] / mc["separate"],
     }
+    # No target: what the clips stage pays once per shot, and the old all-in-conform pass.
+    shown = {
+        "lut_in_conform_over_plain_wall": mw["lut_in_conform"] / mw["plain"],
+        "lut_in_conform_over_plain_cpu": mc["lut_in_conform"] / mc["plain"],
+        "grade_keyframes_over_plain_wall": mw["grade_keyframes"] / mw["plain"],
+        "grade_keyframes_over_plain_cpu": mc["grade_keyframes"] / mc["plain"],
+        "grade_masters_over_plain_wall": mw["grade_masters"] / mw["plain"],
+        "grade_masters_over_plain_cpu": mc["grade_masters"] / mc["plain"],
+    }
     targets = {"a": ("<=", 1.7), "b": ("<", 1.0), "c": ("<=", 0.85)}
     print()
     print(f"grade bench ({'quick' if ns.quick else 'full'}): {timeline_s:.0f} s timeline, "
@@ -189,6 +263,10 @@ def main() -> None:
     for name in wall:
         print(f"{name:34s} {mw[name]:9.2f} {mc[name]:9.2f}")
     print_ratios(ratios, targets)
+    print("\nfor comparison (no target): six keyframes graded in numpy, six masters graded "
+          "with lut3d\nand re-encoded (video models), the LUT in the conform (the old place)")
+    for key, value in shown.items():
+        print(f"{key:34s} {value:9.2f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     doc = {
         "mode": "quick" if ns.quick else "full",
@@ -203,6 +281,8 @@ def main() -> None:
         "medians_wall_s": mw,
         "medians_cpu_s": mc,
         "ratios": ratios,
+        "shown": shown,
+        "lut": str(lut),
         "targets": {k: f"{op} {t:g}" for k, (op, t) in targets.items()},
         "outputs": {k: {kk: str(vv) for kk, vv in v.items()} for k, v in outputs.items()},
         "rate": str(Fraction(spec.rate)),
