@@ -10,21 +10,33 @@ candidate of this run has the picked recipe, the top score moves on with a warni
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from shots.score import rank
 from studio import db
-from studio.context import CandidateResult, RunContext
+from studio.context import CandidateResult, ShotPlan, StageEnv
 
 CODE_VERSION = "select.2"
 
 
-def select_candidates(ctx: RunContext) -> None:
+@dataclass
+class SelectInputs:
+    shots: list[ShotPlan]
+    candidates: dict[str, list[CandidateResult]]  # by shot id
+
+
+@dataclass
+class SelectOutputs:
+    selected: dict[str, CandidateResult]  # by shot id
+
+
+def select_candidates(env: StageEnv, inputs: SelectInputs) -> SelectOutputs:
     from shots.score import Score
 
-    with ctx.session() as s:
-        for shot in ctx.shots:
-            cands = ctx.candidates.get(shot.shot_id, [])
+    selected: dict[str, CandidateResult] = {}
+    with env.session() as s:
+        for shot in inputs.shots:
+            cands = inputs.candidates.get(shot.shot_id, [])
             if not cands:
                 continue
             order = rank([Score(c.score, c.components, c.reason) for c in cands])
@@ -33,21 +45,22 @@ def select_candidates(ctx: RunContext) -> None:
             why = f"auto: highest score {best.score:.3f} of {len(cands)} ({best.reason})"
             if runner is not None:
                 why += f"; next best candidate {runner.index} at {runner.score:.3f}"
-            pick = db.latest_pick(s, ctx.brief_version_id, shot.beat_id, exclude_run=ctx.run_id)
+            pick = db.latest_pick(s, env.brief_version_id, shot.beat_id, exclude_run=env.run_id)
             if pick is not None:
                 ptr, picked = pick
                 same = _same_recipe(cands, picked.recipe_hash, ptr.target_sha256)
                 if same is not None:
                     best, why = same, db.pick_words(ptr)
                 else:
-                    ctx.warn(f"beat {shot.beat_id}: {db.pick_words(ptr)} (candidate {picked.id}), but "
+                    env.warn(f"beat {shot.beat_id}: {db.pick_words(ptr)} (candidate {picked.id}), but "
                              "no candidate of this run has its recipe or keyframe (the beat changed "
                              "since): selected by score instead; pick again with `studio select`")
             db.move_pointer(s, "selected", f"shot:{shot.shot_id}", best.candidate_id,
                             best.image.sha256, set_by="auto", reason=why)
             # The run's records (the manifest's selection_reason) say why this one moved on.
-            ctx.selected[shot.shot_id] = replace(best, reason=why)
-            ctx.reporter.advance("select", shot=shot.beat_id)
+            selected[shot.shot_id] = replace(best, reason=why)
+            env.reporter.advance("select", shot=shot.beat_id)
+    return SelectOutputs(selected=selected)
 
 
 def _same_recipe(cands: list[CandidateResult], recipe_hash: str, sha256: str) -> CandidateResult | None:

@@ -67,6 +67,46 @@ class ClipResult:
 
 
 @dataclass
+class StageEnv:
+    """What every stage may use besides its declared inputs: the run's services, never its
+    content. Where to write (work, scratch), the store and the database to record in, the
+    reporter, the settings (paths, pool sizes, encoder presets: how to work, not what to
+    make), and the run's notebook of step recipes (``recipes``: each cached step's key and
+    content inputs, recorded with the run for `studio plan`; stages write it, never read
+    another stage's entries: what a stage needs from upstream is a declared input)."""
+
+    run_id: str
+    settings: Settings
+    store: Store
+    engine: Engine
+    reporter: Reporter
+    out_dir: Path
+    work_dir: Path
+    scratch_dir: Path
+    brief_version_id: int
+    version: int
+    names: tuple[str, str]  # project, campaign: the file names' prefix
+    warnings: list[str]
+    recipes: dict[str, dict[str, dict[str, Any]]]
+    cancelled: Callable[[], bool] = lambda: False
+    start_ray: Callable[[], Any] = lambda: None
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            yield s
+            s.commit()
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self.reporter.warn(message)
+
+    def file_stem(self, suffix: str) -> str:
+        project, campaign = self.names
+        return f"{project}_{campaign}_{suffix}_v{self.version:03d}"
+
+
+@dataclass
 class RunContext:
     run_id: str
     brief: Brief
@@ -123,6 +163,15 @@ class RunContext:
     def __post_init__(self) -> None:
         if self.scratch_dir == Path():
             self.scratch_dir = self.work_dir / SCRATCH
+
+    def env(self) -> StageEnv:
+        """The services a stage gets with its declared inputs (warnings and recipes shared)."""
+        return StageEnv(
+            run_id=self.run_id, settings=self.settings, store=self.store, engine=self.engine,
+            reporter=self.reporter, out_dir=self.out_dir, work_dir=self.work_dir, scratch_dir=self.scratch_dir,
+            brief_version_id=self.brief_version_id, version=self.version,
+            names=(self.brief.project, self.brief.campaign), warnings=self.warnings, recipes=self.recipes,
+            cancelled=self.cancelled, start_ray=self.start_ray)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -13,10 +13,12 @@ Media moves between stages as store references, never as frames.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import tempfile
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,13 +41,50 @@ from timelines import assemble, captions, deliver, grade
 
 @dataclass(frozen=True)
 class Stage:
+    """A stage: ``run(env, inputs) -> outputs``, where ``inputs`` is a dataclass of exactly
+    what the stage reads of the run and ``outputs`` one of what it adds (its ``counts``
+    field, when it has one, is the cached steps it reused and made: reported, not kept).
+    The runner builds the inputs from the run's state by their field names, hands the
+    stage the run's services (studio.context.StageEnv) and nothing else, and stores the
+    outputs' fields. ``inputs``/``outputs`` below are read off those types, so what
+    `studio stages` prints is what the runner does."""
+
     name: str
-    run: Callable[[RunContext], Any]  # a cached stage returns {"reused": N, "made": M}
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
+    run: Callable[..., Any]
     code_version: str
     resources: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    legacy: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # TRANSITION: ctx-style stages
+
+    def types(self) -> tuple[type, type]:
+        hints = typing.get_type_hints(self.run)
+        return hints["inputs"], hints["return"]
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        if self.legacy:
+            return self.legacy[0]
+        return tuple(f.name for f in dataclasses.fields(self.types()[0]))
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        if self.legacy:
+            return self.legacy[1]
+        return tuple(f.name for f in dataclasses.fields(self.types()[1]) if f.name != "counts")
+
+    def __call__(self, ctx: RunContext) -> dict[str, int]:
+        """Run on ``ctx``: only the declared inputs in, only the declared outputs back."""
+        if self.legacy:
+            counts = self.run(ctx)
+            return counts if isinstance(counts, dict) else {}
+        take, give = self.types()
+        inputs = take(**{name: getattr(ctx, name) for name in self.inputs})
+        out = self.run(ctx.env(), inputs)
+        if not isinstance(out, give):
+            raise TypeError(f"stage {self.name} returned {type(out).__name__}, not {give.__name__}")
+        for name in self.outputs:
+            setattr(ctx, name, getattr(out, name))
+        return dict(getattr(out, "counts", None) or {})
 
     def total(self, ctx: RunContext) -> int:
         # Stills alone make shots of only the beats they use (prompts.planned_beats).
@@ -68,33 +107,40 @@ class Stage:
 
 
 STAGES: list[Stage] = [
-    Stage("prompts", prompts.plan_shots, ("brief", "style", "specs"), ("shots",), prompts.CODE_VERSION,
+    Stage("prompts", prompts.plan_shots, prompts.CODE_VERSION, legacy=(("brief", "style", "specs"), ("shots",)),
           description="beat + style pack + channels -> prompt record, seeds, timing"),
-    Stage("voice", voiceover.voice_over, ("shots",), ("voice_lines", "stems"), voiceover.CODE_VERSION,
-          {"ray": "a GPU voice runs on an actor; Piper in process"},
-          "narration -> a voice line per beat, fitted to its beat; the voice stem"),
-    Stage("music", soundtrack.music_stage, ("shots",), ("sound", "stems"), soundtrack.CODE_VERSION,
-          description="one music bed for the spot; effects cued on the cuts; a premix for the animatic"),
-    Stage("candidates", generate.generate_candidates, ("shots",), ("candidates",), generate.CODE_VERSION,
+    Stage("voice", voiceover.voice_over, voiceover.CODE_VERSION, {"ray": "a GPU voice runs on an actor; Piper in process"},
+          "narration -> a voice line per beat, fitted to its beat; the voice stem",
+          legacy=(("shots",), ("voice_lines", "stems"))),
+    Stage("music", soundtrack.music_stage, soundtrack.CODE_VERSION,
+          description="one music bed for the spot; effects cued on the cuts; a premix for the animatic",
+          legacy=(("shots",), ("sound", "stems"))),
+    Stage("candidates", generate.generate_candidates, generate.CODE_VERSION,
           {"ray": "KeyframeWorker actor pool, one backend per actor"},
-          "N keyframes per beat on Ray actors, written to the store and scored there"),
-    Stage("select", select.select_candidates, ("candidates",), ("selected",), select.CODE_VERSION,
-          description="top score moves on; a 'selected' pointer with the reason"),
-    Stage("review", contact.review, ("candidates", "selected", "sound"), ("review",), contact.CODE_VERSION,
-          description="contact sheet of every candidate per beat; safe-area preview per channel"),
-    Stage("clips", clips.render_clips, ("selected",), ("clips",), clips.CODE_VERSION,
-          {"ray": "one task per shot, 1 CPU"}, "keyframe + camera move -> shot master with handles"),
-    Stage("timeline", assemble.assemble_timelines, ("clips", "selected"), ("timelines",),
-          assemble.CODE_VERSION, description="OpenTimelineIO edit (and stills) written as .otio"),
-    Stage("mix", mix.mix_stage, ("stems",), ("masters",), mix.CODE_VERSION,
-          {"ffmpeg": "one mix graph; two-pass master per channel"},
-          "stems -> ducked mix -> a master per channel at its loudness, measured"),
-    Stage("captions", captions.captions_stage, ("voice_lines",), ("captions",), captions.CODE_VERSION,
-          description="SRT and WebVTT per video deliverable from the voice timing; burn-in overlays"),
-    Stage("conform", deliver.conform_deliverables, ("timelines",), ("deliverables",), deliver.CODE_VERSION,
-          {"ffmpeg": "one filter graph per deliverable"}, "reframe, scale, fps, finish, encode per spec"),
-    Stage("manifest", manifest.write_manifest, ("deliverables", "timelines", "candidates"), ("manifest",),
-          manifest.CODE_VERSION, description="manifest.json at the root of the output folder"),
+          "N keyframes per beat on Ray actors, written to the store and scored there",
+          legacy=(("shots",), ("candidates",))),
+    Stage("select", select.select_candidates, select.CODE_VERSION,
+          description="top score moves on, unless a person picked; a 'selected' pointer with the reason"),
+    Stage("review", contact.review, contact.CODE_VERSION,
+          description="contact sheet of every candidate per beat; safe-area preview per channel",
+          legacy=(("candidates", "selected", "sound"), ("review",))),
+    Stage("clips", clips.render_clips, clips.CODE_VERSION, {"ray": "one task per shot, 1 CPU"},
+          "keyframe + camera move -> shot master with handles", legacy=(("selected",), ("clips",))),
+    Stage("timeline", assemble.assemble_timelines, assemble.CODE_VERSION,
+          description="OpenTimelineIO edit (and stills) written as .otio",
+          legacy=(("clips", "selected"), ("timelines",))),
+    Stage("mix", mix.mix_stage, mix.CODE_VERSION, {"ffmpeg": "one mix graph; two-pass master per channel"},
+          "stems -> ducked mix -> a master per channel at its loudness, measured",
+          legacy=(("stems",), ("masters",))),
+    Stage("captions", captions.captions_stage, captions.CODE_VERSION,
+          description="SRT and WebVTT per video deliverable from the voice timing; burn-in overlays",
+          legacy=(("voice_lines",), ("captions",))),
+    Stage("conform", deliver.conform_deliverables, deliver.CODE_VERSION,
+          {"ffmpeg": "one filter graph per deliverable"}, "reframe, scale, fps, finish, encode per spec",
+          legacy=(("timelines",), ("deliverables",))),
+    Stage("manifest", manifest.write_manifest, manifest.CODE_VERSION,
+          description="manifest.json at the root of the output folder",
+          legacy=(("deliverables", "timelines", "candidates"), ("manifest",))),
 ]
 
 
@@ -565,9 +611,8 @@ def run_stages(ctx: RunContext, names: list[str]) -> None:
             continue
         ctx.reporter.stage_start(stage.name, total)
         started = time.monotonic()
-        counts = stage.run(ctx)
+        counts = stage(ctx)
         timings[stage.name] = round(time.monotonic() - started, 3)
-        counts = counts if isinstance(counts, dict) else {}
         if counts:
             record_counts(ctx.engine, ctx.run_id, stage.name, **counts)
         _record_recipes(ctx.engine, ctx.run_id, ctx.recipes, timings)
