@@ -79,7 +79,8 @@ def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, rep
         with Session(engine) as s:  # the new edit is a version of the old one
             parent = s.get(db.Timeline, edited_tl.metadata["studio"]["parent_timeline"])
             parent_id, parent_version = parent.id, parent.version  # type: ignore[union-attr]
-        write_timeline(ctx, edited_tl, kind, parent_id=parent_id, version=parent_version + 1)
+        ctx.timelines[kind] = write_timeline(ctx.env(), edited_tl, kind, brief=brief, specs=specs,
+                                             rate=ctx.edit_rate, parent_id=parent_id, version=parent_version + 1)
         ctx.conform_of = conform_record(old["id"], edited, edited_tl, changes)
         # The edit is keyed by the editor's file itself (its content, and the run it edits):
         # the mix and the conform below are the pipeline's own stages, cached alike.
@@ -87,7 +88,8 @@ def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, rep
         from studio.store import sha256_file
 
         edit_doc = {"edited": sha256_file(edited), "of": old["id"], "kind": kind}
-        ctx.recipes["timeline"] = {"edit": {"key": key_of("timeline", "edited", edit_doc), "doc": edit_doc}}
+        ctx.edit_key = key_of("timeline", "edited", edit_doc)
+        ctx.recipes["timeline"] = {"edit": {"key": ctx.edit_key, "doc": edit_doc}}
         for item in changes.get("not_conformed", []):
             at = f" at {item['at']}" if item.get("at") else ""
             reporter.warn(f"{edited}: {item['kind']} {item['name']!r}{at}: {item['what']}")

@@ -9,50 +9,77 @@ folder can be checked file by file.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from studio import __version__
-from studio.context import RunContext
+from studio.brief import Brief
+from studio.context import CandidateResult, ClipResult, ShotPlan, StageEnv
+from studio.specs import StylePack
 from studio.store import atomic_write_text, sha256_file
 from studio.versioning import schema_string
 
 CODE_VERSION = "manifest.1"
 
 
-def _rel(ctx: RunContext, path: Any) -> str:
-    from pathlib import Path
+@dataclass
+class ManifestInputs:
+    brief: Brief
+    style: StylePack
+    backend: str
+    edit_rate: Fraction
+    shots: list[ShotPlan]
+    candidates: dict[str, list[CandidateResult]]
+    selected: dict[str, CandidateResult]
+    clips: dict[str, ClipResult]
+    voice: Any  # audio.voices.VoiceEntry, or None
+    voice_lines: list[dict[str, Any]]
+    sound: dict[str, Any]
+    timelines: dict[str, dict[str, Any]]
+    deliverables: list[dict[str, Any]]
+    review: dict[str, Path]
+    conform_of: dict[str, Any] | None
 
-    return str(Path(path).relative_to(ctx.work_dir))
+
+@dataclass
+class ManifestOutputs:
+    manifest: dict[str, Any]  # what manifest.json at the root of the output folder says
 
 
-def sound_section(ctx: RunContext) -> dict[str, Any]:
+def _rel(env: StageEnv, path: Any) -> str:
+    return str(Path(path).relative_to(env.work_dir))
+
+
+def sound_section(env: StageEnv, inp: ManifestInputs) -> dict[str, Any]:
     """The soundtrack: the voice and its licence, every line, the bed and every cue with
     their rights, and the stems handed to the editor."""
-    voice = ctx.voice
-    bed = ctx.sound.get("bed")
+    voice = inp.voice
+    bed = inp.sound.get("bed")
     return {
         "voice": None if voice is None else {
             "id": voice.id, "backend": voice.backend, "kind": voice.kind, "licence": voice.licence,
             "usage_classes": list(voice.usage_classes)},
-        "lines": ctx.sound.get("placed_lines", []),
+        "lines": inp.sound.get("placed_lines", []),
         "fitted": {ln["beat"]: {"tempo": round(ln["tempo"], 4), "stretched": ln["stretched"],
-                                "slack": ln["slack"]} for ln in ctx.voice_lines},
+                                "slack": ln["slack"]} for ln in inp.voice_lines},
         "music": None if bed is None else {"source": bed["source"], "track": bed["track"],
                                            "sha256": bed["ref"].sha256, "rights": bed["rights"]},
         "cues": [{k: c[k] for k in ("id", "kind", "effect", "beat", "at", "gain_db", "reason", "rights")}
-                 for c in ctx.sound.get("cues", [])],
-        "stems": [{"name": n, "path": _rel(ctx, p), "sha256": sha256_file(p)}
-                  for n, p in ctx.sound.get("stems", {}).items()],
-        "mix": None if "mix" not in ctx.sound else {
-            k: v for k, v in ctx.sound["mix"].items() if k not in ("ref", "graph")},
+                 for c in inp.sound.get("cues", [])],
+        "stems": [{"name": n, "path": _rel(env, p), "sha256": sha256_file(p)}
+                  for n, p in inp.sound.get("stems", {}).items()],
+        "mix": None if "mix" not in inp.sound else {
+            k: v for k, v in inp.sound["mix"].items() if k not in ("ref", "graph")},
     }
 
 
-def files_section(ctx: RunContext) -> list[dict[str, Any]]:
+def files_section(env: StageEnv) -> list[dict[str, Any]]:
     """Every file that will be published: the work folder's files, less the stage scratch
     (removed before publishing) and manifest.json (which cannot hash itself)."""
-    root = ctx.work_dir
-    scratch = ctx.scratch_dir.resolve()
+    root = env.work_dir
+    scratch = env.scratch_dir.resolve()
     files = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
@@ -64,13 +91,13 @@ def files_section(ctx: RunContext) -> list[dict[str, Any]]:
     return files
 
 
-def build_manifest(ctx: RunContext) -> dict[str, Any]:
-    b = ctx.brief
+def build_manifest(env: StageEnv, inp: ManifestInputs) -> dict[str, Any]:
+    b = inp.brief
     beats = []
-    for shot in ctx.shots:
-        cands = ctx.candidates.get(shot.shot_id, [])
-        sel = ctx.selected.get(shot.shot_id)
-        clip = ctx.clips.get(shot.shot_id)
+    for shot in inp.shots:
+        cands = inp.candidates.get(shot.shot_id, [])
+        sel = inp.selected.get(shot.shot_id)
+        clip = inp.clips.get(shot.shot_id)
         beats.append({
             "id": shot.beat_id,
             "duration": shot.duration,
@@ -87,39 +114,40 @@ def build_manifest(ctx: RunContext) -> dict[str, Any]:
             "selection_reason": sel.reason if sel else None,
             "clip_sha256": clip.media.sha256 if clip else None,
         })
-    if not ctx.shots and ctx.conform_of is not None:
-        beats = ctx.conform_of["beats"]  # a conform makes no shots: its beats are the edit's clips
+    if not inp.shots and inp.conform_of is not None:
+        beats = inp.conform_of["beats"]  # a conform makes no shots: its beats are the edit's clips
     timelines = []
-    for kind, t in ctx.timelines.items():
-        timelines.append({"kind": kind, "name": t["name"], "path": str(t["path"].relative_to(ctx.work_dir)),
+    for kind, t in inp.timelines.items():
+        timelines.append({"kind": kind, "name": t["name"], "path": str(t["path"].relative_to(env.work_dir)),
                           "sha256": t["sha256"], "format": "otio_json"})
         for fmt, e in t.get("exports", {}).items():
-            timelines.append({"kind": kind, "name": t["name"], "path": str(e["path"].relative_to(ctx.work_dir)),
+            timelines.append({"kind": kind, "name": t["name"], "path": str(e["path"].relative_to(env.work_dir)),
                               "sha256": e["sha256"], "format": fmt})
     return {
         "schema": schema_string("Manifest"),
         "studio_version": __version__,
-        "run_id": ctx.run_id,
+        "run_id": env.run_id,
         "brief": {"project": b.project, "campaign": b.campaign, "sha256": b.content_hash(),
-                  "version_id": ctx.brief_version_id, "usage_class": b.usage_class, "locale": b.locale},
-        "version": ctx.version,
-        "edit_rate": f"{ctx.edit_rate.numerator}/{ctx.edit_rate.denominator}",
-        "style_pack": ctx.style.name,
-        "backend": ctx.backend,
-        "deliverables": ctx.deliverables,
+                  "version_id": env.brief_version_id, "usage_class": b.usage_class, "locale": b.locale},
+        "version": env.version,
+        "edit_rate": f"{inp.edit_rate.numerator}/{inp.edit_rate.denominator}",
+        "style_pack": inp.style.name,
+        "backend": inp.backend,
+        "deliverables": inp.deliverables,
         "timelines": timelines,
-        "review": {k: {"path": str(p.relative_to(ctx.work_dir)), "sha256": sha256_file(p)}
-                   for k, p in ctx.review.items()},
+        "review": {k: {"path": str(p.relative_to(env.work_dir)), "sha256": sha256_file(p)}
+                   for k, p in inp.review.items()},
         "beats": beats,
-        "conform_of": None if ctx.conform_of is None else {
-            k: v for k, v in ctx.conform_of.items() if k != "beats"},
-        "sound": sound_section(ctx),
-        "warnings": ctx.warnings,
-        "files": files_section(ctx),
+        "conform_of": None if inp.conform_of is None else {
+            k: v for k, v in inp.conform_of.items() if k != "beats"},
+        "sound": sound_section(env, inp),
+        "warnings": env.warnings,
+        "files": files_section(env),
     }
 
 
-def write_manifest(ctx: RunContext) -> None:
-    manifest = build_manifest(ctx)
-    atomic_write_text(ctx.work_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-    ctx.reporter.advance("manifest")
+def write_manifest(env: StageEnv, inputs: ManifestInputs) -> ManifestOutputs:
+    manifest = build_manifest(env, inputs)
+    atomic_write_text(env.work_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    env.reporter.advance("manifest")
+    return ManifestOutputs(manifest=manifest)

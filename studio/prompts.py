@@ -35,13 +35,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from studio.assets import resolve_asset
 from studio.brief import Beat, Brief
+from studio.context import ShotPlan, StageEnv
 from studio.errors import StudioError
+from studio.models import ModelEntry
 from studio.specs import ChannelSpec, StylePack
 from studio.tokens import TokenBudget
 from studio.versioning import schema_string
@@ -282,39 +288,59 @@ def planned_beats(brief: Brief, specs: list[ChannelSpec]) -> list[Beat]:
     return [b for b in brief.beats if b.id in used]
 
 
-def plan_shots(ctx: Any) -> None:
+@dataclass
+class PromptsInputs:
+    brief: Brief
+    brief_path: Path
+    brief_dir: Path
+    specs: list[ChannelSpec]
+    style: StylePack
+    keyframe_model: ModelEntry | None
+    edit_rate: Fraction
+
+
+@dataclass
+class PromptsOutputs:
+    shots: list[ShotPlan]
+
+
+def plan_shots(env: StageEnv, inputs: PromptsInputs) -> PromptsOutputs:
     """Stage ``prompts``: one shot per planned beat (``planned_beats``), each with its
     prompt record and seeds, recorded. ``position`` stays the beat's place in the brief."""
     from studio import db
 
-    shots, _ = compile_shots(ctx, keep=ctx.store.put_file)
-    with ctx.session() as s:
+    shots = compile_shots(inputs, run_id=env.run_id, settings=env.settings, warn=env.warn,
+                          keep=env.store.put_file)
+    video = any(s.kind == "video" for s in inputs.specs)
+    rate = inputs.edit_rate
+    with env.session() as s:
         for shot in shots:
             if s.get(db.PromptRecordRow, shot.prompt_hash) is None:
                 s.add(db.PromptRecordRow(hash=shot.prompt_hash, beat_id=shot.beat_id, document=shot.prompt))
-            ctx.shots.append(shot)
             s.add(db.Shot(
-                id=shot.shot_id, run_id=ctx.run_id, beat_id=shot.beat_id,
-                kind="video" if ctx.video_specs else "still", position=shot.position,
-                duration=shot.duration, rate=f"{ctx.edit_rate.numerator}/{ctx.edit_rate.denominator}",
+                id=shot.shot_id, run_id=env.run_id, beat_id=shot.beat_id,
+                kind="video" if video else "still", position=shot.position,
+                duration=shot.duration, rate=f"{rate.numerator}/{rate.denominator}",
                 frames=shot.frames, handles=shot.handles, focus_x=shot.focus[0], focus_y=shot.focus[1],
                 prompt_hash=shot.prompt_hash,
             ))
-            ctx.reporter.advance("prompts", shot=shot.beat_id)
+            env.reporter.advance("prompts", shot=shot.beat_id)
+    return PromptsOutputs(shots=shots)
 
 
-def compile_shots(ctx: Any, keep: Any) -> tuple[list[Any], list[PromptRecord]]:
-    """The shots of ``ctx.brief`` and their prompt records, recording nothing: `studio
-    plan` compiles them too. ``keep(path)`` returns the reference image's MediaRef (the
-    stage puts it in the store; the plan only hashes it)."""
-    from studio.context import ShotPlan
+def compile_shots(inputs: PromptsInputs, *, run_id: str, settings: Any, warn: Callable[[str], None],
+                  keep: Callable[[Path], Any]) -> list[ShotPlan]:
+    """The shots of the brief and their prompt records, recording nothing: `studio plan`
+    compiles them too. ``keep(path)`` returns the reference image's MediaRef (the stage
+    puts it in the store; the plan only hashes it)."""
     from studio.tokens import budget_for
 
-    brief = ctx.brief
-    planned = {b.id for b in planned_beats(brief, ctx.specs)}
+    brief = inputs.brief
+    planned = {b.id for b in planned_beats(brief, inputs.specs)}
     # Fitted to the keyframe model's tokenizer; the procedural backend has none.
-    budget = budget_for(ctx.keyframe_model) if ctx.keyframe_model is not None else None
-    shots, records = [], []
+    model = inputs.keyframe_model
+    budget = budget_for(model) if model is not None else None
+    shots = []
     for pos, beat in enumerate(brief.beats):
         if beat.id not in planned:
             continue
@@ -324,17 +350,17 @@ def compile_shots(ctx: Any, keep: Any) -> tuple[list[Any], list[PromptRecord]]:
         ]:
             # Checked again at the copy, not only at the brief check: a link swapped in
             # between must not carry a file from outside the allowed folders into the store.
-            path = resolve_asset(ref, ctx.brief_dir, field="reference_images", kind="image",
-                                 settings=ctx.settings, source=str(ctx.brief_path), stage="prompts")
+            path = resolve_asset(ref, inputs.brief_dir, field="reference_images", kind="image",
+                                 settings=settings, source=str(inputs.brief_path), stage="prompts")
             refs.append(keep(path).sha256)
-        record = compile_prompt(brief, beat, ctx.style, ctx.specs, refs, budget)
-        if record.budget and record.budget["cut"]:
-            ctx.warn(f"beat {beat.id}: the prompt is {record.budget['wanted']} tokens, "
-                     f"model {ctx.keyframe_model.id!r} reads {record.budget['max_tokens']}; left out: "
-                     + "; ".join(f"{c['field']} ({c['text']!r})" for c in record.budget["cut"]))
-        frames = max(1, round(beat.duration * ctx.edit_rate))
+        record = compile_prompt(brief, beat, inputs.style, inputs.specs, refs, budget)
+        if record.budget and record.budget["cut"] and model is not None:
+            warn(f"beat {beat.id}: the prompt is {record.budget['wanted']} tokens, "
+                 f"model {model.id!r} reads {record.budget['max_tokens']}; left out: "
+                 + "; ".join(f"{c['field']} ({c['text']!r})" for c in record.budget["cut"]))
+        frames = max(1, round(beat.duration * inputs.edit_rate))
         shots.append(ShotPlan(
-            shot_id=f"{ctx.run_id}-{beat.id}",
+            shot_id=f"{run_id}-{beat.id}",
             beat_id=beat.id,
             position=pos,
             duration=beat.duration,
@@ -346,5 +372,4 @@ def compile_shots(ctx: Any, keep: Any) -> tuple[list[Any], list[PromptRecord]]:
             camera=record.camera,
             seeds=candidate_seeds(brief.base_seed, beat.id, brief.candidates),
         ))
-        records.append(record)
-    return shots, records
+    return shots

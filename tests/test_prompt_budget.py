@@ -188,15 +188,17 @@ def test_hub_source_reads_only_the_cached_tokenizer(tiny: dict[str, Path], entry
 
 
 def test_prompts_stage_fits_to_the_runs_keyframe_model(entry: ModelEntry, tmp_path: Path, settings) -> None:
-    """The stage takes the budget from ``ctx.keyframe_model``, stores the fitted record
+    """The stage takes the budget from its ``keyframe_model`` input, stores the fitted record
     and warns, per beat, what was left out; without a model nothing is fitted."""
     from fractions import Fraction
 
     from studio import db
     from studio.context import RunContext
     from studio.progress import QuietReporter
-    from studio.prompts import plan_shots
+    from studio.pipeline import STAGES
     from studio.store import Store
+
+    prompts_stage = next(st for st in STAGES if st.name == "prompts")
 
     brief = _brief()
     cat = Catalog()
@@ -219,7 +221,7 @@ def test_prompts_stage_fits_to_the_runs_keyframe_model(entry: ModelEntry, tmp_pa
             style=cat.style(brief.style_pack), catalog=cat, settings=settings, store=Store(tmp_path / "store"),
             engine=engine, reporter=QuietReporter(), out_dir=tmp_path / "out", work_dir=tmp_path / "work",
             edit_rate=Fraction(25), master_size=(64, 64), keyframe_model=model)
-        plan_shots(ctx)
+        prompts_stage(ctx)  # as the runner runs it: the declared inputs in, the shots back
         return ctx
 
     fitted, plain = run(entry), run(None)

@@ -15,7 +15,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import opentimelineio as otio
@@ -103,7 +102,7 @@ def _export(tmp: Path, spec: ChannelSpec, brief: Brief) -> tuple[otio.schema.Tim
     brief, written by export_all."""
     rate = spec.rate
     tl = build_timeline(tmp / "media", rate)
-    set_start_timecode(SimpleNamespace(brief=brief, specs=[spec], edit_rate=rate), tl)
+    set_start_timecode(brief, [spec], rate, tl)
     return tl, export_all(tl, tmp / "out", "edit", width=W, height=H, rate=rate)
 
 

@@ -9,6 +9,7 @@ keyframe of each beat a still channel is made from.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -16,21 +17,49 @@ from typing import Any
 import opentimelineio as otio
 
 from studio import db
-from studio.brief import edit_timecode
-from studio.context import RunContext
-from studio.store import sha256_file
+from studio.brief import Brief, edit_timecode
+from studio.context import CandidateResult, ClipResult, ShotPlan, StageEnv
+from studio.specs import ChannelSpec
+from studio.store import MediaRef, sha256_file
 
 CODE_VERSION = "timeline.1"
+
+
+@dataclass
+class TimelineInputs:
+    brief: Brief
+    specs: list[ChannelSpec]
+    shots: list[ShotPlan]
+    selected: dict[str, CandidateResult]  # by shot id
+    clips: dict[str, ClipResult]  # by shot id
+    voice_lines: list[dict[str, Any]]
+    stems: dict[str, MediaRef]
+    sound: dict[str, Any]
+    edit_rate: Fraction
+
+    @property
+    def video_specs(self) -> list[ChannelSpec]:
+        return [s for s in self.specs if s.kind == "video"]
+
+    @property
+    def still_specs(self) -> list[ChannelSpec]:
+        return [s for s in self.specs if s.kind == "still"]
+
+
+@dataclass
+class TimelineOutputs:
+    timelines: dict[str, dict[str, Any]]  # kind -> {id, path, sha256, name, exports}
+    edit_key: str | None  # the edit as content (edit_recipe): what the mix and the conform are keyed by
 
 
 def _rt(frames: int, rate: Fraction) -> otio.opentime.RationalTime:
     return otio.opentime.RationalTime(frames, float(rate))
 
 
-def _clip_metadata(ctx: RunContext, shot_id: str) -> dict[str, Any]:
-    shot = next(s for s in ctx.shots if s.shot_id == shot_id)
-    cand = ctx.selected[shot_id]
-    beat = next(b for b in ctx.brief.beats if b.id == shot.beat_id)
+def _clip_metadata(inp: TimelineInputs, shot_id: str) -> dict[str, Any]:
+    shot = next(s for s in inp.shots if s.shot_id == shot_id)
+    cand = inp.selected[shot_id]
+    beat = next(b for b in inp.brief.beats if b.id == shot.beat_id)
     return {
         "beat_id": shot.beat_id,
         "shot_id": shot_id,
@@ -47,31 +76,31 @@ def _clip_metadata(ctx: RunContext, shot_id: str) -> dict[str, Any]:
         "subject_scale": shot.prompt["composition"]["subject_scale"],
         "camera": shot.camera,
         "narration": beat.narration,
-        "rate": f"{ctx.edit_rate.numerator}/{ctx.edit_rate.denominator}",
+        "rate": f"{inp.edit_rate.numerator}/{inp.edit_rate.denominator}",
     }
 
 
-def set_start_timecode(ctx: RunContext, tl: otio.schema.Timeline) -> None:
+def set_start_timecode(brief: Brief, specs: list[ChannelSpec], rate: Fraction, tl: otio.schema.Timeline) -> None:
     """The programme's start timecode (brief, else the first video channel) as the
     timeline's global start time, and how it is counted under ``metadata["studio"]``: the
     exports write both from here, so they agree."""
-    tc = edit_timecode(ctx.brief, ctx.specs)
-    tl.global_start_time = _rt(tc.frames, ctx.edit_rate)
+    tc = edit_timecode(brief, specs)
+    tl.global_start_time = _rt(tc.frames, rate)
     tl.metadata["studio"]["timecode"] = {"start": tc.label, "drop_frame": tc.drop_frame}
 
 
-def build_edit(ctx: RunContext) -> otio.schema.Timeline:
-    rate = ctx.edit_rate
-    tl = otio.schema.Timeline(name=f"{ctx.brief.project}_{ctx.brief.campaign}_edit")
-    tl.metadata["studio"] = {"run_id": ctx.run_id, "brief_version_id": ctx.brief_version_id,
+def build_edit(env: StageEnv, inp: TimelineInputs) -> otio.schema.Timeline:
+    rate = inp.edit_rate
+    tl = otio.schema.Timeline(name=f"{inp.brief.project}_{inp.brief.campaign}_edit")
+    tl.metadata["studio"] = {"run_id": env.run_id, "brief_version_id": env.brief_version_id,
                              "rate": f"{rate.numerator}/{rate.denominator}",
                              "code_version": CODE_VERSION}
-    set_start_timecode(ctx, tl)
+    set_start_timecode(inp.brief, inp.specs, rate, tl)
     track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
     tl.tracks.append(track)
-    for shot in ctx.shots:
-        clip_res = ctx.clips[shot.shot_id]
-        path = ctx.store.path(clip_res.media).resolve()
+    for shot in inp.shots:
+        clip_res = inp.clips[shot.shot_id]
+        path = env.store.path(clip_res.media).resolve()
         ref = otio.schema.ExternalReference(
             target_url=path.as_uri(),
             available_range=otio.opentime.TimeRange(_rt(0, rate), _rt(clip_res.frames, rate)),
@@ -82,7 +111,7 @@ def build_edit(ctx: RunContext) -> otio.schema.Timeline:
             media_reference=ref,
             source_range=otio.opentime.TimeRange(_rt(shot.handles, rate), _rt(shot.frames, rate)),
         )
-        clip.metadata["studio"] = _clip_metadata(ctx, shot.shot_id)
+        clip.metadata["studio"] = _clip_metadata(inp, shot.shot_id)
         marker = otio.schema.Marker(
             name=shot.beat_id,
             marked_range=otio.opentime.TimeRange(_rt(shot.handles, rate), _rt(0, rate)),
@@ -91,7 +120,7 @@ def build_edit(ctx: RunContext) -> otio.schema.Timeline:
         marker.metadata["studio"] = {"kind": "beat", "narration": clip.metadata["studio"]["narration"]}
         clip.markers.append(marker)
         track.append(clip)
-    build_audio_tracks(ctx, tl)
+    build_audio_tracks(env, inp, tl)
     return tl
 
 
@@ -117,14 +146,14 @@ def _place(track: otio.schema.Track, at: int, clip: otio.schema.Clip, rate: Frac
     track.append(clip)
 
 
-def build_audio_tracks(ctx: RunContext, tl: otio.schema.Timeline) -> None:
+def build_audio_tracks(env: StageEnv, inp: TimelineInputs, tl: otio.schema.Timeline) -> None:
     """The soundtrack as three audio tracks named for their stems: voice (one clip per
     line), music (the bed), effects (one clip per cue). Every clip keeps its recipe and
     rights under ``metadata["studio"]``; positions are on edit frames."""
-    rate = ctx.edit_rate
+    rate = inp.edit_rate
     voice = otio.schema.Track(name="voice", kind=otio.schema.TrackKind.Audio)
-    for line in ctx.voice_lines:
-        clip = _audio_clip(f"{line['beat']} voice", ctx.store.path(line["ref"]), line["frames"], rate,
+    for line in inp.voice_lines:
+        clip = _audio_clip(f"{line['beat']} voice", env.store.path(line["ref"]), line["frames"], rate,
                            {"kind": "voice-line", "beat_id": line["beat"], "voice": line["voice"],
                             "text": line["text"], "tempo": round(line["tempo"], 4),
                             # relative to the clip's first frame: captions follow the clip
@@ -134,57 +163,58 @@ def build_audio_tracks(ctx: RunContext, tl: otio.schema.Timeline) -> None:
                            line["ref"].sha256)
         _place(voice, line["start_frame"], clip, rate)
     music = otio.schema.Track(name="music", kind=otio.schema.TrackKind.Audio)
-    bed = ctx.sound.get("bed")
-    total = sum(s.frames for s in ctx.shots)
+    bed = inp.sound.get("bed")
+    total = sum(s.frames for s in inp.shots)
     if bed is not None:
         meta = {"kind": "music-bed", **{k: v for k, v in bed.items() if k in ("source", "track", "params", "rights")}}
-        music.append(_audio_clip("music bed", ctx.store.path(bed["ref"]), total, rate, meta, bed["ref"].sha256))
+        music.append(_audio_clip("music bed", env.store.path(bed["ref"]), total, rate, meta, bed["ref"].sha256))
     # Effects as one clip of the rendered effects stem (cue gains applied), so every
     # format carries it at unity gain; the cues themselves are in its metadata.
     effects = otio.schema.Track(name="effects", kind=otio.schema.TrackKind.Audio)
-    fx = ctx.stems.get("effects")
+    fx = inp.stems.get("effects")
     if fx is not None:
-        cues = [{k: c[k] for k in ("id", "kind", "effect", "beat", "at", "gain_db")} for c in ctx.sound.get("cues", [])]
-        effects.append(_audio_clip("effects", ctx.store.path(fx), total, rate,
+        cues = [{k: c[k] for k in ("id", "kind", "effect", "beat", "at", "gain_db")} for c in inp.sound.get("cues", [])]
+        effects.append(_audio_clip("effects", env.store.path(fx), total, rate,
                                    {"kind": "effects-stem", "cues": cues}, fx.sha256))
     for track in (voice, music, effects):
         if len(track):
             tl.tracks.append(track)
 
 
-def build_stills(ctx: RunContext) -> otio.schema.Timeline:
+def build_stills(env: StageEnv, inp: TimelineInputs) -> otio.schema.Timeline:
     """A still is a single-frame shot: one one-frame clip per beat a still channel is
     made from (``stills``, else the hero beat), in brief order, each naming its channels
     under ``metadata["studio"]["channels"]``; the conform cuts each channel from its clip."""
-    rate = ctx.edit_rate
+    rate = inp.edit_rate
     channels: dict[str, list[str]] = {}
-    for spec in ctx.still_specs:
-        channels.setdefault(ctx.brief.still_beat(spec.name).id, []).append(spec.name)
-    tl = otio.schema.Timeline(name=f"{ctx.brief.project}_{ctx.brief.campaign}_stills")
-    tl.metadata["studio"] = {"run_id": ctx.run_id, "code_version": CODE_VERSION}
-    set_start_timecode(ctx, tl)
+    for spec in inp.still_specs:
+        channels.setdefault(inp.brief.still_beat(spec.name).id, []).append(spec.name)
+    tl = otio.schema.Timeline(name=f"{inp.brief.project}_{inp.brief.campaign}_stills")
+    tl.metadata["studio"] = {"run_id": env.run_id, "code_version": CODE_VERSION}
+    set_start_timecode(inp.brief, inp.specs, rate, tl)
     track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
     tl.tracks.append(track)
-    for shot in ctx.shots:
+    for shot in inp.shots:
         if shot.beat_id not in channels:
             continue
-        cand = ctx.selected[shot.shot_id]
+        cand = inp.selected[shot.shot_id]
         ref = otio.schema.ExternalReference(
-            target_url=ctx.store.path(cand.image).resolve().as_uri(),
+            target_url=env.store.path(cand.image).resolve().as_uri(),
             available_range=otio.opentime.TimeRange(_rt(0, rate), _rt(1, rate)),
         )
         ref.metadata["studio"] = {"sha256": cand.image.sha256}
         clip = otio.schema.Clip(name=shot.beat_id, media_reference=ref,
                                 source_range=otio.opentime.TimeRange(_rt(0, rate), _rt(1, rate)))
-        clip.metadata["studio"] = {**_clip_metadata(ctx, shot.shot_id), "channels": channels[shot.beat_id]}
+        clip.metadata["studio"] = {**_clip_metadata(inp, shot.shot_id), "channels": channels[shot.beat_id]}
         track.append(clip)
     return tl
 
 
-def write_timeline(ctx: RunContext, tl: otio.schema.Timeline, kind: str, *,
-                   parent_id: str | None = None, version: int = 1) -> None:
-    folder = ctx.work_dir / "timelines"
-    path = folder / f"{ctx.file_stem(kind)}.otio"
+def write_timeline(env: StageEnv, tl: otio.schema.Timeline, kind: str, *, brief: Brief, specs: list[ChannelSpec],
+                   rate: Fraction, parent_id: str | None = None, version: int = 1) -> dict[str, Any]:
+    """Write ``tl`` and its editor exports into the run's timelines folder and record it;
+    returns its entry (the run's ``timelines[kind]``)."""
+    folder = env.work_dir / "timelines"
     exports: dict[str, Path] = {}
     from timelines.export import export_all
 
@@ -192,17 +222,19 @@ def write_timeline(ctx: RunContext, tl: otio.schema.Timeline, kind: str, *,
     # XML; FCPXML; EDL), at the main deliverable's size and the edit rate, from the
     # timeline's start timecode. A still is a one-frame shot: its timeline goes out the
     # same way, at the first still channel's size.
-    main = (ctx.video_specs or ctx.specs)[0] if kind == "edit" else (ctx.still_specs or ctx.specs)[0]
-    exports = export_all(tl, folder, ctx.file_stem(kind), width=main.width, height=main.height,
-                         rate=ctx.edit_rate, otioz=ctx.brief.otioz)
+    video = [s for s in specs if s.kind == "video"]
+    still = [s for s in specs if s.kind == "still"]
+    main = (video or specs)[0] if kind == "edit" else (still or specs)[0]
+    exports = export_all(tl, folder, env.file_stem(kind), width=main.width, height=main.height,
+                         rate=rate, otioz=brief.otioz)
     path = exports["otio"]
     sha = sha256_file(path)
     tid = db.new_id("tl")
-    final = ctx.out_dir / path.relative_to(ctx.work_dir)
-    with ctx.session() as s:
-        s.add(db.Timeline(id=tid, run_id=ctx.run_id, name=tl.name, kind=kind, sha256=sha, path=str(final),
+    final = env.out_dir / path.relative_to(env.work_dir)
+    with env.session() as s:
+        s.add(db.Timeline(id=tid, run_id=env.run_id, name=tl.name, kind=kind, sha256=sha, path=str(final),
                           parent_id=parent_id, version=version))
-    ctx.timelines[kind] = {
+    return {
         "id": tid, "path": path, "sha256": sha, "name": tl.name,
         "exports": {fmt: {"path": p, "sha256": sha256_file(p)} for fmt, p in exports.items() if fmt != "otio"},
     }
@@ -224,20 +256,25 @@ def edit_recipe(shots: list[Any], masters: dict[str, str], stems: dict[str, str]
     }
 
 
-def assemble_timelines(ctx: RunContext) -> None:
-    if ctx.video_specs:
-        doc = edit_recipe(ctx.shots, {k: c.media.sha256 for k, c in ctx.clips.items()},
-                          {k: v.sha256 for k, v in ctx.stems.items()},
+def assemble_timelines(env: StageEnv, inputs: TimelineInputs) -> TimelineOutputs:
+    timelines: dict[str, dict[str, Any]] = {}
+    edit_key = None
+    common = {"brief": inputs.brief, "specs": inputs.specs, "rate": inputs.edit_rate}
+    if inputs.video_specs:
+        doc = edit_recipe(inputs.shots, {k: c.media.sha256 for k, c in inputs.clips.items()},
+                          {k: v.sha256 for k, v in inputs.stems.items()},
                           [{"beat": ln["beat"], "sha256": ln["ref"].sha256, "start": ln["start"]}
-                           for ln in ctx.voice_lines], ctx.edit_rate)
+                           for ln in inputs.voice_lines], inputs.edit_rate)
         from studio.cache import key_of
 
-        ctx.recipes["timeline"] = {"edit": {"key": key_of("timeline", CODE_VERSION, doc), "doc": doc}}
-        write_timeline(ctx, build_edit(ctx), "edit")
-        ctx.reporter.advance("timeline")
-    if ctx.still_specs:
-        write_timeline(ctx, build_stills(ctx), "stills")
-        ctx.reporter.advance("timeline")
+        edit_key = key_of("timeline", CODE_VERSION, doc)
+        env.recipes["timeline"] = {"edit": {"key": edit_key, "doc": doc}}
+        timelines["edit"] = write_timeline(env, build_edit(env, inputs), "edit", **common)
+        env.reporter.advance("timeline")
+    if inputs.still_specs:
+        timelines["stills"] = write_timeline(env, build_stills(env, inputs), "stills", **common)
+        env.reporter.advance("timeline")
+    return TimelineOutputs(timelines=timelines, edit_key=edit_key)
 
 
 def read_clips(path: Path) -> list[otio.schema.Clip]:

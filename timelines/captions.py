@@ -30,6 +30,8 @@ from typing import Any
 import ffmpeg
 from PIL import Image, ImageDraw, ImageFont
 
+from studio.brief import Brief
+from studio.context import StageEnv
 from studio.errors import StageError
 from studio.specs import CaptionRules, ChannelSpec
 from studio.store import atomic_output, atomic_write_text
@@ -904,38 +906,52 @@ def burn_in(video: Any, overlays: Sequence[Overlay]) -> Any:
     return video
 
 
-def captions_stage(ctx: Any) -> None:
+@dataclass
+class CaptionsInputs:
+    brief: Brief
+    video_specs: list[ChannelSpec]
+    sound: dict[str, Any]  # the mix's placed lines (where the edit has them) and its duration
+
+
+@dataclass
+class CaptionsOutputs:
+    captions: dict[str, dict[str, Any]]  # by spec: files, cues, burn-in overlays
+
+
+def captions_stage(env: StageEnv, inputs: CaptionsInputs) -> CaptionsOutputs:
     """Stage ``captions``: SRT and WebVTT for every video deliverable, cut from the voice
     lines where the edit places them; reading speed checked against each spec; caption
     images rendered for the specs that burn captions in (the conform composites them in
     its one encode pass)."""
-    placed = ctx.sound.get("placed_lines", [])
-    if not ctx.brief.captions or not placed:
-        return
+    placed = inputs.sound.get("placed_lines", [])
+    out: dict[str, dict[str, Any]] = {}
+    if not inputs.brief.captions or not placed:
+        return CaptionsOutputs(captions=out)
     lines = [Line.from_dict(x) for x in placed]
-    total = float(ctx.sound.get("mix", {}).get("duration") or max(x["end"] for x in placed))
-    for spec in ctx.video_specs:
+    total = float(inputs.sound.get("mix", {}).get("duration") or max(x["end"] for x in placed))
+    for spec in inputs.video_specs:
         cues = build_cues(lines, spec.captions, total=total, spec_name=spec.name)
         warnings = check_reading(cues, spec.captions, spec.name)
         for w in warnings:
-            ctx.warn(w)
-        folder = ctx.work_dir / "deliverables" / spec.name
-        stem = ctx.file_stem(spec.name)
+            env.warn(w)
+        folder = env.work_dir / "deliverables" / spec.name
+        stem = env.file_stem(spec.name)
         srt, vtt = folder / f"{stem}.srt", folder / f"{stem}.vtt"
         write_srt(cues, srt)
         write_vtt(cues, vtt, spec=spec)
         if spec.captions_burn_in:
             for w in check_glyphs(cues, spec.name):
-                ctx.warn(w)
+                env.warn(w)
                 warnings.append(w)
-        overlays = (render_overlays(cues, spec, ctx.scratch_dir / "captions" / spec.name)
+        overlays = (render_overlays(cues, spec, env.scratch_dir / "captions" / spec.name)
                     if spec.captions_burn_in else [])
-        ctx.captions[spec.name] = {
-            "srt": str(srt.relative_to(ctx.work_dir)), "vtt": str(vtt.relative_to(ctx.work_dir)),
+        out[spec.name] = {
+            "srt": str(srt.relative_to(env.work_dir)), "vtt": str(vtt.relative_to(env.work_dir)),
             "burned_in": bool(overlays), "cues": len(cues), "warnings": warnings,
             "boxes": [list(o.box) for o in overlays], "overlays": overlays, "code_version": CODE_VERSION,
         }
-        ctx.reporter.advance("captions", spec=spec.name)
+        env.reporter.advance("captions", spec=spec.name)
+    return CaptionsOutputs(captions=out)
 
 
 __all__ = [

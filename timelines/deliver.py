@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,12 @@ from typing import Any
 import opentimelineio as otio
 
 from studio import db
+from studio.brief import Brief
 from studio.cache import file_digest, key_of
-from studio.context import RunContext
+from studio.context import StageEnv
 from studio.errors import StageError
 from studio.media import url_to_path
-from studio.specs import ChannelSpec
+from studio.specs import ChannelSpec, StylePack
 from studio.store import sha256_file
 
 CODE_VERSION = "deliver.2"  # 2: segmented conform (per-cut segments in the store, stream-copy concat)
@@ -73,13 +75,13 @@ def measured(path: Path) -> dict[str, Any]:
             "sha256": sha256_file(path)}
 
 
-def _record(ctx: RunContext, spec: ChannelSpec, path: Path, timeline_id: str | None,
-            params: dict[str, Any], info: dict[str, Any] | None = None) -> None:
+def _record(env: StageEnv, spec: ChannelSpec, path: Path, timeline_id: str | None,
+            params: dict[str, Any], info: dict[str, Any] | None = None) -> dict[str, Any]:
     info = info or measured(path)
     sha = info["sha256"]
-    final = ctx.out_dir / path.relative_to(ctx.work_dir)
+    final = env.out_dir / path.relative_to(env.work_dir)
     entry = {
-        "spec": spec.name, "kind": spec.kind, "path": str(path.relative_to(ctx.work_dir)),
+        "spec": spec.name, "kind": spec.kind, "path": str(path.relative_to(env.work_dir)),
         "sha256": sha, "width": info["width"], "height": info["height"],
         "fps": info["fps"] if spec.kind == "video" else None,
         "duration": round(float(info["duration"]), 4) if spec.kind == "video" else None,
@@ -96,16 +98,16 @@ def _record(ctx: RunContext, spec: ChannelSpec, path: Path, timeline_id: str | N
         )
     for crop in params.get("crops", []):
         if not crop.get("focus_in_safe", True):
-            ctx.warn(f"{spec.name}: shot {crop.get('clip')}: the focus point sits outside the safe area "
+            env.warn(f"{spec.name}: shot {crop.get('clip')}: the focus point sits outside the safe area "
                      "even after tightening; move the subject (beat focus) or check the framing")
-    with ctx.session() as s:
+    with env.session() as s:
         s.add(db.Deliverable(
-            id=db.new_id("dlv"), run_id=ctx.run_id, timeline_id=timeline_id, spec=spec.name, kind=spec.kind,
+            id=db.new_id("dlv"), run_id=env.run_id, timeline_id=timeline_id, spec=spec.name, kind=spec.kind,
             path=str(final), sha256=sha, width=entry["width"], height=entry["height"], fps=entry["fps"],
             duration=entry["duration"], size=entry["size"], code_version=CODE_VERSION,
             params={k: v for k, v in params.items() if k != "command"} | {"command": params.get("command")},
         ))
-    ctx.deliverables.append(entry)
+    return entry
 
 
 def _measure_loudness(path: Path, master: dict[str, Any]) -> dict[str, Any]:
@@ -145,14 +147,14 @@ def still_frames(timeline_path: Path, specs: list[ChannelSpec]) -> dict[str, Any
     return out
 
 
-def clip_grades(ctx: RunContext, timeline_path: Path) -> list[dict[str, Any] | None]:
+def clip_grades(env: StageEnv, timeline_path: Path) -> list[dict[str, Any] | None]:
     """The grade each cut's shot master was made with (its Render row's ``params["grade"]``,
     found through the media reference's render id), None for a master made before the
     clips stage graded (or a clip Studio did not render)."""
     tl = otio.adapters.read_from_file(str(timeline_path))
     ids = [(getattr(c.media_reference, "metadata", {}) or {}).get("studio", {}).get("render_id")
            for c in tl.video_tracks()[0].find_clips()]
-    with ctx.session() as s:
+    with env.session() as s:
         rows = {rid: s.get(db.Render, rid) for rid in set(ids) if rid}
         params = {rid: dict(r.params or {}) for rid, r in rows.items() if r is not None}
     return [params.get(rid, {}).get("grade") if rid else None for rid in ids]
@@ -187,52 +189,71 @@ def _jsonable_params(params: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(params, default=str))
 
 
-def conform_deliverables(ctx: RunContext) -> dict[str, int]:
+@dataclass
+class ConformInputs:
+    brief: Brief
+    video_specs: list[ChannelSpec]
+    still_specs: list[ChannelSpec]
+    style: StylePack
+    lut: Path | None  # the style's LUT file (graded into the masters; here for old, ungraded ones)
+    timelines: dict[str, dict[str, Any]]
+    masters: dict[str, dict[str, Any]]  # by spec: the channel's audio master
+    captions: dict[str, dict[str, Any]]  # by spec: files and burn-in overlays
+    edit_key: str | None  # the edit as content: with the spec and the rest, a deliverable's key
+    master_keys: dict[str, str]  # by spec: the audio master's key
+
+
+@dataclass
+class ConformOutputs:
+    deliverables: list[dict[str, Any]]
+    counts: dict[str, int]
+
+
+def conform_deliverables(env: StageEnv, inputs: ConformInputs) -> ConformOutputs:
     from timelines.conform import VideoJob, conform_still, conform_videos
 
     counts = {"reused": 0, "made": 0}
-
-    finishing = ctx.style.finishing
-    lut = ctx.catalog.lut_path(ctx.style)
-    if ctx.video_specs:
-        tl = ctx.timelines["edit"]
+    deliverables: list[dict[str, Any]] = []
+    finishing = inputs.style.finishing
+    lut = inputs.lut
+    if inputs.video_specs:
+        tl = inputs.timelines["edit"]
         clips = conform_clips(tl["path"])
         # The look is in the shot masters (graded once per shot in the clips stage); the
         # conform adds grain and sharpening only. Masters from before that (an old run's
         # edit conformed again) carry no grade: those still get the LUT here.
-        grades = clip_grades(ctx, tl["path"])
+        grades = clip_grades(env, tl["path"])
         conform_lut = lut if not any(grades) else None
         from studio.cache import ActionCache, materialize
         from timelines.captions import CODE_VERSION as CAPTIONS_VERSION
         from timelines.conform import CODE_VERSION as GRAPH_VERSION
 
-        cache = ActionCache(ctx.engine, ctx.store)
-        edit = ctx.recipes.get("timeline", {}).get("edit")
+        cache = ActionCache(env.engine, env.store)
         jobs: list[VideoJob] = []
         keys: dict[str, str] = {}
-        for spec in ctx.video_specs:
-            master = ctx.masters.get(spec.name)
+        for spec in inputs.video_specs:
+            master = inputs.masters.get(spec.name)
             job = VideoJob(
-                spec=spec, out=ctx.work_dir / "deliverables" / spec.name / f"{ctx.file_stem(spec.name)}.mp4",
-                audio=ctx.store.path(master["ref"]) if master else None, audio_copy=master is not None,
-                overlays=ctx.captions.get(spec.name, {}).get("overlays", []))
-            if edit is not None:
+                spec=spec, out=env.work_dir / "deliverables" / spec.name / f"{env.file_stem(spec.name)}.mp4",
+                audio=env.store.path(master["ref"]) if master else None, audio_copy=master is not None,
+                overlays=inputs.captions.get(spec.name, {}).get("overlays", []))
+            if inputs.edit_key is not None:
                 doc = conform_recipe(
-                    edit["key"], spec, lut_sha=file_digest(lut) if lut else None, grain=finishing.grain,
-                    sharpen=finishing.sharpen, preset=ctx.settings.x264_preset,
-                    master=ctx.recipes.get("mix", {}).get(spec.name, {}).get("key"),
-                    captions={"code_version": CAPTIONS_VERSION, "on": ctx.brief.captions},
+                    inputs.edit_key, spec, lut_sha=file_digest(lut) if lut else None, grain=finishing.grain,
+                    sharpen=finishing.sharpen, preset=env.settings.x264_preset,
+                    master=inputs.master_keys.get(spec.name),
+                    captions={"code_version": CAPTIONS_VERSION, "on": inputs.brief.captions},
                     graph=GRAPH_VERSION)
                 key = key_of("conform", CODE_VERSION, doc)
-                ctx.recipes.setdefault("conform", {})[spec.name] = {"key": key, "doc": doc}
+                env.recipes.setdefault("conform", {})[spec.name] = {"key": key, "doc": doc}
                 hit = cache.get(key)
                 if hit is not None:
                     # The same edit, spec, finishing and sound made this file before: copied
                     # from the store and recorded, no ffmpeg.
-                    materialize(ctx.store, hit.outputs["file"], job.out)
+                    materialize(env.store, hit.outputs["file"], job.out)
                     params = {**hit.outputs["params"], "reused_from": hit.run_id}
-                    _record(ctx, spec, job.out, tl["id"], params, info=hit.outputs["info"])
-                    ctx.reporter.advance("conform", spec=spec.name)
+                    deliverables.append(_record(env, spec, job.out, tl["id"], params, info=hit.outputs["info"]))
+                    env.reporter.advance("conform", spec=spec.name)
                     continue
                 keys[spec.name] = key
             jobs.append(job)
@@ -247,49 +268,49 @@ def conform_deliverables(ctx: RunContext) -> dict[str, int]:
         # instance's memory per cut and saved no time at 720p (bench/bench_segments.py).
         def progress(frac: float) -> None:
             for job in jobs:
-                ctx.reporter.advance("conform", amount=max(0.0, frac - last[0]), spec=job.spec.name)
+                env.reporter.advance("conform", amount=max(0.0, frac - last[0]), spec=job.spec.name)
             last[0] = frac
 
-        records = conform_videos(clips, jobs, preset=ctx.settings.x264_preset, lut=conform_lut,
+        records = conform_videos(clips, jobs, preset=env.settings.x264_preset, lut=conform_lut,
                                  grain=finishing.grain, sharpen=finishing.sharpen, progress=progress,
-                                 store=ctx.store, workers=min(2, os.cpu_count() or 1)) if jobs else []
+                                 store=env.store, workers=min(2, os.cpu_count() or 1)) if jobs else []
         seconds = (time.monotonic() - started) / max(1, len(jobs))
         for job, params in zip(jobs, records, strict=True):
-            ctx.reporter.advance("conform", amount=max(0.0, 1.0 - last[0]), spec=job.spec.name)
+            env.reporter.advance("conform", amount=max(0.0, 1.0 - last[0]), spec=job.spec.name)
             _finishing_record(params, grades)
-            master = ctx.masters.get(job.spec.name)
+            master = inputs.masters.get(job.spec.name)
             if master is not None:
                 params["loudness"] = _measure_loudness(job.out, master)
             if job.spec.active_aspect:
                 # Letterboxed: where the picture is in the frame (the rest is black bars).
                 params["active_picture"] = list(job.spec.active_rect())
-            caps = ctx.captions.get(job.spec.name, {})
+            caps = inputs.captions.get(job.spec.name, {})
             if caps:
                 params["captions"] = {k: v for k, v in caps.items() if k != "overlays"}
             info = measured(job.out)
-            _record(ctx, job.spec, job.out, tl["id"], params, info=info)
+            deliverables.append(_record(env, job.spec, job.out, tl["id"], params, info=info))
             if job.spec.name in keys:
                 cache.put(keys[job.spec.name], "conform", CODE_VERSION,
-                          {"file": ctx.store.put_file(job.out, ".mp4").to_dict(),
-                           "params": _jsonable_params(params), "info": info}, ctx.run_id, seconds)
-        counts["reused"] = len(ctx.video_specs) - len(jobs)
+                          {"file": env.store.put_file(job.out, ".mp4").to_dict(),
+                           "params": _jsonable_params(params), "info": info}, env.run_id, seconds)
+        counts["reused"] = len(inputs.video_specs) - len(jobs)
         counts["made"] = len(jobs)
-    frames = still_frames(ctx.timelines["stills"]["path"], ctx.still_specs) if ctx.still_specs else {}
-    for spec in ctx.still_specs:
-        tl = ctx.timelines["stills"]
+    frames = still_frames(inputs.timelines["stills"]["path"], inputs.still_specs) if inputs.still_specs else {}
+    for spec in inputs.still_specs:
+        tl = inputs.timelines["stills"]
         clip = frames[spec.name]
         image = url_to_path(clip.media_reference.target_url)
         focus = tuple(clip.metadata["studio"]["focus"])
         ext = ".jpg" if spec.codec == "jpeg" else ".png"
-        out = ctx.work_dir / "deliverables" / spec.name / f"{ctx.file_stem(spec.name)}{ext}"
+        out = env.work_dir / "deliverables" / spec.name / f"{env.file_stem(spec.name)}{ext}"
         params = conform_still(image, (float(focus[0]), float(focus[1])), spec, out,
                                sharpen=finishing.sharpen,
                                subject_scale=clip.metadata["studio"].get("subject_scale"))
         meta = clip.metadata["studio"]
         params["frame"] = {"beat_id": meta.get("beat_id", clip.name), "candidate_id": meta.get("candidate_id"),
                            "keyframe_sha256": meta.get("keyframe_sha256")}
-        _record(ctx, spec, out, tl["id"], params)
-        ctx.deliverables[-1]["frame"] = params["frame"]  # which keyframe this still was cut from
-        ctx.reporter.advance("conform", spec=spec.name)
+        deliverables.append(_record(env, spec, out, tl["id"], params))
+        deliverables[-1]["frame"] = params["frame"]  # which keyframe this still was cut from
+        env.reporter.advance("conform", spec=spec.name)
         counts["made"] += 1
-    return counts
+    return ConformOutputs(deliverables=deliverables, counts=counts)
