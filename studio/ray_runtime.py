@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -67,9 +68,7 @@ def ensure_ray(settings: Settings) -> dict[str, Any]:
     # The watcher starts first, so a driver killed during ray.init leaves nothing either.
     _watch_local_ray()
     ray.init(**kwargs)
-    session = _started_session_dir()
-    if session is not None:
-        _tell_watcher(session)
+    _name_session()
     return {"address": "local", "local": True}
 
 
@@ -102,46 +101,82 @@ def _watch_local_ray() -> None:
     )
 
 
-def _started_session_dir() -> str | None:
-    """The session folder of the Ray node this process started, or None when ray.init
-    joined an instance that was already running (a `ray start` on this machine)."""
+def _name_session() -> None:
+    """Tell the watcher the session folder of the Ray node this process started, or that
+    ray.init joined an instance already running (a `ray start` on this machine): never ours."""
     import ray
 
-    try:  # private API; without it the token alone still finds the session's processes
+    try:  # private API; without it the watcher finds the session from the raylet itself
         node = ray._private.worker._global_node
-        if node is None or not node.head:  # joined, not started: never ours to stop
-            return None
-        return os.path.realpath(node.get_session_dir_path())
+        started = node is not None and node.head
+        session = os.path.realpath(node.get_session_dir_path()) if started else ""
     except AttributeError:
-        return None
+        return
+    _tell_watcher(f"session {session}" if started else "joined")
 
 
-def _tell_watcher(session: str) -> None:
+def _tell_watcher(message: str) -> None:
     if _watcher is None or _watcher.stdin is None:
         return
     try:
-        _watcher.stdin.write(f"session {session}\n".encode())
+        _watcher.stdin.write(f"{message}\n".encode())
         _watcher.stdin.flush()
     except OSError:
         pass
 
 
-def _ours(pid: int, token: bytes, sessions: list[str]) -> bool:
-    """A process of the dead driver's Ray: it carries the token in its environment, or its
-    stdout/stderr go to the session's log folder (Ray's agents overwrite their environment
-    with their process title, so the token alone misses them)."""
-    proc = Path("/proc", str(pid))
+def _carries(pid: int, token: bytes) -> bool:
     try:
-        if token in (proc / "environ").read_bytes().split(b"\0"):
-            return True
+        return token in Path("/proc", str(pid), "environ").read_bytes().split(b"\0")
     except OSError:
-        pass
-    for fd in ("1", "2"):
+        return False
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _find_sessions(token: bytes) -> set[str]:
+    """Session folders named by the raylet or log monitor this driver started (they keep
+    the token; --session_dir / --session-dir on their command line)."""
+    found = set()
+    for pid in _pids():
+        if not _carries(pid, token):
+            continue
         try:
-            target = os.readlink(proc / "fd" / fd)
+            args = Path("/proc", str(pid), "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if any(target.startswith(s + os.sep) for s in sessions):
+        for arg in args:
+            for flag in ("--session_dir=", "--session-dir="):
+                if arg.startswith(flag) and len(arg) > len(flag):
+                    found.add(os.path.realpath(arg[len(flag):]))
+    return found
+
+
+def _ours(pid: int, token: bytes, sessions: list[str]) -> bool:
+    """A process of the dead driver's Ray: it carries the token in its environment, or it
+    writes into the session's folder (Ray's agents overwrite their environment with their
+    process title, so the token alone misses them; they keep their logs open there).
+    Readers (a `tail -f` of a log) are not Ray's and are left alone."""
+    proc = Path("/proc", str(pid))
+    if _carries(pid, token):
+        return True
+    if not sessions:
+        return False
+    try:
+        fds = list((proc / "fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+            if not any(target.startswith(s + os.sep) for s in sessions):
+                continue
+            flags = (proc / "fdinfo" / fd.name).read_text().split("flags:", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if int(flags, 8) & (os.O_WRONLY | os.O_RDWR):
             return True
     return False
 
@@ -149,11 +184,8 @@ def _ours(pid: int, token: bytes, sessions: list[str]) -> bool:
 def _kill_leftovers(token: bytes, sessions: list[str]) -> list[int]:
     me = os.getpid()
     killed = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        pid = int(entry.name)
-        if _ours(pid, token, sessions):
+    for pid in _pids():
+        if pid != me and _ours(pid, token, sessions):
             try:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
@@ -167,14 +199,35 @@ def _watch() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     token = f"{SESSION_ENV}={sys.argv[1]}".encode()
-    sessions: list[str] = []
-    for line in sys.stdin.buffer:  # ends when the driver exits, however it exits
-        kind, _, value = line.decode().strip().partition(" ")
-        if kind == "session" and value:
-            sessions.append(value)
+    driver = os.getppid()
+    sessions: set[str] = set()
+    joined, pending, fd = False, b"", sys.stdin.fileno()
+    while True:
+        # Until the driver names its session (after ray.init returns), look for it every half
+        # second: a driver killed during ray.init may already have started the agents.
+        looking = not sessions and not joined
+        if select.select([fd], [], [], 0.5 if looking else None)[0]:
+            chunk = os.read(fd, 4096)
+            if not chunk:  # the driver is gone, however it ended
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                kind, _, value = line.decode().partition(" ")
+                if kind == "session" and value:
+                    sessions.add(value)
+                joined = joined or kind == "joined"  # ray.init joined a running instance
+        elif looking:
+            sessions |= _find_sessions(token)
+    # The pipe also closes while a driver that exits normally finalizes (after ray.shutdown),
+    # with Ray's log files still open in the session folder: wait until it is really gone.
+    while os.getppid() == driver:
+        time.sleep(0.05)
+    if not joined:
+        sessions |= _find_sessions(token)
     # After a normal exit ray.shutdown has stopped everything and this finds nothing. Kill
     # until a scan comes back empty twice: a dying raylet may still have started a worker.
     empty, deadline = 0, time.monotonic() + 30
     while empty < 2 and time.monotonic() < deadline:
-        empty = 0 if _kill_leftovers(token, sessions) else empty + 1
+        empty = 0 if _kill_leftovers(token, sorted(sessions)) else empty + 1
         time.sleep(0.2)

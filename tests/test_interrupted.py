@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from studio.store import Store, _host
@@ -143,3 +145,85 @@ def test_store_cleans_only_abandoned_temps_of_its_own_naming(tmp_path: Path) -> 
         # idle long enough: abandoned wherever it ran; the held folder, let go, goes too
         assert sorted(store.clean_stale()) == sorted([other_host, held_dir])
     assert not live_dir.exists()
+
+
+def _stat(pid: int) -> tuple[int, str, str] | None:
+    """(parent pid, state, start time) of a process, None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()  # after "(comm)", which may hold spaces
+    return int(fields[1]), fields[0], fields[19]
+
+
+def _tree(root: int) -> dict[int, str]:
+    """Live descendants of ``root``: pid -> start time (so a reused pid is not mistaken)."""
+    stats = {int(p.name): s for p in Path("/proc").iterdir() if p.name.isdigit() and (s := _stat(int(p.name)))}
+    found, todo = {}, [root]
+    while todo:
+        parent = todo.pop()
+        for pid, (ppid, _, start) in stats.items():
+            if ppid == parent and pid not in found:
+                found[pid] = start
+                todo.append(pid)
+    return found
+
+
+def _cmd(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int, start: str) -> bool:
+    s = _stat(pid)
+    return s is not None and s[2] == start and s[1] != "Z"  # a zombie has finished
+
+
+def _using(session: str) -> set[int]:
+    """Processes with a file open in the Ray session's folder (its logs), however started."""
+    pids = set()
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd).startswith(session + "/") for fd in (p / "fd").iterdir()):
+                pids.add(int(p.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_killed_render_leaves_no_ray_process(tmp_path: Path) -> None:
+    """SIGKILL of a render: every process of its local Ray (GCS, raylet, the raylet's agents,
+    workers) and its watcher are gone within seconds. Before, the dashboard and runtime-env
+    agents outlived the driver by a minute, trying to tell the dead GCS the raylet had died."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("reads /proc (Linux)")
+    home, brief, out = tmp_path / "home", _brief(tmp_path / "brief.yaml"), tmp_path / "out"
+    proc, lines = _start(brief, out, home)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the raylet's agents are up: they are what used to linger
+            tree = _tree(proc.pid)
+            cmds = {pid: _cmd(pid) for pid in tree}
+            if sum(c.startswith(("ray::DashboardAgent", "ray::RuntimeEnvAgent")) for c in cmds.values()) == 2:
+                break
+            assert time.monotonic() < deadline and proc.poll() is None, (cmds, "".join(lines))
+            time.sleep(0.2)
+        # the session folder, from the GCS's and raylet's command lines (--log_dir=..., ...)
+        (session,) = {m.group(1) for c in cmds.values() if (m := re.search(r"=(/\S*/session_[\d_-]+)/", c))}
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    deadline = time.monotonic() + 20
+    left: dict[int, str] = {}
+    while time.monotonic() < deadline:
+        left = {pid: _cmd(pid) for pid, start in tree.items() if _alive(pid, start)}
+        left.update({pid: _cmd(pid) for pid in _using(session) if pid not in left})
+        if not left:
+            break
+        time.sleep(0.2)
+    assert not left, f"still running 20 s after the render was killed: {left}"
