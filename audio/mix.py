@@ -19,11 +19,15 @@ deliverable's own.
 from __future__ import annotations
 
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from studio import db
+from studio.brief import Brief
+from studio.context import StageEnv
 from studio.errors import StageError
+from studio.specs import ChannelSpec
 from studio.store import MediaRef, atomic_output
 
 CODE_VERSION = "mix.1"
@@ -273,7 +277,24 @@ def master_recipe(mix_key: str, spec: Any) -> dict[str, Any]:
     return {"mix": mix_key, "spec": {f: getattr(spec, f) for f in MASTER_FIELDS}}
 
 
-def mix_stage(ctx: Any) -> dict[str, int]:
+@dataclass
+class MixInputs:
+    brief: Brief  # the music's gain under the voice
+    timelines: dict[str, dict[str, Any]]  # the edit whose audio tracks are mixed
+    edit_key: str | None  # the edit's action key (the timeline stage's, or the editor's file's)
+    sound: dict[str, Any]  # the music stage's records: the stems' rights
+    video_specs: list[ChannelSpec]  # a master per channel with a loudness target
+
+
+@dataclass
+class MixOutputs:
+    sound: dict[str, Any]  # the input sound plus placed_lines, mix and the stems as mixed
+    masters: dict[str, dict[str, Any]]  # by spec: the encoded audio and its loudness
+    master_keys: dict[str, str]  # by spec: each master's action key (the conform is keyed by it)
+    counts: dict[str, int]
+
+
+def mix_stage(env: StageEnv, inputs: MixInputs) -> MixOutputs:
     """The stage: the edit's audio tracks rendered to stems, one mix of them (music ducked
     under voice), the stems as mixed for the editor, one master per video spec. The mix
     and each master are made once per recipe (studio.cache.memo): a new channel spec
@@ -282,82 +303,87 @@ def mix_stage(ctx: Any) -> dict[str, int]:
 
     from studio.cache import ActionCache, materialize, memo
 
-    cache = ActionCache(ctx.engine, ctx.store)
-    edit_key = ctx.recipes["timeline"]["edit"]["key"]
-    doc = mix_recipe(edit_key, ctx.brief.music.gain_db)
-    work = ctx.scratch_dir / "mix"
+    cache = ActionCache(env.engine, env.store)
+    gain = inputs.brief.music.gain_db
+    # TRANSITION: until the timeline stage outputs edit_key, its key is in the run's notebook.
+    edit_key = inputs.edit_key or env.recipes["timeline"]["edit"]["key"]
+    doc = mix_recipe(edit_key, gain)
+    work = env.scratch_dir / "mix"
     work.mkdir(parents=True, exist_ok=True)
-    stems_dir = ctx.work_dir / "stems"
-    stem_paths = {name: stems_dir / f"{ctx.file_stem(name)}.wav" for name in ("voice", "music", "effects")}
+    stems_dir = env.work_dir / "stems"
+    stem_paths = {name: stems_dir / f"{env.file_stem(name)}.wav" for name in ("voice", "music", "effects")}
 
     def make() -> dict[str, Any]:
-        tl = otio.adapters.read_from_file(str(ctx.timelines["edit"]["path"]))
+        tl = otio.adapters.read_from_file(str(inputs.timelines["edit"]["path"]))
         total = (tl.tracks.duration().to_seconds() if not tl.video_tracks()
                  else tl.video_tracks()[0].duration().to_seconds())
         tracks = stems_from_timeline(tl, total, work)
         mix_path = work / "mix.wav"
         params = mix_stems(tracks.get("voice"), tracks.get("music"), tracks.get("effects"), mix_path,
                            {k: v for k, v in stem_paths.items() if k in tracks},
-                           duration=total, music_gain_db=ctx.brief.music.gain_db)
+                           duration=total, music_gain_db=gain)
         from audio.loudness import ABS_GATE
         from audio.master import measure
 
         return {
             # The lines where the edit has them (an editor may have moved them): captions use these.
             "placed_lines": lines_from_timeline(tl) if "voice" in tracks else [],
-            "mix": {"ref": ctx.store.put_file(mix_path, ".wav").to_dict(), **params},
-            "stems": {k: ctx.store.put_file(p, ".wav").to_dict() for k, p in stem_paths.items() if p.exists()},
+            "mix": {"ref": env.store.put_file(mix_path, ".wav").to_dict(), **params},
+            "stems": {k: env.store.put_file(p, ".wav").to_dict() for k, p in stem_paths.items() if p.exists()},
             "total": total,
             # measured once for all channels: a silent spot is mastered as silence
             "silent": measure(mix_path)["integrated"] <= ABS_GATE,
         }
 
-    out, reused_from, mix_key = memo(cache, "mix", CODE_VERSION, doc, make, ctx.run_id)
-    ctx.recipes.setdefault("mix", {})["spot"] = {"key": mix_key, "doc": doc}
+    out, reused_from, mix_key = memo(cache, "mix", CODE_VERSION, doc, make, env.run_id)
+    env.recipes.setdefault("mix", {})["spot"] = {"key": mix_key, "doc": doc}
     total = out["total"]
-    ctx.sound["placed_lines"] = out["placed_lines"]
-    ctx.sound["mix"] = {**out["mix"], "ref": MediaRef.from_dict(out["mix"]["ref"])}
-    ctx.sound["stems"] = {k: materialize(ctx.store, ref, stem_paths[k]) if reused_from else stem_paths[k]
-                          for k, ref in out["stems"].items()}
+    mixed = {**out["mix"], "ref": MediaRef.from_dict(out["mix"]["ref"])}
+    stems = {k: materialize(env.store, ref, stem_paths[k]) if reused_from else stem_paths[k]
+             for k, ref in out["stems"].items()}
+    sound = {**inputs.sound, "placed_lines": out["placed_lines"], "mix": mixed, "stems": stems}
     params = {k: v for k, v in out["mix"].items() if k != "ref"}
-    with ctx.session() as s:
-        for name, path in ctx.sound["stems"].items():
-            s.add(db.AudioAsset(id=db.new_id("stem"), run_id=ctx.run_id, kind="stem", name=name,
+    with env.session() as s:
+        for name, path in stems.items():
+            s.add(db.AudioAsset(id=db.new_id("stem"), run_id=env.run_id, kind="stem", name=name,
                                 sha256=out["stems"][name]["sha256"], start=0.0, duration=total,
                                 code_version=CODE_VERSION,
-                                params={"path": str(ctx.out_dir / path.relative_to(ctx.work_dir)),
+                                params={"path": str(env.out_dir / path.relative_to(env.work_dir)),
                                         "as_mixed": True, **{k: v for k, v in params.items() if k != "graph"},
                                         **({"reused_from": reused_from} if reused_from else {})},
-                                rights=ctx.sound.get("rights", {}).get(name, {})))
+                                rights=inputs.sound.get("rights", {}).get(name, {})))
     # the mix itself and each channel's master, each a cached step
     counts = {"reused": int(reused_from is not None), "made": int(reused_from is None)}
-    for spec in ctx.video_specs:
+    masters: dict[str, dict[str, Any]] = {}
+    master_keys: dict[str, str] = {}
+    for spec in inputs.video_specs:
         if spec.loudness_target is None:
-            ctx.reporter.advance("mix", spec=spec.name)
+            env.reporter.advance("mix", spec=spec.name)
             continue
 
-        def master_it(spec: Any = spec) -> dict[str, Any]:
-            mix_path = ctx.store.path(ctx.sound["mix"]["ref"])
+        def master_it(spec: ChannelSpec = spec) -> dict[str, Any]:
+            mix_path = env.store.path(mixed["ref"])
             m4a = work / f"{spec.name}.m4a"
             info = master_for_channel(mix_path, m4a, spec=spec, work=work, silent=out["silent"])
-            return {"ref": ctx.store.put_file(m4a, ".m4a").to_dict(), **info}
+            return {"ref": env.store.put_file(m4a, ".m4a").to_dict(), **info}
 
         mdoc = master_recipe(mix_key, spec)
-        info, made_by, key = memo(cache, "master", CODE_VERSION, mdoc, master_it, ctx.run_id)
-        ctx.recipes["mix"][spec.name] = {"key": key, "doc": mdoc}
+        info, made_by, key = memo(cache, "master", CODE_VERSION, mdoc, master_it, env.run_id)
+        env.recipes["mix"][spec.name] = {"key": key, "doc": mdoc}
+        master_keys[spec.name] = key
         counts["reused" if made_by else "made"] += 1
         if info.get("silent"):
-            ctx.reporter.warn(f"stage mix: {spec.name}: the spot has no sound (no narration, music or "
+            env.reporter.warn(f"stage mix: {spec.name}: the spot has no sound (no narration, music or "
                               f"effects above {info['integrated']:g} LUFS): delivered with a silent track, "
                               f"not at {info['target_lufs']:g} LUFS — add narration or music if the channel "
                               "needs sound")
         ref = MediaRef.from_dict(info["ref"])
-        ctx.masters[spec.name] = {**info, "ref": ref}
-        with ctx.session() as s:
-            s.add(db.AudioAsset(id=db.new_id("mst"), run_id=ctx.run_id, kind="master", name=spec.name,
+        masters[spec.name] = {**info, "ref": ref}
+        with env.session() as s:
+            s.add(db.AudioAsset(id=db.new_id("mst"), run_id=env.run_id, kind="master", name=spec.name,
                                 spec=spec.name, sha256=ref.sha256, start=0.0, duration=total,
                                 code_version=CODE_VERSION,
                                 params={**{k: v for k, v in info.items() if k != "ref"},
                                         **({"reused_from": made_by} if made_by else {})}))
-        ctx.reporter.advance("mix", spec=spec.name)
-    return counts
+        env.reporter.advance("mix", spec=spec.name)
+    return MixOutputs(sound=sound, masters=masters, master_keys=master_keys, counts=counts)

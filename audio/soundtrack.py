@@ -12,18 +12,23 @@ folder). Every bed and cue is recorded with its parameters and rights.
 
 Last, voice, bed and effects are premixed once for the review's animatic (the review
 runs before any clip; shots/ does not import audio/, so the sound reaches it as a store
-ref on ``ctx.sound["premix"]``).
+ref on the run's ``sound["premix"]``).
 """
 
 from __future__ import annotations
 
 import subprocess
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from studio import db
+from studio.brief import Brief
+from studio.context import ShotPlan, StageEnv
 from studio.errors import ManyErrors, StageError, StudioError
+from studio.settings import Settings
+from studio.store import MediaRef
 
 CODE_VERSION = "music.1"
 RATE = 48000
@@ -136,24 +141,25 @@ def _to_stem(src: Path, out: Path, seconds: float) -> dict[str, Any]:
     return {"converted_to": f"{RATE} Hz stereo", "samples": n}
 
 
-def music_bed(ctx: Any, total: float, work: Path) -> dict[str, Any] | None:
+def music_bed(env: StageEnv, brief: Brief, brief_dir: Path, total: float, work: Path) -> dict[str, Any] | None:
     from audio import music
     from audio.library import MediaLibrary
 
-    plan = ctx.brief.music
+    plan = brief.music
+    settings = env.settings
     out = work / "bed.wav"
     if plan.source == "none":
         return None
     if plan.source == "procedural":
-        params = music.params_for(_moods(ctx.brief), ctx.brief.base_seed, tempo=plan.tempo, key=plan.key)
+        params = music.params_for(_moods(brief), brief.base_seed, tempo=plan.tempo, key=plan.key)
         record = music.compose(params, total, out, sample_rate=RATE)
         rights = record["rights"]
         detail: dict[str, Any] = {"source": "procedural", "track": None, "params": _jsonable(record)}
     elif plan.source == "library":
-        lib = MediaLibrary(_folder(plan.library, ctx.brief_dir, ctx.settings.music_dir,  # type: ignore[arg-type]
-                                   settings=ctx.settings, field="music.library"), kind="music")
-        track = lib.get(plan.track) if plan.track else lib.pick(_moods(ctx.brief), ctx.brief.usage_class)
-        lib.check_usage(track, ctx.brief.usage_class)
+        lib = MediaLibrary(_folder(plan.library, brief_dir, settings.music_dir,  # type: ignore[arg-type]
+                                   settings=settings, field="music.library"), kind="music")
+        track = lib.get(plan.track) if plan.track else lib.pick(_moods(brief), brief.usage_class)
+        lib.check_usage(track, brief.usage_class)
         record = lib.fit(track, total, out, sample_rate=RATE)
         rights = _jsonable(record.get("rights") or track.rights)
         detail = {"source": "library", "track": track.id, "params": _jsonable(record)}
@@ -161,15 +167,15 @@ def music_bed(ctx: Any, total: float, work: Path) -> dict[str, Any] | None:
         from audio.actors import generate_music
         from studio.models import ModelRegistry
 
-        entry = ModelRegistry(ctx.settings.models_dir).get(plan.source, field="music.source")
-        prompt = plan.prompt or ", ".join(_moods(ctx.brief)) or ctx.brief.purpose
+        entry = ModelRegistry(settings.models_dir).get(plan.source, field="music.source")
+        prompt = plan.prompt or ", ".join(_moods(brief)) or brief.purpose
         raw = work / "bed.model.wav"
-        record = generate_music(entry, prompt, total, raw, seed=ctx.brief.base_seed, settings=ctx.settings)
+        record = generate_music(entry, prompt, total, raw, seed=brief.base_seed, settings=settings)
         record.update(_to_stem(raw, out, total))
         rights = {"licence": entry.licence, "usage_classes": list(entry.usage_classes),
                   "model": entry.id}
         detail = {"source": plan.source, "track": None, "params": _jsonable(record)}
-    ref = ctx.store.put_file(out, ".wav")
+    ref = env.store.put_file(out, ".wav")
     return {"ref": ref, "rights": rights, **detail}
 
 
@@ -194,27 +200,34 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def effects_stem(ctx: Any, beats: list[tuple[str, float, float]], total: float, work: Path) -> None:
+def effects_stem(env: StageEnv, brief: Brief, brief_dir: Path, beats: list[tuple[str, float, float]],
+                 total: float, work: Path) -> tuple[MediaRef, dict[str, Any]] | None:
+    """The effects stem cued on the cuts, each cue recorded with its rights. Returns the
+    stem and its entries for the run's ``sound``: ``cues`` (when there are any), the
+    stem's render record (``effects``) and ``rights`` (the effects' entry of the sound's
+    rights: each cue's); None when effects are off."""
     from audio import effects
     from audio.library import MediaLibrary
 
-    if not ctx.brief.effects.enabled:
-        return
-    if ctx.brief.effects.library:
-        lib = MediaLibrary(_folder(ctx.brief.effects.library, ctx.brief_dir, None,  # type: ignore[arg-type]
-                                   settings=ctx.settings, field="effects.library"), kind="effects")
-    elif ctx.settings.effects_dir is not None:
-        lib = MediaLibrary(ctx.settings.effects_dir, kind="effects")
+    settings = env.settings
+    if not brief.effects.enabled:
+        return None
+    if brief.effects.library:
+        lib = MediaLibrary(_folder(brief.effects.library, brief_dir, None,  # type: ignore[arg-type]
+                                   settings=settings, field="effects.library"), kind="effects")
+    elif settings.effects_dir is not None:
+        lib = MediaLibrary(settings.effects_dir, kind="effects")
     else:
-        lib = effects.builtin_library(ctx.settings.home / "effects")
-    hero = ctx.brief.hero()
+        lib = effects.builtin_library(settings.home / "effects")
+    hero = brief.hero()
     markers = [(f"{b}: hero", start, "hero") for b, start, _ in beats if b == hero.id and start > 0]
-    cues = effects.cue_list(beats, markers, lib, ctx.brief.usage_class)
+    cues = effects.cue_list(beats, markers, lib, brief.usage_class)
     out = work / "effects.wav"
     record = effects.render_stem(cues, lib, total, out, sample_rate=RATE)
-    ctx.stems["effects"] = ctx.store.put_file(out, ".wav")
+    stem = env.store.put_file(out, ".wav")
     from studio.store import sha256_file
 
+    placed: list[dict[str, Any]] = []
     rows = []
     for cue in cues:
         track = lib.get(cue.effect)
@@ -224,16 +237,18 @@ def effects_stem(ctx: Any, beats: list[tuple[str, float, float]], total: float, 
         c = {"id": cue.id, "kind": cue.kind, "effect": cue.effect, "beat": cue.beat, "gain_db": cue.gain_db,
              "reason": cue.reason, "at": round(cue.at, 4), "start": round(cue.start, 4), "length": length,
              "path": str(path), "sha256": sha256_file(path), "rights": rights}
-        ctx.sound.setdefault("cues", []).append(c)
-        rows.append(db.AudioAsset(id=db.new_id("cue"), run_id=ctx.run_id, kind="effect-cue", name=cue.id,
+        placed.append(c)
+        rows.append(db.AudioAsset(id=db.new_id("cue"), run_id=env.run_id, kind="effect-cue", name=cue.id,
                                   beat_id=cue.beat, sha256=c["sha256"], start=c["start"], duration=length,
                                   code_version=CODE_VERSION, params={k: v for k, v in c.items() if k != "rights"},
                                   rights=rights))
-    ctx.sound["effects"] = _jsonable({k: v for k, v in record.items() if k != "cues"})
-    ctx.sound.setdefault("rights", {})["effects"] = {"cues": {c["id"]: c["rights"] for c in ctx.sound.get("cues", [])}}
-    with ctx.session() as s:
+    sound: dict[str, Any] = {"cues": placed} if placed else {}
+    sound["effects"] = _jsonable({k: v for k, v in record.items() if k != "cues"})
+    sound["rights"] = {"cues": {c["id"]: c["rights"] for c in placed}}
+    with env.session() as s:
         for row in rows:
             s.add(row)
+    return stem, sound
 
 
 def _seconds(path: Path) -> float:
@@ -246,22 +261,24 @@ def _seconds(path: Path) -> float:
                          fix="replace the file in the effects library") from None
 
 
-def premix(ctx: Any, total: float, work: Path) -> None:
+def premix(env: StageEnv, stems: dict[str, MediaRef], music_gain_db: float, total: float,
+           work: Path) -> dict[str, Any] | None:
     """The voice, the bed and the effects mixed once, for the review's animatic: the spot's
-    sound before any clip is rendered. A store ref on ``ctx.sound["premix"]``; the mix
-    stage mixes again from the edit's audio tracks (an editor may move them)."""
+    sound before any clip is rendered (the run's ``sound["premix"]``; None with no stem).
+    The mix stage mixes again from the edit's audio tracks (an editor may move them)."""
     from audio.mix import mix_stems
 
-    src = {k: ctx.store.path(v) for k, v in ctx.stems.items()}
+    src = {k: env.store.path(v) for k, v in stems.items()}
     if not src:
-        return
+        return None
     path = work / "premix.wav"
     params = mix_stems(src.get("voice"), src.get("music"), src.get("effects"), path, {}, duration=total,
-                       music_gain_db=ctx.brief.music.gain_db)
-    ctx.sound["premix"] = {"ref": ctx.store.put_file(path, ".wav"), "stems": params["stems"], "duration": total}
+                       music_gain_db=music_gain_db)
+    return {"ref": env.store.put_file(path, ".wav"), "stems": params["stems"], "duration": total}
 
 
-def music_recipe(ctx: Any, voice_key: str | None) -> dict[str, Any]:
+def music_recipe(brief: Brief, brief_dir: Path, settings: Settings, shots: list[ShotPlan], rate: Fraction,
+                 voice_key: str | None) -> dict[str, Any]:
     """The music stage's content inputs: the brief's music and effects plans, the moods
     and seed they are picked and composed from, the beat timing, the libraries' content
     (not where they are), a music model's identity, and the voice recipe the premix
@@ -270,24 +287,23 @@ def music_recipe(ctx: Any, voice_key: str | None) -> dict[str, Any]:
     from studio.cache import folder_digest, model_identity
     from studio.timecode import beat_times
 
-    brief = ctx.brief
     plan = brief.music
     library = None
     model = None
     if plan.source == "library":
-        library = folder_digest(_folder(plan.library, ctx.brief_dir, ctx.settings.music_dir,
-                                        settings=ctx.settings, field="music.library"))
+        library = folder_digest(_folder(plan.library, brief_dir, settings.music_dir,
+                                        settings=settings, field="music.library"))
     elif plan.source not in ("none", "procedural"):
         from studio.models import ModelRegistry
 
-        model = model_identity(ModelRegistry(ctx.settings.models_dir).get(plan.source, field="music.source"))
+        model = model_identity(ModelRegistry(settings.models_dir).get(plan.source, field="music.source"))
     fx = None
     if brief.effects.enabled:
         if brief.effects.library:
-            fx = folder_digest(_folder(brief.effects.library, ctx.brief_dir, None, settings=ctx.settings,
+            fx = folder_digest(_folder(brief.effects.library, brief_dir, None, settings=settings,
                                        field="effects.library"))
-        elif ctx.settings.effects_dir is not None:
-            fx = folder_digest(ctx.settings.effects_dir)
+        elif settings.effects_dir is not None:
+            fx = folder_digest(settings.effects_dir)
         else:
             fx = f"builtin:{effects.CODE_VERSION}"
     return {
@@ -296,37 +312,60 @@ def music_recipe(ctx: Any, voice_key: str | None) -> dict[str, Any]:
         "moods": _moods(brief), "seed": brief.base_seed, "purpose": brief.purpose,
         "usage_class": brief.usage_class, "hero": brief.hero().id,
         "effects": brief.effects.model_dump(mode="json", exclude={"library"}), "effects_library": fx,
-        "beats": [[b, str(start), str(d)] for b, start, d in beat_times(ctx.shots, ctx.edit_rate)],
+        "beats": [[b, str(start), str(d)] for b, start, d in beat_times(shots, rate)],
         "voice": voice_key,
     }
 
 
-def music_stage(ctx: Any) -> dict[str, int]:
+@dataclass
+class MusicInputs:
+    brief: Brief
+    brief_dir: Path  # where the brief's library folders are resolved from
+    shots: list[ShotPlan]
+    edit_rate: Fraction
+    voice_key: str | None  # the voice stage's action key (None: no voice): the premix carries it
+    voice_stem: MediaRef | None  # mixed into the premix
+
+
+@dataclass
+class MusicOutputs:
+    sound: dict[str, Any]  # bed, cues, effects, rights, premix
+    stems: dict[str, MediaRef]  # voice (the voice stage's), music, effects
+    counts: dict[str, int]
+
+
+def music_stage(env: StageEnv, inputs: MusicInputs) -> MusicOutputs:
     """The stage: the bed and the effects stem, each recorded with its rights, and the
     premix of voice, bed and effects the review's animatic plays. Made once per recipe
     (studio.cache.memo) and recorded for this run either way."""
     from studio.cache import ActionCache, memo
 
-    voice = ctx.recipes.get("voice", {}).get("spot", {}).get("key")
-    doc = music_recipe(ctx, voice)
+    doc = music_recipe(inputs.brief, inputs.brief_dir, env.settings, inputs.shots, inputs.edit_rate,
+                       inputs.voice_key)
+    voice = {"voice": inputs.voice_stem} if inputs.voice_stem is not None else {}
+    made: list[tuple[dict[str, Any], dict[str, MediaRef]]] = []
 
     def make() -> dict[str, Any]:
-        _make_music(ctx)
-        return _jsonable({"sound": ctx.sound, "stems": {k: v.to_dict() for k, v in ctx.stems.items()
-                                                         if k in ("music", "effects")}})
+        sound, stems = _make_music(env, inputs, voice)
+        made.append((sound, stems))
+        return _jsonable({"sound": sound, "stems": {k: v.to_dict() for k, v in stems.items()}})
 
-    out, reused_from, key = memo(ActionCache(ctx.engine, ctx.store), "music", CODE_VERSION, doc, make,
-                                 ctx.run_id)
-    ctx.recipes["music"] = {"spot": {"key": key, "doc": doc}}
+    out, reused_from, key = memo(ActionCache(env.engine, env.store), "music", CODE_VERSION, doc, make,
+                                 env.run_id)
+    env.recipes["music"] = {"spot": {"key": key, "doc": doc}}
     if reused_from is not None:
-        _restore_music(ctx, out, reused_from)
-    ctx.reporter.advance("music", amount=2)
-    return {"reused": int(reused_from is not None), "made": int(reused_from is None)}
+        sound, stems = _restore_music(env, out, reused_from, doc)
+    else:
+        sound, stems = made[0]
+    env.reporter.advance("music", amount=2)
+    return MusicOutputs(sound=sound, stems={**voice, **stems},
+                        counts={"reused": int(reused_from is not None), "made": int(reused_from is None)})
 
 
-def _restore_music(ctx: Any, out: dict[str, Any], reused_from: str) -> None:
-    """A reused bed, effects and premix: on the run as if made, and recorded for it."""
-    from studio.store import MediaRef
+def _restore_music(env: StageEnv, out: dict[str, Any], reused_from: str,
+                   doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, MediaRef]]:
+    """A reused bed, effects and premix: the run's sound and stems as if made, and
+    recorded for it."""
 
     def refs(value: Any) -> Any:
         if isinstance(value, dict):
@@ -337,44 +376,58 @@ def _restore_music(ctx: Any, out: dict[str, Any], reused_from: str) -> None:
             return [refs(v) for v in value]
         return value
 
-    ctx.sound.update(refs(out["sound"]))
-    ctx.stems.update({k: MediaRef.from_dict(v) for k, v in out["stems"].items()})
-    total = float(sum(Fraction(d) for _, _, d in ctx.recipes["music"]["spot"]["doc"]["beats"]))
-    with ctx.session() as s:
-        bed = ctx.sound.get("bed")
+    sound: dict[str, Any] = refs(out["sound"])
+    stems = {k: MediaRef.from_dict(v) for k, v in out["stems"].items()}
+    total = float(sum(Fraction(d) for _, _, d in doc["beats"]))
+    with env.session() as s:
+        bed = sound.get("bed")
         if bed is not None:
-            s.add(db.AudioAsset(id=db.new_id("bed"), run_id=ctx.run_id, kind="music-bed",
+            s.add(db.AudioAsset(id=db.new_id("bed"), run_id=env.run_id, kind="music-bed",
                                 name=bed["track"] or bed["source"], sha256=bed["ref"].sha256, start=0.0,
                                 duration=total, code_version=CODE_VERSION,
                                 params={"source": bed["source"], "track": bed["track"], **bed["params"],
                                         "reused_from": reused_from},
                                 rights=bed["rights"]))
-        for c in ctx.sound.get("cues", []):
-            s.add(db.AudioAsset(id=db.new_id("cue"), run_id=ctx.run_id, kind="effect-cue", name=c["id"],
+        for c in sound.get("cues", []):
+            s.add(db.AudioAsset(id=db.new_id("cue"), run_id=env.run_id, kind="effect-cue", name=c["id"],
                                 beat_id=c["beat"], sha256=c["sha256"], start=c["start"], duration=c["length"],
                                 code_version=CODE_VERSION,
                                 params={**{k: v for k, v in c.items() if k != "rights"},
                                         "reused_from": reused_from},
                                 rights=c["rights"]))
+    return sound, stems
 
 
-def _make_music(ctx: Any) -> None:
+def _make_music(env: StageEnv, inputs: MusicInputs,
+                voice: dict[str, MediaRef]) -> tuple[dict[str, Any], dict[str, MediaRef]]:
+    """The bed, the effects stem and the premix (of ``voice`` with them): the run's sound
+    records and the stems made here (music, effects)."""
     from studio.timecode import beat_times
 
-    times = beat_times(ctx.shots, ctx.edit_rate)
+    brief = inputs.brief
+    times = beat_times(inputs.shots, inputs.edit_rate)
     total = float(sum((d for _, _, d in times), Fraction(0)))
     beats = [(b, float(s), float(d)) for b, s, d in times]
-    work = ctx.scratch_dir / "music"
+    work = env.scratch_dir / "music"
     work.mkdir(parents=True, exist_ok=True)
-    bed = music_bed(ctx, total, work)
+    sound: dict[str, Any] = {}
+    stems: dict[str, MediaRef] = {}
+    bed = music_bed(env, brief, inputs.brief_dir, total, work)
     if bed is not None:
-        ctx.sound["bed"] = bed
-        ctx.stems["music"] = bed["ref"]
-        ctx.sound.setdefault("rights", {})["music"] = bed["rights"]
-        with ctx.session() as s:
-            s.add(db.AudioAsset(id=db.new_id("bed"), run_id=ctx.run_id, kind="music-bed", name=bed["track"] or bed["source"],
+        sound["bed"] = bed
+        stems["music"] = bed["ref"]
+        sound["rights"] = {"music": bed["rights"]}
+        with env.session() as s:
+            s.add(db.AudioAsset(id=db.new_id("bed"), run_id=env.run_id, kind="music-bed", name=bed["track"] or bed["source"],
                                 sha256=bed["ref"].sha256, start=0.0, duration=total, code_version=CODE_VERSION,
                                 params={"source": bed["source"], "track": bed["track"], **bed["params"]},
                                 rights=bed["rights"]))
-    effects_stem(ctx, beats, total, work)
-    premix(ctx, total, work)
+    fx = effects_stem(env, brief, inputs.brief_dir, beats, total, work)
+    if fx is not None:
+        stems["effects"], fx_sound = fx
+        sound.update({k: v for k, v in fx_sound.items() if k != "rights"})
+        sound.setdefault("rights", {})["effects"] = fx_sound["rights"]
+    mixed = premix(env, {**voice, **stems}, brief.music.gain_db, total, work)
+    if mixed is not None:
+        sound["premix"] = mixed
+    return sound, stems

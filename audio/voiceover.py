@@ -18,13 +18,17 @@ from __future__ import annotations
 import math
 import subprocess
 import wave
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from audio.voices import VoiceEntry
 from studio import db
+from studio.brief import Brief
+from studio.context import ShotPlan, StageEnv
 from studio.errors import StageError, StudioError, quote
 from studio.store import MediaRef
 from studio.timecode import beat_times
@@ -281,36 +285,53 @@ def voice_recipe(brief: Any, shots: list[Any], rate: Fraction, entry: Any) -> di
     }
 
 
-def voice_over(ctx: Any) -> dict[str, int]:
+@dataclass
+class VoiceInputs:
+    brief: Brief
+    shots: list[ShotPlan]
+    edit_rate: Fraction
+    voice: VoiceEntry | None  # None when no beat has narration
+
+
+@dataclass
+class VoiceOutputs:
+    voice_lines: list[dict[str, Any]]  # placed lines, by beat order
+    voice_stem: MediaRef  # every line on one stem of the spot's length
+    voice_key: str  # the stage's action key: the music's premix is keyed by it
+    counts: dict[str, int]
+
+
+def voice_over(env: StageEnv, inputs: VoiceInputs) -> VoiceOutputs:
     """The stage: one line per beat with narration, then the voice stem. Made once per
     recipe (studio.cache.memo): the same lines by the same voice are reused, recorded for
     this run as they were made."""
     from studio.cache import ActionCache, memo
 
-    doc = voice_recipe(ctx.brief, ctx.shots, ctx.edit_rate, ctx.voice)
-    out, reused_from, key = memo(ActionCache(ctx.engine, ctx.store), "voice", CODE_VERSION, doc,
-                                 lambda: _make_voice(ctx), ctx.run_id)
-    ctx.recipes["voice"] = {"spot": {"key": key, "doc": doc}}
-    _apply_voice(ctx, out, reused_from)
-    return {"reused": int(reused_from is not None), "made": int(reused_from is None)}
+    doc = voice_recipe(inputs.brief, inputs.shots, inputs.edit_rate, inputs.voice)
+    out, reused_from, key = memo(ActionCache(env.engine, env.store), "voice", CODE_VERSION, doc,
+                                 lambda: _make_voice(env, inputs), env.run_id)
+    env.recipes["voice"] = {"spot": {"key": key, "doc": doc}}
+    lines = _apply_voice(env, inputs, out, reused_from)
+    return VoiceOutputs(voice_lines=lines, voice_stem=MediaRef.from_dict(out["stem"]), voice_key=key,
+                        counts={"reused": int(reused_from is not None), "made": int(reused_from is None)})
 
 
-def _make_voice(ctx: Any) -> dict[str, Any]:
+def _make_voice(env: StageEnv, inputs: VoiceInputs) -> dict[str, Any]:
     from audio.actors import synthesize_lines
 
-    entry = ctx.voice
-    rate = ctx.edit_rate
-    times = beat_times(ctx.shots, rate)
+    entry = inputs.voice
+    rate = inputs.edit_rate
+    times = beat_times(inputs.shots, rate)
     total = sum((d for _, _, d in times), Fraction(0))
-    beats = {b.id: b for b in ctx.brief.beats}
-    work = ctx.scratch_dir / "voice"
+    beats = {b.id: b for b in inputs.brief.beats}
+    work = env.scratch_dir / "voice"
     work.mkdir(parents=True, exist_ok=True)
     jobs = [(beat_id, beats[beat_id].narration.strip(), work / f"{beat_id}.raw.wav")
             for beat_id, _, _ in times if beats[beat_id].narration.strip()]
     lines: list[dict[str, Any]] = []
     warnings: list[str] = []
     if entry is not None and jobs:
-        records = synthesize_lines(entry, jobs, settings=ctx.settings, deterministic=True)
+        records = synthesize_lines(entry, jobs, settings=env.settings, deterministic=True)
         by_beat = {r["beat"]: r for r in records}
         for beat_id, start, dur in times:
             raw = by_beat.get(beat_id)
@@ -319,7 +340,7 @@ def _make_voice(ctx: Any) -> dict[str, Any]:
             text = beats[beat_id].narration.strip()
             wav, placed = place_line(raw, beat=beat_id, text=text, beat_start=start,
                                      beat_duration=dur, rate=rate, work=work)
-            ref = ctx.store.put_file(wav, ".wav")
+            ref = env.store.put_file(wav, ".wav")
             if placed["stretched"]:
                 warnings.append(f"voice: beat {beat_id}: the line ran {100 * (placed['tempo'] - 1):.1f}% "
                                 "over its beat and was sped up to fit (pitch kept)")
@@ -327,22 +348,24 @@ def _make_voice(ctx: Any) -> dict[str, Any]:
             lines.append({"beat": beat_id, "text": text, "voice": entry.id, "ref": ref.to_dict(), **placed,
                           "synthesis": params})
     stem = work / "voice.stem.wav"
-    voice_stem([{**ln, "ref": MediaRef.from_dict(ln["ref"])} for ln in lines], ctx.store, total, stem)
-    return {"lines": lines, "stem": ctx.store.put_file(stem, ".wav").to_dict(), "warnings": warnings}
+    voice_stem([{**ln, "ref": MediaRef.from_dict(ln["ref"])} for ln in lines], env.store, total, stem)
+    return {"lines": lines, "stem": env.store.put_file(stem, ".wav").to_dict(), "warnings": warnings}
 
 
-def _apply_voice(ctx: Any, out: dict[str, Any], reused_from: str | None) -> None:
-    """The stage's outputs on the run and its records in the database, alike whether the
-    lines were made now or reused (then ``reused_from`` names the run that made them)."""
-    entry = ctx.voice
+def _apply_voice(env: StageEnv, inputs: VoiceInputs, out: dict[str, Any],
+                 reused_from: str | None) -> list[dict[str, Any]]:
+    """The stage's placed lines, and its records in the database, alike whether the lines
+    were made now or reused (then ``reused_from`` names the run that made them)."""
+    entry = inputs.voice
     for message in out["warnings"]:
-        ctx.warn(message)
-    ctx.voice_lines = [{**ln, "ref": MediaRef.from_dict(ln["ref"])} for ln in out["lines"]]
-    with ctx.session() as s:
-        for line in ctx.voice_lines:
+        env.warn(message)
+    lines = [{**ln, "ref": MediaRef.from_dict(ln["ref"])} for ln in out["lines"]]
+    with env.session() as s:
+        for line in lines:
+            assert entry is not None  # lines are made only by a voice
             placed = {k: v for k, v in line.items() if k not in ("beat", "text", "voice", "ref", "synthesis")}
             s.add(db.AudioAsset(
-                id=db.new_id("vl"), run_id=ctx.run_id, kind="voice-line", name=line["beat"],
+                id=db.new_id("vl"), run_id=env.run_id, kind="voice-line", name=line["beat"],
                 beat_id=line["beat"], sha256=line["ref"].sha256, start=line["start"], duration=line["spoken"],
                 code_version=CODE_VERSION,
                 params={"text": line["text"], "voice": entry.id, "backend": entry.backend, **placed,
@@ -352,6 +375,6 @@ def _apply_voice(ctx: Any, out: dict[str, Any], reused_from: str | None) -> None
                         "usage_classes": list(entry.usage_classes),
                         "consent": entry.consent.model_dump(mode="json") if entry.consent else None},
             ))
-    for beat_id, _, _ in beat_times(ctx.shots, ctx.edit_rate):
-        ctx.reporter.advance("voice", shot=beat_id)
-    ctx.stems["voice"] = MediaRef.from_dict(out["stem"])
+    for beat_id, _, _ in beat_times(inputs.shots, inputs.edit_rate):
+        env.reporter.advance("voice", shot=beat_id)
+    return lines

@@ -139,10 +139,14 @@ class RunContext:
     deliverables: list[dict[str, Any]] = field(default_factory=list)
     review: dict[str, Path] = field(default_factory=dict)  # contact sheet, previews
     voice_lines: list[dict[str, Any]] = field(default_factory=list)  # placed lines, by beat order
+    voice_stem: MediaRef | None = None  # every voice line on one stem (None: no narration)
+    voice_key: str | None = None  # the voice stage's action key: the music's premix carries it
     stems: dict[str, MediaRef] = field(default_factory=dict)  # voice, music, effects
     sound: dict[str, Any] = field(default_factory=dict)  # bed and cue records
     masters: dict[str, dict[str, Any]] = field(default_factory=dict)  # by spec: audio + loudness
     captions: dict[str, dict[str, Any]] = field(default_factory=dict)  # by spec: files, overlays
+    master_keys: dict[str, str] = field(default_factory=dict)  # by spec: each audio master's key
+    edit_key: str | None = None  # the edit as content (timelines.assemble.edit_recipe): keys the mix and conform
     warnings: list[str] = field(default_factory=list)
     # Each cached step's action key and the content inputs it was made from, by stage and
     # item (a shot, a channel, "spot"): recorded with the run, so `studio plan` can say

@@ -254,7 +254,7 @@ def make_plan(ctx: Any, regenerate: bool | set[str] = False) -> Plan:
     # music
     music_out = None
     if video:
-        doc = soundtrack.music_recipe(ctx, voice_key)
+        doc = soundtrack.music_recipe(ctx.brief, ctx.brief_dir, ctx.settings, shots, ctx.edit_rate, voice_key)
         key = key_of("music", soundtrack.CODE_VERSION, doc)
         hit = p.judge("music", "spot", key, doc, generative=("model",))
         music_out = hit.outputs if hit else None
