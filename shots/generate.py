@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,14 +25,29 @@ from PIL import Image
 from studio import db
 from studio.actors import ACTOR_OPTIONS  # restarts and retries: one policy for every actor
 from studio.conditions import cpu_info, torch_threads_now
-from studio.context import CandidateResult, RunContext
+from studio.context import CandidateResult, ShotPlan, StageEnv
 from studio.errors import StageError, StudioError
+from studio.settings import Settings
 from studio.specs import ChannelSpec
 from studio.store import MediaRef, Store
 
 CODE_VERSION = "generate.1"
 
 
+@dataclass
+class CandidatesInputs:
+    shots: list[ShotPlan]
+    specs: list[ChannelSpec]  # every channel: each candidate is scored for their framing
+    master_size: tuple[int, int]
+    backend: str
+    backend_options: dict[str, Any]
+    keyframe_model: Any  # studio.models.ModelEntry, or None for a plain backend
+
+
+@dataclass
+class CandidatesOutputs:
+    candidates: dict[str, list[CandidateResult]]  # by shot id, in index order
+    counts: dict[str, int]  # reused, made
 
 def png_bytes(image: np.ndarray) -> bytes:
     """Deterministic PNG: fixed compression, no metadata, so equal pixels give equal bytes."""
@@ -163,20 +179,20 @@ def worker_class(resources: dict[str, float] | None = None) -> Any:
     return ray.remote(**opts)(KeyframeWorker)
 
 
-def plan_resources(ctx: RunContext) -> tuple[dict[str, float], int]:
+def plan_resources(settings: Settings, keyframe_model: Any) -> tuple[dict[str, float], int]:
     """Per-actor resources and how many actors the cluster can hold for this model."""
     import ray
 
     from studio.ray_runtime import cluster_cpus
 
-    entry = ctx.keyframe_model
+    entry = keyframe_model
     cpus = cluster_cpus()
     if entry is None or entry.num_gpus == 0:
         return {"num_cpus": 1}, cpus
     gpus = int(ray.cluster_resources().get("GPU", 0))
     if gpus >= entry.num_gpus:
         return {"num_cpus": 1, "num_gpus": entry.num_gpus}, gpus // entry.num_gpus
-    if ctx.settings.model_device == "cpu":
+    if settings.model_device == "cpu":
         return {"num_cpus": 1}, cpus
     raise StageError(
         f"model {entry.id!r} needs {entry.num_gpus} GPU per actor but the Ray cluster has {gpus}",
@@ -256,7 +272,7 @@ class KeyframePool:
         self.close()
 
 
-def make_jobs(shots: list[Any], width: int, height: int, batch: int) -> list[dict[str, Any]]:
+def make_jobs(shots: list[ShotPlan], width: int, height: int, batch: int) -> list[dict[str, Any]]:
     """One job per batch of seeds of one shot: small dicts, never pixels."""
     jobs: list[dict[str, Any]] = []
     for shot in shots:
@@ -270,26 +286,27 @@ def make_jobs(shots: list[Any], width: int, height: int, batch: int) -> list[dic
     return jobs
 
 
-def candidate_identity(ctx: RunContext) -> dict[str, Any] | None:
+def candidate_identity(backend: str, backend_options: dict[str, Any],
+                       keyframe_model: Any) -> dict[str, Any] | None:
     """What about the backend changes a candidate's pixels (and score): for a model, its
     identity (studio.cache.model_identity); for any other backend, its name, code version
     and options. None when it cannot be named (an unpinned hub model): no caching."""
     from shots.backends import load_backend_class
     from studio.cache import model_identity
 
-    cls = load_backend_class(ctx.backend)
+    cls = load_backend_class(backend)
     code = getattr(cls, "code_version", None)
-    if ctx.keyframe_model is not None:
-        model = model_identity(ctx.keyframe_model)
-        return None if model is None else {"name": ctx.backend, "code_version": code, "model": model}
-    return {"name": ctx.backend, "code_version": code, "options": ctx.backend_options}
+    if keyframe_model is not None:
+        model = model_identity(keyframe_model)
+        return None if model is None else {"name": backend, "code_version": code, "model": model}
+    return {"name": backend, "code_version": code, "options": backend_options}
 
 
 SCORED_FIELDS = {"name", "kind", "width", "height", "active_aspect", "safe_area"}
 
 
-def candidate_keys(ctx: RunContext, jobs: list[dict[str, Any]],
-                   identity: dict[str, Any] | None) -> dict[tuple[str, int], str]:
+def candidate_keys(jobs: list[dict[str, Any]], identity: dict[str, Any] | None,
+                   specs: list[ChannelSpec], keyframe_model: Any) -> dict[tuple[str, int], str]:
     """The action key of each candidate, by (shot id, index): backend identity, prompt
     record, seed, size, the channels it is scored for, and (for a model, whose float
     kernels depend on what shares the call) the seeds of its batch. Content only: where
@@ -302,10 +319,10 @@ def candidate_keys(ctx: RunContext, jobs: list[dict[str, Any]],
     # What the scorer reads of each channel (its framing: size, active picture, safe area),
     # not how it is encoded: a changed CRF must not make the candidates again.
     specs = hashlib.sha256(canonical(
-        [s.model_dump(mode="json", by_alias=True, include=SCORED_FIELDS) for s in ctx.specs]).encode()).hexdigest()
+        [s.model_dump(mode="json", by_alias=True, include=SCORED_FIELDS) for s in specs]).encode()).hexdigest()
     keys = {}
     for job in jobs:
-        batch = [it["seed"] for it in job["items"]] if ctx.keyframe_model is not None else None
+        batch = [it["seed"] for it in job["items"]] if keyframe_model is not None else None
         for it in job["items"]:
             keys[(job["shot_id"], it["index"])] = key_of("candidates", CODE_VERSION, {
                 "backend": identity, "prompt": job["prompt_hash"], "seed": it["seed"],
@@ -315,35 +332,44 @@ def candidate_keys(ctx: RunContext, jobs: list[dict[str, Any]],
     return keys
 
 
-def _note_recipes(ctx: RunContext, identity: dict[str, Any] | None,
+def _note_recipes(recipes: dict[str, dict[str, dict[str, Any]]], shots: list[ShotPlan],
+                  master_size: tuple[int, int], identity: dict[str, Any] | None,
                   keys: dict[tuple[str, int], str]) -> None:
-    """Each beat's candidates as one recipe on the run (what `studio plan` compares): the
-    prompt record, the seeds, the backend, and the candidates' own keys."""
+    """Each beat's candidates as one recipe in ``recipes`` (the run's notebook, or the
+    plan's; what `studio plan` compares): the prompt record, the seeds, the backend, and
+    the candidates' own keys."""
     from studio.cache import key_of
 
-    for shot in ctx.shots:
+    for shot in shots:
         own = [keys.get((shot.shot_id, i)) for i in range(len(shot.seeds))]
         doc = {"prompt": shot.prompt, "seeds": list(shot.seeds), "backend": identity,
-               "size": list(ctx.master_size), "keys": own}
-        ctx.recipes.setdefault("candidates", {})[shot.beat_id] = {
+               "size": list(master_size), "keys": own}
+        recipes.setdefault("candidates", {})[shot.beat_id] = {
             "key": key_of("candidates", CODE_VERSION, doc) if all(own) else None, "doc": doc}
 
 
-def generate_candidates(ctx: RunContext) -> dict[str, int]:
+def generate_candidates(env: StageEnv, inputs: CandidatesInputs) -> CandidatesOutputs:
     """Candidates the action cache holds are recorded for this run at once; only the
     rest go to the actor pool, each cached as it arrives (a killed run keeps them).
-    Returns how many were reused and made (the pipeline reports and records it)."""
+    Its counts say how many were reused and made (the pipeline reports and records them)."""
     import ray
 
     from studio.actors import keep_warm, user_error
-    from studio.cache import ActionCache, record_counts
+    from studio.cache import ActionCache
 
-    w, h = ctx.master_size
-    jobs = make_jobs(ctx.shots, w, h, ctx.keyframe_model.batch_size if ctx.keyframe_model else 1)
-    cache = ActionCache(ctx.engine, ctx.store)
-    identity = candidate_identity(ctx)
-    keys = candidate_keys(ctx, jobs, identity)
-    _note_recipes(ctx, identity, keys)
+    w, h = inputs.master_size
+    model = inputs.keyframe_model
+    jobs = make_jobs(inputs.shots, w, h, model.batch_size if model else 1)
+    cache = ActionCache(env.engine, env.store)
+    identity = candidate_identity(inputs.backend, inputs.backend_options, model)
+    keys = candidate_keys(jobs, identity, inputs.specs, model)
+    _note_recipes(env.recipes, inputs.shots, inputs.master_size, identity, keys)
+    found: dict[str, list[CandidateResult]] = {}
+
+    def record(job: dict[str, Any], index: int, out: dict[str, Any], reused_from: str | None = None) -> None:
+        found.setdefault(job["shot_id"], []).append(_record_outputs(
+            env, inputs.backend, inputs.backend_options, job, index, out, reused_from=reused_from))
+
     seen: set[tuple[str, int]] = set()
     todo: list[dict[str, Any]] = []
     for job in jobs:
@@ -355,19 +381,19 @@ def generate_candidates(ctx: RunContext) -> dict[str, int]:
         for it, action in zip(job["items"], hits, strict=True):
             assert action is not None
             seen.add((job["shot_id"], it["index"]))
-            _record_outputs(ctx, job, it["index"], action.outputs, reused_from=action.run_id)
-            ctx.reporter.advance("candidates", shot=job["beat_id"], candidate=it["index"])
+            record(job, it["index"], action.outputs, reused_from=action.run_id)
+            env.reporter.advance("candidates", shot=job["beat_id"], candidate=it["index"])
     reused = len(seen)
     if todo:
-        ctx.start_ray()
-        resources, capacity = plan_resources(ctx)
+        env.start_ray()
+        resources, capacity = plan_resources(env.settings, model)
         pool = KeyframePool(
-            ctx.backend, ctx.backend_options, str(ctx.store.root.resolve()),
-            [s.model_dump(mode="json", by_alias=True) for s in ctx.specs], resources,
+            inputs.backend, inputs.backend_options, str(env.store.root.resolve()),
+            [s.model_dump(mode="json", by_alias=True) for s in inputs.specs], resources,
             max(1, min(len(todo), capacity)),
             # Only model actors stay warm between jobs (loading weights is what warmth saves);
             # procedural actors would just hold CPUs the clips stage needs.
-            keep=keep_warm(ctx.settings) and ctx.keyframe_model is not None, run_id=ctx.run_id,
+            keep=keep_warm(env.settings) and model is not None, run_id=env.run_id,
         )
         by_id = {j["id"]: j for j in todo}
         with pool:
@@ -380,26 +406,24 @@ def generate_candidates(ctx: RunContext) -> dict[str, int]:
                         if (job["shot_id"], item["index"]) in seen:
                             continue
                         seen.add((job["shot_id"], item["index"]))
-                        outputs = _outputs(ctx, job, res, item)
-                        _record_outputs(ctx, job, item["index"], outputs)
+                        outputs = _outputs(job, res, item)
+                        record(job, item["index"], outputs)
                         key = keys.get((job["shot_id"], item["index"]))
                         if key is not None:
-                            cache.put(key, "candidates", CODE_VERSION, outputs, ctx.run_id, item["seconds"])
-                        ctx.reporter.advance("candidates", shot=job["beat_id"], candidate=item["index"])
-                    if ctx.cancelled():
+                            cache.put(key, "candidates", CODE_VERSION, outputs, env.run_id, item["seconds"])
+                        env.reporter.advance("candidates", shot=job["beat_id"], candidate=item["index"])
+                    if env.cancelled():
                         raise StageError("cancelled", stage="candidates")
             except ray.exceptions.RayError as e:
                 # The worker's own StudioError reaches the user as itself (studio.actors).
                 raise user_error(e, what="keyframe generation", stage="candidates",
                                  fix="check the backend's settings and the brief's inputs") from e
-    for shot in ctx.shots:
-        ctx.candidates[shot.shot_id].sort(key=lambda c: c.index)
-    counts = {"reused": reused, "made": len(seen) - reused}
-    record_counts(ctx.engine, ctx.run_id, "candidates", **counts)
-    return counts
+    # In shot order, each shot's in index order (they arrive in any order).
+    candidates = {shot.shot_id: sorted(found[shot.shot_id], key=lambda c: c.index) for shot in inputs.shots}
+    return CandidatesOutputs(candidates=candidates, counts={"reused": reused, "made": len(seen) - reused})
 
 
-def _outputs(ctx: RunContext, job: dict[str, Any], res: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+def _outputs(job: dict[str, Any], res: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
     """What a made candidate leaves: store references, its score and its record's
     fields; the action cache keeps exactly this, so a reused one is recorded alike."""
     describe = res["describe"]
@@ -413,14 +437,10 @@ def _outputs(ctx: RunContext, job: dict[str, Any], res: dict[str, Any], item: di
     }
 
 
-def _record(ctx: RunContext, job: dict[str, Any], res: dict[str, Any], item: dict[str, Any]) -> None:
-    _record_outputs(ctx, job, item["index"], _outputs(ctx, job, res, item))
-
-
-def _record_outputs(ctx: RunContext, job: dict[str, Any], index: int, out: dict[str, Any],
-                    reused_from: str | None = None) -> None:
-    """A Candidate row (and its score) for this run; ``reused_from`` names the run that
-    made the media when it came from the action cache."""
+def _record_outputs(env: StageEnv, backend: str, backend_options: dict[str, Any], job: dict[str, Any],
+                    index: int, out: dict[str, Any], reused_from: str | None = None) -> CandidateResult:
+    """A Candidate row (and its score) for this run, and the candidate the stage returns;
+    ``reused_from`` names the run that made the media when it came from the action cache."""
     describe = out["describe"]
     image = MediaRef.from_dict(out["image"])
     depth = MediaRef.from_dict(out["depth"]) if out["depth"] else None
@@ -431,27 +451,27 @@ def _record_outputs(ctx: RunContext, job: dict[str, Any], index: int, out: dict[
     extra = {"reused_from": reused_from} if reused_from else {}
     row = db.Candidate(
         id=cid, shot_id=job["shot_id"], index=index, seed=out["seed"],
-        backend=describe.get("backend", ctx.backend), model_id=describe.get("model_id", ""),
+        backend=describe.get("backend", backend), model_id=describe.get("model_id", ""),
         weights_sha256=describe.get("weights_sha256"), steps=params.get("steps"),
         width=job["width"], height=job["height"], prompt_hash=job["prompt_hash"],
         code_version=out["code_version"], recipe_hash=rhash,
         # conditions stay out of the recipe hash: they say how it ran, not what was asked
-        params={**params, "describe": describe, "backend_options": ctx.backend_options,
+        params={**params, "describe": describe, "backend_options": backend_options,
                 "conditions": out.get("conditions"), **extra},
         media_sha256=image.sha256, media_ext=image.ext,
         depth_sha256=depth.sha256 if depth else None, worker=out["worker"],
         seconds=out["seconds"], gpu_seconds=out["gpu_seconds"],
     )
-    with ctx.session() as s:
+    with env.session() as s:
         s.add(row)
         s.flush()
         s.add(db.Score(candidate_id=cid, scorer="heuristic.score.1", total=score["total"],
                        components=score["components"], reason=score["reason"]))
-    ctx.candidates.setdefault(job["shot_id"], []).append(CandidateResult(
+    return CandidateResult(
         candidate_id=cid, shot_id=job["shot_id"], beat_id=job["beat_id"], index=index,
         seed=out["seed"], image=image, depth=depth, score=score["total"],
         components=score["components"], reason=score["reason"],
         record={"recipe_hash": rhash, "backend": row.backend, "model_id": row.model_id,
                 "weights_sha256": row.weights_sha256, "code_version": row.code_version,
                 "params": params, "prompt_hash": job["prompt_hash"]},
-    ))
+    )

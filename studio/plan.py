@@ -261,9 +261,9 @@ def make_plan(ctx: Any, regenerate: bool | set[str] = False) -> Plan:
     # candidates, then the pick each beat's would get
     w, h = ctx.master_size
     jobs = generate.make_jobs(shots, w, h, ctx.keyframe_model.batch_size if ctx.keyframe_model else 1)
-    identity = generate.candidate_identity(ctx)
-    keys = generate.candidate_keys(ctx, jobs, identity)
-    generate._note_recipes(ctx, identity, keys)
+    identity = generate.candidate_identity(ctx.backend, ctx.backend_options, ctx.keyframe_model)
+    keys = generate.candidate_keys(jobs, identity, ctx.specs, ctx.keyframe_model)
+    generate._note_recipes(ctx.recipes, shots, ctx.master_size, identity, keys)
     model_backend = ("backend",) if ctx.keyframe_model is not None else ()
     bv_id = _brief_version(ctx.engine, ctx.brief.project, ctx.brief.campaign)
     for shot in shots:
@@ -289,13 +289,12 @@ def make_plan(ctx: Any, regenerate: bool | set[str] = False) -> Plan:
     # clips
     masters: dict[str, str] = {}
     if video:
-        ident = clips.clip_identity(ctx)
+        ident = clips.clip_identity(ctx.clip_model)
         gen = ("renderer",) if ctx.clip_model is not None else ()
         known = [s for s in shots if s.shot_id in ctx.selected]
-        everyone = ctx.shots
-        ctx.shots = known
-        job_by_shot = {j["shot_id"]: j for j in clips.clip_jobs(ctx)}
-        ctx.shots = everyone
+        job_by_shot = {j["shot_id"]: j for j in clips.clip_jobs(
+            known, ctx.selected, lut=clips.clip_lut(ctx.catalog, ctx.style), edit_rate=ctx.edit_rate,
+            master_size=ctx.master_size, settings=ctx.settings, store=ctx.store)}
         for shot in shots:
             job = job_by_shot.get(shot.shot_id)
             if job is None:

@@ -56,10 +56,9 @@ def _keys(shots: list[Any], batch: int = 1, backend_options: dict | None = None)
 
     st = Settings()
     spec = Catalog(st.specs_dir, st.styles_dir).spec("youtube-1080p")
-    ctx = SimpleNamespace(backend="procedural", backend_options=backend_options or {}, keyframe_model=None,
-                          specs=[spec])
     jobs = make_jobs(shots, 64, 64, batch)
-    return {k[1]: v for k, v in candidate_keys(ctx, jobs, candidate_identity(ctx)).items()}
+    identity = candidate_identity("procedural", backend_options or {}, None)
+    return {k[1]: v for k, v in candidate_keys(jobs, identity, [spec], None).items()}
 
 
 def test_candidate_keys_follow_seed_and_prompt_not_run_or_batching() -> None:

@@ -81,7 +81,7 @@ def home(tmp_path: Path) -> Iterator[tuple[Any, Store]]:
 
 def _record(engine: Any, store: Store, seeds: list[int]) -> list[str]:
     """Candidates made by the real worker (as a Ray actor runs it) and recorded with the
-    same params layout as shots.generate._record."""
+    same params layout as shots.generate._record_outputs."""
     worker = KeyframeWorker("procedural", {}, str(store.root), [])
     job = {"id": "s/0", "items": [{"index": i, "seed": s} for i, s in enumerate(seeds)],
            "prompt": PROMPT, "prompt_hash": PROMPT_HASH, "width": W, "height": H}
