@@ -305,8 +305,10 @@ def mix_stage(env: StageEnv, inputs: MixInputs) -> MixOutputs:
 
     cache = ActionCache(env.engine, env.store)
     gain = inputs.brief.music.gain_db
-    # TRANSITION: until the timeline stage outputs edit_key, its key is in the run's notebook.
-    edit_key = inputs.edit_key or env.recipes["timeline"]["edit"]["key"]
+    edit_key = inputs.edit_key
+    if edit_key is None:  # the timeline stage (or the round trip) names the edit; without it a key would lie
+        raise StageError("the edit has no key (no timeline stage ran before the mix)", stage="mix",
+                         fix="run the mix through the pipeline (studio render, studio conform)")
     doc = mix_recipe(edit_key, gain)
     work = env.scratch_dir / "mix"
     work.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from studio import db
 from studio.context import CandidateResult, ClipResult, ShotPlan, StageEnv
 from studio.errors import StageError
 from studio.settings import Settings
-from studio.specs import Catalog, ChannelSpec, StylePack
+from studio.specs import ChannelSpec
 from studio.store import MediaRef, Store
 
 CODE_VERSION = "clips.2"  # 2: masters carry the style pack's grade (the LUT is in the key)
@@ -31,8 +31,7 @@ class ClipsInputs:
     video_specs: list[ChannelSpec]  # none: no masters to make
     edit_rate: Fraction
     master_size: tuple[int, int]
-    catalog: Catalog  # with style: the LUT the masters are graded with
-    style: StylePack
+    lut: Path | None  # the style pack's .cube: the masters are graded with it
     clip_model: Any  # studio.models.ModelEntry, or None for the procedural camera
 
 
@@ -131,12 +130,11 @@ def _video_actors(settings: Settings, entry: Any, shots: int, group: Any) -> Cal
     return submit
 
 
-def clip_lut(catalog: Catalog, style: StylePack) -> dict[str, str] | None:
+def clip_lut(path: Path | None) -> dict[str, str] | None:
     """The style pack's .cube the masters are graded with (path to read it, sha256 for the
     key), None when it has none."""
     from studio.lut import lut_sha256
 
-    path = catalog.lut_path(style)
     return {"path": str(path), "sha256": lut_sha256(path)} if path is not None else None
 
 
@@ -219,7 +217,7 @@ def render_clips(env: StageEnv, inputs: ClipsInputs) -> ClipsOutputs:
         found[job["shot_id"]] = _record_clip(env, inputs.shots, inputs.selected, job, out, reused_from)
 
     todo, keys = [], {}
-    jobs = clip_jobs(inputs.shots, inputs.selected, lut=clip_lut(inputs.catalog, inputs.style),
+    jobs = clip_jobs(inputs.shots, inputs.selected, lut=clip_lut(inputs.lut),
                      edit_rate=inputs.edit_rate, master_size=inputs.master_size, settings=env.settings,
                      store=env.store)
     for job in jobs:

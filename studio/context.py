@@ -145,6 +145,7 @@ class RunContext:
     sound: dict[str, Any] = field(default_factory=dict)  # bed and cue records
     masters: dict[str, dict[str, Any]] = field(default_factory=dict)  # by spec: audio + loudness
     captions: dict[str, dict[str, Any]] = field(default_factory=dict)  # by spec: files, overlays
+    manifest: dict[str, Any] | None = None  # what the published manifest.json says
     master_keys: dict[str, str] = field(default_factory=dict)  # by spec: each audio master's key
     edit_key: str | None = None  # the edit as content (timelines.assemble.edit_recipe): keys the mix and conform
     warnings: list[str] = field(default_factory=list)
@@ -186,6 +187,11 @@ class RunContext:
     @property
     def video_specs(self) -> list[ChannelSpec]:
         return [s for s in self.specs if s.kind == "video"]
+
+    @property
+    def lut(self) -> Path | None:
+        """The style pack's LUT file, if it has one."""
+        return self.catalog.lut_path(self.style)
 
     @property
     def still_specs(self) -> list[ChannelSpec]:

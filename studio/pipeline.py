@@ -54,7 +54,6 @@ class Stage:
     code_version: str
     resources: dict[str, Any] = field(default_factory=dict)
     description: str = ""
-    legacy: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # TRANSITION: ctx-style stages
 
     def types(self) -> tuple[type, type]:
         hints = typing.get_type_hints(self.run)
@@ -62,21 +61,14 @@ class Stage:
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        if self.legacy:
-            return self.legacy[0]
         return tuple(f.name for f in dataclasses.fields(self.types()[0]))
 
     @property
     def outputs(self) -> tuple[str, ...]:
-        if self.legacy:
-            return self.legacy[1]
         return tuple(f.name for f in dataclasses.fields(self.types()[1]) if f.name != "counts")
 
     def __call__(self, ctx: RunContext) -> dict[str, int]:
         """Run on ``ctx``: only the declared inputs in, only the declared outputs back."""
-        if self.legacy:
-            counts = self.run(ctx)
-            return counts if isinstance(counts, dict) else {}
         take, give = self.types()
         inputs = take(**{name: getattr(ctx, name) for name in self.inputs})
         out = self.run(ctx.env(), inputs)
@@ -107,7 +99,7 @@ class Stage:
 
 
 STAGES: list[Stage] = [
-    Stage("prompts", prompts.plan_shots, prompts.CODE_VERSION, legacy=(("brief", "style", "specs"), ("shots",)),
+    Stage("prompts", prompts.plan_shots, prompts.CODE_VERSION,
           description="beat + style pack + channels -> prompt record, seeds, timing"),
     Stage("voice", voiceover.voice_over, voiceover.CODE_VERSION, {"ray": "a GPU voice runs on an actor; Piper in process"},
           "narration -> a voice line per beat, fitted to its beat; the voice stem"),
@@ -123,19 +115,16 @@ STAGES: list[Stage] = [
     Stage("clips", clips.render_clips, clips.CODE_VERSION, {"ray": "one task per shot, 1 CPU"},
           "keyframe + camera move -> shot master with handles"),
     Stage("timeline", assemble.assemble_timelines, assemble.CODE_VERSION,
-          description="OpenTimelineIO edit (and stills) written as .otio",
-          legacy=(("clips", "selected"), ("timelines",))),
+          description="OpenTimelineIO edit (and stills) written as .otio"),
     Stage("mix", mix.mix_stage, mix.CODE_VERSION, {"ffmpeg": "one mix graph; two-pass master per channel"},
           "stems -> ducked mix -> a master per channel at its loudness, measured"),
     Stage("captions", captions.captions_stage, captions.CODE_VERSION,
-          description="SRT and WebVTT per video deliverable from the voice timing; burn-in overlays",
-          legacy=(("voice_lines",), ("captions",))),
+          description="SRT and WebVTT per video deliverable from the voice timing; burn-in overlays"),
     Stage("conform", deliver.conform_deliverables, deliver.CODE_VERSION,
-          {"ffmpeg": "one filter graph per deliverable"}, "reframe, scale, fps, finish, encode per spec",
-          legacy=(("timelines",), ("deliverables",))),
+          {"ffmpeg": "one process per cut, segments joined by stream copy"},
+          "reframe, scale, fps, finish, encode per spec; one cached deliverable per channel"),
     Stage("manifest", manifest.write_manifest, manifest.CODE_VERSION,
-          description="manifest.json at the root of the output folder",
-          legacy=(("deliverables", "timelines", "candidates"), ("manifest",))),
+          description="manifest.json at the root of the output folder"),
 ]
 
 

@@ -241,7 +241,11 @@ def make_plan(ctx: Any, regenerate: bool | set[str] = False) -> Plan:
     from timelines.conform import CODE_VERSION as GRAPH_VERSION
 
     p = _Planner(ctx, regenerate)
-    shots, _ = prompts.compile_shots(ctx, keep=lambda path: SimpleNamespace(sha256=sha256_file(path)))
+    shots = prompts.compile_shots(
+        prompts.PromptsInputs(ctx.brief, ctx.brief_path, ctx.brief_dir, ctx.specs, ctx.style, ctx.keyframe_model,
+                              ctx.edit_rate),
+        run_id=ctx.run_id, settings=ctx.settings, warn=lambda _message: None,
+        keep=lambda path: SimpleNamespace(sha256=sha256_file(path)))
     ctx.shots = shots
     video = bool(ctx.video_specs)
     # voice
@@ -293,7 +297,7 @@ def make_plan(ctx: Any, regenerate: bool | set[str] = False) -> Plan:
         gen = ("renderer",) if ctx.clip_model is not None else ()
         known = [s for s in shots if s.shot_id in ctx.selected]
         job_by_shot = {j["shot_id"]: j for j in clips.clip_jobs(
-            known, ctx.selected, lut=clips.clip_lut(ctx.catalog, ctx.style), edit_rate=ctx.edit_rate,
+            known, ctx.selected, lut=clips.clip_lut(ctx.lut), edit_rate=ctx.edit_rate,
             master_size=ctx.master_size, settings=ctx.settings, store=ctx.store)}
         for shot in shots:
             job = job_by_shot.get(shot.shot_id)

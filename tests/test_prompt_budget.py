@@ -194,8 +194,8 @@ def test_prompts_stage_fits_to_the_runs_keyframe_model(entry: ModelEntry, tmp_pa
 
     from studio import db
     from studio.context import RunContext
-    from studio.progress import QuietReporter
     from studio.pipeline import STAGES
+    from studio.progress import QuietReporter
     from studio.store import Store
 
     prompts_stage = next(st for st in STAGES if st.name == "prompts")
