@@ -168,6 +168,12 @@ def previous_recipes(engine: Any, project: str, campaign: str) -> tuple[str | No
     return newest, found, timings
 
 
+def _dig(doc: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        doc = doc.get(part) if isinstance(doc, dict) else None
+    return doc
+
+
 def _seconds(engine: Any, keys: list[str | None]) -> tuple[float | None, float]:
     """The seconds the actions ``keys`` took when made, and the GPU-seconds their outputs record."""
     if not keys or None in keys:
@@ -216,9 +222,14 @@ class _Planner:
         else:
             why = diff(prev.get("doc") or {}, doc or {})
         status = "runs"
-        if prev is not None and doc is not None and generative:
-            changed = {w.split(":", 1)[0].split(".")[0].split("[")[0] for w in diff(prev.get("doc") or {}, doc, 10**6)}
-            if changed & set(generative) and not self.allowed(item):
+        if generative and prev is not None and doc is not None and not self.allowed(item):
+            # Gated: the same model or voice (by its id) is not what it was (new weights, other
+            # settings, other files). A brief that names another model or voice asked for it.
+            old = _dig(prev.get("doc") or {}, generative)
+            new = _dig(doc, generative)
+            same_id = isinstance(old, dict) and isinstance(new, dict) and old.get("id") and \
+                old.get("id") == new.get("id")
+            if same_id and _dig(prev.get("doc") or {}, generative[:1]) != _dig(doc, generative[:1]):
                 status = "gated"
         prev_keys = (prev or {}).get("doc", {}).get("keys") if stage == "candidates" else None
         secs, gpu = _seconds(self.ctx.engine, prev_keys if prev_keys else [(prev or {}).get("key")])
@@ -253,7 +264,7 @@ def make_plan(ctx: Any, regenerate: bool | set[str] = False) -> Plan:
     if video and ctx.voice is not None and any(b.narration.strip() for b in ctx.brief.beats):
         doc = voiceover.voice_recipe(ctx.brief, shots, ctx.edit_rate, ctx.voice)
         voice_key = key_of("voice", voiceover.CODE_VERSION, doc)
-        hit = p.judge("voice", "spot", voice_key, doc, generative=("voice",))
+        hit = p.judge("voice", "spot", voice_key, doc, generative=("voice", "entry"))
         voice_out = hit.outputs if hit else None
     # music
     music_out = None
@@ -268,7 +279,7 @@ def make_plan(ctx: Any, regenerate: bool | set[str] = False) -> Plan:
     identity = generate.candidate_identity(ctx.backend, ctx.backend_options, ctx.keyframe_model)
     keys = generate.candidate_keys(jobs, identity, ctx.specs, ctx.keyframe_model)
     generate._note_recipes(ctx.recipes, shots, ctx.master_size, identity, keys)
-    model_backend = ("backend",) if ctx.keyframe_model is not None else ()
+    model_backend = ("backend", "model")
     bv_id = _brief_version(ctx.engine, ctx.brief.project, ctx.brief.campaign)
     for shot in shots:
         rec = ctx.recipes["candidates"][shot.beat_id]
@@ -294,7 +305,7 @@ def make_plan(ctx: Any, regenerate: bool | set[str] = False) -> Plan:
     masters: dict[str, str] = {}
     if video:
         ident = clips.clip_identity(ctx.clip_model)
-        gen = ("renderer",) if ctx.clip_model is not None else ()
+        gen = ("renderer", "model")
         known = [s for s in shots if s.shot_id in ctx.selected]
         job_by_shot = {j["shot_id"]: j for j in clips.clip_jobs(
             known, ctx.selected, lut=clips.clip_lut(ctx.lut), edit_rate=ctx.edit_rate,
