@@ -266,10 +266,10 @@ def lines_from_timeline(tl: Any) -> list[dict[str, Any]]:
 MASTER_FIELDS = ("loudness_target", "true_peak", "audio_rate", "audio_bitrate")  # what a master reads of a spec
 
 
-def mix_recipe(edit_key: str, music_gain_db: float) -> dict[str, Any]:
+def mix_recipe(sound_key: str, music_gain_db: float) -> dict[str, Any]:
     """The mix's content inputs: the edit (its key: cuts and the sound laid on them,
     timelines.assemble.edit_recipe) and the music's gain under the voice."""
-    return {"edit": edit_key, "music_gain_db": music_gain_db}
+    return {"sound": sound_key, "music_gain_db": music_gain_db}
 
 
 def master_recipe(mix_key: str, spec: Any) -> dict[str, Any]:
@@ -281,7 +281,7 @@ def master_recipe(mix_key: str, spec: Any) -> dict[str, Any]:
 class MixInputs:
     brief: Brief  # the music's gain under the voice
     timelines: dict[str, dict[str, Any]]  # the edit whose audio tracks are mixed
-    edit_key: str | None  # the edit's action key (the timeline stage's, or the editor's file's)
+    sound_key: str | None  # the sound laid on the edit (timelines.assemble.sound_recipe, or the editor's file)
     sound: dict[str, Any]  # the music stage's records: the stems' rights
     video_specs: list[ChannelSpec]  # a master per channel with a loudness target
 
@@ -305,11 +305,11 @@ def mix_stage(env: StageEnv, inputs: MixInputs) -> MixOutputs:
 
     cache = ActionCache(env.engine, env.store)
     gain = inputs.brief.music.gain_db
-    edit_key = inputs.edit_key
-    if edit_key is None:  # the timeline stage (or the round trip) names the edit; without it a key would lie
+    sound_key = inputs.sound_key
+    if sound_key is None:  # the timeline stage (or the round trip) names the edit; without it a key would lie
         raise StageError("the edit has no key (no timeline stage ran before the mix)", stage="mix",
                          fix="run the mix through the pipeline (studio render, studio conform)")
-    doc = mix_recipe(edit_key, gain)
+    doc = mix_recipe(sound_key, gain)
     work = env.scratch_dir / "mix"
     work.mkdir(parents=True, exist_ok=True)
     stems_dir = env.work_dir / "stems"

@@ -89,6 +89,7 @@ def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, rep
 
         edit_doc = {"edited": sha256_file(edited), "of": old["id"], "kind": kind}
         ctx.edit_key = key_of("timeline", "edited", edit_doc)
+        ctx.sound_key = ctx.edit_key  # an editor may move the sound too: keyed by the whole file
         ctx.recipes["timeline"] = {"edit": {"key": ctx.edit_key, "doc": edit_doc}}
         for item in changes.get("not_conformed", []):
             at = f" at {item['at']}" if item.get("at") else ""

@@ -147,7 +147,8 @@ class RunContext:
     captions: dict[str, dict[str, Any]] = field(default_factory=dict)  # by spec: files, overlays
     manifest: dict[str, Any] | None = None  # what the published manifest.json says
     master_keys: dict[str, str] = field(default_factory=dict)  # by spec: each audio master's key
-    edit_key: str | None = None  # the edit as content (timelines.assemble.edit_recipe): keys the mix and conform
+    edit_key: str | None = None  # the edit as content (timelines.assemble.edit_recipe): keys the conform
+    sound_key: str | None = None  # the sound laid on the edit (timelines.assemble.sound_recipe): keys the mix
     warnings: list[str] = field(default_factory=list)
     # Each cached step's action key and the content inputs it was made from, by stage and
     # item (a shot, a channel, "spot"): recorded with the run, so `studio plan` can say

@@ -320,19 +320,22 @@ def make_plan(ctx: Any, regenerate: bool | set[str] = False) -> Plan:
             hit = p.judge("clips", shot.beat_id, key, doc, generative=gen)
             if hit:
                 masters[shot.shot_id] = hit.outputs["media"]["sha256"]
-    # the edit, the mix and a master per channel, the deliverables
-    edit_key = None
-    if video and len(masters) == len(shots) and voice_out is not None and music_out is not None:
+    # the edit (pictures and sound), the sound alone (the mix needs no picture), a master per
+    # channel, the deliverables
+    edit_key = sound_key = None
+    if video and voice_out is not None and music_out is not None:
         stems = {k: v["sha256"] for k, v in music_out["stems"].items()}
         if voice_out.get("stem"):
             stems["voice"] = voice_out["stem"]["sha256"]
         lines = [{"beat": ln["beat"], "sha256": ln["ref"]["sha256"], "start": ln["start"]}
                  for ln in voice_out["lines"]]
-        edit_key = key_of("timeline", assemble.CODE_VERSION,
-                          assemble.edit_recipe(shots, masters, stems, lines, ctx.edit_rate))
+        edit = assemble.edit_recipe(shots, masters, stems, lines, ctx.edit_rate)
+        sound_key = key_of("sound", assemble.CODE_VERSION, assemble.sound_recipe(edit))
+        if len(masters) == len(shots):
+            edit_key = key_of("timeline", assemble.CODE_VERSION, edit)
     mix_key = None
     if video:
-        doc = mix.mix_recipe(edit_key, ctx.brief.music.gain_db) if edit_key else None
+        doc = mix.mix_recipe(sound_key, ctx.brief.music.gain_db) if sound_key else None
         mix_key = key_of("mix", mix.CODE_VERSION, doc) if doc else None
         p.judge("mix", "spot", mix_key, doc)
     master_keys: dict[str, str | None] = {}

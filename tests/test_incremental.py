@@ -146,6 +146,8 @@ def test_one_change_at_a_time_reruns_only_what_it_touches(setup: dict[str, Any],
     render(brief, out, settings=settings, reporter=counts)
     assert counts.done["clips"] == {"reused": 0, "made": 3}
     assert counts.done["candidates"] == {"reused": 6, "made": 0}
+    # the sound is not mixed again for a new picture; each deliverable is made again
+    assert counts.done["mix"] == {"reused": 3, "made": 0} and counts.done["conform"] == {"reused": 0, "made": 2}
 
     # 5. One beat's subject: that beat's candidates and clip only.
     brief = _brief(root / "brief.yaml", music={"source": "procedural", "mood": "calm, melancholy"},
@@ -159,6 +161,8 @@ def test_one_change_at_a_time_reruns_only_what_it_touches(setup: dict[str, Any],
     assert counts.done["candidates"] == {"reused": 4, "made": 2}
     assert counts.done["clips"] == {"reused": 2, "made": 1}
     assert counts.done["voice"] == {"reused": 1, "made": 0} and counts.done["music"] == {"reused": 1, "made": 0}
+    assert counts.done["mix"] == {"reused": 3, "made": 0}
+    assert not {st for st in _running(p) if st[0] == "mix"}
 
     # 6. A person's pick: the picked beat's clip, nothing generated.
     with Session(db.make_engine(settings.db_url)) as s:

@@ -49,7 +49,8 @@ class TimelineInputs:
 @dataclass
 class TimelineOutputs:
     timelines: dict[str, dict[str, Any]]  # kind -> {id, path, sha256, name, exports}
-    edit_key: str | None  # the edit as content (edit_recipe): what the mix and the conform are keyed by
+    edit_key: str | None  # the edit as content (edit_recipe): what the conform is keyed by
+    sound_key: str | None  # the sound laid on the edit (sound_recipe): what the mix is keyed by
 
 
 def _rt(frames: int, rate: Fraction) -> otio.opentime.RationalTime:
@@ -256,9 +257,16 @@ def edit_recipe(shots: list[Any], masters: dict[str, str], stems: dict[str, str]
     }
 
 
+def sound_recipe(edit: dict[str, Any]) -> dict[str, Any]:
+    """The sound laid on the edit: the edit's recipe less the pictures (each cut's master and
+    focus), so a new keyframe or grade does not mix the sound again; the cut lengths stay,
+    as the sound is laid on them."""
+    return {**edit, "cuts": [{k: v for k, v in c.items() if k not in ("master", "focus")} for c in edit["cuts"]]}
+
+
 def assemble_timelines(env: StageEnv, inputs: TimelineInputs) -> TimelineOutputs:
     timelines: dict[str, dict[str, Any]] = {}
-    edit_key = None
+    edit_key = sound_key = None
     common = {"brief": inputs.brief, "specs": inputs.specs, "rate": inputs.edit_rate}
     if inputs.video_specs:
         doc = edit_recipe(inputs.shots, {k: c.media.sha256 for k, c in inputs.clips.items()},
@@ -268,13 +276,14 @@ def assemble_timelines(env: StageEnv, inputs: TimelineInputs) -> TimelineOutputs
         from studio.cache import key_of
 
         edit_key = key_of("timeline", CODE_VERSION, doc)
+        sound_key = key_of("sound", CODE_VERSION, sound_recipe(doc))
         env.recipes["timeline"] = {"edit": {"key": edit_key, "doc": doc}}
         timelines["edit"] = write_timeline(env, build_edit(env, inputs), "edit", **common)
         env.reporter.advance("timeline")
     if inputs.still_specs:
         timelines["stills"] = write_timeline(env, build_stills(env, inputs), "stills", **common)
         env.reporter.advance("timeline")
-    return TimelineOutputs(timelines=timelines, edit_key=edit_key)
+    return TimelineOutputs(timelines=timelines, edit_key=edit_key, sound_key=sound_key)
 
 
 def read_clips(path: Path) -> list[otio.schema.Clip]:
