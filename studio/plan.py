@@ -202,7 +202,8 @@ class _Planner:
         return self.regenerate is True or (isinstance(self.regenerate, set) and item in self.regenerate)
 
     def judge(self, stage: str, item: str, key: str | None, doc: dict[str, Any] | None,
-              generative: tuple[str, ...] = (), action_keys: list[str | None] | None = None) -> Any:
+              generative: tuple[str, ...] = (), action_keys: list[str | None] | None = None,
+              after: str = "an earlier step") -> Any:
         """The step's status; returns the cached action (its outputs) when current."""
         if action_keys is not None:  # a beat's candidates: current when every one is cached
             found = [self.cache.get(k) for k in action_keys] if action_keys and None not in action_keys else []
@@ -214,7 +215,7 @@ class _Planner:
             return hit
         prev = self.prev_recipes.get(stage, {}).get(item)
         if key is None and doc is None:
-            why = ["its inputs are made by an earlier step that runs"]
+            why = [f"after {after}: its inputs are made there"]
         elif prev is None:
             why = ["new: not made before for this project and campaign"]
         elif prev.get("doc") == doc:
@@ -313,7 +314,7 @@ def make_plan(ctx: Any, regenerate: bool | set[str] = False) -> Plan:
         for shot in shots:
             job = job_by_shot.get(shot.shot_id)
             if job is None:
-                p.judge("clips", shot.beat_id, None, None)
+                p.judge("clips", shot.beat_id, None, None, after=f"candidates {shot.beat_id}")
                 continue
             doc = clips.clip_recipe(job, ident)
             key = None if doc is None else key_of("clips", clips.CODE_VERSION, doc)
@@ -337,14 +338,14 @@ def make_plan(ctx: Any, regenerate: bool | set[str] = False) -> Plan:
     if video:
         doc = mix.mix_recipe(sound_key, ctx.brief.music.gain_db) if sound_key else None
         mix_key = key_of("mix", mix.CODE_VERSION, doc) if doc else None
-        p.judge("mix", "spot", mix_key, doc)
+        p.judge("mix", "spot", mix_key, doc, after="the voice and the music")
     master_keys: dict[str, str | None] = {}
     for spec in ctx.video_specs:
         if spec.loudness_target is None:
             continue
         doc = mix.master_recipe(mix_key, spec) if mix_key else None
         master_keys[spec.name] = key_of("master", mix.CODE_VERSION, doc) if doc else None
-        p.judge("mix", spec.name, master_keys[spec.name], doc)
+        p.judge("mix", spec.name, master_keys[spec.name], doc, after="the mix")
     lut = ctx.catalog.lut_path(ctx.style)
     fin = ctx.style.finishing
     for spec in ctx.video_specs:
@@ -354,7 +355,8 @@ def make_plan(ctx: Any, regenerate: bool | set[str] = False) -> Plan:
             preset=ctx.settings.x264_preset, master=master_keys.get(spec.name),
             captions={"code_version": CAPTIONS_VERSION, "on": ctx.brief.captions},
             graph=GRAPH_VERSION) if ready else None
-        p.judge("conform", spec.name, key_of("conform", deliver.CODE_VERSION, doc) if doc else None, doc)
+        p.judge("conform", spec.name, key_of("conform", deliver.CODE_VERSION, doc) if doc else None, doc,
+                after="the clips, the voice and the music")
     return Plan(brief=str(ctx.brief_path), previous_run=p.previous, steps=p.steps, stage_seconds=p.timings)
 
 
