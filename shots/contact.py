@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from studio.brief import Brief
 from studio.context import CandidateResult, ShotPlan, StageEnv
 from studio.specs import ChannelSpec
-from studio.store import atomic_output
+from studio.store import MediaRef, atomic_output
 
 CODE_VERSION = "contact.2"
 
@@ -48,6 +48,30 @@ class ReviewOutputs:
     review: dict[str, Path]  # contact sheet, safe-area previews, animatic
 
 
+def _resized(env: StageEnv, image: MediaRef, size: tuple[int, int],
+             box: tuple[int, int, int, int] | None = None) -> Image.Image:
+    """``image`` (a store ref) cut to ``box`` and resized to ``size`` with Lanczos, made once
+    per (keyframe, box, size) and kept in the store as a lossless PNG: the same pixels as
+    resizing it here, without decoding a full-size keyframe again on every review (a
+    re-render that changed one beat re-reads the other beats' tiles from the store)."""
+    import io
+
+    from studio.cache import ActionCache, memo
+
+    def make() -> dict[str, Any]:
+        with Image.open(env.store.path(image)) as im:
+            small = im.convert("RGB").resize(size, Image.LANCZOS, box=box)
+        buf = io.BytesIO()
+        small.save(buf, format="PNG")
+        return {"image": env.store.put_bytes(buf.getvalue(), ".png").to_dict()}
+
+    out, _, _ = memo(ActionCache(env.engine, env.store), "review-tile", CODE_VERSION,
+                     {"image": image.sha256, "size": list(size), "box": list(box) if box else None},
+                     make, env.run_id)
+    with Image.open(env.store.path(MediaRef.from_dict(out["image"]))) as im:
+        return im.convert("RGB")
+
+
 def contact_sheet(env: StageEnv, shots: list[ShotPlan], candidates: dict[str, list[CandidateResult]],
                   selected: dict[str, CandidateResult], master_size: tuple[int, int]) -> Path:
     font = ImageFont.load_default()
@@ -64,9 +88,7 @@ def contact_sheet(env: StageEnv, shots: list[ShotPlan], candidates: dict[str, li
         chosen_one = selected.get(shot.shot_id)
         for c, cand in enumerate(candidates[shot.shot_id]):
             x = PAD + c * (tw + PAD)
-            with Image.open(env.store.path(cand.image)) as im:
-                thumb = im.convert("RGB").resize((tw, th), Image.LANCZOS)
-            sheet.paste(thumb, (x, y + HEADER))
+            sheet.paste(_resized(env, cand.image, (tw, th)), (x, y + HEADER))
             chosen = chosen_one is not None and cand.candidate_id == chosen_one.candidate_id
             if chosen:
                 draw.rectangle((x - 3, y + HEADER - 3, x + tw + 2, y + HEADER + th + 2), outline=SELECTED, width=3)
@@ -144,9 +166,9 @@ def animatic(env: StageEnv, brief: Brief, video_specs: list[ChannelSpec], shots:
     for i, (shot, (beat_id, start, dur)) in enumerate(zip(shots, times, strict=True)):
         cand = selected[shot.shot_id]
         with Image.open(env.store.path(cand.image)) as im:
-            master = im.convert("RGB")
-        crop = crop_box(master.width, master.height, spec, shot.focus)
-        frame = master.resize((w, h), Image.LANCZOS, box=(crop.x, crop.y, crop.x + crop.w, crop.y + crop.h))
+            size = im.size  # the header only: the pixels come from the tile cache
+        crop = crop_box(size[0], size[1], spec, shot.focus)
+        frame = _resized(env, cand.image, (w, h), (crop.x, crop.y, crop.x + crop.w, crop.y + crop.h))
         draw = ImageDraw.Draw(frame)
         label = f"{i + 1}. {beat_id}  {float(start):.2f}-{float(start + dur):.2f} s  seed {cand.seed}"
         draw.text((8, 6), label, fill=SELECTED, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
