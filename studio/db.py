@@ -235,6 +235,62 @@ class Action(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now)
 
 
+class Job(SQLModel, table=True):
+    """A brief submitted to the server (studio.jobs): its queue state, moved only by
+    studio.jobs, each change with a JobEvent in the same transaction."""
+
+    __table_args__ = (Index("ix_job_created", "created_at", "id"),)  # list_jobs' cursor order
+    id: str = Field(primary_key=True)  # "job_" + hex
+    project: str = Field(index=True)
+    campaign: str
+    brief: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))  # as submitted, parsed
+    brief_sha256: str
+    # queued | running | canceling | succeeded | failed | canceled (studio.jobs.STATES)
+    state: str = Field(index=True)
+    priority: int = 50  # 0-100
+    labels: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    dry_run: bool = False
+    idempotency_key: str | None = Field(default=None, unique=True)
+    request_sha256: str  # sha256 of the canonical request body: the key's other half
+    max_attempts: int = 3
+    failures: int = 0  # failed attempts only: an interrupted one is not the job's fault
+    run_id: str | None = None
+    out_dir: str | None = None
+    error: str | None = None
+    cancel_requested: bool = False
+    created_at: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)
+    queued_at: datetime = Field(default_factory=now)  # ageing counts from here
+
+
+class JobAttempt(SQLModel, table=True):
+    """One worker's lease on a job: running, then succeeded | failed | interrupted |
+    canceled. Only the holder of ``lease_token`` may move it (or publish)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="job.id", index=True)
+    n: int  # 1, 2, ... per job
+    state: str = "running"
+    worker: str
+    lease_token: str = Field(unique=True)
+    lease_expires_at: datetime
+    heartbeat_at: datetime = Field(default_factory=now)
+    started_at: datetime = Field(default_factory=now)
+    finished_at: datetime | None = None
+    error: str | None = None
+
+
+class JobEvent(SQLModel, table=True):
+    """Append-only: what happened to a job. ``id`` grows in commit order (studio.jobs
+    appends under a lock on PostgreSQL), so it serves as the SSE Last-Event-ID."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="job.id", index=True)
+    type: str
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=now)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
