@@ -1,0 +1,314 @@
+"""The durable job queue (studio.jobs) and the worker (studio.worker), on SQLite and on a
+real PostgreSQL server: idempotent submits under 50 simultaneous callers, claims that
+never hand one job to two workers, leases that lapse into ``interrupted`` and back to
+``queued`` without a failure counted, a retry budget, two-phase cancel scoped to one job,
+finish refused on a lost lease, priority with ageing, and a real render run by the worker."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session, select
+
+from studio import db, jobs
+from studio.errors import StudioError
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'studio.db'}"
+    from .test_migrations import _fresh_pg
+
+    return _fresh_pg(request.getfixturevalue("postgres_url"), tmp_path.name)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Any:
+    engine = db.make_engine(db_url)
+    db.init_db(engine)
+    yield engine
+    engine.dispose()
+
+
+def _submit(engine: Any, name: str = "spot", **kw: Any) -> db.Job:
+    kw.setdefault("request_sha256", f"req-{name}")
+    job, created = jobs.submit(engine, brief={"project": "p", "campaign": name}, project="p", campaign=name,
+                               brief_sha256=f"sha-{name}", **kw)
+    assert created
+    return job
+
+
+def _types(engine: Any, job_id: str) -> list[str]:
+    return [e.type for e in jobs.events(engine, job_id)]
+
+
+def _parallel(n: int, fn: Any) -> list[Any]:
+    """``fn(i)`` in ``n`` threads started together; the results, or raises the first error."""
+    barrier = threading.Barrier(n)
+    results: list[Any] = [None] * n
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = fn(i)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    if errors:
+        raise errors[0]
+    return results
+
+
+# -- submit ----------------------------------------------------------------------------
+
+
+def test_fifty_concurrent_submits_with_one_key_make_one_job(engine: Any) -> None:
+    def go(_: int) -> tuple[str, bool]:
+        job, created = jobs.submit(engine, brief={"b": 1}, project="p", campaign="c", brief_sha256="s",
+                                   idempotency_key="key-1", request_sha256="same-body")
+        return job.id, created
+
+    results = _parallel(50, go)
+    assert len({job_id for job_id, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    with Session(engine) as s:
+        assert len(s.exec(select(db.Job)).all()) == 1
+    assert _types(engine, results[0][0]) == ["queued"]
+
+
+def test_same_key_with_another_body_is_a_conflict(engine: Any) -> None:
+    job = _submit(engine, idempotency_key="k", request_sha256="body-1")
+    again, created = jobs.submit(engine, brief={}, project="p", campaign="spot", brief_sha256="x",
+                                 idempotency_key="k", request_sha256="body-1")
+    assert (again.id, created) == (job.id, False)
+    with pytest.raises(jobs.IdempotencyConflict) as e:
+        jobs.submit(engine, brief={}, project="p", campaign="spot", brief_sha256="x",
+                    idempotency_key="k", request_sha256="body-2")
+    assert e.value.line() == (f"Idempotency-Key: 'k' was already used for another request "
+                              f"(job {job.id}) — send the same request again to get that job, "
+                              "or use a new key for a new job")
+    with Session(engine) as s:
+        assert len(s.exec(select(db.Job)).all()) == 1
+    with pytest.raises(StudioError, match="priority 101 is out of range"):
+        _submit(engine, "other", priority=101)
+
+
+# -- claim -----------------------------------------------------------------------------
+
+
+def test_two_claimers_never_claim_the_same_job(engine: Any) -> None:
+    ids = {_submit(engine, f"j{i}").id for i in range(40)}
+
+    def drain(i: int) -> list[str]:
+        got = []
+        while (c := jobs.claim(engine, f"w{i}", 60)) is not None:
+            got.append(c.job_id)
+        return got
+
+    claimed = [job_id for got in _parallel(8, drain) for job_id in got]
+    assert Counter(claimed).most_common(1)[0][1] == 1  # no job twice
+    assert set(claimed) == ids
+    with Session(engine) as s:
+        tries = s.exec(select(db.JobAttempt)).all()
+        assert len(tries) == 40 and {a.n for a in tries} == {1}
+        assert {j.state for j in s.exec(select(db.Job)).all()} == {"running"}
+    assert jobs.claim(engine, "late", 60) is None
+
+
+def test_priority_with_ageing(engine: Any) -> None:
+    low = _submit(engine, "low", priority=10)
+    high = _submit(engine, "high", priority=70)
+    _backdate(engine, low.id, minutes=30)  # 10 + 30 < 70: the high one first
+    assert jobs.claim(engine, "w", 60).job_id == high.id  # type: ignore[union-attr]
+    low2 = _submit(engine, "low2", priority=10)
+    high2 = _submit(engine, "high2", priority=70)
+    _backdate(engine, low2.id, minutes=61)  # 10 + 61 > 70: it waited long enough
+    first = jobs.claim(engine, "w", 60)
+    assert first is not None and first.job_id in (low.id, low2.id)
+    # low waited 30 minutes (40), low2 61 (71): low2 goes first, then high2 (70), then low
+    assert first.job_id == low2.id
+    assert [jobs.claim(engine, "w", 60).job_id for _ in range(2)] == [high2.id, low.id]  # type: ignore[union-attr]
+
+
+def _backdate(engine: Any, job_id: str, minutes: float) -> None:
+    with Session(engine) as s:
+        job = s.get(db.Job, job_id)
+        assert job is not None
+        job.queued_at = job.queued_at - timedelta(minutes=minutes)
+        s.add(job)
+        s.commit()
+
+
+# -- leases ----------------------------------------------------------------------------
+
+
+def test_a_lapsed_lease_is_interrupted_and_requeued_without_a_failure(engine: Any) -> None:
+    job = _submit(engine)
+    other = _submit(engine, "other")
+    c = jobs.claim(engine, "w1", 30)
+    c_other = jobs.claim(engine, "w2", 600)
+    assert c is not None and c_other is not None and c.job_id == job.id
+    assert jobs.heartbeat(engine, c.lease_token, 30)
+    assert jobs.requeue_lapsed(engine) == []  # nothing has lapsed yet
+    later = db.now() + timedelta(seconds=60)
+    assert jobs.requeue_lapsed(engine, now=later) == [job.id]  # w2's lease runs 600 s
+    got = jobs.get(engine, job.id)
+    assert got is not None and (got.state, got.failures) == ("queued", 0)
+    assert _types(engine, job.id) == ["queued", "running", "interrupted", "queued"]
+    interrupted = jobs.events(engine, job.id)[2]
+    assert interrupted.data["attempt"] == 1 and "lapsed" in interrupted.data["reason"]
+    # The old worker has lost it for good: no heartbeat, no publish, no finish.
+    assert not jobs.heartbeat(engine, c.lease_token, 30)
+    assert not jobs.holds_lease(engine, c.lease_token)
+    assert not jobs.finish(engine, c.lease_token, "succeeded")
+    again = jobs.claim(engine, "w3", 30)
+    assert again is not None and (again.job_id, again.n) == (job.id, 2)
+    assert [a.state for a in jobs.attempts(engine, job.id)] == ["interrupted", "running"]
+    assert jobs.get(engine, other.id).state == "running"  # type: ignore[union-attr]
+    assert jobs.heartbeat(engine, c_other.lease_token, 600)
+
+
+def test_finish_with_a_lost_lease_returns_false_and_changes_nothing(engine: Any) -> None:
+    job = _submit(engine)
+    c = jobs.claim(engine, "w1", 1)
+    assert c is not None
+    # Expired but not yet requeued: already lost.
+    import time
+
+    time.sleep(1.1)
+    assert not jobs.holds_lease(engine, c.lease_token)
+    before = (jobs.get(engine, job.id), _types(engine, job.id))
+    for state in ("succeeded", "failed", "canceled"):
+        assert not jobs.finish(engine, c.lease_token, state, error="x", run_id="run_x")
+    after = jobs.get(engine, job.id)
+    assert after is not None and before[0] is not None
+    assert (after.state, after.failures, after.run_id, after.updated_at) == \
+        ("running", 0, None, before[0].updated_at)
+    assert _types(engine, job.id) == before[1]
+    assert not jobs.finish(engine, "no-such-token", "succeeded")
+    jobs.requeue_lapsed(engine)
+    c2 = jobs.claim(engine, "w2", 60)
+    assert c2 is not None and c2.job_id == job.id
+    assert not jobs.finish(engine, c.lease_token, "failed", error="stale")  # the old one, again
+    assert jobs.get(engine, job.id).state == "running"  # type: ignore[union-attr]
+    assert jobs.finish(engine, c2.lease_token, "succeeded", run_id="run_2", out_dir="/o")
+    done = jobs.get(engine, job.id)
+    assert done is not None and (done.state, done.run_id, done.out_dir) == ("succeeded", "run_2", "/o")
+
+
+def test_a_job_that_fails_every_time_stops_after_max_attempts(engine: Any) -> None:
+    job = _submit(engine, max_attempts=3)
+    for i in range(1, 4):
+        c = jobs.claim(engine, "w", 60)
+        assert c is not None and (c.job_id, c.n) == (job.id, i)
+        assert jobs.finish(engine, c.lease_token, "failed", error=f"stage conform: boom {i}")
+        got = jobs.get(engine, job.id)
+        assert got is not None and got.failures == i
+        assert got.state == ("queued" if i < 3 else "failed")
+    assert jobs.claim(engine, "w", 60) is None
+    got = jobs.get(engine, job.id)
+    assert got is not None and got.error == "stage conform: boom 3"
+    assert _types(engine, job.id) == ["queued", "running", "queued", "running", "queued", "running", "failed"]
+    assert [a.state for a in jobs.attempts(engine, job.id)] == ["failed"] * 3
+
+
+# -- cancel ----------------------------------------------------------------------------
+
+
+def test_cancel_while_queued_running_twice_and_after_finish(engine: Any) -> None:
+    queued = _submit(engine, "queued")
+    assert jobs.cancel(engine, queued.id).state == "canceled"
+    assert jobs.claim(engine, "w", 60) is None  # nothing else was queued
+
+    running = _submit(engine, "running")
+    bystander = _submit(engine, "bystander")
+    c = jobs.claim(engine, "w1", 60)
+    c_by = jobs.claim(engine, "w2", 60)
+    assert c is not None and c_by is not None and c.job_id == running.id
+    assert jobs.cancel(engine, running.id).state == "canceling"
+    assert jobs.cancel(engine, running.id).state == "canceling"  # twice: unchanged
+    assert jobs.heartbeat_status(engine, c.lease_token, 60) == "canceling"
+    assert not jobs.heartbeat(engine, c.lease_token, 60)
+    assert not jobs.holds_lease(engine, c.lease_token)  # a canceling job publishes nothing
+    assert jobs.finish(engine, c.lease_token, "canceled")
+    got = jobs.get(engine, running.id)
+    assert got is not None and got.state == "canceled"
+    assert jobs.cancel(engine, running.id).state == "canceled"  # after finish: unchanged
+    assert _types(engine, running.id) == ["queued", "running", "canceling", "canceled"]
+    assert _types(engine, queued.id) == ["queued", "canceled"]
+
+    # The other job never noticed.
+    by = jobs.get(engine, bystander.id)
+    assert by is not None and (by.state, by.cancel_requested) == ("running", False)
+    assert jobs.heartbeat(engine, c_by.lease_token, 60) and jobs.holds_lease(engine, c_by.lease_token)
+    assert _types(engine, bystander.id) == ["queued", "running"]
+    assert jobs.finish(engine, c_by.lease_token, "succeeded")
+    assert jobs.cancel(engine, bystander.id).state == "succeeded"  # final: unchanged
+    assert _types(engine, bystander.id) == ["queued", "running", "succeeded"]
+
+    with pytest.raises(jobs.UnknownJob, match="no job 'job_nope'"):
+        jobs.cancel(engine, "job_nope")
+    assert jobs.get(engine, "job_nope") is None
+
+
+def test_a_canceling_job_whose_worker_died_ends_canceled(engine: Any) -> None:
+    job = _submit(engine)
+    c = jobs.claim(engine, "w", 5)
+    assert c is not None
+    jobs.cancel(engine, job.id)
+    assert jobs.requeue_lapsed(engine, now=db.now() + timedelta(seconds=10)) == [job.id]
+    got = jobs.get(engine, job.id)
+    assert got is not None and (got.state, got.failures) == ("canceled", 0)
+    assert jobs.claim(engine, "w", 5) is None
+
+
+def test_a_job_that_succeeds_while_canceling_ends_canceled(engine: Any) -> None:
+    job = _submit(engine)
+    c = jobs.claim(engine, "w", 60)
+    assert c is not None
+    jobs.cancel(engine, job.id)
+    assert jobs.finish(engine, c.lease_token, "succeeded", run_id="run_1")
+    got = jobs.get(engine, job.id)
+    assert got is not None and got.state == "canceled"
+    assert jobs.attempts(engine, job.id)[0].state == "succeeded"
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def test_list_jobs_pages_with_a_cursor_and_filters(engine: Any) -> None:
+    made = [_submit(engine, f"j{i}", labels={"team": "a" if i % 2 else "b"}).id for i in range(7)]
+    seen, cursor = [], None
+    while True:
+        page, cursor = jobs.list_jobs(engine, limit=3, cursor=cursor)
+        seen += [j.id for j in page]
+        if cursor is None:
+            break
+    assert seen == list(reversed(made))  # newest first, each once
+    team_a, _ = jobs.list_jobs(engine, label="team=a")
+    assert [j.id for j in team_a] == [made[i] for i in (5, 3, 1)]
+    assert jobs.list_jobs(engine, label=("team", "c"))[0] == []
+    jobs.cancel(engine, made[0])
+    assert [j.id for j in jobs.list_jobs(engine, state="canceled")[0]] == [made[0]]
+    assert len(jobs.list_jobs(engine, state=["queued", "canceled"], project="p")[0]) == 7
+    assert jobs.list_jobs(engine, project="q")[0] == []
+    with pytest.raises(StudioError, match="cursor 'garbage' is not one this server gave out"):
+        jobs.list_jobs(engine, cursor="garbage")
+    # events: after an id, one job's or all
+    all_events = jobs.events(engine, None)
+    assert [e.id for e in all_events] == sorted(e.id for e in all_events)
+    assert len(all_events) == 8
+    assert [e.type for e in jobs.events(engine, None, after_id=all_events[-2].id)] == ["canceled"]
+    assert jobs.events(engine, made[0], limit=1)[0].type == "queued"
