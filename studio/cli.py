@@ -148,8 +148,9 @@ def plan(brief: Path, out: Path | None, candidates: int | None, backend: str, re
          as_json: bool) -> None:
     """What rendering BRIEF would run, and why: each cached step (voice, music, each beat's
     candidates and clip, the mix and each channel's master and deliverable) is current,
-    runs (the input that changed, old and new) or is gated (a model or voice changed:
-    needs --regenerate), with its cost from earlier records. Starts no Ray or ffmpeg."""
+    stale (the input that changed, old and new), missing (never made, or gone from the
+    store) or gated (a model or voice changed: needs --regenerate); all but current run.
+    With each step's cost from earlier records. Starts no Ray or ffmpeg."""
     from studio.pipeline import plan as make_plan
 
     _print_plan(make_plan(brief, candidates=candidates, backend=backend, regenerate=_regenerate(regenerate),
@@ -482,6 +483,47 @@ def lineage(deliverable: str, as_json: bool) -> None:
         click.echo(f"(run {info['deliverable']['run_id']} is a conform of run {info['conform_of']})")
     for line in lin.format_tree(info["tree"]):
         click.echo(line)
+
+
+def _start_workers(n: int, stop: threading.Event) -> list[threading.Thread]:
+    """``n`` threads running ``studio.worker.run_worker`` until ``stop`` is set; none, with a
+    line saying so, where this Studio has no worker."""
+    if n < 1:
+        return []
+    try:
+        from studio.worker import run_worker  # type: ignore[attr-defined]
+    except ImportError:
+        click.echo("studio serve: no job worker in this Studio (studio.worker.run_worker); jobs stay queued",
+                   err=True)
+        return []
+    threads = [threading.Thread(target=run_worker, kwargs={"stop": stop, "name": f"serve-{i + 1}"},
+                                name=f"studio-worker-{i + 1}", daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (the default takes no connections from other machines).")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(0, 64),
+              help="Worker threads in this process that run queued jobs (0: queue only).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+def serve(host: str, port: int, workers: int, log_level: str) -> None:
+    """The HTTP API (under /v1, OpenAPI at /openapi.json) on HOST:PORT, with WORKERS job
+    workers. SIGTERM or Ctrl-C stops it: requests in flight finish first."""
+    import uvicorn
+
+    stop = threading.Event()
+    threads = _start_workers(workers, stop)
+    try:
+        uvicorn.run("studio.api.app:create_app", factory=True, host=host, port=port, log_level=log_level)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
 
 
 if __name__ == "__main__":

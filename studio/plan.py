@@ -4,12 +4,13 @@ The plan computes every cached step's action key the way its stage does (the sam
 functions: ``voice_recipe``, ``music_recipe``, ``candidate_keys``, ``clip_recipe``,
 ``edit_recipe``, ``mix_recipe``, ``master_recipe``, ``conform_recipe``), from the brief,
 the catalog and what the action cache already holds, without starting Ray or ffmpeg and
-without recording anything. A step whose key the cache holds is *current*; any other
-*runs*, and the plan says why: the content input that changed since the last run of the
-same project and campaign recorded that step (its old and new value), or that it is new,
-or that the step before it runs (its key cannot be known until then). Generative steps
-stale because their model or voice changed are *gated*: a render needs `--regenerate`
-(or the beat named) before spending GPU time on them again. Costs come from the records:
+without recording anything. A step whose key the cache holds is *current*; one made
+before from other inputs is *stale*, and the plan says which content input changed since
+the last run of the same project and campaign recorded it (old and new value), or that
+the step before it runs (its key cannot be known until then); one never made, or whose
+outputs are gone from the store, is *missing*. Every step that is not current runs.
+Generative steps stale because their model or voice changed are *gated*: a render needs
+`--regenerate` (or the beat named) before spending GPU time on them again. Costs come from the records:
 the seconds (and GPU-seconds) the step took when it was last made.
 
 Cheap deterministic stages (prompts, select, review, timeline, captions, manifest, the
@@ -38,7 +39,7 @@ ALWAYS = ("prompts", "select", "review", "timeline", "captions", "manifest")
 class Step:
     stage: str
     item: str  # a beat, a channel, or "spot"
-    status: str  # current | runs | gated
+    status: str  # current | stale | missing | gated (all but current run)
     why: list[str] = field(default_factory=list)
     key: str | None = None
     seconds: float | None = None  # what it took when last made (the records), if known
@@ -214,15 +215,16 @@ class _Planner:
             self.steps.append(Step(stage, item, "current", key=key))
             return hit
         prev = self.prev_recipes.get(stage, {}).get(item)
+        status = "stale"
         if key is None and doc is None:
             why = [f"after {after}: its inputs are made there"]
         elif prev is None:
-            why = ["new: not made before for this project and campaign"]
+            status, why = "missing", ["new: not made before for this project and campaign"]
         elif prev.get("doc") == doc:
-            why = ["made before from the same inputs, but not finished or its outputs are gone from the store"]
+            status, why = "missing", ["made before from the same inputs, but not finished or its outputs "
+                                      "are gone from the store"]
         else:
             why = diff(prev.get("doc") or {}, doc or {})
-        status = "runs"
         if generative and prev is not None and doc is not None and not self.allowed(item):
             # Gated: the same model or voice (by its id) is not what it was (new weights, other
             # settings, other files). A brief that names another model or voice asked for it.

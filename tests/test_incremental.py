@@ -110,6 +110,7 @@ def test_one_change_at_a_time_reruns_only_what_it_touches(setup: dict[str, Any],
     p = plan(brief, settings=settings, out_dir=out)
     assert _running(p) == {("conform", "feed-1x1")} and not p.up_to_date
     assert "spec.crf: 21 -> 23" in _why(p, "conform", "feed-1x1")
+    assert _status(p)[("conform", "feed-1x1")] == "stale"
     counts = _Counts()
     render(brief, out, settings=settings, reporter=counts)
     assert counts.done["conform"] == {"reused": 1, "made": 1}
