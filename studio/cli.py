@@ -491,12 +491,16 @@ def _start_workers(n: int, stop: threading.Event) -> list[threading.Thread]:
     if n < 1:
         return []
     try:
-        from studio.worker import run_worker  # type: ignore[attr-defined]
+        from studio.worker import default_worker_id, run_worker
     except ImportError:
         click.echo("studio serve: no job worker in this Studio (studio.worker.run_worker); jobs stay queued",
                    err=True)
         return []
-    threads = [threading.Thread(target=run_worker, kwargs={"stop": stop, "name": f"serve-{i + 1}"},
+    from studio.settings import get_settings
+
+    settings = get_settings()
+    threads = [threading.Thread(target=run_worker, args=(settings,),
+                                kwargs={"stop": stop, "worker_id": f"{default_worker_id()}/{i + 1}"},
                                 name=f"studio-worker-{i + 1}", daemon=True) for i in range(n)]
     for t in threads:
         t.start()
@@ -516,14 +520,23 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     workers. SIGTERM or Ctrl-C stops it: requests in flight finish first."""
     import uvicorn
 
+    config = uvicorn.Config("studio.api.app:create_app", factory=True, host=host, port=port,
+                            log_level=log_level)
+    server = uvicorn.Server(config)
     stop = threading.Event()
     threads = _start_workers(workers, stop)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then raises the signal again with
+    # the handler it found: with these no-ops that ends server.run() instead of the
+    # process, so the workers below are stopped (their jobs given back) before we exit.
+    before = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        uvicorn.run("studio.api.app:create_app", factory=True, host=host, port=port, log_level=log_level)
+        server.run()
     finally:
         stop.set()
-        for t in threads:
-            t.join(timeout=60)
+        for t in threads:  # a worker stops its render (up to its grace period) and gives the job back
+            t.join(timeout=90)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

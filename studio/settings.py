@@ -38,6 +38,9 @@ class Settings(BaseSettings):
         "(checked from the header, before decoding).")
     max_image_bytes: int = Field(
         default=50_000_000, ge=1, description="Largest reference image file a brief may name, in bytes.")
+    api_max_body_bytes: int = Field(
+        default=1_000_000, ge=1, description="Largest request body `studio serve` reads (a brief is a "
+        "few kB); larger ones are refused with 413 before they are read whole.")
     ray_num_cpus: int | None = Field(
         default=None, description="CPUs for a local Ray started by Studio (default: all)."
     )

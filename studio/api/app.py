@@ -1,0 +1,296 @@
+"""The HTTP API: ``create_app`` builds a FastAPI app over the job queue (studio.jobs).
+
+Everything lives under ``/v1``; FastAPI publishes the OpenAPI document at
+``/openapi.json`` (with the brief's own JSON schema as the body of ``POST /v1/jobs``).
+Nothing happens at import time: the database engine is made (and migrated) on the first
+request that needs it, unless one is handed in. Settings and the engine reach the routes
+through ``Depends(get_settings_dep)`` and ``Depends(get_engine)``, so a test can override
+either (``app.dependency_overrides``).
+
+A job is acknowledged (201) only after ``studio.jobs.submit`` committed it. Unknown ids
+are 404, never a default state.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from studio import __version__, db, jobs
+from studio.api.bodies import ApiError, check_submission, labels_from_query
+from studio.api.schemas import (
+    ErrorOut,
+    EventListOut,
+    EventOut,
+    HealthOut,
+    JobDetailOut,
+    JobListOut,
+    JobOut,
+    PlanOut,
+)
+from studio.brief import Brief
+from studio.errors import StudioError
+from studio.settings import Settings, get_settings
+
+JOB_ID = Path(description="a job's id (job_...)", max_length=100)
+MAX_KEY = 255  # characters of an Idempotency-Key
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "a bad parameter"},
+    404: {"model": ErrorOut, "description": "no job has this id"},
+    422: {"model": ErrorOut, "description": "a bad parameter or brief; each problem listed"},
+}
+
+
+def get_settings_dep(request: Request) -> Settings:
+    """The app's settings (``create_app(settings=...)``), else the environment's."""
+    return request.app.state.settings or get_settings()
+
+
+def get_engine(request: Request, settings: Annotated[Settings, Depends(get_settings_dep)]) -> Engine:
+    """The app's database engine, made from the settings on first use and migrated to the
+    newest schema once (``db.init_db`` is safe to run beside other processes)."""
+    state = request.app.state
+    if not state.engine_ready:
+        with state.engine_lock:
+            if state.engine is None:
+                settings.home.mkdir(parents=True, exist_ok=True)
+                state.engine = db.make_engine(settings.db_url)
+                state.own_engine = True
+            if not state.engine_ready:
+                db.init_db(state.engine)
+                state.engine_ready = True
+    return state.engine
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past ``limit`` bytes: by its Content-Length
+    before reading anything, else (chunked) as soon as the bytes read pass the limit."""
+    too_big = ApiError(413, f"the body is larger than {limit:,} bytes",
+                       fix="a brief is a few kB; raise STUDIO_API_MAX_BODY_BYTES on the server if it "
+                           "really is this large")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_big
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _job(job: Any, model: type[JobOut] = JobOut) -> dict[str, Any]:
+    return model.model_validate(job).model_dump(mode="json")
+
+
+def _not_found(job_id: str) -> ApiError:
+    return ApiError(404, f"no job {job_id!r}", fix="check the id; GET /v1/jobs lists the jobs")
+
+
+def _bad_parameter(e: StudioError) -> ApiError:
+    return ApiError(422, e.line(), fix=e.fix, problems=[{
+        "field": e.field, "message": e.what, "fix": e.fix, "line": None, "stage": None, "source": None,
+        "text": e.line()}])
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """The API app. ``settings`` default to the environment's (STUDIO_*); ``engine`` to
+    one made from the settings' database URL on first use."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if app.state.own_engine and app.state.engine is not None:
+            app.state.engine.dispose()
+
+    app = FastAPI(
+        title="Studio", version=__version__, lifespan=lifespan,
+        description="Brief in, deliverables out, every step recorded: submit briefs as jobs to a "
+                    "durable queue and follow them.")
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.own_engine = False
+    app.state.engine_ready = False
+    app.state.engine_lock = threading.Lock()
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "path", "header", "body")]
+            name = ".".join(loc) or None
+            msg = str(err.get("msg", "invalid"))
+            problems.append({"field": name, "message": msg, "fix": "see the OpenAPI document (/openapi.json)",
+                             "line": None, "stage": None, "source": None,
+                             "text": f"{name}: {msg}" if name else msg})
+        detail = "; ".join(p["text"] for p in problems) or "invalid request"
+        return JSONResponse({"detail": detail, "fix": "see the OpenAPI document (/openapi.json)",
+                             "problems": problems}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": str(exc.detail), "fix": "", "problems": []}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    v1 = APIRouter(prefix="/v1")
+
+    @v1.get("/health", response_model=HealthOut, tags=["server"])
+    def health(engine: EngineDep) -> dict[str, Any]:
+        """The server answers and its database does."""
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        return {"status": "ok", "version": __version__, "database": engine.dialect.name}
+
+    @v1.post(
+        "/jobs", status_code=201, response_model=JobDetailOut, tags=["jobs"],
+        responses={200: {"model": JobDetailOut | PlanOut,
+                         "description": "the job this Idempotency-Key made before (same request), or "
+                                        "with dry_run the engine's plan (nothing queued)"},
+                   201: {"description": "queued (committed before this answer)"},
+                   409: {"model": ErrorOut, "description": "the Idempotency-Key was used for another request"},
+                   413: {"model": ErrorOut, "description": "the body is over the size limit"},
+                   415: {"model": ErrorOut, "description": "the body is neither JSON nor YAML"},
+                   422: ERRORS[422]})
+    async def submit_job(
+        request: Request, settings: SettingsDep, engine: EngineDep,
+        priority: Annotated[int | None, Query(ge=0, le=100, description="0-100; default 50")] = None,
+        labels: Annotated[list[str], Query(description="key=value, repeated")] = [],  # noqa: B006
+        dry_run: Annotated[bool | None, Query(description="return the plan; queue nothing")] = None,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
+                                                      max_length=MAX_KEY)] = None,
+    ) -> Any:
+        """Submit a brief (the body: the brief, or ``{brief, priority, labels, dry_run}``), as
+        JSON or YAML. Refused briefs get a 422 listing each problem with its field path and
+        fix, in the words `studio render` prints."""
+        raw = await read_body(request, settings.api_max_body_bytes)
+        try:
+            query_labels = labels_from_query(labels)
+        except StudioError as e:
+            raise _bad_parameter(e) from None
+        sub = await run_in_threadpool(check_submission, raw, request.headers.get("content-type"), settings,
+                                      priority=priority, labels=query_labels, dry_run=dry_run)
+        if sub.dry_run:
+            out = PlanOut(project=sub.project, campaign=sub.campaign, brief_sha256=sub.brief_sha256,
+                          plan=sub.plan or {})
+            return JSONResponse(out.model_dump(mode="json"), status_code=200)
+        try:
+            job, created = await run_in_threadpool(
+                lambda: jobs.submit(engine, brief=sub.brief, project=sub.project, campaign=sub.campaign,
+                                    brief_sha256=sub.brief_sha256, priority=sub.priority, labels=sub.labels,
+                                    idempotency_key=idempotency_key, request_sha256=sub.request_sha256))
+        except jobs.IdempotencyConflict as e:
+            raise ApiError(409, e.what, fix=e.fix) from None
+        headers = {"Location": f"/v1/jobs/{job.id}"}
+        return JSONResponse(_job(job, JobDetailOut), status_code=201 if created else 200, headers=headers)
+
+    @v1.get("/jobs", response_model=JobListOut, tags=["jobs"], responses={422: ERRORS[422]})
+    def list_jobs(
+        engine: EngineDep,
+        state: Annotated[list[str] | None, Query(description="one or more states")] = None,
+        project: str | None = None,
+        label: Annotated[str | None, Query(description="key=value")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    ) -> dict[str, Any]:
+        """Jobs, newest first, a page at a time."""
+        try:
+            rows, next_cursor = jobs.list_jobs(engine, state=state or None, project=project, label=label,
+                                               limit=limit, cursor=cursor)
+        except StudioError as e:
+            raise _bad_parameter(e) from None
+        return {"jobs": [_job(j) for j in rows], "next_cursor": next_cursor}
+
+    @v1.get("/jobs/{job_id}", response_model=JobDetailOut, tags=["jobs"], responses={404: ERRORS[404]})
+    def get_job(engine: EngineDep, job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
+        """One job: its state, as the queue has it."""
+        job = jobs.get(engine, job_id)
+        if job is None:
+            raise _not_found(job_id)
+        return _job(job, JobDetailOut)
+
+    @v1.post("/jobs/{job_id}/cancel", status_code=202, response_model=JobOut, tags=["jobs"],
+             responses={404: ERRORS[404]})
+    def cancel_job(engine: EngineDep, job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
+        """Cancel this job and no other. Queued: canceled at once. Running: canceling
+        until its worker has stopped, then canceled. Finished: unchanged."""
+        try:
+            job = jobs.cancel(engine, job_id)
+        except jobs.UnknownJob:
+            raise _not_found(job_id) from None
+        return _job(job)
+
+    @v1.get("/jobs/{job_id}/events", response_model=EventListOut, tags=["jobs"], responses={404: ERRORS[404]})
+    def job_events(
+        engine: EngineDep, job_id: Annotated[str, JOB_ID],
+        after: Annotated[int, Query(ge=0, description="the last event id seen")] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    ) -> dict[str, Any]:
+        """The job's events after ``after``, oldest first."""
+        if jobs.get(engine, job_id) is None:
+            raise _not_found(job_id)
+        rows = jobs.events(engine, job_id, after_id=after, limit=limit)
+        return {"events": [EventOut.model_validate(e).model_dump(mode="json") for e in rows]}
+
+    @v1.get("/events", response_model=EventListOut, tags=["jobs"])
+    def all_events(
+        engine: EngineDep,
+        after: Annotated[int, Query(ge=0, description="the last event id seen")] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    ) -> dict[str, Any]:
+        """Every job's events after ``after``, oldest first."""
+        rows = jobs.events(engine, None, after_id=after, limit=limit)
+        return {"events": [EventOut.model_validate(e).model_dump(mode="json") for e in rows]}
+
+    app.include_router(v1)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with the body of ``POST /v1/jobs`` described: the route reads
+    the raw body itself (JSON or YAML, size-limited), so FastAPI cannot see it."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    brief = Brief.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(brief.pop("$defs", {}))
+    components["Brief"] = brief
+    components["SubmitRequest"] = {
+        "type": "object", "title": "SubmitRequest", "required": ["brief"], "additionalProperties": False,
+        "properties": {
+            "brief": {"$ref": "#/components/schemas/Brief"},
+            "priority": {"type": "integer", "minimum": 0, "maximum": 100, "default": 50},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "dry_run": {"type": "boolean", "default": False},
+        },
+    }
+    body = {"schema": {"anyOf": [{"$ref": "#/components/schemas/Brief"},
+                                 {"$ref": "#/components/schemas/SubmitRequest"}]}}
+    schema["paths"]["/v1/jobs"]["post"]["requestBody"] = {
+        "required": True,
+        "description": "the brief (Brief.1, as `studio schema brief` prints it), or a SubmitRequest",
+        "content": {"application/json": body, "application/yaml": body},
+    }
+    app.openapi_schema = schema
+    return schema
