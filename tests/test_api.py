@@ -187,6 +187,17 @@ def test_yaml_anchors_and_aliases_are_refused(client: TestClient) -> None:
     assert job_count(client) == 0
 
 
+def test_bodies_that_would_break_a_parser(client: TestClient) -> None:
+    deep = "[" * 100_000 + "]" * 100_000  # json.loads: RecursionError
+    r = client.post("/v1/jobs", content=deep, headers=JSON)
+    assert r.status_code == 422, r.text
+    r = client.post("/v1/jobs", content=b"project: \xff\xfe\n", headers=YAML)
+    assert r.status_code == 422 and "not UTF-8" in r.json()["detail"]
+    r = client.post("/v1/jobs", content="!!python/object/apply:os.system ['true']\n", headers=YAML)
+    assert r.status_code == 422 and "is not valid YAML" in r.json()["problems"][0]["message"]
+    assert job_count(client) == 0
+
+
 def test_oversized_bodies_are_413(settings: Settings) -> None:
     small = settings.model_copy(update={"api_max_body_bytes": 2000})
     engine = db.make_engine(small.db_url)
@@ -249,6 +260,18 @@ def test_idempotency_key(client: TestClient) -> None:
     # Without a key, each submit is a new job.
     assert post(client, example()).json()["id"] != job["id"]
     assert job_count(client) == 2
+
+
+def test_one_job_for_concurrent_submits_with_one_key(client: TestClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    text = EXAMPLE.read_text()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: client.post("/v1/jobs", content=text, headers={
+            **YAML, "Idempotency-Key": "burst"}), range(8)))
+    assert sorted(r.status_code for r in answers) == [200] * 7 + [201], [r.text for r in answers]
+    assert len({r.json()["id"] for r in answers}) == 1
+    assert job_count(client) == 1
 
 
 def test_options_from_query_and_envelope(client: TestClient) -> None:
