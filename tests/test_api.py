@@ -97,7 +97,7 @@ def test_health_and_openapi(client: TestClient) -> None:
 
 def test_unknown_ids_are_404_never_a_state(client: TestClient) -> None:
     for method, url in (("GET", "/v1/jobs/job_0000"), ("POST", "/v1/jobs/job_0000/cancel"),
-                        ("GET", "/v1/jobs/job_0000/events")):
+                        ("GET", "/v1/jobs/job_0000/events"), ("GET", "/v1/jobs/job_0000/attempts")):
         r = client.request(method, url)
         assert r.status_code == 404, (url, r.text)
         assert r.json()["detail"] == "no job 'job_0000'" and "state" not in r.json()
@@ -159,6 +159,7 @@ def test_syntax_errors_and_other_types(client: TestClient) -> None:
     r = client.post("/v1/jobs", content="project: [unclosed\n", headers=YAML)
     assert r.status_code == 422
     assert r.json()["problems"][0]["text"].startswith("is not valid YAML at line 2, column 1 — fix the syntax")
+    assert r.json()["problems"][0]["line"] == 2
     r = client.post("/v1/jobs", content='{"project": ', headers=JSON)
     assert r.status_code == 422 and "is not valid JSON at line 1" in r.json()["problems"][0]["text"]
     r = client.post("/v1/jobs", content="- a list\n", headers=YAML)
@@ -344,6 +345,28 @@ def test_cancel_touches_exactly_that_job(client: TestClient) -> None:
     assert [e["type"] for e in after] == ["canceled"]
     job = client.get(f"/v1/jobs/{a}").json()
     assert job["state"] == "canceled" and job["brief"]["project"] == "aurora"
+
+
+def test_a_running_job_cancels_in_two_phases_and_shows_its_attempts(client: TestClient, settings: Settings) -> None:
+    from studio import jobs
+
+    job_id = post(client, example()).json()["id"]
+    engine = db.make_engine(settings.db_url)
+    try:
+        claim = jobs.claim(engine, "test-worker", lease_seconds=60)
+        assert claim is not None and claim.job_id == job_id
+        assert client.get(f"/v1/jobs/{job_id}").json()["state"] == "running"
+        r = client.post(f"/v1/jobs/{job_id}/cancel")
+        assert r.status_code == 202 and r.json()["state"] == "canceling" and r.json()["cancel_requested"]
+        attempts = client.get(f"/v1/jobs/{job_id}/attempts").json()["attempts"]
+        assert [(a["n"], a["state"], a["worker"]) for a in attempts] == [(1, "running", "test-worker")]
+        assert "lease_token" not in attempts[0] and claim.lease_token not in json.dumps(attempts)
+        assert jobs.finish(engine, claim.lease_token, "canceled")
+    finally:
+        engine.dispose()
+    assert client.get(f"/v1/jobs/{job_id}").json()["state"] == "canceled"
+    types = [e["type"] for e in client.get(f"/v1/jobs/{job_id}/events").json()["events"]]
+    assert types == ["queued", "running", "canceling", "canceled"]
 
 
 # -- the real server -------------------------------------------------------------------

@@ -29,6 +29,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from studio import __version__, db, jobs
 from studio.api.bodies import ApiError, check_submission, labels_from_query
 from studio.api.schemas import (
+    AttemptListOut,
+    AttemptOut,
     ErrorOut,
     EventListOut,
     EventOut,
@@ -250,6 +252,15 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             raise _not_found(job_id)
         rows = jobs.events(engine, job_id, after_id=after, limit=limit)
         return {"events": [EventOut.model_validate(e).model_dump(mode="json") for e in rows]}
+
+    @v1.get("/jobs/{job_id}/attempts", response_model=AttemptListOut, tags=["jobs"],
+            responses={404: ERRORS[404]})
+    def job_attempts(engine: EngineDep, job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
+        """The job's attempts, first first: which worker, when, how each ended and why."""
+        if jobs.get(engine, job_id) is None:
+            raise _not_found(job_id)
+        return {"attempts": [AttemptOut.model_validate(a).model_dump(mode="json")
+                             for a in jobs.attempts(engine, job_id)]}
 
     @v1.get("/events", response_model=EventListOut, tags=["jobs"])
     def all_events(

@@ -109,6 +109,7 @@ def refuse_yaml_bombs(text: str) -> None:
 
 
 _LAST_PART = re.compile(r"(\.[^.\[]+|\[\d+\])$")
+_AT_LINE = re.compile(r"^is not valid (?:YAML|JSON) at line (\d+),")
 
 
 def field_lines(text: str, under: str | None = None) -> dict[str, int]:
@@ -167,7 +168,10 @@ def problem(e: StudioError, lines: dict[str, int], hide: set[str]) -> dict[str, 
     source = None if e.source is None or str(e.source) in hide else str(e.source)
     text = StudioError(e.what, fix=e.fix, stage=e.stage, shot=e.shot, field=e.field, source=source).line()
     field_path = None if e.field in (None, "(document)") else e.field
-    return {"field": e.field, "message": e.what, "fix": e.fix, "line": line_of(field_path, lines),
+    line = line_of(field_path, lines)
+    if line is None and (syntax := _AT_LINE.search(e.what)):  # read_mapping's "not valid YAML at line N"
+        line = int(syntax.group(1))
+    return {"field": e.field, "message": e.what, "fix": e.fix, "line": line,
             "stage": e.stage, "source": source, "text": text}
 
 

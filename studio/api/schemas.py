@@ -68,6 +68,25 @@ class JobListOut(BaseModel):
     next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page; null at the end")
 
 
+class AttemptOut(BaseModel):
+    """One worker's try at a job. (Its lease token is the worker's secret and is not shown.)"""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    n: int = Field(description="1, 2, ... per job")
+    state: str = Field(description="running | succeeded | failed | interrupted | canceled")
+    worker: str
+    started_at: datetime
+    heartbeat_at: datetime
+    lease_expires_at: datetime
+    finished_at: datetime | None = None
+    error: str | None = None
+
+
+class AttemptListOut(BaseModel):
+    attempts: list[AttemptOut]
+
+
 class EventOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
