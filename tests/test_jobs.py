@@ -312,3 +312,152 @@ def test_list_jobs_pages_with_a_cursor_and_filters(engine: Any) -> None:
     assert len(all_events) == 8
     assert [e.type for e in jobs.events(engine, None, after_id=all_events[-2].id)] == ["canceled"]
     assert jobs.events(engine, made[0], limit=1)[0].type == "queued"
+
+
+# -- the worker --------------------------------------------------------------------------
+
+
+def _small_brief(campaign: str, **over: Any) -> dict[str, Any]:
+    """Two one-second beats, one channel, no music: a render of well under a minute."""
+    return {"project": "jobs", "campaign": campaign, "purpose": "a job run by the worker",
+            "channels": ["youtube-1080p"], "style_pack": "golden-hour", "candidates": 1,
+            "captions": False, "handles": 0, "music": {"source": "none"}, "effects": {"enabled": False},
+            "beats": [{"id": "b01", "duration": 1, "subject": "a lighthouse in a storm"},
+                      {"id": "b02", "duration": 1, "subject": "a fox in fresh snow"}], **over}
+
+
+def _worker_settings(tmp_path: Path) -> Any:
+    from studio.settings import Settings
+
+    return Settings(home=tmp_path / "home", ray_num_cpus=2)
+
+
+def _submit_brief(settings: Any, brief: dict[str, Any], **kw: Any) -> tuple[Any, db.Job]:
+    engine = db.make_engine(settings.db_url)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    db.init_db(engine)
+    job, _ = jobs.submit(engine, brief=brief, project=brief["project"], campaign=brief["campaign"],
+                         brief_sha256="s", request_sha256=brief["campaign"], **kw)
+    return engine, job
+
+
+def test_the_worker_renders_a_job(tmp_path: Path) -> None:
+    import json
+
+    from studio.worker import job_dir, run_worker
+
+    settings = _worker_settings(tmp_path)
+    engine, job = _submit_brief(settings, _small_brief("worker"))
+    try:
+        assert run_worker(settings, worker_id="w-test", lease_seconds=30, poll_seconds=0.1, once=True) == [job.id]
+        done = jobs.get(engine, job.id)
+        assert done is not None, "the job vanished"
+        assert (done.state, done.error, done.failures) == ("succeeded", None, 0)
+        out = job_dir(settings, job.id) / "out"
+        assert done.out_dir == str(out.resolve())
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["run_id"] == done.run_id and done.run_id.startswith("run_")
+        assert manifest["deliverables"] and all((out / d["path"]).is_file() for d in manifest["deliverables"])
+        assert (job_dir(settings, job.id) / "brief.yaml").is_file()
+        assert not list(job_dir(settings, job.id).glob("out.attempt-*"))  # staging moved into place
+        types = _types(engine, job.id)
+        assert types[:3] == ["queued", "running", "worker"] and types[-1] == "succeeded"
+        started = {e.data["stage"] for e in jobs.events(engine, job.id) if e.type == "stage_start"}
+        finished = {e.data["stage"] for e in jobs.events(engine, job.id) if e.type == "stage_done"}
+        assert {"candidates", "conform"} <= started and started == finished, (started, finished)
+        assert any(e.type == "progress" for e in jobs.events(engine, job.id))
+        assert all(e.data["attempt"] == 1 for e in jobs.events(engine, job.id) if e.type == "stage_done")
+        assert [a.state for a in jobs.attempts(engine, job.id)] == ["succeeded"]
+        # nothing left to do
+        assert run_worker(settings, worker_id="w-test", lease_seconds=30, poll_seconds=0.1, once=True) == []
+    finally:
+        engine.dispose()
+
+
+def test_a_render_that_fails_fails_the_job_with_its_one_line_error(tmp_path: Path) -> None:
+    from studio.worker import job_dir, run_worker
+
+    settings = _worker_settings(tmp_path)
+    engine, job = _submit_brief(settings, _small_brief("broken", channels=["no-such-channel"]), max_attempts=2)
+    try:
+        for _ in range(2):
+            assert run_worker(settings, worker_id="w", lease_seconds=30, poll_seconds=0.1, once=True) == [job.id]
+        done = jobs.get(engine, job.id)
+        assert done is not None and (done.state, done.failures) == ("failed", 2)
+        assert done.error is not None and "no-such-channel" in done.error and "\n" not in done.error
+        assert not done.error.startswith("studio: error")
+        assert [a.state for a in jobs.attempts(engine, job.id)] == ["failed", "failed"]
+        assert not (job_dir(settings, job.id) / "out").exists()
+    finally:
+        engine.dispose()
+
+
+def _worker_thread(settings: Any, stop: threading.Event | None = None) -> tuple[threading.Thread, list[Any]]:
+    from studio.worker import run_worker
+
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(run_worker(
+        settings, worker_id="w-bg", lease_seconds=3, poll_seconds=0.1, once=True, stop=stop)), daemon=True)
+    thread.start()
+    return thread, result
+
+
+def _wait_for(engine: Any, job_id: str, type_: str, timeout: float = 180) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while type_ not in _types(engine, job_id):
+        assert time.monotonic() < deadline, f"no {type_} event: {_types(engine, job_id)}"
+        time.sleep(0.2)
+
+
+def test_cancel_while_the_worker_renders_stops_the_render(tmp_path: Path) -> None:
+    from studio.worker import job_dir
+
+    settings = _worker_settings(tmp_path)
+    engine, job = _submit_brief(settings, _small_brief("cancel"))
+    try:
+        thread, result = _worker_thread(settings)
+        _wait_for(engine, job.id, "stage_start")
+        assert jobs.cancel(engine, job.id).state == "canceling"
+        thread.join(180)
+        assert not thread.is_alive() and result == [[job.id]]
+        done = jobs.get(engine, job.id)
+        assert done is not None and (done.state, done.failures, done.error) == ("canceled", 0, None)
+        types = _types(engine, job.id)
+        assert types.index("canceling") < types.index("canceled") == len(types) - 1
+        assert [a.state for a in jobs.attempts(engine, job.id)] == ["canceled"]
+        assert not (job_dir(settings, job.id) / "out").exists()
+        assert not list(job_dir(settings, job.id).glob("out.attempt-*"))
+    finally:
+        engine.dispose()
+
+
+def test_a_worker_stopped_mid_render_gives_the_job_back_and_the_next_run_reuses_the_work(tmp_path: Path) -> None:
+    settings = _worker_settings(tmp_path)
+    engine, job = _submit_brief(settings, _small_brief("stop"))
+    try:
+        stop = threading.Event()
+        thread, result = _worker_thread(settings, stop)
+        _wait_for(engine, job.id, "stage_done")  # some work finished and is in the cache
+        stop.set()
+        thread.join(180)
+        assert not thread.is_alive() and result == [[job.id]]
+        back = jobs.get(engine, job.id)
+        assert back is not None and (back.state, back.failures) == ("queued", 0)
+        assert _types(engine, job.id)[-2:] == ["interrupted", "queued"]
+        from studio.worker import run_worker
+
+        assert run_worker(settings, worker_id="w2", lease_seconds=30, poll_seconds=0.1, once=True) == [job.id]
+        done = jobs.get(engine, job.id)
+        assert done is not None and (done.state, done.failures) == ("succeeded", 0)
+        assert [a.state for a in jobs.attempts(engine, job.id)] == ["interrupted", "succeeded"]
+        # What the first attempt finished, the second took from the action cache.
+        done_in = {n: {e.data["stage"]: e.data for e in jobs.events(engine, job.id)
+                       if e.type == "stage_done" and e.data["attempt"] == n} for n in (1, 2)}
+        first = {stage: d for stage, d in done_in[1].items() if d.get("made")}
+        assert first, done_in[1]
+        for stage, d in first.items():
+            assert (done_in[2][stage]["made"], done_in[2][stage]["reused"]) == (0, d["made"]), (stage, done_in)
+    finally:
+        engine.dispose()

@@ -1,0 +1,253 @@
+"""The worker: takes queued jobs (studio.jobs) and renders them with the real pipeline.
+
+Each job runs as its own ``python -m studio render BRIEF --out STAGING --log-json``
+process, so a crash or a kill of the render never takes the worker down, and a
+re-run after one reuses every finished step (the engine's action cache). The worker:
+
+- writes the submitted brief to ``HOME/jobs/JOB/brief.yaml`` and renders into a staging
+  folder beside ``HOME/jobs/JOB/out``;
+- heartbeats every lease/3 seconds from a thread; when the job is being canceled it
+  sends the render SIGTERM (the CLI cancels cleanly and exits 143) and finishes the job
+  ``canceled``; when the lease is lost (it lapsed and another worker may run the job) it
+  stops the render the same way and records nothing as the job's outcome;
+- turns the render's JSON log lines into job events (stage_start, stage_done, warnings,
+  and progress at most once a second per stage);
+- publishes (moves the staging folder to ``out``) only while it still holds the lease,
+  then finishes the job ``succeeded``; a failed render finishes it ``failed`` with the
+  render's one-line error;
+- when asked to stop (``stop`` set) in the middle of a job, stops the render and gives the
+  lease back: the job is ``interrupted`` and queued again without a failure counted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from studio import db, jobs
+from studio.settings import Settings
+from studio.store import atomic_write_text
+
+PROGRESS_EVERY = 1.0  # seconds between progress events of one stage
+STOP_GRACE = 60.0  # seconds a SIGTERMed render gets to clean up before SIGKILL
+ERROR_PREFIX = "studio: error: "
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def job_dir(settings: Settings, job_id: str) -> Path:
+    return settings.home / "jobs" / job_id
+
+
+def run_worker(settings: Settings, *, worker_id: str | None = None, lease_seconds: float = 60.0,
+               poll_seconds: float = 2.0, once: bool = False,
+               stop: threading.Event | None = None) -> list[str]:
+    """Run queued jobs until ``stop`` is set (or, ``once``, after one job or none found);
+    the ids of the jobs it took. Lapsed leases are requeued before every claim, so a job
+    whose worker died is picked up again."""
+    worker_id = worker_id or default_worker_id()
+    stop = stop or threading.Event()
+    engine = db.make_engine(settings.db_url)
+    db.init_db(engine)
+    taken: list[str] = []
+    try:
+        while not stop.is_set():
+            jobs.requeue_lapsed(engine)
+            claim = jobs.claim(engine, worker_id, lease_seconds)
+            if claim is None:
+                if once:
+                    break
+                stop.wait(poll_seconds)
+                continue
+            taken.append(claim.job_id)
+            run_job(engine, settings, claim, lease_seconds=lease_seconds, stop=stop, worker_id=worker_id)
+            if once:
+                break
+    finally:
+        engine.dispose()
+    return taken
+
+
+def _render_env(settings: Settings) -> dict[str, str]:
+    """The render's environment: this worker's, with its settings as STUDIO_* variables
+    (a setting left unset is unset there too, not inherited)."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        key = f"STUDIO_{name.upper()}"
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = str(value)
+    return env
+
+
+class _Events:
+    """The render's JSON log lines as job events; progress throttled per stage."""
+
+    def __init__(self, engine: Engine, job_id: str, attempt: int) -> None:
+        self.engine, self.job_id, self.attempt = engine, job_id, attempt
+        self.run_id: str | None = None
+        self.last_progress: dict[str, float] = {}
+        self.unsent: dict[str, float] = {}  # progress amounts not yet in an event, per stage
+
+    def add(self, type_: str, data: dict[str, Any]) -> None:
+        jobs.append_events(self.engine, self.job_id, [(type_, {**data, "attempt": self.attempt})])
+
+    def line(self, rec: dict[str, Any]) -> None:
+        kind = str(rec.pop("event", "log"))
+        rec.pop("ts", None)
+        stage = str(rec.get("stage", ""))
+        if kind == "run_start":
+            self.run_id = rec.get("run_id")
+        if kind == "progress":
+            self.unsent[stage] = self.unsent.get(stage, 0.0) + float(rec.get("amount", 1) or 0)
+            at = time.monotonic()
+            if at - self.last_progress.get(stage, 0.0) < PROGRESS_EVERY:
+                return
+            self.last_progress[stage] = at
+            rec["amount"] = self.unsent.pop(stage)
+        elif kind == "stage_done" and stage in self.unsent:
+            # the progress not sent yet, so a stage's amounts add up
+            self.add("progress", {"stage": stage, "amount": self.unsent.pop(stage)})
+        self.add(kind, rec)
+
+
+def _terminate(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def _watch(engine: Engine, claim: jobs.Claim, proc: subprocess.Popen[str], lease_seconds: float,
+           stop: threading.Event, ended: threading.Event, why: list[str]) -> None:
+    """The heartbeat thread: extend the lease every lease/3 seconds; stop the render
+    when the job is being canceled, the lease is lost or the worker is stopping."""
+    interval = max(lease_seconds / 3.0, 0.05)
+    next_beat = time.monotonic() + interval
+    sigterm_at: float | None = None
+    while not ended.wait(min(interval, 0.5)):
+        if sigterm_at is not None and time.monotonic() - sigterm_at > STOP_GRACE:
+            proc.kill()  # it did not stop by itself in time
+        if stop.is_set() and not why:
+            why.append("stop")
+        if time.monotonic() >= next_beat:
+            next_beat = time.monotonic() + interval
+            try:
+                status = jobs.heartbeat_status(engine, claim.lease_token, lease_seconds)
+            except Exception:  # noqa: BLE001 - a database hiccup: try again next beat
+                status = "held"
+            if status != "held" and (not why or why[0] == "stop"):
+                why[:] = [status]  # canceling or lost decide the outcome over a stop
+        if why and sigterm_at is None:
+            sigterm_at = time.monotonic()
+            _terminate(proc)
+
+
+def _error_line(rc: int, tail: list[str]) -> str:
+    for line in tail:
+        if line.startswith(ERROR_PREFIX):
+            return line[len(ERROR_PREFIX):].strip()
+    last = next((line for line in reversed(tail) if line.strip()), "")
+    return f"the render exited with code {rc}" + (f": {last.strip()}" if last else " and said nothing")
+
+
+def run_job(engine: Engine, settings: Settings, claim: jobs.Claim, *, lease_seconds: float,
+            stop: threading.Event, worker_id: str = "") -> str:
+    """Render one claimed job; what became of it: succeeded, failed, canceled,
+    interrupted (the worker stopped) or lost (the lease was lost; nothing recorded)."""
+    import yaml
+
+    folder = job_dir(settings, claim.job_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    brief_path = folder / "brief.yaml"
+    atomic_write_text(brief_path, yaml.safe_dump(claim.brief, sort_keys=False, allow_unicode=True))
+    out = folder / "out"
+    for old in folder.glob("out.attempt-*"):  # an earlier attempt's, killed with its worker
+        shutil.rmtree(old, ignore_errors=True)
+    staging = folder / f"out.attempt-{claim.n}"
+    events = _Events(engine, claim.job_id, claim.n)
+    events.add("worker", {"worker": worker_id, "pid": os.getpid(), "brief": str(brief_path)})
+
+    proc = subprocess.Popen([sys.executable, "-m", "studio", "render", str(brief_path), "--out", str(staging), "--log-json"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=_render_env(settings), cwd=folder, start_new_session=True)
+    ended = threading.Event()
+    why: list[str] = []
+    watcher = threading.Thread(target=_watch, args=(engine, claim, proc, lease_seconds, stop, ended, why),
+                               name=f"heartbeat-{claim.job_id}", daemon=True)
+    watcher.start()
+    tail: list[str] = []
+    try:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = raw.rstrip("\n")
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                rec = None
+            if isinstance(rec, dict) and "event" in rec:
+                if not why or why[0] != "lost":  # a lost job's events are another worker's now
+                    events.line(rec)
+            elif line.strip():
+                tail = (tail + [line])[-20:]
+        rc = proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        ended.set()
+        watcher.join()
+
+    def discard() -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    reason = why[0] if why else None
+    if reason == "lost":
+        discard()
+        events.add("lease_lost", {"message": "the lease was lost (it lapsed); the render was stopped "
+                                             "and its output discarded"})
+        return "lost"
+    if reason == "stop":
+        discard()
+        jobs.interrupt(engine, claim.lease_token, f"worker {worker_id} stopped")
+        return "interrupted"
+    if reason == "canceling" or rc in (130, 143):
+        discard()
+        jobs.finish(engine, claim.lease_token, "canceled", run_id=events.run_id)
+        return "canceled"
+    if rc != 0:
+        discard()
+        jobs.finish(engine, claim.lease_token, "failed", error=_error_line(rc, tail), run_id=events.run_id)
+        return "failed"
+    # Publish only while the lease is ours: a worker that lost it must not overwrite the
+    # output of the one that holds it now.
+    if not jobs.holds_lease(engine, claim.lease_token):
+        discard()
+        if jobs.heartbeat_status(engine, claim.lease_token, lease_seconds) == "canceling":
+            jobs.finish(engine, claim.lease_token, "canceled", run_id=events.run_id)
+            return "canceled"
+        events.add("lease_lost", {"message": "the render finished after the lease was lost; its "
+                                             "output was discarded"})
+        return "lost"
+    from studio.pipeline import publish
+
+    publish(staging, out)
+    if not jobs.finish(engine, claim.lease_token, "succeeded", run_id=events.run_id, out_dir=str(out.resolve())):
+        events.add("lease_lost", {"message": "the lease was lost while publishing; the job runs again"})
+        return "lost"
+    return "succeeded"
