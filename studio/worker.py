@@ -42,6 +42,19 @@ from studio.store import atomic_write_text
 PROGRESS_EVERY = 1.0  # seconds between progress events of one stage
 STOP_GRACE = 60.0  # seconds a SIGTERMed render gets to clean up before SIGKILL
 ERROR_PREFIX = "studio: error: "
+# The render's launcher: the kernel sends the render SIGTERM (which it treats as a cancel)
+# when the worker dies, even by SIGKILL (Linux PR_SET_PDEATHSIG, kept across the exec),
+# so a killed server leaves no orphan render running beside the one its job gets next.
+_LAUNCH = """
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+except (AttributeError, OSError):
+    pass  # not Linux: the lease still keeps a second worker from publishing
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(143)  # the worker died before the signal was set up
+os.execv(sys.executable, [sys.executable, "-m", "studio", *sys.argv[2:]])
+"""
 
 
 def default_worker_id() -> str:
@@ -181,9 +194,8 @@ def run_job(engine: Engine, settings: Settings, claim: jobs.Claim, *, lease_seco
         shutil.rmtree(old, ignore_errors=True)
     staging = folder / f"out.attempt-{claim.n}"
     events = _Events(engine, claim.job_id, claim.n)
-    events.add("worker", {"worker": worker_id, "pid": os.getpid(), "brief": str(brief_path)})
-
-    proc = subprocess.Popen([sys.executable, "-m", "studio", "render", str(brief_path), "--out", str(staging), "--log-json"],
+    proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, str(os.getpid()),
+                             "render", str(brief_path), "--out", str(staging), "--log-json"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, env=_render_env(settings), cwd=folder, start_new_session=True)
     ended = threading.Event()
@@ -193,6 +205,8 @@ def run_job(engine: Engine, settings: Settings, claim: jobs.Claim, *, lease_seco
     watcher.start()
     tail: list[str] = []
     try:
+        events.add("worker", {"worker": worker_id, "pid": os.getpid(), "render_pid": proc.pid,
+                              "brief": str(brief_path)})
         assert proc.stderr is not None
         for raw in proc.stderr:
             line = raw.rstrip("\n")

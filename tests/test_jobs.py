@@ -461,3 +461,55 @@ def test_a_worker_stopped_mid_render_gives_the_job_back_and_the_next_run_reuses_
             assert (done_in[2][stage]["made"], done_in[2][stage]["reused"]) == (0, d["made"]), (stage, done_in)
     finally:
         engine.dispose()
+
+
+_WORKER = """
+import sys
+from pathlib import Path
+from studio.settings import Settings
+from studio.worker import run_worker
+run_worker(Settings(home=Path(sys.argv[1]), ray_num_cpus=2), worker_id="doomed", lease_seconds=3,
+           poll_seconds=0.1, once=True)
+"""
+
+
+def test_a_worker_killed_mid_render_takes_its_render_along_and_the_job_resumes(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from studio.db import process_alive
+    from studio.worker import run_worker
+
+    settings = _worker_settings(tmp_path)
+    engine, job = _submit_brief(settings, _small_brief("killed"))
+    try:
+        worker = subprocess.Popen([sys.executable, "-c", _WORKER, str(settings.home)], stdin=subprocess.DEVNULL)
+        try:
+            _wait_for(engine, job.id, "stage_done")
+            render_pid = next(e.data["render_pid"] for e in jobs.events(engine, job.id) if e.type == "worker")
+            assert process_alive(render_pid)
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(30)
+            # The render gets SIGTERM at once (parent-death signal) and cancels: 0.4 s here.
+            # Without it, it ran on until its next log line hit the closed pipe (14 s here).
+            deadline = time.monotonic() + 10
+            while process_alive(render_pid):
+                assert time.monotonic() < deadline, "the killed worker's render is still running"
+                time.sleep(0.2)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+        assert jobs.get(engine, job.id).state == "running"  # type: ignore[union-attr]
+        time.sleep(3.5)  # the dead worker's 3 s lease lapses
+        assert run_worker(settings, worker_id="next", lease_seconds=30, poll_seconds=0.1, once=True) == [job.id]
+        done = jobs.get(engine, job.id)
+        assert done is not None and (done.state, done.failures) == ("succeeded", 0)
+        assert [a.state for a in jobs.attempts(engine, job.id)] == ["interrupted", "succeeded"]
+        types = _types(engine, job.id)
+        assert types.index("interrupted") < types.index("queued", 1) < len(types) - 1
+        assert os.path.isfile(Path(done.out_dir or "") / "manifest.json")
+    finally:
+        engine.dispose()
