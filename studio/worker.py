@@ -4,17 +4,21 @@ Each job runs as its own ``python -m studio render BRIEF --out STAGING --log-jso
 process, so a crash or a kill of the render never takes the worker down, and a
 re-run after one reuses every finished step (the engine's action cache). The worker:
 
-- writes the submitted brief to ``HOME/jobs/JOB/brief.yaml`` and renders into a staging
-  folder beside ``HOME/jobs/JOB/out``;
+- writes the submitted brief to ``HOME/jobs/JOB/brief.yaml`` and renders attempt N into
+  its own folder, ``HOME/jobs/JOB/attempt-N/out``, which stays where it is: the run's
+  records (run, timelines, deliverables) name their files by absolute path, so a folder
+  moved after the render would leave them pointing at nothing;
 - heartbeats every lease/3 seconds from a thread; when the job is being canceled it
   sends the render SIGTERM (the CLI cancels cleanly and exits 143) and finishes the job
   ``canceled``; when the lease is lost (it lapsed and another worker may run the job) it
   stops the render the same way and records nothing as the job's outcome;
 - turns the render's JSON log lines into job events (stage_start, stage_done, warnings,
   and progress at most once a second per stage);
-- publishes (moves the staging folder to ``out``) only while it still holds the lease,
-  then finishes the job ``succeeded``; a failed render finishes it ``failed`` with the
-  render's one-line error;
+- publishes only while it holds the lease: ``finish(succeeded, out_dir=...)`` checks the
+  lease and records the attempt's folder as the job's output in one transaction, and
+  only then is ``HOME/jobs/JOB/out`` pointed at it (a symlink, swapped atomically); the
+  folder of an attempt that lost its lease, failed or was canceled is deleted. A failed
+  render finishes the job ``failed`` with the render's one-line error;
 - when asked to stop (``stop`` set) in the middle of a job, stops the render and gives the
   lease back: the job is ``interrupted`` and queued again without a failure counted.
 """
@@ -78,15 +82,25 @@ def run_worker(settings: Settings, *, worker_id: str | None = None, lease_second
     taken: list[str] = []
     try:
         while not stop.is_set():
-            jobs.requeue_lapsed(engine)
-            claim = jobs.claim(engine, worker_id, lease_seconds)
-            if claim is None:
+            try:
+                jobs.requeue_lapsed(engine)
+                claim = jobs.claim(engine, worker_id, lease_seconds)
+                if claim is None:
+                    if once:
+                        break
+                    stop.wait(poll_seconds)
+                    continue
+                taken.append(claim.job_id)
+                run_job(engine, settings, claim, lease_seconds=lease_seconds, stop=stop, worker_id=worker_id)
+            except Exception as e:
                 if once:
-                    break
+                    raise
+                # A long-running worker outlives a database restart or a full disk: say so
+                # and try again; a job it held comes back when its lease lapses.
+                print(f"studio: warning: worker {worker_id}: {type(e).__name__}: {e}; retrying in "
+                      f"{poll_seconds:g} s", file=sys.stderr)
                 stop.wait(poll_seconds)
                 continue
-            taken.append(claim.job_id)
-            run_job(engine, settings, claim, lease_seconds=lease_seconds, stop=stop, worker_id=worker_id)
             if once:
                 break
     finally:
@@ -189,13 +203,15 @@ def run_job(engine: Engine, settings: Settings, claim: jobs.Claim, *, lease_seco
     folder.mkdir(parents=True, exist_ok=True)
     brief_path = folder / "brief.yaml"
     atomic_write_text(brief_path, yaml.safe_dump(claim.brief, sort_keys=False, allow_unicode=True))
-    out = folder / "out"
-    for old in folder.glob("out.attempt-*"):  # an earlier attempt's, killed with its worker
-        shutil.rmtree(old, ignore_errors=True)
-    staging = folder / f"out.attempt-{claim.n}"
+    link = folder / "out"
+    attempt_dir = folder / f"attempt-{claim.n}"
+    for old in folder.glob("attempt-*"):  # earlier attempts' (killed with their worker)
+        if old != attempt_dir and not (link.is_symlink() and link.resolve() == (old / "out").resolve()):
+            shutil.rmtree(old, ignore_errors=True)
+    out = attempt_dir / "out"
     events = _Events(engine, claim.job_id, claim.n)
     proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, str(os.getpid()),
-                             "render", str(brief_path), "--out", str(staging), "--log-json"],
+                             "render", str(brief_path), "--out", str(out), "--log-json"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, env=_render_env(settings), cwd=folder, start_new_session=True)
     ended = threading.Event()
@@ -228,7 +244,7 @@ def run_job(engine: Engine, settings: Settings, claim: jobs.Claim, *, lease_seco
         watcher.join()
 
     def discard() -> None:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(attempt_dir, ignore_errors=True)
 
     reason = why[0] if why else None
     if reason == "lost":
@@ -248,7 +264,7 @@ def run_job(engine: Engine, settings: Settings, claim: jobs.Claim, *, lease_seco
         discard()
         jobs.finish(engine, claim.lease_token, "failed", error=_error_line(rc, tail), run_id=events.run_id)
         return "failed"
-    # Publish only while the lease is ours: a worker that lost it must not overwrite the
+    # Publish only while the lease is ours: a worker that lost it must not replace the
     # output of the one that holds it now.
     if not jobs.holds_lease(engine, claim.lease_token):
         discard()
@@ -258,10 +274,18 @@ def run_job(engine: Engine, settings: Settings, claim: jobs.Claim, *, lease_seco
         events.add("lease_lost", {"message": "the render finished after the lease was lost; its "
                                              "output was discarded"})
         return "lost"
-    from studio.pipeline import publish
-
-    publish(staging, out)
     if not jobs.finish(engine, claim.lease_token, "succeeded", run_id=events.run_id, out_dir=str(out.resolve())):
-        events.add("lease_lost", {"message": "the lease was lost while publishing; the job runs again"})
+        discard()
+        events.add("lease_lost", {"message": "the lease was lost just before publishing; the output "
+                                             "was discarded and the job runs again"})
         return "lost"
+    _point(link, out.relative_to(folder))
     return "succeeded"
+
+
+def _point(link: Path, target: Path) -> None:
+    """Make ``link`` a symlink to ``target``, replacing what it pointed at in one rename."""
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.{threading.get_ident()}")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)

@@ -354,12 +354,18 @@ def test_the_worker_renders_a_job(tmp_path: Path) -> None:
         assert done is not None, "the job vanished"
         assert (done.state, done.error, done.failures) == ("succeeded", None, 0)
         out = job_dir(settings, job.id) / "out"
-        assert done.out_dir == str(out.resolve())
+        assert done.out_dir == str((job_dir(settings, job.id) / "attempt-1" / "out").resolve()) \
+            == str(out.resolve())
         manifest = json.loads((out / "manifest.json").read_text())
         assert manifest["run_id"] == done.run_id and done.run_id.startswith("run_")
         assert manifest["deliverables"] and all((out / d["path"]).is_file() for d in manifest["deliverables"])
         assert (job_dir(settings, job.id) / "brief.yaml").is_file()
-        assert not list(job_dir(settings, job.id).glob("out.attempt-*"))  # staging moved into place
+        # The run's records name files that are there (the output was not moved after).
+        with Session(engine) as s:
+            run = s.get(db.Run, done.run_id)
+            assert run is not None and (run.status, run.out_dir) == ("succeeded", done.out_dir)
+            paths = [d.path for d in s.exec(select(db.Deliverable).where(db.Deliverable.run_id == run.id))]
+        assert paths and all(Path(p).is_file() and p.startswith(done.out_dir) for p in paths)
         types = _types(engine, job.id)
         assert types[:3] == ["queued", "running", "worker"] and types[-1] == "succeeded"
         started = {e.data["stage"] for e in jobs.events(engine, job.id) if e.type == "stage_start"}
@@ -388,6 +394,7 @@ def test_a_render_that_fails_fails_the_job_with_its_one_line_error(tmp_path: Pat
         assert not done.error.startswith("studio: error")
         assert [a.state for a in jobs.attempts(engine, job.id)] == ["failed", "failed"]
         assert not (job_dir(settings, job.id) / "out").exists()
+        assert not list(job_dir(settings, job.id).glob("attempt-*"))
     finally:
         engine.dispose()
 
@@ -428,7 +435,7 @@ def test_cancel_while_the_worker_renders_stops_the_render(tmp_path: Path) -> Non
         assert types.index("canceling") < types.index("canceled") == len(types) - 1
         assert [a.state for a in jobs.attempts(engine, job.id)] == ["canceled"]
         assert not (job_dir(settings, job.id) / "out").exists()
-        assert not list(job_dir(settings, job.id).glob("out.attempt-*"))
+        assert not list(job_dir(settings, job.id).glob("attempt-*"))
     finally:
         engine.dispose()
 
@@ -511,5 +518,30 @@ def test_a_worker_killed_mid_render_takes_its_render_along_and_the_job_resumes(t
         types = _types(engine, job.id)
         assert types.index("interrupted") < types.index("queued", 1) < len(types) - 1
         assert os.path.isfile(Path(done.out_dir or "") / "manifest.json")
+        folder = Path(done.out_dir or "").parent.parent
+        assert [p.name for p in folder.glob("attempt-*")] == ["attempt-2"]  # the killed one's went
+    finally:
+        engine.dispose()
+
+
+def test_a_worker_that_loses_its_lease_stops_and_publishes_nothing(tmp_path: Path) -> None:
+    from studio.worker import job_dir
+
+    settings = _worker_settings(tmp_path)
+    engine, job = _submit_brief(settings, _small_brief("lost"))
+    try:
+        thread, result = _worker_thread(settings)
+        _wait_for(engine, job.id, "stage_start")
+        # As if its lease had lapsed (a long pause) and the queue had moved on.
+        assert jobs.requeue_lapsed(engine, now=db.now() + timedelta(hours=1)) == [job.id]
+        thread.join(180)
+        assert not thread.is_alive() and result == [[job.id]]
+        back = jobs.get(engine, job.id)
+        assert back is not None and (back.state, back.failures, back.out_dir) == ("queued", 0, None)
+        types = _types(engine, job.id)
+        assert types[-1] == "lease_lost" and types.index("interrupted") < types.index("lease_lost")
+        assert [a.state for a in jobs.attempts(engine, job.id)] == ["interrupted"]
+        assert not (job_dir(settings, job.id) / "out").exists()
+        assert not list(job_dir(settings, job.id).glob("attempt-*"))
     finally:
         engine.dispose()
