@@ -314,6 +314,39 @@ def test_list_jobs_pages_with_a_cursor_and_filters(engine: Any) -> None:
     assert jobs.events(engine, made[0], limit=1)[0].type == "queued"
 
 
+def test_event_ids_become_visible_in_order(engine: Any) -> None:
+    """A reader resuming after the newest id it saw (SSE Last-Event-ID) must never find a
+    smaller id committed later: while one transaction holds an appended event, another
+    append waits instead of committing a larger id first."""
+    job = _submit(engine)
+    first_seen = jobs.events(engine, None)[-1].id
+    held, release = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        with jobs._tx(engine) as tx:
+            tx.event(job.id, "slow")
+            tx.flush_events()  # its id is taken now
+            held.set()
+            release.wait(30)
+
+    a = threading.Thread(target=slow)
+    a.start()
+    b = threading.Thread(target=lambda: jobs.append_events(engine, job.id, [("fast", {})]))
+    try:
+        assert held.wait(30)
+        b.start()
+        b.join(1.0)
+        assert b.is_alive(), "the second append committed while the first was open"
+        assert jobs.events(engine, None, after_id=first_seen) == []
+    finally:
+        release.set()
+        a.join(30)
+        if b.ident is not None:  # started
+            b.join(30)
+    after = jobs.events(engine, None, after_id=first_seen)
+    assert [e.type for e in after] == ["slow", "fast"] and after[0].id < after[1].id
+
+
 # -- the worker --------------------------------------------------------------------------
 
 
