@@ -11,6 +11,7 @@ what the plan said would run.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,10 @@ def test_one_change_at_a_time_reruns_only_what_it_touches(setup: dict[str, Any],
     render(brief, out, settings=settings, reporter=counts)
     assert counts.done["conform"] == {"reused": 1, "made": 1}
     assert counts.done["mix"] == {"reused": 3, "made": 0}
+    # A reused deliverable names this run's caption files, which exist.
+    manifest = json.loads((out / "manifest.json").read_text())
+    reused = [d for d in manifest["deliverables"] if d["spec"] == "youtube-1080p"]
+    assert reused and all((out / d["captions"][k]).is_file() for d in reused for k in ("srt", "vtt"))
     for stage in ("voice", "music", "clips", "candidates"):
         assert counts.done[stage]["made"] == 0, stage
 

@@ -252,6 +252,12 @@ def conform_deliverables(env: StageEnv, inputs: ConformInputs) -> ConformOutputs
                     # from the store and recorded, no ffmpeg.
                     materialize(env.store, hit.outputs["file"], job.out)
                     params = {**hit.outputs["params"], "reused_from": hit.run_id}
+                    # The caption files are this run's (their names carry its version); the
+                    # cached record names the run that made the video.
+                    params.pop("captions", None)
+                    caps = inputs.captions.get(spec.name, {})
+                    if caps:
+                        params["captions"] = {k: v for k, v in caps.items() if k != "overlays"}
                     deliverables.append(_record(env, spec, job.out, tl["id"], params, info=hit.outputs["info"]))
                     env.reporter.advance("conform", spec=spec.name)
                     continue
