@@ -291,6 +291,23 @@ class JobEvent(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now)
 
 
+class ApiToken(SQLModel, table=True):
+    """An API token (studio.auth): one role on one project. The secret is shown once when
+    the token is made; only its sha256 is kept, with its first characters (``prefix``) to
+    find the row and to tell tokens apart in a list. A revoked token stays, for the record."""
+
+    id: str = Field(primary_key=True)  # "tok_" + hex
+    name: str = ""
+    project: str = Field(index=True)
+    role: str  # viewer | editor | approver | admin (studio.auth.ROLES)
+    token_hash: str = Field(unique=True)  # sha256 hex of the whole secret
+    prefix: str = Field(index=True)
+    created_at: datetime = Field(default_factory=now)
+    created_by: str = ""
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
