@@ -485,6 +485,58 @@ def lineage(deliverable: str, as_json: bool) -> None:
         click.echo(line)
 
 
+@main.group()
+def token() -> None:
+    """API tokens for the server: one role on one project each (viewer, editor, approver,
+    admin), made here on the server's machine, sent as Authorization: Bearer <token>."""
+
+
+@token.command("create")
+@click.option("--project", required=True, help="The project code the token is for (as briefs name it).")
+@click.option("--role", required=True, type=click.Choice(["viewer", "editor", "approver", "admin"]),
+              help="viewer: read; editor: + submit, cancel; approver: + sign off; admin: everything.")
+@click.option("--name", default="", help="A label, to tell tokens apart in `studio token list`.")
+def token_create(project: str, role: str, name: str) -> None:
+    """Make a token and print its secret: the only time it is shown (only its hash is kept)."""
+    from studio import auth
+
+    row, secret = auth.create(_engine(), project=project, role=role, name=name)
+    click.echo(secret)
+    click.echo(f"token {row.id}: {role} on project {project}. This is the only time it is shown: only its "
+               "hash is stored. Send it as Authorization: Bearer <token>.", err=True)
+
+
+@token.command("list")
+@click.option("--project", default=None, help="Only this project's tokens.")
+@click.option("--json", "as_json", is_flag=True)
+def token_list(project: str | None, as_json: bool) -> None:
+    """The tokens (never their secrets: only the first characters of each)."""
+    from studio import auth
+
+    items = [auth.describe(t) for t in auth.list_tokens(_engine(), project=project)]
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    if not items:
+        click.echo("no tokens yet: make one with `studio token create --project P --role viewer`")
+        return
+    for it in items:
+        state = f"revoked {it['revoked_at']}" if it["revoked_at"] else f"last used {it['last_used_at'] or 'never'}"
+        click.echo(f"{it['id']}  {it['prefix']}…  {it['role']:<8} {it['project']:<16} {it['name'] or '-':<16} "
+                   f"made {it['created_at']} by {it['created_by']}  {state}")
+
+
+@token.command("revoke")
+@click.argument("token_id", metavar="ID")
+def token_revoke(token_id: str) -> None:
+    """Revoke token ID (as `studio token list` shows it): it is refused from now on."""
+    from studio import auth
+
+    row = auth.revoke(_engine(), token_id)
+    click.echo(f"token {row.id} ({row.role} on project {row.project}) revoked at "
+               f"{row.revoked_at.isoformat(timespec='seconds') if row.revoked_at else '?'}")
+
+
 def _start_workers(n: int, stop: threading.Event) -> list[threading.Thread]:
     """``n`` threads running ``studio.worker.run_worker`` until ``stop`` is set; none, with a
     line saying so, where this Studio has no worker."""

@@ -481,12 +481,16 @@ def list_jobs(engine: Engine, *, state: str | Sequence[str] | None = None, proje
     return rows, (_encode_cursor(rows[-1]) if more and rows else None)
 
 
-def events(engine: Engine, job_id: str | None, after_id: int = 0, limit: int = 500) -> list[JobEvent]:
+def events(engine: Engine, job_id: str | None, after_id: int = 0, limit: int = 500, *,
+           project: str | None = None) -> list[JobEvent]:
     """Events after ``after_id`` (the Last-Event-ID), oldest first: one job's, or all
-    jobs' when ``job_id`` is None."""
+    jobs' when ``job_id`` is None; only ``project``'s jobs' when it is given (an API
+    token sees its own project only)."""
     query = select(JobEvent).where(JobEvent.id > after_id)  # type: ignore[operator]
     if job_id is not None:
         query = query.where(JobEvent.job_id == job_id)
+    if project is not None:
+        query = query.join(Job, JobEvent.job_id == Job.id).where(Job.project == project)  # type: ignore[arg-type]
     with _read(engine) as s:
         return list(s.exec(query.order_by(JobEvent.id).limit(limit)).all())  # type: ignore[arg-type]
 

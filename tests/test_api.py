@@ -6,7 +6,9 @@ fix), with the line it is on; bodies over the limit (413), YAML anchors/aliases 
 billion-laughs document) and relative paths are refused and nothing is queued; an
 Idempotency-Key gives 201 then 200 with the same job, and 409 for another body; dry_run
 answers the engine's plan and queues nothing; unknown ids are 404; lists page with a
-cursor; cancel touches exactly one job."""
+cursor; cancel touches exactly one job. Requests carry a real API token (``tokens``: one
+per role, made by studio.auth.create as `studio token create` makes them); what tokens
+and roles allow is tests/test_api_auth.py's."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ import yaml
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from studio import db
+from studio import auth, db
 from studio.api.app import create_app
 from studio.settings import Settings
 
@@ -54,9 +56,28 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
+def tokens(settings: Settings) -> dict[str, str]:
+    """A token per role for project aurora (the example brief's), role -> secret, made by
+    the code `studio token create` runs."""
+    settings.home.mkdir(parents=True, exist_ok=True)
     engine = db.make_engine(settings.db_url)
-    with TestClient(create_app(settings, engine)) as c:
+    try:
+        db.init_db(engine)
+        return {role: auth.create(engine, project="aurora", role=role, name=f"test-{role}")[1]
+                for role in auth.ROLES}
+    finally:
+        engine.dispose()
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.fixture
+def client(settings: Settings, tokens: dict[str, str]) -> Iterator[TestClient]:
+    """The app, every request with an editor token of project aurora (submit, cancel, read)."""
+    engine = db.make_engine(settings.db_url)
+    with TestClient(create_app(settings, engine), headers=bearer(tokens["editor"])) as c:
         yield c
     engine.dispose()
 
@@ -80,9 +101,9 @@ def job_count(client: TestClient) -> int:
 
 
 def test_health_and_openapi(client: TestClient) -> None:
-    health = client.get("/v1/health")
+    health = client.get("/v1/health", headers={"Authorization": ""})  # no token needed
     assert health.status_code == 200 and health.json()["status"] == "ok"
-    doc = client.get("/openapi.json").json()
+    doc = client.get("/openapi.json", headers={"Authorization": ""}).json()
     assert all(p.startswith("/v1/") for p in doc["paths"]), list(doc["paths"])
     assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/cancel", "/v1/jobs/{job_id}/events"} <= set(
         doc["paths"])
@@ -199,10 +220,10 @@ def test_bodies_that_would_break_a_parser(client: TestClient) -> None:
     assert job_count(client) == 0
 
 
-def test_oversized_bodies_are_413(settings: Settings) -> None:
+def test_oversized_bodies_are_413(settings: Settings, tokens: dict[str, str]) -> None:
     small = settings.model_copy(update={"api_max_body_bytes": 2000})
     engine = db.make_engine(small.db_url)
-    with TestClient(create_app(small, engine)) as client:
+    with TestClient(create_app(small, engine), headers=bearer(tokens["editor"])) as client:
         big = yaml.safe_dump({**example(), "purpose": "x" * 3000})
         r = client.post("/v1/jobs", content=big, headers=YAML)
         assert r.status_code == 413 and "larger than 2,000 bytes" in r.json()["detail"]
@@ -384,6 +405,9 @@ def test_studio_serve(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "STUDIO_HOME": str(tmp_path / "home")}
     env.pop("STUDIO_DATABASE_URL", None)
+    made = subprocess.run([sys.executable, "-m", "studio", "token", "create", "--project", "aurora", "--role",
+                           "editor"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    token = bearer(made.stdout.strip())
     proc = subprocess.Popen([sys.executable, "-m", "studio", "serve", "--port", str(port), "--workers", "0"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
@@ -399,9 +423,10 @@ def test_studio_serve(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the server never answered /v1/health"
             time.sleep(0.3)
         r = httpx.post(f"{base}/v1/jobs", content=EXAMPLE.read_bytes(),
-                       headers={**YAML, "Idempotency-Key": "serve-1"}, timeout=60)
+                       headers={**YAML, **token, "Idempotency-Key": "serve-1"}, timeout=60)
         assert r.status_code == 201, r.text
-        job = httpx.get(f"{base}/v1/jobs/{r.json()['id']}", timeout=10).json()
+        assert httpx.get(f"{base}/v1/jobs/{r.json()['id']}", timeout=10).status_code == 401
+        job = httpx.get(f"{base}/v1/jobs/{r.json()['id']}", headers=token, timeout=10).json()
         assert job["state"] == "queued" and job["campaign"] == "spring-launch"
         assert httpx.get(f"{base}/openapi.json", timeout=10).status_code == 200
     finally:

@@ -1,6 +1,11 @@
 """The HTTP API: ``create_app`` builds a FastAPI app over the job queue (studio.jobs).
 
-Everything lives under ``/v1``; FastAPI publishes the OpenAPI document at
+Everything lives under ``/v1`` and needs ``Authorization: Bearer <token>`` (studio.auth),
+``GET /v1/health`` aside: the ``v1`` router's dependency ``authorize`` checks the token
+and the role the route needs (``openapi_extra={"x-studio-role": ...}``; without one a GET
+needs a viewer, anything else an admin), so a route added later is protected by default.
+A token sees its own project only: another project's job is 404, as if it did not exist.
+FastAPI publishes the OpenAPI document at
 ``/openapi.json`` (with the brief's own JSON schema as the body of ``POST /v1/jobs``).
 Nothing happens at import time: the database engine is made (and migrated) on the first
 request that needs it, unless one is handed in. Settings and the engine reach the routes
@@ -22,11 +27,12 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from studio import __version__, db, jobs
+from studio import __version__, auth, db, jobs
 from studio.api.bodies import ApiError, check_submission, labels_from_query
 from studio.api.schemas import (
     AttemptListOut,
@@ -48,7 +54,7 @@ JOB_ID = Path(description="a job's id (job_...)", max_length=100)
 MAX_KEY = 255  # characters of an Idempotency-Key
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "a bad parameter"},
-    404: {"model": ErrorOut, "description": "no job has this id"},
+    404: {"model": ErrorOut, "description": "no job has this id (in this token's project)"},
     422: {"model": ErrorOut, "description": "a bad parameter or brief; each problem listed"},
 }
 
@@ -77,6 +83,57 @@ def get_engine(request: Request, settings: Annotated[Settings, Depends(get_setti
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
+ROLE_KEY = "x-studio-role"  # a route's openapi_extra key: the role it needs
+CHALLENGE = 'Bearer realm="studio"'
+bearer = HTTPBearer(auto_error=False, description="an API token: `studio token create --project P --role R`")
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "no token, or an unknown or revoked one"},
+    403: {"model": ErrorOut, "description": "the token's role may not do this (or not for that project)"},
+}
+
+
+def needs(role: str) -> dict[str, Any]:
+    """A route's ``openapi_extra`` saying which role it needs (studio.auth.GRANTS)."""
+    if role not in auth.ROLES:
+        raise ValueError(f"role {role!r} is not one of {auth.ROLES}")
+    return {ROLE_KEY: role}
+
+
+def route_role(route: Any) -> str:
+    """The role ``route`` needs: its declared one, else viewer for a GET and admin for
+    anything else (a new route that changes things is closed until it says who may)."""
+    declared = (getattr(route, "openapi_extra", None) or {}).get(ROLE_KEY)
+    if declared is not None:
+        return declared
+    methods = getattr(route, "methods", None) or set()
+    return "viewer" if methods and set(methods) <= {"GET", "HEAD"} else "admin"
+
+
+def authorize(request: Request, engine: EngineDep,
+              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> auth.Principal:
+    """The token's principal, when the token is live and its role may call this route:
+    401 without one (or an unknown or revoked one), 403 for a role too weak."""
+    if credentials is None:
+        raise ApiError(401, "this needs an API token: send Authorization: Bearer <token>",
+                       fix="make one with `studio token create --project P --role viewer` (the server's "
+                           "admin does) and send it in the Authorization header", headers={
+                           "WWW-Authenticate": CHALLENGE})
+    principal = auth.verify(engine, credentials.credentials)
+    if principal is None:
+        raise ApiError(401, "the API token is unknown or revoked",
+                       fix="check the token (it is shown once, when made); `studio token list` shows which "
+                           "are live", headers={"WWW-Authenticate": f'{CHALLENGE}, error="invalid_token"'})
+    needed = route_role(request.scope.get("route"))
+    if not principal.allows(needed):
+        raise ApiError(403, f"this needs a {' or '.join(auth.roles_for(needed))} token; this one "
+                            f"({principal.token_id}) is a {principal.role} token for project {principal.project}",
+                       fix=f"use a token made with `studio token create --project {principal.project} "
+                           f"--role {needed}`")
+    return principal
+
+
+PrincipalDep = Annotated[auth.Principal, Depends(authorize)]
+
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 past ``limit`` bytes: by its Content-Length
@@ -103,6 +160,15 @@ def _job(job: Any, model: type[JobOut] = JobOut) -> dict[str, Any]:
 
 def _not_found(job_id: str) -> ApiError:
     return ApiError(404, f"no job {job_id!r}", fix="check the id; GET /v1/jobs lists the jobs")
+
+
+def _visible(engine: Engine, job_id: str, principal: auth.Principal) -> Any:
+    """The job, when it is in the token's project; 404 otherwise (another project's job is
+    not revealed: it reads exactly as an unknown id)."""
+    job = jobs.get(engine, job_id)
+    if job is None or job.project != principal.project:
+        raise _not_found(job_id)
+    return job
 
 
 def _bad_parameter(e: StudioError) -> ApiError:
@@ -154,9 +220,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return JSONResponse({"detail": str(exc.detail), "fix": "", "problems": []}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
-    v1 = APIRouter(prefix="/v1")
+    public = APIRouter(prefix="/v1")  # no token needed: only what a load balancer asks
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize)], responses=AUTH_ERRORS)
 
-    @v1.get("/health", response_model=HealthOut, tags=["server"])
+    @public.get("/health", response_model=HealthOut, tags=["server"])
     def health(engine: EngineDep) -> dict[str, Any]:
         """The server answers and its database does."""
         with engine.connect() as conn:
@@ -164,7 +231,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return {"status": "ok", "version": __version__, "database": engine.dialect.name}
 
     @v1.post(
-        "/jobs", status_code=201, response_model=JobDetailOut, tags=["jobs"],
+        "/jobs", status_code=201, response_model=JobDetailOut, tags=["jobs"], openapi_extra=needs("editor"),
         responses={200: {"model": JobDetailOut | PlanOut,
                          "description": "the job this Idempotency-Key made before (same request), or "
                                         "with dry_run the engine's plan (nothing queued)"},
@@ -174,7 +241,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                    415: {"model": ErrorOut, "description": "the body is neither JSON nor YAML"},
                    422: ERRORS[422]})
     async def submit_job(
-        request: Request, settings: SettingsDep, engine: EngineDep,
+        request: Request, settings: SettingsDep, engine: EngineDep, principal: PrincipalDep,
         priority: Annotated[int | None, Query(ge=0, le=100, description="0-100; default 50")] = None,
         labels: Annotated[list[str], Query(description="key=value, repeated")] = [],  # noqa: B006
         dry_run: Annotated[bool | None, Query(description="return the plan; queue nothing")] = None,
@@ -191,6 +258,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             raise _bad_parameter(e) from None
         sub = await run_in_threadpool(check_submission, raw, request.headers.get("content-type"), settings,
                                       priority=priority, labels=query_labels, dry_run=dry_run)
+        if sub.project != principal.project:
+            raise ApiError(403, f"this token is for project {principal.project!r}, and the brief is for "
+                                f"project {sub.project!r}",
+                           fix=f"submit it with a token of project {sub.project!r}")
         if sub.dry_run:
             out = PlanOut(project=sub.project, campaign=sub.campaign, brief_sha256=sub.brief_sha256,
                           plan=sub.plan or {})
@@ -207,14 +278,17 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @v1.get("/jobs", response_model=JobListOut, tags=["jobs"], responses={422: ERRORS[422]})
     def list_jobs(
-        engine: EngineDep,
+        engine: EngineDep, principal: PrincipalDep,
         state: Annotated[list[str] | None, Query(description="one or more states")] = None,
         project: str | None = None,
         label: Annotated[str | None, Query(description="key=value")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     ) -> dict[str, Any]:
-        """Jobs, newest first, a page at a time."""
+        """Jobs, newest first, a page at a time (the token's project's only)."""
+        if project is not None and project != principal.project:
+            return {"jobs": [], "next_cursor": None}
+        project = principal.project
         try:
             rows, next_cursor = jobs.list_jobs(engine, state=state or None, project=project, label=label,
                                                limit=limit, cursor=cursor)
@@ -223,18 +297,16 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return {"jobs": [_job(j) for j in rows], "next_cursor": next_cursor}
 
     @v1.get("/jobs/{job_id}", response_model=JobDetailOut, tags=["jobs"], responses={404: ERRORS[404]})
-    def get_job(engine: EngineDep, job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
+    def get_job(engine: EngineDep, principal: PrincipalDep, job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
         """One job: its state, as the queue has it."""
-        job = jobs.get(engine, job_id)
-        if job is None:
-            raise _not_found(job_id)
-        return _job(job, JobDetailOut)
+        return _job(_visible(engine, job_id, principal), JobDetailOut)
 
     @v1.post("/jobs/{job_id}/cancel", status_code=202, response_model=JobOut, tags=["jobs"],
-             responses={404: ERRORS[404]})
-    def cancel_job(engine: EngineDep, job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
+             openapi_extra=needs("editor"), responses={404: ERRORS[404]})
+    def cancel_job(engine: EngineDep, principal: PrincipalDep, job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
         """Cancel this job and no other. Queued: canceled at once. Running: canceling
         until its worker has stopped, then canceled. Finished: unchanged."""
+        _visible(engine, job_id, principal)  # a job's project never changes
         try:
             job = jobs.cancel(engine, job_id)
         except jobs.UnknownJob:
@@ -243,35 +315,35 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @v1.get("/jobs/{job_id}/events", response_model=EventListOut, tags=["jobs"], responses={404: ERRORS[404]})
     def job_events(
-        engine: EngineDep, job_id: Annotated[str, JOB_ID],
+        engine: EngineDep, principal: PrincipalDep, job_id: Annotated[str, JOB_ID],
         after: Annotated[int, Query(ge=0, description="the last event id seen")] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 500,
     ) -> dict[str, Any]:
         """The job's events after ``after``, oldest first."""
-        if jobs.get(engine, job_id) is None:
-            raise _not_found(job_id)
+        _visible(engine, job_id, principal)
         rows = jobs.events(engine, job_id, after_id=after, limit=limit)
         return {"events": [EventOut.model_validate(e).model_dump(mode="json") for e in rows]}
 
     @v1.get("/jobs/{job_id}/attempts", response_model=AttemptListOut, tags=["jobs"],
             responses={404: ERRORS[404]})
-    def job_attempts(engine: EngineDep, job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
+    def job_attempts(engine: EngineDep, principal: PrincipalDep,
+                     job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
         """The job's attempts, first first: which worker, when, how each ended and why."""
-        if jobs.get(engine, job_id) is None:
-            raise _not_found(job_id)
+        _visible(engine, job_id, principal)
         return {"attempts": [AttemptOut.model_validate(a).model_dump(mode="json")
                              for a in jobs.attempts(engine, job_id)]}
 
     @v1.get("/events", response_model=EventListOut, tags=["jobs"])
     def all_events(
-        engine: EngineDep,
+        engine: EngineDep, principal: PrincipalDep,
         after: Annotated[int, Query(ge=0, description="the last event id seen")] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 500,
     ) -> dict[str, Any]:
-        """Every job's events after ``after``, oldest first."""
-        rows = jobs.events(engine, None, after_id=after, limit=limit)
+        """Every job's events after ``after``, oldest first (the token's project's jobs')."""
+        rows = jobs.events(engine, None, after_id=after, limit=limit, project=principal.project)
         return {"events": [EventOut.model_validate(e).model_dump(mode="json") for e in rows]}
 
+    app.include_router(public)
     app.include_router(v1)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
