@@ -551,6 +551,9 @@ def _start_workers(n: int, stop: threading.Event) -> list[threading.Thread]:
     from studio.settings import get_settings
 
     settings = get_settings()
+    # The API makes STUDIO_HOME on its first request; a worker opens the database before
+    # that (its migration lock file goes beside a SQLite database), so the folder must exist.
+    settings.home.mkdir(parents=True, exist_ok=True)
     threads = [threading.Thread(target=run_worker, args=(settings,),
                                 kwargs={"stop": stop, "worker_id": f"{default_worker_id()}/{i + 1}"},
                                 name=f"studio-worker-{i + 1}", daemon=True) for i in range(n)]
@@ -572,9 +575,16 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     workers. SIGTERM or Ctrl-C stops it: requests in flight finish first."""
     import uvicorn
 
+    from studio.api import stream
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            stream.STOPPING.set()  # event streams end, so the graceful shutdown does not wait on them
+            super().handle_exit(sig, frame)
+
     config = uvicorn.Config("studio.api.app:create_app", factory=True, host=host, port=port,
                             log_level=log_level)
-    server = uvicorn.Server(config)
+    server = Server(config)
     stop = threading.Event()
     threads = _start_workers(workers, stop)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then raises the signal again with
@@ -589,6 +599,185 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
             t.join(timeout=90)
         for sig, handler in before.items():
             signal.signal(sig, handler)
+
+
+# -- the CLI as a client of a server (studio serve) -------------------------------------
+
+CANCELED_EXIT = 143  # a canceled job: the code a render stopped by SIGTERM exits with (128 + 15)
+server_option = click.option("--server", envvar="STUDIO_SERVER", required=True, metavar="URL",
+                             help="The Studio server, e.g. http://127.0.0.1:8765 (or STUDIO_SERVER).")
+token_option = click.option("--token", envvar="STUDIO_TOKEN", default=None, metavar="TOKEN",
+                            help="An API token, sent as Authorization: Bearer (or STUDIO_TOKEN).")
+
+
+def _job_line(job: dict[str, Any]) -> str:
+    extra = f"  {job['error']}" if job.get("error") else ""
+    return (f"{job['id']}  {job['state']:<10} p{job['priority']:<3} {job['project']}/{job['campaign']}  "
+            f"{job['created_at']}{extra}")
+
+
+class _Follower:
+    """The job's events as the local render shows its progress (studio.progress): bars on
+    a terminal, else a line per stage start and end and per tenth of a stage; state
+    changes and warnings as lines of their own."""
+
+    def __init__(self, job_id: str) -> None:
+        from studio.progress import make_reporter
+
+        self.job_id = job_id
+        self.reporter = make_reporter(False, False)
+
+    def say(self, text: str) -> None:
+        click.echo(f"studio: job {self.job_id} {text}", err=True)
+
+    def __call__(self, event: Any) -> None:
+        data = dict(event.data)
+        data.pop("attempt", None)
+        stage = str(data.pop("stage", ""))
+        if event.type == "stage_start":
+            self.reporter.stage_start(stage, data.get("total"))
+        elif event.type == "progress":
+            fields = {k: v for k, v in data.items() if k in ("shot", "spec", "candidate")}
+            self.reporter.advance(stage, float(data.get("amount", 1) or 0), **fields)
+        elif event.type == "stage_done":
+            self.reporter.stage_done(stage, **data)
+        elif event.type == "warning":
+            self.reporter.warn(str(data.get("message", "")))
+        elif event.type == "running":
+            self.say(f"running (attempt {event.data.get('attempt')}, worker {data.get('worker')})")
+        elif event.type == "queued" and data.get("reason") == "retry":
+            self.say(f"failed attempt {data.get('failures')} of {data.get('max_attempts')}: "
+                     f"{data.get('error')}; queued again")
+        elif event.type == "queued":
+            self.say("queued" + (" again (its worker stopped)" if data.get("reason") == "interrupted" else ""))
+        elif event.type == "interrupted":
+            self.say(f"interrupted: {data.get('reason')}")
+        elif event.type in ("canceling", "succeeded", "failed", "canceled"):
+            self.say(event.type)
+
+
+@main.command()
+@click.argument("brief", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@server_option
+@token_option
+@click.option("--priority", type=click.IntRange(0, 100), default=None, help="0-100 (default 50).")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="A label; repeat for more.")
+@click.option("--idempotency-key", default=None, help="The same key and brief give back the same job.")
+@click.option("--dry-run", is_flag=True, help="Print the server's plan; queue nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job (or plan) as JSON on stdout.")
+@click.option("--no-wait", is_flag=True, help="Print the job and return once it is queued.")
+def submit(brief: Path, server: str, token: str | None, priority: int | None, labels: tuple[str, ...],
+           idempotency_key: str | None, dry_run: bool, as_json: bool, no_wait: bool) -> None:
+    """Submit BRIEF to a Studio server and follow the job's progress until it finishes.
+
+    Exit code: 0 succeeded; 1 failed (its error printed); 143 canceled; 2 refused (each
+    problem printed) or the server unreachable; 130 when Ctrl-C stops the following (the
+    job goes on on the server)."""
+    from studio.client import Client
+
+    with Client(server, token) as client:
+        status, body = client.submit(brief.read_bytes(), source=str(brief), priority=priority,
+                                     labels=list(labels), idempotency_key=idempotency_key, dry_run=dry_run)
+        if dry_run:
+            if as_json:
+                click.echo(json.dumps(body, indent=2))
+            else:
+                the_plan = body.get("plan") or {}
+                click.echo(f"plan for {brief} on {client.base} (nothing queued)")
+                for step in the_plan.get("steps", []):
+                    click.echo(f"  {step.get('status', ''):<8} {step.get('stage', ''):<10} {step.get('item', '')}")
+                est = the_plan.get("estimate") or {}
+                if est.get("wall_seconds") is not None:
+                    click.echo(f"about {est['wall_seconds']:.0f} s wall" +
+                               (f", {est['gpu_seconds']:.1f} GPU-s" if est.get("gpu_seconds") else ""))
+            return
+        job_id = body["id"]
+        if no_wait:
+            click.echo(json.dumps(body, indent=2) if as_json else job_id)
+            return
+        click.echo(f"studio: job {job_id} {'submitted' if status == 201 else 'was submitted before (same key)'}"
+                   f" to {client.base}", err=True)
+        follower = _Follower(job_id)
+        try:
+            job = client.follow(job_id, follower,
+                                on_reconnect=lambda why: follower.say(f"stream dropped ({why}); reconnecting"))
+        except KeyboardInterrupt:
+            click.echo(f"studio: stopped following job {job_id}; it goes on on the server "
+                       f"(`studio cancel {job_id}` stops it)", err=True)
+            sys.exit(130)
+        finally:
+            follower.reporter.close()
+    if as_json:
+        click.echo(json.dumps(job, indent=2))
+    elif job["state"] == "succeeded":
+        click.echo(job.get("out_dir") or job_id)
+    if job["state"] == "failed":
+        click.echo(f"studio: error: job {job_id} failed: {job.get('error') or 'no error was recorded'}", err=True)
+        sys.exit(1)
+    if job["state"] == "canceled":
+        click.echo(f"studio: job {job_id} was canceled", err=True)
+        sys.exit(CANCELED_EXIT)
+
+
+@main.command("jobs")
+@server_option
+@token_option
+@click.option("--state", "states", multiple=True, help="Only jobs in this state; repeat for more.")
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def jobs_(server: str, token: str | None, states: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """The server's jobs, newest first."""
+    from studio.client import Client
+
+    with Client(server, token) as client:
+        items = client.jobs(list(states), limit=limit)
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+    elif not items:
+        click.echo("no jobs" + (f" in state {', '.join(states)}" if states else ""))
+    for job in [] if as_json else items:
+        click.echo(_job_line(job))
+
+
+@main.command("job")
+@click.argument("job_id", metavar="ID")
+@server_option
+@token_option
+@click.option("--json", "as_json", is_flag=True)
+def job_(job_id: str, server: str, token: str | None, as_json: bool) -> None:
+    """One job on the server: its state, attempts so far, output and error."""
+    from studio.client import Client
+
+    with Client(server, token) as client:
+        job = client.job(job_id)
+    if as_json:
+        click.echo(json.dumps(job, indent=2))
+        return
+    for key in ("id", "state", "project", "campaign", "priority", "labels", "failures", "max_attempts",
+                "run_id", "out_dir", "error", "created_at", "updated_at"):
+        value = job.get(key)
+        if value not in (None, {}, ""):
+            click.echo(f"{key + ':':<14}{value}")
+
+
+@main.command("cancel")
+@click.argument("job_id", metavar="ID")
+@server_option
+@token_option
+@click.option("--json", "as_json", is_flag=True)
+def cancel_(job_id: str, server: str, token: str | None, as_json: bool) -> None:
+    """Cancel job ID on the server (that job only): canceled at once when queued, canceling
+    until its worker has stopped when running; a finished job is left as it is."""
+    from studio.client import Client
+
+    with Client(server, token) as client:
+        job = client.cancel(job_id)
+    if as_json:
+        click.echo(json.dumps(job, indent=2))
+    elif job["state"] == "canceling":
+        click.echo(f"job {job_id}: canceling (its worker is stopping it)")
+    else:
+        click.echo(f"job {job_id}: {job['state']}")
 
 
 if __name__ == "__main__":

@@ -26,13 +26,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from studio import __version__, auth, db, jobs
+from studio.api import stream
 from studio.api.bodies import ApiError, check_submission, labels_from_query
 from studio.api.schemas import (
     AttemptListOut,
@@ -342,6 +343,37 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         """Every job's events after ``after``, oldest first (the token's project's jobs')."""
         rows = jobs.events(engine, None, after_id=after, limit=limit, project=principal.project)
         return {"events": [EventOut.model_validate(e).model_dump(mode="json") for e in rows]}
+
+    sse_responses: dict[int | str, dict[str, Any]] = {
+        200: {"content": {stream.MEDIA_TYPE: {"schema": {"type": "string"}}},
+              "description": "server-sent events: `id:` the event id, `event:` its type, `data:` the event "
+                             "as JSON (as the events list has it); a comment line as keep-alive"}}
+
+    @v1.get("/jobs/{job_id}/stream", tags=["jobs"], response_class=StreamingResponse,
+            responses={**sse_responses, 404: ERRORS[404]})
+    async def job_stream(
+        request: Request, engine: EngineDep, principal: PrincipalDep, job_id: Annotated[str, JOB_ID],
+        after: Annotated[int, Query(ge=0, description="the last event id seen (Last-Event-ID wins)")] = 0,
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=40)] = None,
+    ) -> StreamingResponse:
+        """The job's events as server-sent events, from after ``Last-Event-ID`` (or
+        ``after``), then as they happen; the stream ends once the job has finished
+        (succeeded, failed, canceled) and its last events are sent."""
+        await run_in_threadpool(_visible, engine, job_id, principal)  # 404 before any byte is sent
+        body = stream.events(request, engine, job_id, stream.start_after(after, last_event_id))
+        return StreamingResponse(body, media_type=stream.MEDIA_TYPE, headers=stream.HEADERS)
+
+    @v1.get("/stream", tags=["jobs"], response_class=StreamingResponse, responses=sse_responses)
+    async def all_stream(
+        request: Request, engine: EngineDep, principal: PrincipalDep,
+        after: Annotated[int, Query(ge=0, description="the last event id seen (Last-Event-ID wins)")] = 0,
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=40)] = None,
+    ) -> StreamingResponse:
+        """Every job's events (the token's project's jobs') as server-sent events, from after
+        ``Last-Event-ID`` (or ``after``), then as they happen, until the client disconnects."""
+        body = stream.events(request, engine, None, stream.start_after(after, last_event_id),
+                             project=principal.project)
+        return StreamingResponse(body, media_type=stream.MEDIA_TYPE, headers=stream.HEADERS)
 
     app.include_router(public)
     app.include_router(v1)

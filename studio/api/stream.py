@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,6 +32,9 @@ KEEPALIVE_SECONDS = 15.0  # a comment line after this long without an event
 BATCH = 500  # events read per query
 MEDIA_TYPE = "text/event-stream"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering (nginx)
+# Set by `studio serve` when the server is asked to stop: open streams end (their clients
+# reconnect with Last-Event-ID), else uvicorn's graceful shutdown would wait on them for ever.
+STOPPING = threading.Event()
 
 
 def sse(event: jobs.JobEvent) -> bytes:
@@ -79,6 +83,6 @@ async def events(request: Request, engine: Engine, job_id: str | None, after: in
         if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
             quiet_since = time.monotonic()
             yield b": keep-alive\n\n"
-        if await request.is_disconnected():
+        if STOPPING.is_set() or await request.is_disconnected():
             return
         await anyio.sleep(POLL_SECONDS)
