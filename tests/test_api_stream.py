@@ -387,6 +387,28 @@ def test_cli_prints_what_the_server_refused_one_line_each(server: Server, tmp_pa
         "`studio serve`" in r.stderr
 
 
+def test_cli_submit_exits_1_with_the_error_of_a_job_that_failed(server: Server, tmp_path: Path) -> None:
+    brief = write_brief(tmp_path, small_brief("fails"))
+    client = subprocess.Popen([sys.executable, "-m", "studio", "submit", str(brief)], cwd=ROOT, env=server.env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        for n in range(1, 4):  # three attempts (max_attempts), each failing
+            while (claim := jobs.claim(server.engine, "w-fail", 60)) is None:
+                assert time.monotonic() < deadline and client.poll() is None
+                time.sleep(0.2)
+            assert jobs.get(server.engine, claim.job_id).campaign == "fails"  # type: ignore[union-attr]
+            assert jobs.finish(server.engine, claim.lease_token, "failed", error=f"boom {n}")
+        stdout, stderr = client.communicate(timeout=60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert client.returncode == 1 and stdout == "", stderr
+    lines = stderr.splitlines()
+    assert lines[-1] == f"studio: error: job {claim.job_id} failed: boom 3", stderr
+    assert sum("failed attempt" in line and "queued again" in line for line in lines) == 2, stderr
+
+
 def test_cli_follows_a_job_across_a_server_restart(tmp_path: Path) -> None:
     """`studio submit` waits: the server stops (SIGTERM ends the open stream, and the server
     exits at once), events are written while it is down, it starts again on the same port;
