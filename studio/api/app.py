@@ -218,11 +218,18 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette's Allow names the methods of the first route on this path only; a
+            # path served by two routes (GET and POST /v1/jobs) supports both.
+            headers["Allow"] = ", ".join(_allowed(request.app, request.url.path))
         return JSONResponse({"detail": str(exc.detail), "fix": "", "problems": []}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+                            headers=headers or None)
 
     public = APIRouter(prefix="/v1")  # no token needed: only what a load balancer asks
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize)], responses=AUTH_ERRORS)
+    # 422 for every v1 route: the handler above answers ErrorOut, and FastAPI would otherwise
+    # document its own HTTPValidationError (a list under "detail") for routes with parameters.
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize)], responses={**AUTH_ERRORS, 422: ERRORS[422]})
 
     @public.get("/health", response_model=HealthOut, tags=["server"])
     def health(engine: EngineDep) -> dict[str, Any]:
@@ -377,8 +384,18 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     app.include_router(public)
     app.include_router(v1)
+    app.state.api_routes = [*public.routes, *v1.routes]  # APIRoutes with their /v1 paths (for _allowed)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _allowed(app: FastAPI, path: str) -> list[str]:
+    """Every method some API route serves at ``path`` (the Allow of a 405)."""
+    methods: set[str] = set()
+    for route in app.state.api_routes:
+        if route.path_regex.match(path):
+            methods |= set(route.methods)
+    return sorted(methods)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
