@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pgserver import pg_bindir, postgres_server
+from tests.pgserver import free_port, pg_bindir, postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_BRIEF = ROOT / "examples" / "briefs" / "launch.yaml"
@@ -171,3 +171,31 @@ def models_dir(tiny: dict[str, Path]) -> Path:
     return folder
 
 
+def serve(home: Path, *, workers: int = 0, port: int | None = None, log_level: str | None = None,
+          env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+    """`studio serve` (the real uvicorn server) as a subprocess on a loopback port with its
+    own STUDIO_HOME, returned with its base URL once ``/v1/health`` answers."""
+    import time
+
+    import httpx
+
+    port = port or free_port()
+    run_env = {k: v for k, v in os.environ.items() if k != "STUDIO_DATABASE_URL"}
+    run_env.update({"STUDIO_HOME": str(home), **(env or {})})
+    cmd = [sys.executable, "-m", "studio", "serve", "--port", str(port), "--workers", str(workers)]
+    if log_level:
+        cmd += ["--log-level", log_level]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        try:
+            if httpx.get(f"{base}/v1/health", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("the server never answered /v1/health")
+        time.sleep(0.2)

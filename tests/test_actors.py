@@ -24,8 +24,8 @@ import yaml
 
 from studio.errors import StageError, StudioError
 
-from .conftest import EXAMPLE_BRIEF, ROOT
-from .test_job_submit import MARKER_VAR, PYTHON, RAY, _base_env, _free_port, _stop_head
+from .conftest import EXAMPLE_BRIEF, ROOT, free_port
+from .test_job_submit import MARKER_VAR, PYTHON, RAY, _base_env, _stop_head
 
 
 class Probe:
@@ -231,14 +231,14 @@ def ray_cluster() -> Iterator[dict[str, str]]:
     token_file = root / "auth_token"
     token_file.write_text(secrets.token_hex(32))
     token_file.chmod(0o600)
-    gcs_port = _free_port()
+    gcs_port = free_port()
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file), "HOME": str(home)}
-    head_env = {**_base_env(), **auth, "AUTOSCALER_METRIC_PORT": str(_free_port()),
-                "DASHBOARD_METRIC_PORT": str(_free_port()), MARKER_VAR: marker}
+    head_env = {**_base_env(), **auth, "AUTOSCALER_METRIC_PORT": str(free_port()),
+                "DASHBOARD_METRIC_PORT": str(free_port()), MARKER_VAR: marker}
     cmd = [str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", "--num-cpus", "2",
            "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={root / 'ray'}",
-           f"--port={gcs_port}", f"--ray-client-server-port={_free_port()}",
-           f"--dashboard-agent-listen-port={_free_port()}", f"--metrics-export-port={_free_port()}"]
+           f"--port={gcs_port}", f"--ray-client-server-port={free_port()}",
+           f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}"]
     log = root / "ray-start.log"
     pgid = None
     try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,8 @@ from fastapi.testclient import TestClient
 from studio import auth, db
 from studio.api.app import create_app
 from studio.settings import Settings
+
+from .conftest import free_port, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "briefs" / "launch.yaml"
@@ -393,12 +394,6 @@ def test_a_running_job_cancels_in_two_phases_and_shows_its_attempts(client: Test
 # -- the real server -------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_studio_serve(tmp_path: Path) -> None:
     """`studio serve` under uvicorn: health, a submit (as `curl` would), the job read
     back, and a clean stop on SIGTERM."""
@@ -408,20 +403,8 @@ def test_studio_serve(tmp_path: Path) -> None:
     made = subprocess.run([sys.executable, "-m", "studio", "token", "create", "--project", "aurora", "--role",
                            "editor"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     token = bearer(made.stdout.strip())
-    proc = subprocess.Popen([sys.executable, "-m", "studio", "serve", "--port", str(port), "--workers", "0"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
+    proc, base = serve(tmp_path / "home", port=port)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                if httpx.get(f"{base}/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server never answered /v1/health"
-            time.sleep(0.3)
         r = httpx.post(f"{base}/v1/jobs", content=EXAMPLE.read_bytes(),
                        headers={**YAML, **token, "Idempotency-Key": "serve-1"}, timeout=60)
         assert r.status_code == 201, r.text

@@ -33,7 +33,7 @@ from studio.api import stream
 from studio.api.app import create_app
 from studio.settings import Settings
 
-from .test_api import free_port
+from .conftest import free_port, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,23 +72,7 @@ def make_token(engine: Any, project: str = "stream", role: str = "editor") -> st
 
 
 def start_server(home: Path, workers: int, port: int | None = None) -> Server:
-    port = port or free_port()
-    env = {k: v for k, v in os.environ.items() if k != "STUDIO_DATABASE_URL"}
-    env.update({"STUDIO_HOME": str(home), "STUDIO_RAY_NUM_CPUS": "2"})
-    proc = subprocess.Popen([sys.executable, "-m", "studio", "serve", "--port", str(port), "--workers",
-                             str(workers), "--log-level", "warning"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        try:
-            if httpx.get(f"{base}/v1/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the server never answered /v1/health"
-        time.sleep(0.2)
+    proc, base = serve(home, workers=workers, port=port, log_level="warning", env={"STUDIO_RAY_NUM_CPUS": "2"})
     engine = db.make_engine(Settings(home=home).db_url)
     return Server(base, home, engine, proc, make_token(engine))
 

@@ -50,7 +50,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -64,7 +63,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import EXAMPLE_BRIEF, ROOT
+from .conftest import EXAMPLE_BRIEF, ROOT, free_port
 
 # The venv's interpreter by absolute path: a job entrypoint's bare `python` would be the
 # system one, without Studio installed.
@@ -83,12 +82,6 @@ EXCLUDES = ["/.git", "/.venv", "/.studio", "/out", "/bench/results", "__pycache_
 UPLOAD_LIMIT = 8 * 1024 * 1024
 # The job takes ~25-40 s on 2 cores; generous, because the suite may share the machine.
 JOB_TIMEOUT = 180
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _base_env() -> dict[str, str]:
@@ -197,15 +190,15 @@ def ray_head() -> Iterator[Head]:
     token_file.write_text(token)
     token_file.chmod(0o600)
     temp_dir = root / "ray"
-    dash_port = _free_port()
-    gcs_port = _free_port()
+    dash_port = free_port()
+    gcs_port = free_port()
 
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file), "HOME": str(home)}
     head_env = {
         **_base_env(), **auth,
         # Fixed-default metrics ports of the dashboard and autoscaler monitor.
-        "DASHBOARD_METRIC_PORT": str(_free_port()),
-        "AUTOSCALER_METRIC_PORT": str(_free_port()),
+        "DASHBOARD_METRIC_PORT": str(free_port()),
+        "AUTOSCALER_METRIC_PORT": str(free_port()),
         MARKER_VAR: marker,  # last: see _marked_pids
     }
     client_env = {**_base_env(), **auth}
@@ -214,9 +207,9 @@ def ray_head() -> Iterator[Head]:
         str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
         "--num-cpus=2", "--disable-usage-stats", f"--temp-dir={temp_dir}",
         f"--port={gcs_port}", f"--dashboard-port={dash_port}",
-        f"--ray-client-server-port={_free_port()}",
-        f"--dashboard-agent-listen-port={_free_port()}",
-        f"--metrics-export-port={_free_port()}",
+        f"--ray-client-server-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
     ]
     pgid: int | None = None
     t0 = time.monotonic()
