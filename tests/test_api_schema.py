@@ -11,6 +11,7 @@ queued) or, with ``dry_run``, return the engine's plan."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -65,17 +66,24 @@ class EditorToken:
 
 
 @schema.parametrize()
+# derandomize: the same examples every run, so CI is red for a fault in the code, not for
+# the draw (a random draw in one CI run found the 64-bit event id below; pinned since).
+# STUDIO_SCHEMA_FUZZ=1 draws fresh examples for a local hunt.
 @settings(max_examples=MAX_EXAMPLES, deadline=None, phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=list(HealthCheck))
+          suppress_health_check=list(HealthCheck), derandomize=os.environ.get("STUDIO_SCHEMA_FUZZ") != "1")
 def test_api_conforms_to_its_openapi_document(case: schemathesis.Case) -> None:
     case.call_and_validate(excluded_checks=NOT_CHECKED)
 
 
 def test_what_schemathesis_found_stays_fixed() -> None:
-    """Two findings, pinned without generation: a 422 is documented as the ErrorOut the
-    app answers (FastAPI documented its own list-shaped HTTPValidationError), and a 405's
-    Allow names every method the path serves (Starlette named only the first route's)."""
+    """Three findings, pinned without generation: a 422 is documented as the ErrorOut the
+    app answers (FastAPI documented its own list-shaped HTTPValidationError); a 405's
+    Allow names every method the path serves (Starlette named only the first route's); an
+    event id past 64 bits is a 422, not a 500 from the database (found in a CI run), and as
+    a Last-Event-ID header it counts as none."""
     from fastapi.testclient import TestClient
+
+    from studio.api import stream
 
     app = create_app(SETTINGS, ENGINE)
     doc = app.openapi()
@@ -85,3 +93,7 @@ def test_what_schemathesis_found_stays_fixed() -> None:
     with TestClient(app) as client:
         r = client.request("OPTIONS", "/v1/jobs")
         assert r.status_code == 405 and r.headers["allow"] == "GET, POST"
+        r = client.get("/v1/events", params={"after": 122336979546573736247296}, headers={"Authorization": f"Bearer {EDITOR}"})
+        assert r.status_code == 422, r.text
+        assert client.get("/v1/events", params={"after": 2**63 - 1}, headers={"Authorization": f"Bearer {EDITOR}"}).status_code == 200
+    assert stream.start_after(5, str(2**64)) == 5 and stream.start_after(5, "7") == 7

@@ -324,7 +324,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     @v1.get("/jobs/{job_id}/events", response_model=EventListOut, tags=["jobs"], responses={404: ERRORS[404]})
     def job_events(
         engine: EngineDep, principal: PrincipalDep, job_id: Annotated[str, JOB_ID],
-        after: Annotated[int, Query(ge=0, description="the last event id seen")] = 0,
+        after: Annotated[int, Query(ge=0, le=stream.MAX_EVENT_ID, description="the last event id seen")] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 500,
     ) -> dict[str, Any]:
         """The job's events after ``after``, oldest first."""
@@ -344,7 +344,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     @v1.get("/events", response_model=EventListOut, tags=["jobs"])
     def all_events(
         engine: EngineDep, principal: PrincipalDep,
-        after: Annotated[int, Query(ge=0, description="the last event id seen")] = 0,
+        after: Annotated[int, Query(ge=0, le=stream.MAX_EVENT_ID, description="the last event id seen")] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 500,
     ) -> dict[str, Any]:
         """Every job's events after ``after``, oldest first (the token's project's jobs')."""
@@ -360,7 +360,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             responses={**sse_responses, 404: ERRORS[404]})
     async def job_stream(
         request: Request, engine: EngineDep, principal: PrincipalDep, job_id: Annotated[str, JOB_ID],
-        after: Annotated[int, Query(ge=0, description="the last event id seen (Last-Event-ID wins)")] = 0,
+        after: Annotated[int, Query(ge=0, le=stream.MAX_EVENT_ID, description="the last event id seen (Last-Event-ID wins)")] = 0,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=40)] = None,
     ) -> StreamingResponse:
         """The job's events as server-sent events, from after ``Last-Event-ID`` (or
@@ -373,7 +373,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     @v1.get("/stream", tags=["jobs"], response_class=StreamingResponse, responses=sse_responses)
     async def all_stream(
         request: Request, engine: EngineDep, principal: PrincipalDep,
-        after: Annotated[int, Query(ge=0, description="the last event id seen (Last-Event-ID wins)")] = 0,
+        after: Annotated[int, Query(ge=0, le=stream.MAX_EVENT_ID, description="the last event id seen (Last-Event-ID wins)")] = 0,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=40)] = None,
     ) -> StreamingResponse:
         """Every job's events (the token's project's jobs') as server-sent events, from after

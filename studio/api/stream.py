@@ -45,12 +45,18 @@ def sse(event: jobs.JobEvent) -> bytes:
     return f"id: {event.id}\nevent: {kind}\ndata: {data}\n\n".encode()
 
 
+MAX_EVENT_ID = 2**63 - 1  # event ids are 64-bit integers in both databases
+
+
 def start_after(after: int, last_event_id: str | None) -> int:
     """Where a stream starts: after the ``Last-Event-ID`` header when one came (a
     reconnecting EventSource sends it to the URL it first opened, ``?after=`` included),
-    else after ``?after=``. A header that is not an event id counts as none."""
+    else after ``?after=``. A header that is not an event id (not digits, or past a 64-bit
+    id) counts as none."""
     if last_event_id is not None and last_event_id.strip().isdigit():
-        return int(last_event_id.strip())
+        value = int(last_event_id.strip())
+        if value <= MAX_EVENT_ID:
+            return value
     return after
 
 
