@@ -31,7 +31,8 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from studio import auth, db
-from studio.api.app import create_app, route_role
+from studio.api.app import create_app
+from studio.api.deps import route_role
 from studio.settings import Settings, get_settings
 
 from . import test_api as base

@@ -23,18 +23,33 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from studio import __version__, auth, db, jobs
+from studio import __version__, jobs
 from studio.api import stream
 from studio.api.bodies import ApiError, check_submission, labels_from_query
+from studio.api.deps import (
+    AUTH_ERRORS,
+    ERRORS,
+    JOB_ID,
+    MAX_KEY,
+    EngineDep,
+    PrincipalDep,
+    SettingsDep,
+    authorize,
+    bad_parameter,
+    job_out,
+    needs,
+    not_found,
+    read_body,
+    visible,
+)
 from studio.api.schemas import (
     AttemptListOut,
     AttemptOut,
@@ -49,133 +64,10 @@ from studio.api.schemas import (
 )
 from studio.brief import Brief
 from studio.errors import StudioError
-from studio.settings import Settings, get_settings
+from studio.settings import Settings
 
-JOB_ID = Path(description="a job's id (job_...)", max_length=100)
-MAX_KEY = 255  # characters of an Idempotency-Key
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorOut, "description": "a bad parameter"},
-    404: {"model": ErrorOut, "description": "no job has this id (in this token's project)"},
-    422: {"model": ErrorOut, "description": "a bad parameter or brief; each problem listed"},
-}
-
-
-def get_settings_dep(request: Request) -> Settings:
-    """The app's settings (``create_app(settings=...)``), else the environment's."""
-    return request.app.state.settings or get_settings()
-
-
-def get_engine(request: Request, settings: Annotated[Settings, Depends(get_settings_dep)]) -> Engine:
-    """The app's database engine, made from the settings on first use and migrated to the
-    newest schema once (``db.init_db`` is safe to run beside other processes)."""
-    state = request.app.state
-    if not state.engine_ready:
-        with state.engine_lock:
-            if state.engine is None:
-                settings.home.mkdir(parents=True, exist_ok=True)
-                state.engine = db.make_engine(settings.db_url)
-                state.own_engine = True
-            if not state.engine_ready:
-                db.init_db(state.engine)
-                state.engine_ready = True
-    return state.engine
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-EngineDep = Annotated[Engine, Depends(get_engine)]
-
-ROLE_KEY = "x-studio-role"  # a route's openapi_extra key: the role it needs
-CHALLENGE = 'Bearer realm="studio"'
-bearer = HTTPBearer(auto_error=False, description="an API token: `studio token create --project P --role R`")
-AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut, "description": "no token, or an unknown or revoked one"},
-    403: {"model": ErrorOut, "description": "the token's role may not do this (or not for that project)"},
-}
-
-
-def needs(role: str) -> dict[str, Any]:
-    """A route's ``openapi_extra`` saying which role it needs (studio.auth.GRANTS)."""
-    if role not in auth.ROLES:
-        raise ValueError(f"role {role!r} is not one of {auth.ROLES}")
-    return {ROLE_KEY: role}
-
-
-def route_role(route: Any) -> str:
-    """The role ``route`` needs: its declared one, else viewer for a GET and admin for
-    anything else (a new route that changes things is closed until it says who may)."""
-    declared = (getattr(route, "openapi_extra", None) or {}).get(ROLE_KEY)
-    if declared is not None:
-        return declared
-    methods = getattr(route, "methods", None) or set()
-    return "viewer" if methods and set(methods) <= {"GET", "HEAD"} else "admin"
-
-
-def authorize(request: Request, engine: EngineDep,
-              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> auth.Principal:
-    """The token's principal, when the token is live and its role may call this route:
-    401 without one (or an unknown or revoked one), 403 for a role too weak."""
-    if credentials is None:
-        raise ApiError(401, "this needs an API token: send Authorization: Bearer <token>",
-                       fix="make one with `studio token create --project P --role viewer` (the server's "
-                           "admin does) and send it in the Authorization header", headers={
-                           "WWW-Authenticate": CHALLENGE})
-    principal = auth.verify(engine, credentials.credentials)
-    if principal is None:
-        raise ApiError(401, "the API token is unknown or revoked",
-                       fix="check the token (it is shown once, when made); `studio token list` shows which "
-                           "are live", headers={"WWW-Authenticate": f'{CHALLENGE}, error="invalid_token"'})
-    needed = route_role(request.scope.get("route"))
-    if not principal.allows(needed):
-        raise ApiError(403, f"this needs a {' or '.join(auth.roles_for(needed))} token; this one "
-                            f"({principal.token_id}) is a {principal.role} token for project {principal.project}",
-                       fix=f"use a token made with `studio token create --project {principal.project} "
-                           f"--role {needed}`")
-    return principal
-
-
-PrincipalDep = Annotated[auth.Principal, Depends(authorize)]
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 past ``limit`` bytes: by its Content-Length
-    before reading anything, else (chunked) as soon as the bytes read pass the limit."""
-    too_big = ApiError(413, f"the body is larger than {limit:,} bytes",
-                       fix="a brief is a few kB; raise STUDIO_API_MAX_BODY_BYTES on the server if it "
-                           "really is this large")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_big
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _job(job: Any, model: type[JobOut] = JobOut) -> dict[str, Any]:
-    return model.model_validate(job).model_dump(mode="json")
-
-
-def _not_found(job_id: str) -> ApiError:
-    return ApiError(404, f"no job {job_id!r}", fix="check the id; GET /v1/jobs lists the jobs")
-
-
-def _visible(engine: Engine, job_id: str, principal: auth.Principal) -> Any:
-    """The job, when it is in the token's project; 404 otherwise (another project's job is
-    not revealed: it reads exactly as an unknown id)."""
-    job = jobs.get(engine, job_id)
-    if job is None or job.project != principal.project:
-        raise _not_found(job_id)
-    return job
-
-
-def _bad_parameter(e: StudioError) -> ApiError:
-    return ApiError(422, e.line(), fix=e.fix, problems=[{
-        "field": e.field, "message": e.what, "fix": e.fix, "line": None, "stage": None, "source": None,
-        "text": e.line()}])
+# Modules with ``add_routes(v1: APIRouter)``: one per part of the API beyond the jobs.
+ROUTE_MODULES: tuple[str, ...] = ()
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -248,7 +140,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                    413: {"model": ErrorOut, "description": "the body is over the size limit"},
                    415: {"model": ErrorOut, "description": "the body is neither JSON nor YAML"},
                    422: ERRORS[422]})
-    async def submit_job(
+    async def submitjob_out(
         request: Request, settings: SettingsDep, engine: EngineDep, principal: PrincipalDep,
         priority: Annotated[int | None, Query(ge=0, le=100, description="0-100; default 50")] = None,
         labels: Annotated[list[str], Query(description="key=value, repeated")] = [],  # noqa: B006
@@ -263,7 +155,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         try:
             query_labels = labels_from_query(labels)
         except StudioError as e:
-            raise _bad_parameter(e) from None
+            raise bad_parameter(e) from None
         sub = await run_in_threadpool(check_submission, raw, request.headers.get("content-type"), settings,
                                       priority=priority, labels=query_labels, dry_run=dry_run)
         if sub.project != principal.project:
@@ -282,7 +174,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         except jobs.IdempotencyConflict as e:
             raise ApiError(409, e.what, fix=e.fix) from None
         headers = {"Location": f"/v1/jobs/{job.id}"}
-        return JSONResponse(_job(job, JobDetailOut), status_code=201 if created else 200, headers=headers)
+        return JSONResponse(job_out(job, JobDetailOut), status_code=201 if created else 200, headers=headers)
 
     @v1.get("/jobs", response_model=JobListOut, tags=["jobs"], responses={422: ERRORS[422]})
     def list_jobs(
@@ -301,25 +193,25 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             rows, next_cursor = jobs.list_jobs(engine, state=state or None, project=project, label=label,
                                                limit=limit, cursor=cursor)
         except StudioError as e:
-            raise _bad_parameter(e) from None
-        return {"jobs": [_job(j) for j in rows], "next_cursor": next_cursor}
+            raise bad_parameter(e) from None
+        return {"jobs": [job_out(j) for j in rows], "next_cursor": next_cursor}
 
     @v1.get("/jobs/{job_id}", response_model=JobDetailOut, tags=["jobs"], responses={404: ERRORS[404]})
-    def get_job(engine: EngineDep, principal: PrincipalDep, job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
+    def getjob_out(engine: EngineDep, principal: PrincipalDep, job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
         """One job: its state, as the queue has it."""
-        return _job(_visible(engine, job_id, principal), JobDetailOut)
+        return job_out(visible(engine, job_id, principal), JobDetailOut)
 
     @v1.post("/jobs/{job_id}/cancel", status_code=202, response_model=JobOut, tags=["jobs"],
              openapi_extra=needs("editor"), responses={404: ERRORS[404]})
-    def cancel_job(engine: EngineDep, principal: PrincipalDep, job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
+    def canceljob_out(engine: EngineDep, principal: PrincipalDep, job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
         """Cancel this job and no other. Queued: canceled at once. Running: canceling
         until its worker has stopped, then canceled. Finished: unchanged."""
-        _visible(engine, job_id, principal)  # a job's project never changes
+        visible(engine, job_id, principal)  # a job's project never changes
         try:
             job = jobs.cancel(engine, job_id)
         except jobs.UnknownJob:
-            raise _not_found(job_id) from None
-        return _job(job)
+            raise not_found(job_id) from None
+        return job_out(job)
 
     @v1.get("/jobs/{job_id}/events", response_model=EventListOut, tags=["jobs"], responses={404: ERRORS[404]})
     def job_events(
@@ -328,7 +220,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         limit: Annotated[int, Query(ge=1, le=1000)] = 500,
     ) -> dict[str, Any]:
         """The job's events after ``after``, oldest first."""
-        _visible(engine, job_id, principal)
+        visible(engine, job_id, principal)
         rows = jobs.events(engine, job_id, after_id=after, limit=limit)
         return {"events": [EventOut.model_validate(e).model_dump(mode="json") for e in rows]}
 
@@ -337,7 +229,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     def job_attempts(engine: EngineDep, principal: PrincipalDep,
                      job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
         """The job's attempts, first first: which worker, when, how each ended and why."""
-        _visible(engine, job_id, principal)
+        visible(engine, job_id, principal)
         return {"attempts": [AttemptOut.model_validate(a).model_dump(mode="json")
                              for a in jobs.attempts(engine, job_id)]}
 
@@ -366,7 +258,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         """The job's events as server-sent events, from after ``Last-Event-ID`` (or
         ``after``), then as they happen; the stream ends once the job has finished
         (succeeded, failed, canceled) and its last events are sent."""
-        await run_in_threadpool(_visible, engine, job_id, principal)  # 404 before any byte is sent
+        await run_in_threadpool(visible, engine, job_id, principal)  # 404 before any byte is sent
         body = stream.events(request, engine, job_id, stream.start_after(after, last_event_id))
         return StreamingResponse(body, media_type=stream.MEDIA_TYPE, headers=stream.HEADERS)
 
@@ -382,6 +274,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                              project=principal.project)
         return StreamingResponse(body, media_type=stream.MEDIA_TYPE, headers=stream.HEADERS)
 
+    # The other route modules put their routes on the same v1 router (so the token check
+    # and the 422 answer hold for them too). Imported here, not at the top: nothing is done
+    # at import time, and each module imports only what it serves.
+    import importlib
+
+    for name in ROUTE_MODULES:
+        importlib.import_module(name).add_routes(v1)
     app.include_router(public)
     app.include_router(v1)
     app.state.api_routes = [*public.routes, *v1.routes]  # APIRoutes with their /v1 paths (for _allowed)
