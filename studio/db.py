@@ -261,6 +261,12 @@ class Job(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now)
     updated_at: datetime = Field(default_factory=now)
     queued_at: datetime = Field(default_factory=now)  # ageing counts from here
+    # What a job at a human gate waits on (studio.gates): the gate, the run that stopped
+    # there and the content the decisions must name; None when it waits on nobody.
+    gate: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # "More candidates" asked for per beat: {beat_id: [note, ...]}, each note a new round
+    # of candidates with new seeds whose prompt the note steers (studio.gates).
+    steer: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
 class JobAttempt(SQLModel, table=True):
@@ -288,6 +294,29 @@ class JobEvent(SQLModel, table=True):
     job_id: str = Field(foreign_key="job.id", index=True)
     type: str
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=now)
+
+
+class Decision(SQLModel, table=True):
+    """Append-only: a person's decision on a job at a human gate (studio.gates): a pick, an
+    annotation, a request for more candidates, an approval or a rejection. Each names the
+    content it was made on (``content_sha256``: the candidate's keyframe, or the release
+    being signed off), so a decision on content that has changed since no longer counts."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="job.id", index=True)
+    project: str = Field(index=True)
+    kind: str  # pick | annotate | more | approve | reject (studio.gates.KINDS)
+    beat: str | None = None
+    candidate_id: str | None = None
+    role: str | None = None  # the sign-off a decision of kind approve/reject is for: brand, legal, ...
+    codes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # reason codes
+    note: str = ""
+    who: str  # the token (id and name) or user that decided
+    content_sha256: str = ""
+    frame: int | None = None  # a note pinned to a frame (0-based) of a video, at ``fps``
+    fps: str | None = None
+    run_id: str | None = None  # the run whose content it was made on
     created_at: datetime = Field(default_factory=now)
 
 
