@@ -49,16 +49,20 @@ from studio.db import Job, JobAttempt, JobEvent, new_id, now
 from studio.errors import StudioError, quote
 
 __all__ = [
-    "AGEING_PER_MINUTE", "ACTIVE", "FINAL", "STATES", "Claim", "IdempotencyConflict", "Job",
+    "AGEING_PER_MINUTE", "ACTIVE", "FINAL", "GATED", "STATES", "Claim", "IdempotencyConflict", "Job",
     "JobAttempt", "JobEvent", "UnknownJob", "append_events", "attempts", "cancel", "claim",
     "events", "finish", "get", "heartbeat", "heartbeat_status", "holds_lease", "interrupt",
     "list_jobs", "requeue_lapsed", "submit",
 ]
 
-STATES = ("queued", "running", "canceling", "succeeded", "failed", "canceled")
+STATES = ("queued", "running", "canceling", "suspending", "suspended", "awaiting_selection",
+          "awaiting_approval", "rejected", "succeeded", "failed", "canceled")
 FINAL = frozenset({"succeeded", "failed", "canceled"})
-ACTIVE = frozenset({"running", "canceling"})  # a worker holds (or held) a lease
-ATTEMPT_STATES = ("running", "succeeded", "failed", "interrupted", "canceled")
+ACTIVE = frozenset({"running", "canceling", "suspending"})  # a worker holds (or held) a lease
+# Waiting on a person (studio.gates): no worker holds them; a decision moves them on.
+GATED = frozenset({"awaiting_selection", "awaiting_approval", "rejected"})
+# "gated": the render stopped at a human gate; the job waits (not a failure, not interrupted).
+ATTEMPT_STATES = ("running", "succeeded", "failed", "interrupted", "canceled", "gated")
 # Ageing: a queued job's effective priority grows by this much per minute it waits, so
 # a priority-0 job queued 100 minutes ago goes before a priority-100 job submitted now.
 AGEING_PER_MINUTE = 1.0
