@@ -555,7 +555,9 @@ def _start_workers(n: int, stop: threading.Event) -> list[threading.Thread]:
     # that (its migration lock file goes beside a SQLite database), so the folder must exist.
     settings.home.mkdir(parents=True, exist_ok=True)
     threads = [threading.Thread(target=run_worker, args=(settings,),
-                                kwargs={"stop": stop, "worker_id": f"{default_worker_id()}/{i + 1}"},
+                                kwargs={"stop": stop, "worker_id": f"{default_worker_id()}/{i + 1}",
+                                        "lease_seconds": settings.worker_lease_seconds,
+                                        "poll_seconds": settings.worker_poll_seconds},
                                 name=f"studio-worker-{i + 1}", daemon=True) for i in range(n)]
     for t in threads:
         t.start()

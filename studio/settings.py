@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(
         default=1_000_000, ge=1, description="Largest request body `studio serve` reads (a brief is a "
         "few kB); larger ones are refused with 413 before they are read whole.")
+    worker_lease_seconds: float = Field(
+        default=60.0, gt=0, description="How long a `studio serve` worker's claim on a job lasts "
+        "without a heartbeat (it beats every third of it). A job whose server died is taken up "
+        "again once its lease has lapsed, so this bounds how long a crash leaves it waiting.")
+    worker_poll_seconds: float = Field(
+        default=2.0, gt=0, description="How often an idle `studio serve` worker looks for queued "
+        "jobs and lapsed leases.")
     ray_num_cpus: int | None = Field(
         default=None, description="CPUs for a local Ray started by Studio (default: all)."
     )
