@@ -276,13 +276,18 @@ def make_jobs(shots: list[ShotPlan], width: int, height: int, batch: int) -> lis
     """One job per batch of seeds of one shot: small dicts, never pixels."""
     jobs: list[dict[str, Any]] = []
     for shot in shots:
-        for start in range(0, len(shot.seeds), batch):
-            idx = range(start, min(start + batch, len(shot.seeds)))
-            jobs.append({
-                "id": f"{shot.shot_id}/{start}", "shot_id": shot.shot_id, "beat_id": shot.beat_id,
-                "items": [{"index": i, "seed": shot.seeds[i]} for i in idx],
-                "prompt": shot.prompt, "prompt_hash": shot.prompt_hash, "width": width, "height": height,
-            })
+        # A batch shares one prompt: the beat's own seeds, then each steered round's.
+        groups: dict[str, list[tuple[int, int, dict[str, Any]]]] = {}
+        for index, seed, prompt, phash in shot.candidate_slots():
+            groups.setdefault(phash, []).append((index, seed, prompt))
+        for phash, slots in groups.items():
+            for start in range(0, len(slots), batch):
+                part = slots[start:start + batch]
+                jobs.append({
+                    "id": f"{shot.shot_id}/{part[0][0]}", "shot_id": shot.shot_id, "beat_id": shot.beat_id,
+                    "items": [{"index": i, "seed": seed} for i, seed, _ in part],
+                    "prompt": part[0][2], "prompt_hash": phash, "width": width, "height": height,
+                })
     return jobs
 
 
@@ -341,9 +346,12 @@ def _note_recipes(recipes: dict[str, dict[str, dict[str, Any]]], shots: list[Sho
     from studio.cache import key_of
 
     for shot in shots:
-        own = [keys.get((shot.shot_id, i)) for i in range(len(shot.seeds))]
+        own = [keys.get((shot.shot_id, slot[0])) for slot in shot.candidate_slots()]
         doc = {"prompt": shot.prompt, "seeds": list(shot.seeds), "backend": identity,
                "size": list(master_size), "keys": own}
+        if shot.rounds:  # (absent otherwise: a brief without rounds keeps its recipe key)
+            doc["rounds"] = [{"note": r["note"], "prompt_hash": r["prompt_hash"], "seeds": r["seeds"]}
+                             for r in shot.rounds]
         recipes.setdefault("candidates", {})[shot.beat_id] = {
             "key": key_of("candidates", CODE_VERSION, doc) if all(own) else None, "doc": doc}
 

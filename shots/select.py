@@ -17,6 +17,7 @@ from studio import db
 from studio.context import CandidateResult, ShotPlan, StageEnv
 
 CODE_VERSION = "select.2"
+AUTO_PREFIX = "auto:"  # the reason of a selection made by score (not by a person)
 
 
 @dataclass
@@ -42,7 +43,7 @@ def select_candidates(env: StageEnv, inputs: SelectInputs) -> SelectOutputs:
             order = rank([Score(c.score, c.components, c.reason) for c in cands])
             best = cands[order[0]]
             runner = cands[order[1]] if len(order) > 1 else None
-            why = f"auto: highest score {best.score:.3f} of {len(cands)} ({best.reason})"
+            why = f"{AUTO_PREFIX} highest score {best.score:.3f} of {len(cands)} ({best.reason})"
             if runner is not None:
                 why += f"; next best candidate {runner.index} at {runner.score:.3f}"
             pick = db.latest_pick(s, env.brief_version_id, shot.beat_id, exclude_run=env.run_id)

@@ -66,6 +66,10 @@ class Beat(BaseModel):
         None, description="where text goes; overrides composition"
     )
     camera: CameraMove | None = Field(None, description="camera move; default from the style pack")
+    more: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
+        [], max_length=8,
+        description="more rounds of candidates, each steered by a note added to the prompt (new seeds; "
+                    "the new candidates join the beat's sheet); the server's 'more candidates' adds these")
 
     @field_validator("focus")
     @classmethod
@@ -153,6 +157,14 @@ class Brief(BaseModel):
     drop_frame: bool | None = Field(
         None, description="drop-frame timecode for the edit; default: the first video channel's "
                           "(drop-frame at 30000/1001 and 60000/1001)")
+    selection: Literal["auto", "human"] = Field(
+        "auto", description="auto: the top score moves on (unless a person picked); human: the render "
+                            "stops after the candidates and contact sheet until a person picks one per "
+                            "beat (`studio select`, or the server's picks)")
+    approvals: list[Annotated[str, Field(pattern=ID_RE)]] = Field(
+        [], max_length=8,
+        description="sign-offs the server's job waits for before delivery, e.g. [brand, legal]; each "
+                    "approval names the content hash it covers")
     otioz: bool = Field(
         False, description="also write the edit as an .otioz bundle holding copies of every shot "
                            "master (hundreds of MB); the .otio references them in the store")
@@ -185,6 +197,8 @@ class Brief(BaseModel):
             raise ValueError(f"hero_beat {self.hero_beat!r} is not a beat id")
         if len(set(self.channels)) != len(self.channels):
             raise ValueError("channels lists a spec twice")
+        if len(set(self.approvals)) != len(self.approvals):
+            raise ValueError("approvals lists a sign-off twice")
         return self
 
     # -- derived -------------------------------------------------------------------

@@ -38,6 +38,18 @@ class ShotPlan:
     focus: tuple[float, float]
     camera: str
     seeds: list[int]
+    # More rounds of candidates a person asked for (the beat's ``more`` notes), each
+    # {"note", "prompt", "prompt_hash", "seeds"}: the note steers the round's prompt; its
+    # candidates are numbered after the ones before (``candidate_slots``).
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+    def candidate_slots(self) -> list[tuple[int, int, dict[str, Any], str]]:
+        """Every candidate this shot draws, in index order: (index, seed, prompt record,
+        prompt hash), the beat's own seeds first, then each round's."""
+        slots = [(i, seed, self.prompt, self.prompt_hash) for i, seed in enumerate(self.seeds)]
+        for r in self.rounds:
+            slots += [(len(slots) + i, seed, r["prompt"], r["prompt_hash"]) for i, seed in enumerate(r["seeds"])]
+        return slots
 
 
 @dataclass

@@ -337,6 +337,62 @@ class ApiToken(SQLModel, table=True):
     last_used_at: datetime | None = None
 
 
+class WebhookEndpoint(SQLModel, table=True):
+    """Where a project's job events are POSTed (studio.webhooks), signed as Standard Webhooks
+    says. ``secrets``: [{id, secret ("whsec_" + base64), created_at, expires_at}], the newest
+    last; every one not yet expired signs, so a rotated-out secret keeps working for its grace
+    period. The secrets are kept as they are (signing needs them), never shown after they are
+    made."""
+
+    id: str = Field(primary_key=True)  # "whk_" + hex
+    project: str = Field(index=True)
+    url: str
+    event_types: list[str] = Field(default_factory=lambda: ["*"], sa_column=Column(JSON, nullable=False))
+    description: str = ""
+    enabled: bool = True
+    secrets: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """The outbox: one message (one job event) to one endpoint, written in the transaction
+    that wrote the event. ``id`` is the message's webhook-id, the same on every attempt and
+    redelivery (receivers dedupe on it). pending -> delivered | failed (redelivery makes it
+    pending again); a dispatcher's claim pushes ``next_attempt_at`` ahead by a visibility
+    timeout and sets ``claim_token``, so a message whose dispatcher died is sent again."""
+
+    __table_args__ = (Index("ix_webhookdelivery_due", "state", "next_attempt_at"),)
+    id: str = Field(primary_key=True)  # "msg_" + hex
+    endpoint_id: str = Field(foreign_key="webhookendpoint.id", index=True)
+    event_id: int = Field(foreign_key="jobevent.id", index=True)
+    job_id: str = Field(index=True)
+    type: str
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    state: str = "pending"  # pending | delivered | failed
+    attempts: int = 0  # every attempt ever, redeliveries included (WebhookAttempt.n)
+    schedule_from: int = 0  # ``attempts`` when this round of retries began (redelivery resets it)
+    next_attempt_at: datetime = Field(default_factory=now)
+    claim_token: str | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+    created_at: datetime = Field(default_factory=now)
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """The delivery log: one POST of a message, with what came back."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: str = Field(foreign_key="webhookdelivery.id", index=True)
+    n: int  # 1, 2, ... per message
+    at: datetime = Field(default_factory=now)
+    status: int | None = None  # the HTTP status; None when no answer came (refused, timed out)
+    error: str | None = None
+    duration_ms: int = 0
+    response: str = ""  # the start of the answer's body
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
@@ -516,8 +572,9 @@ def current_pointer(session: Session, name: str, scope: str) -> Pointer | None:
 
 
 def finish_run(engine: Engine, run_id: str, error: BaseException | None = None) -> None:
-    """Move a run to its final state: succeeded, or failed / cancelled (Ctrl-C) with the reason."""
-    from studio.errors import StudioError
+    """Move a run to its final state: succeeded, gated (stopped at a human gate), or
+    failed / cancelled (Ctrl-C) with the reason."""
+    from studio.errors import AwaitingDecision, StudioError
 
     with Session(engine) as s:
         run = s.get(Run, run_id)
@@ -525,6 +582,9 @@ def finish_run(engine: Engine, run_id: str, error: BaseException | None = None) 
             return
         if error is None:
             run.status = "succeeded"
+        elif isinstance(error, AwaitingDecision):  # stopped at a human gate: waits, did not fail
+            run.status = "gated"
+            run.error = error.line()
         else:
             run.status = "cancelled" if isinstance(error, KeyboardInterrupt) else "failed"
             run.error = error.line() if isinstance(error, StudioError) else f"{type(error).__name__}: {error}"

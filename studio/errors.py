@@ -112,3 +112,16 @@ class ManyErrors(StudioError):
 
     def lines(self) -> list[str]:
         return [e.line() for e in self.errors]
+
+
+class AwaitingDecision(StudioError):
+    """The render stopped at a human gate its brief asks for (``selection: human`` and a
+    beat nobody has picked for): nothing is published, the run is recorded ``gated``, and
+    a render after the decision goes on from there, every finished step reused. ``gate``
+    says what waits on whom (the server's job keeps it as the job's gate)."""
+
+    exit_code = 3  # neither a failure (1, 2) nor a cancel (130, 143): someone has to decide
+
+    def __init__(self, what: str, *, gate: dict[str, Any], **kw: Any) -> None:
+        super().__init__(what, **kw)
+        self.gate = gate

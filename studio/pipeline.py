@@ -30,7 +30,7 @@ from studio import __version__, actors, db, lineage, manifest, prompts
 from studio.brief import Brief, brief_problems, edit_rate, has_sound, load_brief
 from studio.cache import record_counts
 from studio.context import RunContext
-from studio.errors import ManyErrors, StudioError
+from studio.errors import AwaitingDecision, ManyErrors, StudioError
 from studio.models import ModelRegistry
 from studio.progress import QuietReporter, Reporter
 from studio.settings import Settings, get_settings
@@ -87,7 +87,7 @@ class Stage:
             "music": 2 if ctx.video_specs else 0,
             "mix": len(ctx.video_specs),
             "captions": len(ctx.video_specs) if ctx.brief.captions and ctx.sound.get("placed_lines") else 0,
-            "candidates": beats * ctx.brief.candidates,
+            "candidates": sum(len(s.candidate_slots()) for s in ctx.shots) or beats * ctx.brief.candidates,
             "select": beats,
             "review": 1,
             "clips": beats if ctx.video_specs else 0,
@@ -562,7 +562,12 @@ def render(
         # Ray starts when a stage first has work for it: a render of cached steps starts none.
         ctx.start_ray = lambda: _keeping_sigterm(ensure_ray, settings)
         reporter.event("run_start", run_id=run_id, brief=str(brief_path), out=str(out_dir))
-        run_stages(ctx, [s.name for s in STAGES])
+        names = [s.name for s in STAGES]
+        upto = names.index("review") + 1
+        run_stages(ctx, names[:upto])
+        if brief.selection == "human":
+            _selection_gate(ctx, brief_path)
+        run_stages(ctx, names[upto:])
         # Edges before publishing: a run whose records could not be completed publishes nothing.
         lineage.record_run_edges(engine, run_id)  # what each deliverable was made from
         publish(work, out_dir)
@@ -580,6 +585,44 @@ def render(
     finally:
         actors.leave_run(run_actors)
         engine.dispose()
+
+
+def selection_gate(ctx: RunContext) -> dict[str, Any]:
+    """What the selection gate of this run waits on: per beat its candidates (id, index,
+    seed, score, the scorer's reason, keyframe sha256) and whether a person's pick holds
+    (the select stage carried a pick over only when this run has a candidate with the
+    picked recipe or keyframe, so a pick on a beat that changed since does not count)."""
+    beats = []
+    for shot in ctx.shots:
+        chosen = ctx.selected.get(shot.shot_id)
+        picked = chosen is not None and not chosen.reason.startswith(select.AUTO_PREFIX)
+        beats.append({
+            "beat": shot.beat_id, "shot_id": shot.shot_id,
+            "picked": chosen.candidate_id if picked and chosen is not None else None,
+            "candidates": [{"id": c.candidate_id, "index": c.index, "seed": c.seed, "score": round(c.score, 4),
+                            "reason": c.reason, "sha256": c.image.sha256, "ext": c.image.ext,
+                            "prompt_hash": c.record.get("prompt_hash")}
+                           for c in ctx.candidates.get(shot.shot_id, [])],
+        })
+    contact = ctx.review.get("contact")
+    sheet = ctx.store.put_file(contact).sha256 if contact is not None and Path(contact).is_file() else None
+    return {"gate": "selection", "run_id": ctx.run_id, "beats": beats, "contact_sheet": sheet,
+            "waiting_on": [b["beat"] for b in beats if b["picked"] is None]}
+
+
+def _selection_gate(ctx: RunContext, brief_path: Path) -> None:
+    """``selection: human``: stop here (after the candidates and the contact sheet) while a
+    beat has no person's pick; the next render goes on with every finished step reused."""
+    gate = selection_gate(ctx)
+    if not gate["waiting_on"]:
+        return
+    ctx.reporter.event("gate", **gate)
+    waiting = ", ".join(gate["waiting_on"])
+    raise AwaitingDecision(
+        f"the brief asks for a person's pick (selection: human) and beat(s) {waiting} have none yet",
+        gate=gate, stage="select", field="selection", source=str(brief_path),
+        fix=f"see the candidates with `studio show {ctx.run_id}`, pick with `studio select {ctx.run_id} "
+            f"BEAT CANDIDATE` for each, then render again (on a server: `studio pick JOB BEAT CANDIDATE`)")
 
 
 def run_stages(ctx: RunContext, names: list[str]) -> None:

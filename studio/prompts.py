@@ -315,8 +315,10 @@ def plan_shots(env: StageEnv, inputs: PromptsInputs) -> PromptsOutputs:
     rate = inputs.edit_rate
     with env.session() as s:
         for shot in shots:
-            if s.get(db.PromptRecordRow, shot.prompt_hash) is None:
-                s.add(db.PromptRecordRow(hash=shot.prompt_hash, beat_id=shot.beat_id, document=shot.prompt))
+            for doc, phash in [(shot.prompt, shot.prompt_hash), *((r["prompt"], r["prompt_hash"]) for r in shot.rounds)]:
+                if s.get(db.PromptRecordRow, phash) is None:
+                    s.add(db.PromptRecordRow(hash=phash, beat_id=shot.beat_id, document=doc))
+                    s.flush()  # a round may share its prompt with another: add each once
             s.add(db.Shot(
                 id=shot.shot_id, run_id=env.run_id, beat_id=shot.beat_id,
                 kind="video" if video else "still", position=shot.position,
@@ -359,6 +361,14 @@ def compile_shots(inputs: PromptsInputs, *, run_id: str, settings: Any, warn: Ca
                  f"model {model.id!r} reads {record.budget['max_tokens']}; left out: "
                  + "; ".join(f"{c['field']} ({c['text']!r})" for c in record.budget["cut"]))
         frames = max(1, round(beat.duration * inputs.edit_rate))
+        rounds = []
+        for k, note in enumerate(beat.more, start=1):
+            # The note steers what is drawn: it joins the subject (the prompt's lead), and the
+            # round has seeds of its own, so its candidates are new ones beside the first.
+            steered = beat.model_copy(update={"subject": f"{beat.subject}; {note}"})
+            r = compile_prompt(brief, steered, inputs.style, inputs.specs, refs, budget)
+            rounds.append({"note": note, "prompt": r.canonical(), "prompt_hash": r.hash,
+                           "seeds": candidate_seeds(brief.base_seed, f"{beat.id}#more{k}", brief.candidates)})
         shots.append(ShotPlan(
             shot_id=f"{run_id}-{beat.id}",
             beat_id=beat.id,
@@ -371,5 +381,6 @@ def compile_shots(inputs: PromptsInputs, *, run_id: str, settings: Any, warn: Ca
             focus=tuple(record.composition.focus),  # type: ignore[arg-type]
             camera=record.camera,
             seeds=candidate_seeds(brief.base_seed, beat.id, brief.candidates),
+            rounds=rounds,
         ))
     return shots
