@@ -52,7 +52,7 @@ __all__ = [
     "AGEING_PER_MINUTE", "ACTIVE", "FINAL", "GATED", "STATES", "Claim", "IdempotencyConflict", "Job",
     "JobAttempt", "JobEvent", "UnknownJob", "append_events", "attempts", "cancel", "claim",
     "events", "finish", "get", "heartbeat", "heartbeat_status", "holds_lease", "interrupt",
-    "list_jobs", "requeue_lapsed", "submit",
+    "list_jobs", "requeue_lapsed", "submit", "WrongState", "retry", "suspend", "resume", "set_priority",
 ]
 
 STATES = ("queued", "running", "canceling", "suspending", "suspended", "awaiting_selection",
@@ -286,7 +286,8 @@ def _held(tx: _Tx, lease_token: str, at: datetime) -> tuple[JobAttempt, Job] | N
 
 def heartbeat_status(engine: Engine, lease_token: str, lease_seconds: float) -> str:
     """Extend the lease; "held", "canceling" (extended so the worker can stop cleanly
-    and finish "canceled", but it must stop) or "lost" (lapsed, requeued or finished:
+    and finish "canceled", but it must stop), "suspending" (the same, and it gives the
+    lease back with ``interrupt``: the job becomes suspended) or "lost" (lapsed, requeued or finished:
     the worker must stop and publish nothing)."""
     with _tx(engine) as tx:
         at = now()
@@ -297,7 +298,9 @@ def heartbeat_status(engine: Engine, lease_token: str, lease_seconds: float) -> 
         attempt.heartbeat_at = at
         attempt.lease_expires_at = at + timedelta(seconds=lease_seconds)
         tx.s.add(attempt)
-        return "canceling" if job.cancel_requested else "held"
+        if job.cancel_requested:
+            return "canceling"
+        return "suspending" if job.state == "suspending" else "held"
 
 
 def heartbeat(engine: Engine, lease_token: str, lease_seconds: float) -> bool:
@@ -313,7 +316,9 @@ def holds_lease(engine: Engine, lease_token: str) -> bool:
         if attempt is None or attempt.state != "running" or _utc(attempt.lease_expires_at) < now():
             return False
         job = s.get(Job, attempt.job_id)
-        return job is not None and job.state == "running" and not job.cancel_requested
+        # A suspending job that finished before its worker saw the suspend is published:
+        # the work is done, and suspending asked only to stop doing it.
+        return job is not None and job.state in ("running", "suspending") and not job.cancel_requested
 
 
 def finish(engine: Engine, lease_token: str, state: str, *, error: str | None = None,
@@ -348,7 +353,11 @@ def finish(engine: Engine, lease_token: str, state: str, *, error: str | None = 
         else:
             job.failures += 1
             job.error = error
-            if job.failures < job.max_attempts:
+            if job.failures < job.max_attempts and job.state == "suspending":
+                # failed on its own before its worker saw the suspend: put aside, not queued
+                _change(tx, job, "suspended", at, attempt=attempt.n, error=error, failures=job.failures,
+                        max_attempts=job.max_attempts)
+            elif job.failures < job.max_attempts:
                 job.queued_at = at  # behind what waited meanwhile; ageing brings it back
                 _change(tx, job, "queued", at, attempt=attempt.n, reason="retry", error=error,
                         failures=job.failures, max_attempts=job.max_attempts)
@@ -360,6 +369,7 @@ def finish(engine: Engine, lease_token: str, state: str, *, error: str | None = 
 
 def _interrupt(tx: _Tx, attempt: JobAttempt, job: Job, at: datetime, reason: str) -> None:
     """The attempt ended without an outcome: not the job's fault, so no failure counts."""
+    suspending = job.state == "suspending"  # its worker gave the lease back to suspend it
     attempt.state = "interrupted"
     attempt.finished_at = at
     attempt.error = reason
@@ -367,6 +377,8 @@ def _interrupt(tx: _Tx, attempt: JobAttempt, job: Job, at: datetime, reason: str
     _change(tx, job, "interrupted", at, attempt=attempt.n, worker=attempt.worker, reason=reason)
     if job.cancel_requested:  # canceling, and the worker is gone: nothing left to stop
         _change(tx, job, "canceled", at, attempt=attempt.n)
+    elif suspending:  # put aside until resumed; resume queues it
+        _change(tx, job, "suspended", at, attempt=attempt.n)
     else:  # keeps its queued_at: it waited its turn already
         _change(tx, job, "queued", at, attempt=attempt.n, reason="interrupted")
 
@@ -415,10 +427,10 @@ def cancel(engine: Engine, job_id: str) -> Job:
         if job is None:
             raise UnknownJob(f"no job {quote(job_id)}", fix="list jobs to find its id", field="job_id")
         at = _now()
-        if job.state == "queued":
+        if job.state in ("queued", "suspended"):
             job.cancel_requested = True
             _change(tx, job, "canceled", at)
-        elif job.state == "running":
+        elif job.state in ("running", "suspending"):  # suspending: its worker is stopping it anyway
             job.cancel_requested = True
             _change(tx, job, "canceling", at)
         return job
@@ -508,3 +520,123 @@ def append_events(engine: Engine, job_id: str, items: Sequence[tuple[str, dict[s
             tx.event(job_id, type_, data)
         added = tx.flush_events()
         return [e.id for e in added]  # type: ignore[misc]
+
+
+# -- job controls: retry, suspend, resume, priority (issue 11) -----------------------------
+#
+# Each takes the job's row lock, checks the state it applies to and moves the job with its
+# event in one transaction; a job in a state the control does not apply to raises
+# WrongState (the API's 409) naming what to do instead. ``by`` (who asked: a token's name
+# and id) and ``note`` (why) go into the event.
+
+
+class WrongState(StudioError):
+    """The job is in a state this control does not apply to (the API's 409)."""
+
+
+def _locked_job(tx: _Tx, job_id: str) -> Job:
+    job = tx.s.exec(tx.lock(select(Job).where(Job.id == job_id))).first()
+    if job is None:
+        raise UnknownJob(f"no job {quote(job_id)}", fix="list jobs to find its id", field="job_id")
+    return job
+
+
+def _wrong(job: Job, control: str, applies: str, fix: str) -> WrongState:
+    return WrongState(f"job {job.id} is {job.state}; {control} is for a job that is {applies}", fix=fix,
+                      field="state")
+
+
+def _gate_fix(job: Job) -> str:
+    return (f"it waits for a person: decide at its gate (`studio pick` / `studio approve`), or "
+            f"`studio cancel {job.id}`")
+
+
+def retry(engine: Engine, job_id: str, *, by: str | None = None, note: str | None = None) -> Job:
+    """Queue a failed or canceled job again with a new retry budget (failures back to 0).
+    Only what failed or was interrupted is redone: the re-run takes every finished step
+    from the engine's action cache. Any other state raises WrongState."""
+    with _tx(engine) as tx:
+        job = _locked_job(tx, job_id)
+        if job.state not in ("failed", "canceled"):
+            if job.state == "succeeded":
+                fix = "nothing failed; submit the brief again (a new job) to render it anew"
+            elif job.state in GATED:
+                fix = _gate_fix(job)
+            elif job.state == "suspended":
+                fix = f"resume it instead: `studio resume {job.id}`"
+            else:
+                fix = f"wait until it has finished (`studio job {job.id}`); retry it if it failed"
+            raise _wrong(job, "retry", "failed or canceled", fix)
+        at = _now()
+        before = {"failures": job.failures, "error": job.error}
+        job.failures = 0
+        job.cancel_requested = False
+        job.error = None
+        job.queued_at = at  # a new submission, as far as the queue's order goes
+        _change(tx, job, "queued", at, reason="retried", by=by, note=note,
+                previous_failures=before["failures"], previous_error=before["error"],
+                max_attempts=job.max_attempts)
+        return job
+
+
+def suspend(engine: Engine, job_id: str, *, by: str | None = None, note: str | None = None) -> Job:
+    """Put a job aside until ``resume``. Queued or at a gate: suspended at once. Running:
+    suspending (two-phase, like cancel: its worker sees it on its next heartbeat, stops
+    the render and gives the lease back, and the job becomes suspended; finished steps
+    stay in the cache). Suspending or suspended: unchanged. Canceling or final: WrongState."""
+    with _tx(engine) as tx:
+        job = _locked_job(tx, job_id)
+        at = _now()
+        if job.state == "queued" or job.state in GATED:
+            _change(tx, job, "suspended", at, by=by, note=note)
+        elif job.state == "running":
+            _change(tx, job, "suspending", at, by=by, note=note)
+        elif job.state not in ("suspending", "suspended"):
+            fix = ("it is being canceled" if job.state == "canceling"
+                   else f"it has finished; `studio retry {job.id}` queues a failed or canceled job again")
+            raise _wrong(job, "suspend", "queued, running or waiting at a gate", fix)
+        return job
+
+
+def resume(engine: Engine, job_id: str, *, by: str | None = None, note: str | None = None) -> Job:
+    """Queue a suspended job again (its place in the queue counts from now: ageing starts
+    over). Queued or running already: unchanged. Suspending: WrongState (wait until its
+    worker has stopped); gated or final: WrongState."""
+    with _tx(engine) as tx:
+        job = _locked_job(tx, job_id)
+        if job.state == "suspended":
+            at = _now()
+            job.queued_at = at
+            _change(tx, job, "queued", at, reason="resumed", by=by, note=note)
+        elif job.state not in ("queued", "running"):
+            if job.state == "suspending":
+                fix = f"wait until its worker has stopped it (`studio job {job.id}` says suspended), then resume it"
+            elif job.state in GATED:
+                fix = _gate_fix(job)
+            elif job.state == "failed" or job.state == "canceled":
+                fix = f"`studio retry {job.id}` queues it again"
+            else:
+                fix = "it has finished; nothing to resume"
+            raise _wrong(job, "resume", "suspended", fix)
+        return job
+
+
+def set_priority(engine: Engine, job_id: str, priority: int, *, by: str | None = None) -> Job:
+    """Change the priority (0-100) of a job that has not finished; a ``priority`` event
+    says from what to what and who. The same priority again changes nothing."""
+    if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 100:
+        raise StudioError(f"priority {quote(priority)} is out of range", fix="give a whole number from 0 to 100",
+                          field="priority")
+    with _tx(engine) as tx:
+        job = _locked_job(tx, job_id)
+        if job.state in FINAL:
+            raise _wrong(job, "a priority change", "not finished",
+                         "it has finished; a priority matters only while a job waits or runs")
+        if job.priority != priority:
+            at = _now()
+            tx.event(job.id, "priority", {"from": job.priority, "to": priority,
+                                          **({"by": by} if by else {})}, at)
+            job.priority = priority
+            job.updated_at = at
+            tx.s.add(job)
+        return job
