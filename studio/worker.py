@@ -20,7 +20,9 @@ re-run after one reuses every finished step (the engine's action cache). The wor
   folder of an attempt that lost its lease, failed or was canceled is deleted. A failed
   render finishes the job ``failed`` with the render's one-line error;
 - when asked to stop (``stop`` set) in the middle of a job, stops the render and gives the
-  lease back: the job is ``interrupted`` and queued again without a failure counted.
+  lease back: the job is ``interrupted`` and queued again without a failure counted;
+- when the job is being suspended (heartbeat "suspending"), stops the render the same way
+  and gives the lease back: the job is ``interrupted``, then ``suspended`` until resumed.
 """
 
 from __future__ import annotations
@@ -178,8 +180,9 @@ def _watch(engine: Engine, claim: jobs.Claim, proc: subprocess.Popen[str], lease
                 status = jobs.heartbeat_status(engine, claim.lease_token, lease_seconds)
             except Exception:  # noqa: BLE001 - a database hiccup: try again next beat
                 status = "held"
-            if status != "held" and (not why or why[0] == "stop"):
-                why[:] = [status]  # canceling or lost decide the outcome over a stop
+            # canceling or lost decide the outcome over suspending, and all three over a stop
+            if status != "held" and (not why or why[0] in ("stop", "suspending")):
+                why[:] = [status]
         if why and sigterm_at is None:
             sigterm_at = time.monotonic()
             _terminate(proc)
@@ -196,7 +199,7 @@ def _error_line(rc: int, tail: list[str]) -> str:
 def run_job(engine: Engine, settings: Settings, claim: jobs.Claim, *, lease_seconds: float,
             stop: threading.Event, worker_id: str = "") -> str:
     """Render one claimed job; what became of it: succeeded, failed, canceled,
-    interrupted (the worker stopped) or lost (the lease was lost; nothing recorded)."""
+    interrupted (the worker stopped), suspended (given back to be suspended) or lost (the lease was lost; nothing recorded)."""
     import yaml
 
     folder = job_dir(settings, claim.job_id)
@@ -256,6 +259,10 @@ def run_job(engine: Engine, settings: Settings, claim: jobs.Claim, *, lease_seco
         discard()
         jobs.interrupt(engine, claim.lease_token, f"worker {worker_id} stopped")
         return "interrupted"
+    if reason == "suspending":  # the lease back: the job ends suspended (finished steps stay cached)
+        discard()
+        jobs.interrupt(engine, claim.lease_token, f"suspended: worker {worker_id} stopped the render")
+        return "suspended"
     if reason == "canceling" or rc in (130, 143):
         discard()
         jobs.finish(engine, claim.lease_token, "canceled", run_id=events.run_id)
