@@ -47,6 +47,10 @@ db_url, settings, tokens = base.db_url, base.settings, base.tokens
 NEEDS = {
     ("POST", "/v1/jobs"): "editor",
     ("POST", "/v1/jobs/{job_id}/cancel"): "editor",
+    ("POST", "/v1/jobs/{job_id}/retry"): "editor",
+    ("POST", "/v1/jobs/{job_id}/suspend"): "editor",
+    ("POST", "/v1/jobs/{job_id}/resume"): "editor",
+    ("PATCH", "/v1/jobs/{job_id}"): "editor",
 }
 PUBLIC = {("GET", "/v1/health")}
 DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}  # FastAPI's own, no token
