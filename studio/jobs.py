@@ -45,6 +45,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from studio import webhooks
 from studio.db import Job, JobAttempt, JobEvent, new_id, now
 from studio.errors import StudioError, quote
 
@@ -129,6 +130,9 @@ class _Tx:
         added, self.pending = self.pending, []
         self.s.add_all(added)
         self.s.flush()
+        # The webhook outbox: each event's messages in this same transaction, so a message
+        # exists exactly when its event (and the state change) was committed.
+        webhooks.enqueue(self.s, added)
         return added
 
 
