@@ -94,6 +94,7 @@ class Claim:
     project: str = ""
     campaign: str = ""
     lease_expires_at: datetime = field(default_factory=now)
+    steer: dict[str, Any] = field(default_factory=dict)  # more candidates asked for, per beat (studio.gates)
 
 
 # -- transactions ----------------------------------------------------------------------
@@ -275,7 +276,7 @@ def claim(engine: Engine, worker: str, lease_seconds: float) -> Claim | None:
         _change(tx, job, "running", at, attempt=n, worker=worker)
         return Claim(job_id=job.id, attempt_id=attempt.id, lease_token=attempt.lease_token,  # type: ignore[arg-type]
                      brief=job.brief, out_dir=job.out_dir, n=n, project=job.project,
-                     campaign=job.campaign, lease_expires_at=attempt.lease_expires_at)
+                     campaign=job.campaign, lease_expires_at=attempt.lease_expires_at, steer=dict(job.steer or {}))
 
 
 def _held(tx: _Tx, lease_token: str, at: datetime) -> tuple[JobAttempt, Job] | None:
@@ -326,7 +327,7 @@ def holds_lease(engine: Engine, lease_token: str) -> bool:
 
 
 def finish(engine: Engine, lease_token: str, state: str, *, error: str | None = None,
-           run_id: str | None = None, out_dir: str | None = None) -> bool:
+           run_id: str | None = None, out_dir: str | None = None, release: dict[str, Any] | None = None) -> bool:
     """End the attempt as ``state`` (succeeded | failed | canceled). A failed attempt
     counts against ``max_attempts``: the job is queued again while it has attempts left,
     else failed with ``error``. A job whose cancel was asked for ends canceled whatever
@@ -353,6 +354,9 @@ def finish(engine: Engine, lease_token: str, state: str, *, error: str | None = 
             job.error = None
             if out_dir is not None:
                 job.out_dir = out_dir
+            # What it delivered (studio.gates: the release hash, each beat's candidates and
+            # selection), kept where a gate's would be: a pick after delivery starts from it.
+            job.gate = release
             _change(tx, job, "succeeded", at, attempt=attempt.n, run_id=run_id)
         else:
             job.failures += 1

@@ -41,10 +41,11 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from studio import db, jobs
+from studio import db, gates, jobs
 from studio.settings import Settings
 from studio.store import atomic_write_text
 
+GATE_EXIT = 3  # the render stopped at a human gate (studio.errors.AwaitingDecision)
 PROGRESS_EVERY = 1.0  # seconds between progress events of one stage
 STOP_GRACE = 60.0  # seconds a SIGTERMed render gets to clean up before SIGKILL
 ERROR_PREFIX = "studio: error: "
@@ -129,6 +130,7 @@ class _Events:
     def __init__(self, engine: Engine, job_id: str, attempt: int) -> None:
         self.engine, self.job_id, self.attempt = engine, job_id, attempt
         self.run_id: str | None = None
+        self.gate: dict[str, Any] | None = None
         self.last_progress: dict[str, float] = {}
         self.unsent: dict[str, float] = {}  # progress amounts not yet in an event, per stage
 
@@ -141,6 +143,8 @@ class _Events:
         stage = str(rec.get("stage", ""))
         if kind == "run_start":
             self.run_id = rec.get("run_id")
+        if kind == "gate":  # the render stops at a human gate: what it waits on (studio.gates)
+            self.gate = dict(rec)
         if kind == "progress":
             self.unsent[stage] = self.unsent.get(stage, 0.0) + float(rec.get("amount", 1) or 0)
             at = time.monotonic()
@@ -205,7 +209,9 @@ def run_job(engine: Engine, settings: Settings, claim: jobs.Claim, *, lease_seco
     folder = job_dir(settings, claim.job_id)
     folder.mkdir(parents=True, exist_ok=True)
     brief_path = folder / "brief.yaml"
-    atomic_write_text(brief_path, yaml.safe_dump(claim.brief, sort_keys=False, allow_unicode=True))
+    # As submitted, with the rounds of more candidates people asked for since (studio.gates).
+    brief = gates.brief_for_render(claim.brief, claim.steer)
+    atomic_write_text(brief_path, yaml.safe_dump(brief, sort_keys=False, allow_unicode=True))
     link = folder / "out"
     attempt_dir = folder / f"attempt-{claim.n}"
     for old in folder.glob("attempt-*"):  # earlier attempts' (killed with their worker)
@@ -267,10 +273,22 @@ def run_job(engine: Engine, settings: Settings, claim: jobs.Claim, *, lease_seco
         discard()
         jobs.finish(engine, claim.lease_token, "canceled", run_id=events.run_id)
         return "canceled"
+    if rc == GATE_EXIT and events.gate is not None:
+        # Stopped at the selection gate: the job waits for picks; the run's candidates are
+        # in the store and the database, so nothing of this attempt needs keeping.
+        discard()
+        if gates.wait(engine, claim.lease_token, "awaiting_selection", events.gate, run_id=events.run_id):
+            return "gated"
+        return "canceled" if jobs.get(engine, claim.job_id).state == "canceled" else "lost"  # type: ignore[union-attr]
     if rc != 0:
         discard()
         jobs.finish(engine, claim.lease_token, "failed", error=_error_line(rc, tail), run_id=events.run_id)
         return "failed"
+    release = _release(out, events.run_id)
+    if claim.brief.get("approvals"):
+        held = _approval_gate(engine, claim, release)
+        if held is not None:
+            return held
     # Publish only while the lease is ours: a worker that lost it must not replace the
     # output of the one that holds it now.
     if not jobs.holds_lease(engine, claim.lease_token):
@@ -281,13 +299,55 @@ def run_job(engine: Engine, settings: Settings, claim: jobs.Claim, *, lease_seco
         events.add("lease_lost", {"message": "the render finished after the lease was lost; its "
                                              "output was discarded"})
         return "lost"
-    if not jobs.finish(engine, claim.lease_token, "succeeded", run_id=events.run_id, out_dir=str(out.resolve())):
+    if not jobs.finish(engine, claim.lease_token, "succeeded", run_id=events.run_id, out_dir=str(out.resolve()),
+                       release=release):
         discard()
         events.add("lease_lost", {"message": "the lease was lost just before publishing; the output "
                                              "was discarded and the job runs again"})
         return "lost"
     _point(link, out.relative_to(folder))
     return "succeeded"
+
+
+def _release(out: Path, run_id: str | None) -> dict[str, Any]:
+    """What a finished render would deliver, from its manifest: the release's content hash
+    (studio.gates.release_hash), its deliverables and each beat's candidates and selection
+    (what reviewers sign off and pick from)."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {
+        "gate": None, "run_id": run_id, "content_sha256": gates.release_hash(manifest.get("deliverables") or []),
+        "out": str(out),
+        "deliverables": [{k: d.get(k) for k in ("spec", "kind", "path", "sha256", "size", "width", "height",
+                                                 "fps", "duration")} for d in manifest.get("deliverables") or []],
+        "beats": [{"beat": b.get("id"), "selected": b.get("selected"),
+                   "selected_sha256": b.get("selected_keyframe_sha256"), "reason": b.get("selection_reason"),
+                   "candidates": [{"id": c.get("id"), "index": c.get("index"), "seed": c.get("seed"),
+                                   "score": c.get("score"), "sha256": c.get("keyframe_sha256")}
+                                  for c in b.get("candidates") or []]}
+                  for b in manifest.get("beats") or []],
+    }
+
+
+def _approval_gate(engine: Engine, claim: jobs.Claim, release: dict[str, Any]) -> str | None:
+    """The brief asks for sign-offs: publish only a release every one of them approved
+    (by its content hash); else the job waits at awaiting_approval (or stays rejected)
+    with what it would deliver, kept in this attempt's folder for the reviewers. None when
+    approved (publish goes on)."""
+    job = jobs.get(engine, claim.job_id)
+    assert job is not None
+    content = release["content_sha256"]
+    state = gates.approval_state(engine, job, content)
+    if state == "approved":
+        return None
+    roles = gates.approvals_needed(claim.brief)
+    decided = gates.sign_offs(engine, job, content)
+    gate = {**release, "gate": "approval", "roles": roles,
+            "waiting_on": [r for r in roles if decided.get(r) is None or decided[r].kind != "approve"]}  # type: ignore[union-attr]
+    target = "rejected" if state == "rejected" else "awaiting_approval"
+    if gates.wait(engine, claim.lease_token, target, gate, run_id=release["run_id"]):
+        return "gated"
+    shutil.rmtree(Path(release["out"]).parent, ignore_errors=True)
+    return "lost"
 
 
 def _point(link: Path, target: Path) -> None:

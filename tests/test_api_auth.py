@@ -47,6 +47,10 @@ db_url, settings, tokens = base.db_url, base.settings, base.tokens
 NEEDS = {
     ("POST", "/v1/jobs"): "editor",
     ("POST", "/v1/jobs/{job_id}/cancel"): "editor",
+    ("POST", "/v1/jobs/{job_id}/picks"): "editor",
+    ("POST", "/v1/jobs/{job_id}/annotations"): "editor",
+    ("POST", "/v1/jobs/{job_id}/more"): "editor",
+    ("POST", "/v1/jobs/{job_id}/approvals"): "approver",
     ("POST", "/v1/jobs/{job_id}/retry"): "editor",
     ("POST", "/v1/jobs/{job_id}/suspend"): "editor",
     ("POST", "/v1/jobs/{job_id}/resume"): "editor",
@@ -255,9 +259,14 @@ def test_another_projects_token_sees_nothing_of_this_project(app: FastAPI, setti
         status, _, body = call(app, method, path, aurora_job, bearer(other))
         text = body.decode()
         if "{job_id}" in path:
+            _, _, unknown = call(app, method, path, "job_0000000000000000", bearer(other))
+            if status == 422:
+                # The body ({} here) is refused before any job is looked up: the same answer as
+                # for an unknown id (test_gates checks such routes with a valid body).
+                assert json.loads(body) == json.loads(unknown), (method, path)
+                continue
             # Exactly as an unknown id: the job's existence is not revealed.
             assert status == 404, (method, path, text)
-            _, _, unknown = call(app, method, path, "job_0000000000000000", bearer(other))
             assert json.loads(body)["detail"].replace(aurora_job, "?") == (
                 json.loads(unknown)["detail"].replace("job_0000000000000000", "?"))
         elif (method, path) == ("POST", "/v1/jobs"):

@@ -67,7 +67,8 @@ from studio.errors import StudioError
 from studio.settings import Settings
 
 # Modules with ``add_routes(v1: APIRouter)``: one per part of the API beyond the jobs.
-ROUTE_MODULES: tuple[str, ...] = ("studio.api.controls",)
+ROUTE_MODULES: tuple[str, ...] = ("studio.api.controls", "studio.api.outputs", "studio.api.gates",
+                                  "studio.api.webhooks")
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:

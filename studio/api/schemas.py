@@ -42,8 +42,8 @@ class JobOut(BaseModel):
     id: str
     project: str
     campaign: str
-    state: str = Field(description="queued | running | canceling | succeeded | failed | canceled | "
-                                   "interrupted | suspended")
+    state: str = Field(description="queued | running | canceling | suspending | suspended | awaiting_selection | "
+                                   "awaiting_approval | rejected | succeeded | failed | canceled")
     priority: int
     labels: dict[str, str] = {}
     dry_run: bool = False
@@ -57,6 +57,9 @@ class JobOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     queued_at: datetime | None = None
+    gate: dict[str, Any] | None = Field(None, description="what the job waits on at a human gate (gate: selection "
+                                                            "| approval, waiting_on, content_sha256, beats), or "
+                                                            "the release it delivered (gate: null)")
 
 
 class JobDetailOut(JobOut):
