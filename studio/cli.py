@@ -782,5 +782,85 @@ def cancel_(job_id: str, server: str, token: str | None, as_json: bool) -> None:
         click.echo(f"job {job_id}: {job['state']}")
 
 
+
+# -- job controls and outputs (the server's retry, suspend, resume, priority, outputs) ----
+
+
+def _control_command(name: str, action: str, doc: str) -> None:
+    @main.command(name, help=doc)
+    @click.argument("job_id", metavar="ID")
+    @server_option
+    @token_option
+    @click.option("--note", default=None, help="Why, kept in the job's events.")
+    @click.option("--json", "as_json", is_flag=True)
+    def command(job_id: str, server: str, token: str | None, note: str | None, as_json: bool) -> None:
+        from studio.client import Client
+
+        with Client(server, token) as client:
+            job = client.control(job_id, action, note)
+        click.echo(json.dumps(job, indent=2) if as_json else f"job {job_id}: {job['state']}")
+
+
+_control_command("retry", "retry", "Queue failed or canceled job ID again with a new retry budget: only what "
+                 "failed or was interrupted is redone (finished steps come from the cache).")
+_control_command("suspend", "suspend", "Put job ID aside until `studio resume`: queued or at a gate at once; "
+                 "running: suspending until its worker has stopped the render.")
+_control_command("resume", "resume", "Queue suspended job ID again.")
+
+
+@main.command("priority")
+@click.argument("job_id", metavar="ID")
+@click.argument("priority", type=click.IntRange(0, 100), metavar="N")
+@server_option
+@token_option
+@click.option("--json", "as_json", is_flag=True)
+def priority_(job_id: str, priority: int, server: str, token: str | None, as_json: bool) -> None:
+    """Set the priority (0-100) of job ID while it waits or runs."""
+    from studio.client import Client
+
+    with Client(server, token) as client:
+        job = client.set_priority(job_id, priority)
+    click.echo(json.dumps(job, indent=2) if as_json else f"job {job_id}: priority {job['priority']} ({job['state']})")
+
+
+@main.command("outputs")
+@click.argument("job_id", metavar="ID")
+@server_option
+@token_option
+@click.option("--download", "download", type=click.Path(path_type=Path, file_okay=False), default=None,
+              metavar="DIR", help="Fetch every output into DIR (as laid out in the run's folder), each "
+                                  "checked against its recorded sha256.")
+@click.option("--json", "as_json", is_flag=True)
+def outputs_(job_id: str, server: str, token: str | None, download: Path | None, as_json: bool) -> None:
+    """The files job ID made (deliverables, the edit and its exports, the manifest), with
+    their records; --download DIR fetches them."""
+    from studio.client import Client
+
+    with Client(server, token) as client:
+        items = client.outputs(job_id)
+        if download is not None:
+            root = download.resolve()
+            for o in items:
+                dest = (root / o["path"]).resolve()
+                if root not in dest.parents:  # a path from the server must stay inside DIR
+                    raise StudioError(f"output {o['id']} names the path {o['path']!r}, outside {download}",
+                                      fix="report this: a server lists paths inside the run's folder")
+                client.download(o, dest)
+                if not as_json:
+                    click.echo(f"{dest}", err=True)
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    if not items:
+        click.echo(f"job {job_id} has no outputs yet")
+    for o in items:
+        picture = f"{o['width']}x{o['height']} " if o.get("width") else ""
+        timing = f"{o['fps']} fps {o['duration']:.2f} s " if o.get("fps") and o.get("duration") else ""
+        what = o.get("spec") or o.get("format") or o.get("kind") or ""
+        size = f"{o['bytes']} B" if o.get("bytes") is not None else ""
+        gone = "" if o.get("available", True) else "  (gone)"
+        click.echo(f"{o['id']:<24} {o['role']:<11} {what:<16} {picture}{timing}{size}  {o['path']}{gone}")
+
+
 if __name__ == "__main__":
     main()

@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -144,6 +145,58 @@ class Client:
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self.request("POST", f"/v1/jobs/{job_id}/cancel").json()
+
+    # -- job controls and outputs (retry, suspend, resume, priority; asset downloads) -----
+
+    def control(self, job_id: str, action: str, note: str | None = None) -> dict[str, Any]:
+        """POST /v1/jobs/{id}/{action} (retry | suspend | resume); the job as it is after."""
+        body = {"note": note} if note else None
+        return self.request("POST", f"/v1/jobs/{job_id}/{action}", json=body).json()
+
+    def set_priority(self, job_id: str, priority: int) -> dict[str, Any]:
+        return self.request("PATCH", f"/v1/jobs/{job_id}", json={"priority": priority}).json()
+
+    def outputs(self, job_id: str) -> list[dict[str, Any]]:
+        return self.request("GET", f"/v1/jobs/{job_id}/outputs").json()["outputs"]
+
+    def download(self, output: dict[str, Any], dest: Path) -> Path:
+        """Fetch one output (as ``outputs`` lists it) to ``dest``, written under a temporary
+        name and renamed once its sha256 is the recorded one; a partial file is resumed with
+        a range request from where it stopped."""
+        import hashlib
+
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(f".{dest.name}.part")
+        have = part.stat().st_size if part.exists() else 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        try:
+            with self.http.stream("GET", output["url"], headers=headers) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    if r.status_code == 416 and have:  # the part is whole (or bigger): check it
+                        pass
+                    else:
+                        try:
+                            body = r.json()
+                        except ValueError:
+                            body = {"detail": r.text.strip()[:300]}
+                        raise ServerRefused(r.status_code, body, source=output.get("path"))
+                else:
+                    with open(part, "ab" if r.status_code == 206 else "wb") as f:
+                        for chunk in r.iter_bytes():
+                            f.write(chunk)
+        except httpx.TransportError as e:
+            raise self.unreachable(e) from None
+        digest = hashlib.sha256()
+        with open(part, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        if output.get("sha256") and digest.hexdigest() != output["sha256"]:
+            part.unlink(missing_ok=True)
+            raise StudioError(f"{output.get('path')}: the download's sha256 is {digest.hexdigest()}, not the "
+                              f"recorded {output['sha256']}", fix="download it again")
+        part.replace(dest)
+        return dest
 
     def follow(self, job_id: str, on_event: Callable[[Event], None], *, after: int = 0,
                reconnect_for: float = RECONNECT_FOR,
