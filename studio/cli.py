@@ -564,6 +564,20 @@ def _start_workers(n: int, stop: threading.Event) -> list[threading.Thread]:
     return threads
 
 
+def _start_dispatcher(stop: threading.Event) -> threading.Thread:
+    """The webhook dispatcher (studio.webhooks.run_dispatcher) in a thread: it POSTs the
+    outbox's messages until ``stop`` is set; what it has not sent waits for the next start."""
+    from studio import webhooks
+    from studio.settings import get_settings
+
+    settings = get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)  # as for the workers: the database's folder
+    thread = threading.Thread(target=webhooks.run_dispatcher, args=(settings, stop), name="studio-webhooks",
+                              daemon=True)
+    thread.start()
+    return thread
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (the default takes no connections from other machines).")
@@ -589,6 +603,7 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     server = Server(config)
     stop = threading.Event()
     threads = _start_workers(workers, stop)
+    dispatcher = _start_dispatcher(stop)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then raises the signal again with
     # the handler it found: with these no-ops that ends server.run() instead of the
     # process, so the workers below are stopped (their jobs given back) before we exit.
@@ -599,6 +614,8 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
         stop.set()
         for t in threads:  # a worker stops its render (up to its grace period) and gives the job back
             t.join(timeout=90)
+        # A POST in flight ends within its 10 s timeout; unsent messages stay in the outbox.
+        dispatcher.join(timeout=15)
         for sig, handler in before.items():
             signal.signal(sig, handler)
 

@@ -55,6 +55,10 @@ NEEDS = {
     ("POST", "/v1/jobs/{job_id}/suspend"): "editor",
     ("POST", "/v1/jobs/{job_id}/resume"): "editor",
     ("PATCH", "/v1/jobs/{job_id}"): "editor",
+    # Webhooks are admin business, reads included: a webhook URL can be a secret itself.
+    ("GET", "/v1/webhooks"): "admin",
+    ("GET", "/v1/webhooks/{webhook_id}"): "admin",
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"): "admin",
 }
 PUBLIC = {("GET", "/v1/health")}
 DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}  # FastAPI's own, no token
@@ -269,6 +273,12 @@ def test_another_projects_token_sees_nothing_of_this_project(app: FastAPI, setti
             assert status == 404, (method, path, text)
             assert json.loads(body)["detail"].replace(aurora_job, "?") == (
                 json.loads(unknown)["detail"].replace("job_0000000000000000", "?"))
+        elif path.startswith("/v1/webhooks/"):
+            # "x" is no endpoint in any project (tests/test_webhooks.py calls these with another
+            # project's real endpoint: the same 404 as for an unknown id).
+            assert status == 404, (method, path, text)
+        elif (method, path) == ("POST", "/v1/webhooks"):
+            assert status == 422, text  # {} names no URL
         elif (method, path) == ("POST", "/v1/jobs"):
             assert status == 403, text
             assert json.loads(body)["detail"] == ("this token is for project 'other', and the brief is for "

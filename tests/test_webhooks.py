@@ -18,12 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from studio import db, jobs, webhooks
+from studio import auth, db, jobs, webhooks
+from studio.api.app import create_app
 from studio.db import WebhookDelivery
 from studio.errors import StudioError
+from studio.settings import Settings
+
+from . import test_api as base
+from .test_api import bearer
+
+# test_api's fixtures: the settings over this module's database, a token per role (aurora).
+settings, tokens = base.settings, base.tokens
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -437,3 +446,127 @@ def test_the_dispatcher_thread_delivers_until_stopped(engine: Any, receiver: Rec
         stop.set()
         thread.join(10)
     assert not thread.is_alive()
+
+
+# -- the API ----------------------------------------------------------------------------
+
+
+def test_the_api_manages_endpoints_and_shows_the_log(settings: Settings, tokens: dict[str, str],
+                                                     client: Any, receiver: Receiver) -> None:
+    engine = db.make_engine(settings.db_url)
+    other = auth.create(engine, project="other", role="admin")[1]
+    app = create_app(settings, engine)
+    try:
+        with TestClient(app, headers=bearer(tokens["admin"])) as c:
+            for role in ("viewer", "editor", "approver"):  # a URL can be a secret: admins only
+                assert c.get("/v1/webhooks", headers=bearer(tokens[role])).status_code == 403
+            for bad, field in (({"url": "ftp://example.com/x"}, "url"),
+                               ({"url": "https://example.com/x", "event_types": ["Not A Type"]}, "event_types")):
+                r = c.post("/v1/webhooks", json=bad)
+                assert r.status_code == 422 and r.json()["problems"][0]["field"] == field, r.text
+            assert c.post("/v1/webhooks", json={"url": receiver.url, "secret": "mine"}).status_code == 422
+
+            r = c.post("/v1/webhooks", json={"url": receiver.url, "event_types": ["queued", "succeeded"],
+                                             "description": "render farm bot"})
+            assert r.status_code == 201, r.text
+            made = r.json()
+            hook, secret = made["id"], made["secret"]
+            assert hook.startswith("whk_") and secret.startswith("whsec_")
+            assert r.headers["location"] == f"/v1/webhooks/{hook}"
+            assert made["project"] == "aurora" and made["event_types"] == ["queued", "succeeded"]
+            # The secret is shown once: no later answer holds it.
+            listed = c.get("/v1/webhooks")
+            assert [w["id"] for w in listed.json()["webhooks"]] == [hook] and secret not in listed.text
+            one = c.get(f"/v1/webhooks/{hook}")
+            assert one.status_code == 200 and secret not in one.text and "secret" not in one.json()
+            assert one.json()["secrets"][0]["expires_at"] is None
+
+            job, _ = jobs.submit(engine, brief={"project": "aurora"}, project="aurora", campaign="c",
+                                 brief_sha256="s", request_sha256="r")
+            assert webhooks.deliver_due(engine, client) == 1
+            assert _verify(secret, receiver.got[0])["data"]["job"]["id"] == job.id
+            log = c.get(f"/v1/webhooks/{hook}/deliveries").json()["deliveries"]
+            assert [(d["type"], d["state"], d["job_id"]) for d in log] == [("queued", "delivered", job.id)]
+            assert [(a["n"], a["status"], a["response"]) for a in log[0]["log"]] == [(1, 200, "answer 200")]
+            assert log[0]["payload"] == json.loads(receiver.got[0]["body"])
+            msg = log[0]["id"]
+            assert msg == receiver.got[0]["headers"]["webhook-id"]
+            assert c.get(f"/v1/webhooks/{hook}/deliveries", params={"state": "failed"}).json() == {"deliveries": []}
+
+            r = c.post(f"/v1/webhooks/{hook}/deliveries/{msg}/redeliver")
+            assert r.status_code == 202 and r.json()["state"] == "pending" and len(r.json()["log"]) == 1
+            assert webhooks.deliver_due(engine, client) == 1
+            assert receiver.got[1]["headers"]["webhook-id"] == msg
+            assert len(c.get(f"/v1/webhooks/{hook}/deliveries").json()["deliveries"][0]["log"]) == 2
+
+            # Rotation: the default grace keeps the old secret signing; grace 0 ends it now.
+            r = c.post(f"/v1/webhooks/{hook}/rotate-secret")
+            assert r.status_code == 200, r.text
+            second = r.json()["secret"]
+            assert [s["expires_at"] is None for s in r.json()["secrets"]] == [False, True]
+            r = c.post(f"/v1/webhooks/{hook}/rotate-secret", json={"grace_seconds": 0})
+            third = r.json()["secret"]
+            assert len({secret, second, third}) == 3 and len(r.json()["secrets"]) == 3
+            assert c.post(f"/v1/webhooks/{hook}/rotate-secret", json={"grace_seconds": -1}).status_code == 422
+            r = c.patch(f"/v1/webhooks/{hook}", json={"event_types": ["*"], "enabled": True})
+            assert r.status_code == 200 and r.json()["event_types"] == ["*"]
+            assert c.patch(f"/v1/webhooks/{hook}", json={"url": "javascript:alert(1)"}).json()[
+                "problems"][0]["field"] == "url"
+            jobs.cancel(engine, job.id)
+            assert webhooks.deliver_due(engine, client) == 1
+            assert _verify(third, receiver.got[-1])["type"] == "canceled"
+            with pytest.raises(WebhookVerificationError):
+                _verify(secret, receiver.got[-1])
+
+            # Another project's admin: the endpoint and its messages do not exist for it.
+            theirs = bearer(other)
+            assert c.get("/v1/webhooks", headers=theirs).json() == {"webhooks": []}
+            for method, path, body in (("GET", f"/v1/webhooks/{hook}", None),
+                                       ("PATCH", f"/v1/webhooks/{hook}", {"enabled": False}),
+                                       ("POST", f"/v1/webhooks/{hook}/rotate-secret", None),
+                                       ("GET", f"/v1/webhooks/{hook}/deliveries", None),
+                                       ("POST", f"/v1/webhooks/{hook}/deliveries/{msg}/redeliver", None),
+                                       ("DELETE", f"/v1/webhooks/{hook}", None)):
+                r = c.request(method, path, json=body, headers=theirs)
+                unknown = c.request(method, path.replace(hook, "whk_0000000000000000"), json=body, headers=theirs)
+                assert r.status_code == 404 == unknown.status_code, (method, path, r.text)
+                assert r.json()["detail"].replace(hook, "?") == unknown.json()["detail"].replace(
+                    "whk_0000000000000000", "?")
+            assert c.get(f"/v1/webhooks/{hook}").json()["enabled"] is True  # untouched
+            assert c.post(f"/v1/webhooks/{hook}/deliveries/msg_0000/redeliver").status_code == 404
+
+            assert c.delete(f"/v1/webhooks/{hook}").status_code == 204
+            assert c.get(f"/v1/webhooks/{hook}").status_code == 404
+            assert c.get(f"/v1/webhooks/{hook}/deliveries").status_code == 404
+    finally:
+        engine.dispose()
+
+
+def test_studio_serve_runs_the_dispatcher(tmp_path: Path, receiver: Receiver) -> None:
+    """The real server (uvicorn, `studio serve --workers 0`) delivers a job's events on its own,
+    and stops its dispatcher with the rest on SIGTERM."""
+    import signal
+
+    import httpx
+
+    from .conftest import serve
+
+    home = tmp_path / "home"
+    proc, base_url = serve(home, workers=0, log_level="warning")
+    try:
+        engine = db.make_engine(Settings(home=home).db_url)
+        admin = auth.create(engine, project="p", role="admin")[1]
+        r = httpx.post(f"{base_url}/v1/webhooks", json={"url": receiver.url}, headers=bearer(admin), timeout=10)
+        assert r.status_code == 201, r.text
+        secret = r.json()["secret"]
+        job = _submit(engine)
+        jobs.cancel(engine, job.id)
+        deadline = time.monotonic() + 30
+        while len(receiver.got) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sorted(_verify(secret, g)["type"] for g in receiver.got) == ["canceled", "queued"]
+        engine.dispose()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
