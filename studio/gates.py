@@ -294,9 +294,10 @@ def more(engine: Engine, job_id: str, beat: str, note: str, who: str) -> Outcome
                           field="note")
     with _tx(engine) as tx:
         job = _job_for_update(tx, job_id)
-        if job.state not in (*GATED, "succeeded"):
-            raise GateConflict(f"job {job.id} is {job.state}", fix="ask for more candidates when it waits for "
-                               "a person or has rendered", field="state")
+        if job.state not in (*GATED, "succeeded", "queued", "suspended"):
+            raise GateConflict(f"job {job.id} is {job.state}: its render has begun without this round",
+                               fix="ask for more candidates once it waits for a person or has rendered",
+                               field="state")
         beats = [b.get("id") for b in job.brief.get("beats") or []]
         if beat not in beats:
             raise StudioError(f"beat {quote(beat)} is not in the job's brief", fix=f"use one of: {', '.join(beats)}",
@@ -313,6 +314,9 @@ def more(engine: Engine, job_id: str, beat: str, note: str, who: str) -> Outcome
                  content_sha256=hashlib.sha256(note.encode()).hexdigest())
         tx.event(job.id, "more_requested", {"beat": beat, "note": note, "who": who, "round": len(steer[beat]),
                                             "decision": d.id}, at)
+        if job.state in ("queued", "suspended"):  # not begun: its next render has the round
+            tx.s.add(job)
+            return Outcome(d, job, None)
         return Outcome(d, job, _requeue(tx, job, "more_candidates", at, beat=beat, decision=d.id))
 
 

@@ -427,7 +427,7 @@ def interrupt(engine: Engine, lease_token: str, reason: str) -> bool:
 
 
 def cancel(engine: Engine, job_id: str) -> Job:
-    """Ask for the job to stop. Queued: canceled at once. Running: canceling (the worker
+    """Ask for the job to stop. Queued, suspended or at a human gate: canceled at once. Running: canceling (the worker
     sees it on its next heartbeat, stops, and finishes it canceled). Canceling or final:
     unchanged. Only this job is touched. UnknownJob when there is no such job."""
     with _tx(engine) as tx:
@@ -435,7 +435,8 @@ def cancel(engine: Engine, job_id: str) -> Job:
         if job is None:
             raise UnknownJob(f"no job {quote(job_id)}", fix="list jobs to find its id", field="job_id")
         at = _now()
-        if job.state in ("queued", "suspended"):
+        if job.state in ("queued", "suspended") or job.state in GATED:
+            # No worker holds it (a gated job waits on a person): canceled at once.
             job.cancel_requested = True
             _change(tx, job, "canceled", at)
         elif job.state in ("running", "suspending"):  # suspending: its worker is stopping it anyway
