@@ -28,6 +28,9 @@ WEBHOOK_ID = Path(description="a webhook endpoint's id (whk_...)", max_length=10
 MSG_ID = Path(description="a message's id (msg_...): its webhook-id header", max_length=100)
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "no webhook endpoint (or message) with this id in this token's project"}}
+# FastAPI answers 400 itself when a JSON body cannot be decoded (not UTF-8, say).
+UNREADABLE: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "the body cannot be read as JSON"}}
 TYPES_DOC = ('event types to send: ["*"] for every one, or job event types such as queued, running, '
              "succeeded, failed, canceled, interrupted, awaiting_selection, awaiting_approval, stage_done")
 
@@ -146,7 +149,7 @@ def add_routes(v1: APIRouter) -> None:
     admin = needs("admin")
 
     @v1.post("/webhooks", status_code=201, response_model=WebhookSecretOut, tags=["webhooks"],
-             openapi_extra=admin, responses={422: ERRORS[422]})
+             openapi_extra=admin, responses={**UNREADABLE, 422: ERRORS[422]})
     def create_webhook(engine: EngineDep, principal: PrincipalDep, body: WebhookIn) -> Any:
         """A webhook endpoint for this token's project. The answer holds its signing secret,
         shown this once: receivers verify each message with it (Standard Webhooks)."""
@@ -175,7 +178,7 @@ def add_routes(v1: APIRouter) -> None:
             raise _not_found(e) from None
 
     @v1.patch("/webhooks/{webhook_id}", response_model=WebhookOut, tags=["webhooks"], openapi_extra=admin,
-              responses={**NOT_FOUND, 422: ERRORS[422]})
+              responses={**UNREADABLE, **NOT_FOUND, 422: ERRORS[422]})
     def update_webhook(engine: EngineDep, principal: PrincipalDep, webhook_id: Annotated[str, WEBHOOK_ID],
                        body: WebhookPatch) -> dict[str, Any]:
         """Change the URL, the event types, the description, or enable/disable it. Messages
@@ -202,7 +205,7 @@ def add_routes(v1: APIRouter) -> None:
         return Response(status_code=204)
 
     @v1.post("/webhooks/{webhook_id}/rotate-secret", response_model=WebhookSecretOut, tags=["webhooks"],
-             openapi_extra=admin, responses={**NOT_FOUND, 422: ERRORS[422]})
+             openapi_extra=admin, responses={**UNREADABLE, **NOT_FOUND, 422: ERRORS[422]})
     def rotate_secret(engine: EngineDep, principal: PrincipalDep, webhook_id: Annotated[str, WEBHOOK_ID],
                       body: Annotated[RotateIn | None, Body()] = None) -> dict[str, Any]:
         """A new signing secret (in the answer, shown this once). The current ones go on
