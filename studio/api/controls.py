@@ -36,6 +36,8 @@ from studio.errors import StudioError
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorOut, "description": "the job is in a state this does not apply to; `fix` says what to do"}}
 
+BAD_BODY: dict[str, Any] = {"model": ErrorOut, "description": "the body is not JSON"}
+
 
 class ControlIn(BaseModel):
     """Why (optional): kept in the job's event beside who asked."""
@@ -74,7 +76,7 @@ NoteBody = Annotated[ControlIn | None, Body(description="optional: why")]
 
 def add_routes(v1: APIRouter) -> None:
     common: dict[str, Any] = {"status_code": 202, "response_model": JobOut, "tags": ["jobs"],
-                              "openapi_extra": needs("editor"), "responses": {404: ERRORS[404], **CONFLICT}}
+                              "openapi_extra": needs("editor"), "responses": {400: BAD_BODY, 404: ERRORS[404], **CONFLICT}}
 
     @v1.post("/jobs/{job_id}/retry", **common)
     def retry_job(engine: EngineDep, principal: PrincipalDep, job_id: Annotated[str, JOB_ID],
@@ -100,7 +102,7 @@ def add_routes(v1: APIRouter) -> None:
         return job_out(_control(engine, principal, job_id, jobs.resume, note=body.note if body else None))
 
     @v1.patch("/jobs/{job_id}", response_model=JobOut, tags=["jobs"], openapi_extra=needs("editor"),
-              responses={404: ERRORS[404], **CONFLICT, 422: ERRORS[422]})
+              responses={400: BAD_BODY, 404: ERRORS[404], **CONFLICT, 422: ERRORS[422]})
     def patch_job(engine: EngineDep, principal: PrincipalDep, job_id: Annotated[str, JOB_ID],
                   body: JobPatchIn) -> dict[str, Any]:
         """Change a job's priority (0-100) while it has not finished; finished: 409. An empty
