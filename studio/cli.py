@@ -667,12 +667,16 @@ class _Follower:
         elif event.type == "queued" and data.get("reason") == "retry":
             self.say(f"failed attempt {data.get('failures')} of {data.get('max_attempts')}: "
                      f"{data.get('error')}; queued again")
+        elif event.type == "queued" and data.get("reason") in ("retried", "resumed"):
+            self.say(f"{data['reason']}" + (f" by {data['by']}" if data.get("by") else "") + "; queued again")
         elif event.type == "queued":
             self.say("queued" + (" again (its worker stopped)" if data.get("reason") == "interrupted" else ""))
         elif event.type == "interrupted":
             self.say(f"interrupted: {data.get('reason')}")
-        elif event.type in ("canceling", "succeeded", "failed", "canceled"):
-            self.say(event.type)
+        elif event.type in ("canceling", "succeeded", "failed", "canceled", "suspending", "suspended"):
+            self.say(event.type + (f" by {data['by']}" if data.get("by") else ""))
+        elif event.type == "priority":
+            self.say(f"priority {data.get('from')} -> {data.get('to')}")
 
 
 @main.command()
