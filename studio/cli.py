@@ -693,10 +693,11 @@ def submit(brief: Path, server: str, token: str | None, priority: int | None, la
            idempotency_key: str | None, dry_run: bool, as_json: bool, no_wait: bool) -> None:
     """Submit BRIEF to a Studio server and follow the job's progress until it finishes.
 
-    Exit code: 0 succeeded; 1 failed (its error printed); 143 canceled; 2 refused (each
-    problem printed) or the server unreachable; 130 when Ctrl-C stops the following (the
-    job goes on on the server)."""
-    from studio.client import Client
+    Exit code: 0 succeeded; 1 failed (its error printed); 3 waiting on a person at a human
+    gate (what to do printed: `studio pick`, `studio approve`); 143 canceled; 2 refused
+    (each problem printed) or the server unreachable; 130 when Ctrl-C stops the following
+    (the job goes on on the server)."""
+    from studio.client import GATE_EXIT, GATES, Client
 
     with Client(server, token) as client:
         status, body = client.submit(brief.read_bytes(), source=str(brief), priority=priority,
@@ -722,7 +723,7 @@ def submit(brief: Path, server: str, token: str | None, priority: int | None, la
                    f" to {client.base}", err=True)
         follower = _Follower(job_id)
         try:
-            job = client.follow(job_id, follower,
+            job = client.follow(job_id, follower, stop_at=GATES,
                                 on_reconnect=lambda why: follower.say(f"stream dropped ({why}); reconnecting"))
         except KeyboardInterrupt:
             click.echo(f"studio: stopped following job {job_id}; it goes on on the server "
@@ -740,6 +741,14 @@ def submit(brief: Path, server: str, token: str | None, priority: int | None, la
     if job["state"] == "canceled":
         click.echo(f"studio: job {job_id} was canceled", err=True)
         sys.exit(CANCELED_EXIT)
+    if job["state"] in GATES:
+        waiting = ", ".join((job.get("gate") or {}).get("waiting_on") or [])
+        todo = {"awaiting_selection": f"pick a candidate for beat(s) {waiting}: `studio candidates {job_id}`, then "
+                                      f"`studio pick {job_id} BEAT CANDIDATE`",
+                "awaiting_approval": f"sign-off(s) {waiting} to give: `studio approve {job_id} --role ROLE`",
+                "rejected": f"rejected: change a pick (`studio pick`) or ask for more (`studio more {job_id} BEAT NOTE`)"}
+        click.echo(f"studio: job {job_id} waits on a person ({job['state']}): {todo[job['state']]}", err=True)
+        sys.exit(GATE_EXIT)
 
 
 @main.command("jobs")
@@ -801,6 +810,142 @@ def cancel_(job_id: str, server: str, token: str | None, as_json: bool) -> None:
         click.echo(f"job {job_id}: canceling (its worker is stopping it)")
     else:
         click.echo(f"job {job_id}: {job['state']}")
+
+
+# -- human gates: what a job waits on, picks, notes, more candidates, sign-offs ------------
+
+
+def _decided(out: dict[str, Any], as_json: bool, words: str) -> None:
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    job = out["job"]
+    moved = f"; the job is now {out['moved']}" if out.get("moved") else f"; the job stays {job['state']}"
+    waiting = (job.get("gate") or {}).get("waiting_on") if not out.get("moved") else None
+    click.echo(f"job {job['id']}: {words} (decision {out['decision']['id']}, on "
+               f"{out['decision']['content_sha256'][:12]}){moved}" + (f", waiting on {', '.join(waiting)}" if waiting else ""))
+
+
+@main.command("candidates")
+@click.argument("job_id", metavar="ID")
+@server_option
+@token_option
+@click.option("--json", "as_json", is_flag=True)
+def candidates_(job_id: str, server: str, token: str | None, as_json: bool) -> None:
+    """What job ID waits on at a human gate, and each beat's candidates to pick from."""
+    from studio.client import Client
+
+    with Client(server, token) as client:
+        sheet = client.candidates(job_id)
+    if as_json:
+        click.echo(json.dumps(sheet, indent=2))
+        return
+    click.echo(f"job {job_id}: gate {sheet.get('gate') or 'none'}"
+               + (f", waiting on {', '.join(sheet['waiting_on'])}" if sheet.get("waiting_on") else "")
+               + (f", release {sheet['content_sha256']}" if sheet.get("content_sha256") else ""))
+    for b in sheet["beats"]:
+        chosen = b.get("picked") or b.get("selected")
+        click.echo(f"  beat {b['beat']}")
+        for c in b["candidates"]:
+            mark = "*" if c["id"] == chosen else " "
+            score = f"score {c['score']:.3f}" if c.get("score") is not None else ""
+            click.echo(f"   {mark} {c['index']:>2} {c['id']} {score} keyframe {str(c.get('sha256'))[:12]}")
+
+
+def _candidate_id(client: Any, job_id: str, beat: str, candidate: str) -> str:
+    """CANDIDATE as an id, or as its index in the beat (what `studio candidates` shows)."""
+    if not candidate.isdigit():
+        return candidate
+    for b in client.candidates(job_id)["beats"]:
+        if b["beat"] == beat:
+            for c in b["candidates"]:
+                if c["index"] == int(candidate):
+                    return str(c["id"])
+    raise StudioError(f"beat {beat} of job {job_id} has no candidate {candidate}", field="CANDIDATE",
+                      fix=f"`studio candidates {job_id}` lists them")
+
+
+@main.command("pick")
+@click.argument("job_id", metavar="ID")
+@click.argument("beat")
+@click.argument("candidate")
+@click.option("--note", default="", help="Why: kept with the decision.")
+@server_option
+@token_option
+@click.option("--json", "as_json", is_flag=True)
+def pick_(job_id: str, beat: str, candidate: str, note: str, server: str, token: str | None, as_json: bool) -> None:
+    """Pick CANDIDATE (its id, or its index in `studio candidates ID`) for BEAT of job ID.
+    The job goes on once every beat is picked; after delivery a new pick renders again and
+    needs its sign-offs again."""
+    from studio.client import Client
+
+    with Client(server, token) as client:
+        cid = _candidate_id(client, job_id, beat, candidate)
+        out = client.decide(job_id, "picks", {"beat": beat, "candidate": cid, "note": note})
+    _decided(out, as_json, f"beat {beat} picked {cid}")
+
+
+@main.command("annotate")
+@click.argument("job_id", metavar="ID")
+@click.argument("candidate")
+@click.option("--code", "codes", multiple=True, help="A reason code, repeated: composition_solid, expression_off, "
+              "product_unclear, off_palette, artefact, good_for_alt.")
+@click.option("--note", default="")
+@server_option
+@token_option
+@click.option("--json", "as_json", is_flag=True)
+def annotate_(job_id: str, candidate: str, codes: tuple[str, ...], note: str, server: str, token: str | None,
+              as_json: bool) -> None:
+    """A note on CANDIDATE of job ID, with reason codes; changes nothing else."""
+    from studio.client import Client
+
+    with Client(server, token) as client:
+        out = client.decide(job_id, "annotations", {"candidate": candidate, "codes": list(codes), "note": note})
+    _decided(out, as_json, f"noted {candidate}")
+
+
+@main.command("more")
+@click.argument("job_id", metavar="ID")
+@click.argument("beat")
+@click.argument("note")
+@server_option
+@token_option
+@click.option("--json", "as_json", is_flag=True)
+def more_(job_id: str, beat: str, note: str, server: str, token: str | None, as_json: bool) -> None:
+    """More candidates for BEAT of job ID, with new seeds, their prompt steered by NOTE;
+    they join the beat's sheet."""
+    from studio.client import Client
+
+    with Client(server, token) as client:
+        out = client.decide(job_id, "more", {"beat": beat, "note": note})
+    _decided(out, as_json, f"more candidates for beat {beat}")
+
+
+@main.command("approve")
+@click.argument("job_id", metavar="ID")
+@click.option("--role", required=True, help="The sign-off you give, one of the brief's approvals (e.g. brand).")
+@click.option("--reject", is_flag=True, help="Reject the release instead.")
+@click.option("--content", "content_sha256", default=None,
+              help="The release's content_sha256 you reviewed (default: the one the job waits on now).")
+@click.option("--note", default="")
+@server_option
+@token_option
+@click.option("--json", "as_json", is_flag=True)
+def approve_(job_id: str, role: str, reject: bool, content_sha256: str | None, note: str, server: str,
+             token: str | None, as_json: bool) -> None:
+    """Approve (or --reject) the release job ID waits on, as ROLE. The decision names the
+    release's content hash: if the content changed since you looked, it is refused."""
+    from studio.client import Client
+
+    with Client(server, token) as client:
+        if content_sha256 is None:
+            content_sha256 = (client.job(job_id).get("gate") or {}).get("content_sha256")
+            if not content_sha256:
+                raise StudioError(f"job {job_id} waits on no release", field="--content",
+                                  fix=f"`studio job {job_id}` shows its state; sign off once it is awaiting_approval")
+        out = client.decide(job_id, "approvals", {"role": role, "decision": "reject" if reject else "approve",
+                                                  "content_sha256": content_sha256, "note": note})
+    _decided(out, as_json, f"{'rejected' if reject else 'approved'} as {role}")
 
 
 

@@ -22,6 +22,8 @@ import httpx
 from studio.errors import StudioError
 
 FINAL = frozenset({"succeeded", "failed", "canceled"})
+GATES = frozenset({"awaiting_selection", "awaiting_approval", "rejected"})  # waiting on a person
+GATE_EXIT = 3  # `studio submit`'s exit code for a job that waits on a person (as `studio render`'s)
 RECONNECT_FOR = 300.0  # seconds a follower keeps trying to reach a server that went away
 READ_TIMEOUT = 60.0  # the server sends a keep-alive every 15 s: this much silence is a dead link
 
@@ -146,6 +148,20 @@ class Client:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self.request("POST", f"/v1/jobs/{job_id}/cancel").json()
 
+    # -- human gates (studio.gates: picks, notes, more candidates, sign-offs) ------------
+
+    def candidates(self, job_id: str) -> dict[str, Any]:
+        """GET /v1/jobs/{id}/candidates: the gate, what it waits on, each beat's candidates."""
+        return self.request("GET", f"/v1/jobs/{job_id}/candidates").json()
+
+    def decide(self, job_id: str, what: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /v1/jobs/{id}/{what} (picks | annotations | more | approvals): the decision,
+        the job after it and the state it moved to."""
+        return self.request("POST", f"/v1/jobs/{job_id}/{what}", json=body).json()
+
+    def decisions(self, job_id: str) -> list[dict[str, Any]]:
+        return self.request("GET", f"/v1/jobs/{job_id}/decisions").json()["decisions"]
+
     # -- job controls and outputs (retry, suspend, resume, priority; asset downloads) -----
 
     def control(self, job_id: str, action: str, note: str | None = None) -> dict[str, Any]:
@@ -200,10 +216,12 @@ class Client:
 
     def follow(self, job_id: str, on_event: Callable[[Event], None], *, after: int = 0,
                reconnect_for: float = RECONNECT_FOR,
-               on_reconnect: Callable[[str], None] | None = None) -> dict[str, Any]:
+               on_reconnect: Callable[[str], None] | None = None,
+               stop_at: frozenset[str] = frozenset()) -> dict[str, Any]:
         """Read the job's event stream, handing each event to ``on_event`` once, until the
-        job has finished; the job as the server then has it. A dropped connection is
-        reopened with Last-Event-ID; a server gone for ``reconnect_for`` seconds raises."""
+        job has finished (or reached a state in ``stop_at``: a human gate the caller does not
+        wait at); the job as the server then has it. A dropped connection is reopened with
+        Last-Event-ID; a server gone for ``reconnect_for`` seconds raises."""
         last = after
         down_since: float | None = None
         timeout = httpx.Timeout(30.0, read=READ_TIMEOUT)
@@ -223,6 +241,10 @@ class Client:
                     for event in parse_sse(r.iter_lines()):
                         on_event(event)
                         last = max(last, event.id)
+                        if event.type in stop_at:
+                            job = self.request("GET", f"/v1/jobs/{job_id}").json()
+                            if job["state"] in stop_at:  # still there (not moved on meanwhile)
+                                return job
                 # The server ends a job's stream once the job has finished, and every
                 # stream when it stops: which was it?
                 job = self.http.get(f"/v1/jobs/{job_id}").raise_for_status().json()

@@ -234,8 +234,10 @@ def test_every_route_refuses_a_role_too_weak_and_lets_the_others_in(app: FastAPI
             assert status == 403, (method, path, role, body)
             answer = json.loads(body)
             allowed = " or ".join(auth.roles_for(needed))
-            assert answer["detail"].startswith(f"this needs a {allowed} token; this one"), answer
-            assert f"is a {role} token for project aurora" in answer["detail"]
+            article = "an" if allowed[0] in "aeiou" else "a"
+            assert answer["detail"].startswith(f"this needs {article} {allowed} token; this one"), answer
+            article = "an" if role[0] in "aeiou" else "a"
+            assert f"is {article} {role} token for project aurora" in answer["detail"]
             assert f"--project aurora --role {needed}" in answer["fix"]
             assert jobs_in_db(settings) == before, (method, path, role)
     assert refused >= 4  # submit and cancel: by a viewer and by an approver

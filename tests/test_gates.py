@@ -246,3 +246,66 @@ def test_the_cli_render_stops_at_the_selection_gate(tmp_path: Path) -> None:
            "have none yet" in last
     assert "pick with `studio select run_" in last
     assert not (tmp_path / "out").exists()
+
+
+def test_the_cli_client_waits_at_each_gate_and_decides(tmp_path: Path) -> None:
+    """The real server (uvicorn, one worker) and the `studio` client: `studio submit` stops
+    following at the gate (exit 3, what to do), `studio candidates`, `studio pick` by index,
+    `studio approve` of the release the job waits on; then the job delivers."""
+    import json
+    import os
+    import time
+
+    import httpx
+
+    from .test_api_stream import start_server, stop_server
+
+    server = start_server(tmp_path / "home", workers=1)
+    try:
+        approver = auth.create(server.engine, project="gates", role="approver", name="brand-lead")[1]
+        editor = auth.create(server.engine, project="gates", role="editor", name="producer")[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STUDIO_")}
+        env.update(STUDIO_SERVER=server.base, STUDIO_TOKEN=editor)
+
+        def studio(*args: str, token: str = editor) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "studio", *args], capture_output=True, text=True,
+                                  env={**env, "STUDIO_TOKEN": token}, timeout=600)
+
+        def wait_for(job_id: str, state: str) -> dict[str, Any]:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                job = httpx.get(f"{server.base}/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {editor}"}).json()
+                if job["state"] == state:
+                    return job
+                assert job["state"] not in ("failed", "canceled"), job
+                time.sleep(0.5)
+            raise AssertionError(f"job {job_id} never reached {state}")
+
+        brief = tmp_path / "brief.yaml"
+        brief.write_text(yaml.safe_dump(gated_brief()))
+        p = studio("submit", str(brief))
+        assert p.returncode == 3, p.stderr
+        job_id = p.stderr.split("studio: job ", 1)[1].split()[0]
+        assert f"studio: job {job_id} waits on a person (awaiting_selection): pick a candidate for beat(s) " \
+               f"b01, b02: `studio candidates {job_id}`" in p.stderr
+        p = studio("candidates", job_id, "--json")
+        assert p.returncode == 0, p.stderr
+        sheet = json.loads(p.stdout)
+        assert sheet["gate"] == "selection" and len(sheet["beats"]) == 2
+        p = studio("pick", job_id, "b01", "1", "--note", "the calmer sea")
+        assert p.returncode == 0 and "the job stays awaiting_selection, waiting on b02" in p.stdout, p.stdout + p.stderr
+        p = studio("pick", job_id, "b02", "0")
+        assert p.returncode == 0 and "the job is now queued" in p.stdout, p.stdout + p.stderr
+        gate = wait_for(job_id, "awaiting_approval")["gate"]
+        p = studio("approve", job_id, "--role", "brand")  # an editor: refused
+        assert p.returncode == 2 and "this needs an approver or admin token" in p.stderr, p.stderr
+        p = studio("approve", job_id, "--role", "brand", "--note", "ship it", "--json", token=approver)
+        assert p.returncode == 0, p.stderr
+        out = json.loads(p.stdout)
+        assert out["moved"] == "queued" and out["decision"]["content_sha256"] == gate["content_sha256"]
+        assert out["decision"]["who"].endswith(":brand-lead")
+        job = wait_for(job_id, "succeeded")
+        assert job["gate"]["content_sha256"] == gate["content_sha256"]
+    finally:
+        out = stop_server(server)
+    assert server.proc.returncode == 0, out

@@ -92,8 +92,10 @@ def authorize(request: Request, engine: EngineDep,
                            "are live", headers={"WWW-Authenticate": f'{CHALLENGE}, error="invalid_token"'})
     needed = route_role(request.scope.get("route"))
     if not principal.allows(needed):
-        raise ApiError(403, f"this needs a {' or '.join(auth.roles_for(needed))} token; this one "
-                            f"({principal.token_id}) is a {principal.role} token for project {principal.project}",
+        allowed = " or ".join(auth.roles_for(needed))
+        raise ApiError(403, f"this needs {'an' if allowed[0] in 'aeiou' else 'a'} {allowed} token; this one "
+                            f"({principal.token_id}) is {'an' if principal.role[0] in 'aeiou' else 'a'} {principal.role} token "
+                            f"for project {principal.project}",
                        fix=f"use a token made with `studio token create --project {principal.project} "
                            f"--role {needed}`")
     return principal
