@@ -244,10 +244,13 @@ def list_endpoints(engine: Engine, project: str) -> list[WebhookEndpoint]:
                            .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)).all())  # type: ignore[arg-type]
 
 
-def _locked(s: Session, project: str, endpoint_id: str) -> WebhookEndpoint:
+def _locked(s: Session, project: str, endpoint_id: str, *, deleting: bool = False) -> WebhookEndpoint:
+    """The endpoint, locked (PostgreSQL): FOR UPDATE to delete it, which waits for the
+    transactions that are enqueueing messages to it (they hold it FOR KEY SHARE); else FOR NO
+    KEY UPDATE, which those do not wait on, so changing an endpoint never holds up a job."""
     query = select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id)
     if _pg(s):
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=not deleting)
     row = s.exec(query).first()
     if row is None or row.project != project:
         raise _unknown(endpoint_id)
@@ -306,7 +309,7 @@ def remove(engine: Engine, project: str, endpoint_id: str) -> None:
     with _tx(engine) as s:
         # Locked first (PostgreSQL): an enqueue holding the row FOR KEY SHARE commits its
         # messages before the deletes below run, and a later one no longer finds the row.
-        _locked(s, project, endpoint_id)
+        _locked(s, project, endpoint_id, deleting=True)
         ids = select(WebhookDelivery.id).where(WebhookDelivery.endpoint_id == endpoint_id)
         s.exec(sql_delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(ids)))  # type: ignore[call-overload, attr-defined]
         s.exec(sql_delete(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id))  # type: ignore[call-overload, arg-type]

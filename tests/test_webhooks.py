@@ -433,6 +433,61 @@ def test_a_disabled_endpoints_messages_wait_and_a_deleted_ones_go(engine: Any, c
     assert _deliveries(engine) == []
 
 
+def test_deleting_an_endpoint_waits_for_a_job_transaction_writing_to_it(engine: Any) -> None:
+    """The endpoint's delete waits for a state change that is writing a message to it, then
+    takes that message too (on PostgreSQL it would otherwise fail on the foreign key, or the
+    job's transaction would); changing the endpoint meanwhile waits on nothing."""
+    endpoint, _ = webhooks.create(engine, project="p", url="http://127.0.0.1:9/hook")
+    job = _submit(engine)
+    removed = threading.Event()
+    errors: list[BaseException] = []
+
+    def remove() -> None:
+        try:
+            webhooks.remove(engine, "p", endpoint.id)
+            removed.set()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    thread = threading.Thread(target=remove)
+    with jobs._tx(engine) as tx:
+        jobs._change(tx, tx.s.get(db.Job, job.id), "running", db.now())
+        tx.flush_events()  # the message to the endpoint is written, not committed
+        if engine.dialect.name == "postgresql":  # SQLite has one writer at a time anyway
+            webhooks.update(engine, "p", endpoint.id, description="changed meanwhile")
+        thread.start()
+        time.sleep(0.5)
+        assert not removed.is_set() and not errors
+    thread.join(30)
+    assert not errors and removed.is_set()
+    assert _deliveries(engine) == [] and jobs.get(engine, job.id).state == "running"
+
+
+def test_a_job_change_beside_an_endpoints_delete_neither_fails_nor_leaves_a_message(engine: Any) -> None:
+    """The other order: the delete holds the endpoint when a state change comes to write a
+    message to it. The change waits, finds the endpoint gone, and commits without it
+    (PostgreSQL; SQLite has one writer at a time, so the two cannot overlap there)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writing transaction at a time")
+    from sqlalchemy import delete
+
+    endpoint, _ = webhooks.create(engine, project="p", url="http://127.0.0.1:9/hook")
+    job = _submit(engine)
+    done: list[Any] = []
+    with Session(engine) as s:  # what webhooks.remove does, held open
+        webhooks._locked(s, "p", endpoint.id, deleting=True)
+        s.exec(delete(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id))
+        s.exec(delete(db.WebhookEndpoint).where(db.WebhookEndpoint.id == endpoint.id))
+        thread = threading.Thread(target=lambda: done.append(jobs.cancel(engine, job.id)))
+        thread.start()
+        time.sleep(0.5)
+        assert not done  # waiting on the endpoint
+        s.commit()
+    thread.join(30)
+    assert done and done[0].state == "canceled"
+    assert _deliveries(engine) == []
+
+
 def test_the_dispatcher_thread_delivers_until_stopped(engine: Any, receiver: Receiver) -> None:
     _, secret = webhooks.create(engine, project="p", url=receiver.url)
     stop = threading.Event()
