@@ -297,6 +297,11 @@ def test_the_cli_client_waits_at_each_gate_and_decides(tmp_path: Path) -> None:
         p = studio("pick", job_id, "b02", "0")
         assert p.returncode == 0 and "the job is now queued" in p.stdout, p.stdout + p.stderr
         gate = wait_for(job_id, "awaiting_approval")["gate"]
+        # A restart while it waits: the gate and the decisions so far are in the database.
+        out = stop_server(server)
+        assert server.proc.returncode == 0, out
+        server = start_server(tmp_path / "home", workers=1, port=int(server.base.rsplit(":", 1)[1]))
+        assert wait_for(job_id, "awaiting_approval")["gate"] == gate
         p = studio("approve", job_id, "--role", "brand")  # an editor: refused
         assert p.returncode == 2 and "this needs an approver or admin token" in p.stderr, p.stderr
         p = studio("approve", job_id, "--role", "brand", "--note", "ship it", "--json", token=approver)

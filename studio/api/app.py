@@ -122,7 +122,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     public = APIRouter(prefix="/v1")  # no token needed: only what a load balancer asks
     # 422 for every v1 route: the handler above answers ErrorOut, and FastAPI would otherwise
     # document its own HTTPValidationError (a list under "detail") for routes with parameters.
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize)], responses={**AUTH_ERRORS, 422: ERRORS[422]})
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize)],
+                   responses={**AUTH_ERRORS, 400: ERRORS[400], 422: ERRORS[422]})
 
     @public.get("/health", response_model=HealthOut, tags=["server"])
     def health(engine: EngineDep) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from studio.settings import Settings, get_settings
 JOB_ID = Path(description="a job's id (job_...)", max_length=100)
 MAX_KEY = 255  # characters of an Idempotency-Key
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorOut, "description": "a bad parameter"},
+    400: {"model": ErrorOut, "description": "a bad parameter, or a body that is not the JSON the route takes"},
     404: {"model": ErrorOut, "description": "no job has this id (in this token's project)"},
     422: {"model": ErrorOut, "description": "a bad parameter or brief; each problem listed"},
 }
