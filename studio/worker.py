@@ -133,6 +133,7 @@ class _Events:
         self.gate: dict[str, Any] | None = None
         self.last_progress: dict[str, float] = {}
         self.unsent: dict[str, float] = {}  # progress amounts not yet in an event, per stage
+        self.unsent_shots: dict[str, dict[str, float]] = {}  # the same per stage and shot (beat)
 
     def add(self, type_: str, data: dict[str, Any]) -> None:
         jobs.append_events(self.engine, self.job_id, [(type_, {**data, "attempt": self.attempt})])
@@ -146,15 +147,24 @@ class _Events:
         if kind == "gate":  # the render stops at a human gate: what it waits on (studio.gates)
             self.gate = dict(rec)
         if kind == "progress":
-            self.unsent[stage] = self.unsent.get(stage, 0.0) + float(rec.get("amount", 1) or 0)
+            amount = float(rec.get("amount", 1) or 0)
+            self.unsent[stage] = self.unsent.get(stage, 0.0) + amount
+            if rec.get("shot"):  # per shot too, so a job's progress can say which beats are done
+                shots = self.unsent_shots.setdefault(stage, {})
+                shots[str(rec["shot"])] = shots.get(str(rec["shot"]), 0.0) + amount
             at = time.monotonic()
             if at - self.last_progress.get(stage, 0.0) < PROGRESS_EVERY:
                 return
             self.last_progress[stage] = at
             rec["amount"] = self.unsent.pop(stage)
+            if stage in self.unsent_shots:
+                rec["shots"] = self.unsent_shots.pop(stage)
         elif kind == "stage_done" and stage in self.unsent:
             # the progress not sent yet, so a stage's amounts add up
-            self.add("progress", {"stage": stage, "amount": self.unsent.pop(stage)})
+            rest: dict[str, Any] = {"stage": stage, "amount": self.unsent.pop(stage)}
+            if stage in self.unsent_shots:
+                rest["shots"] = self.unsent_shots.pop(stage)
+            self.add("progress", rest)
         self.add(kind, rec)
 
 

@@ -223,6 +223,15 @@ def test_more_candidates_steered_by_a_note_join_the_sheet(api: Api) -> None:
     assert not old & {c["sha256"] for c in sheet["b02"][2:]}  # the round's are new
     counts = stage_counts(api, job.id, "candidates")[-1]
     assert (counts["reused"], counts["made"]) == (4, 4)
+    # The job's progress (from its events): the latest attempt's stages and each beat's share.
+    progress = api.job(job.id)["progress"]
+    assert progress["attempt"] == 2
+    stage = {s["stage"]: s for s in progress["stages"]}
+    assert stage["candidates"] == {"stage": "candidates", "state": "done", "done": 8, "total": 8, "reused": 4,
+                                   "made": 4}
+    assert stage["review"]["state"] == "done" and stage["clips"]["state"] == "pending"  # waits at the gate
+    assert progress["shots"]["b01"]["candidates"] == 4 and progress["shots"]["b02"]["candidates"] == 4
+    assert progress["counts"]["pending"] == 6 and sum(progress["counts"].values()) == 12
     # The round's prompt carries the note.
     with Session(api.engine) as s:
         cand = s.get(db.Candidate, sheet["b02"][2]["id"])
@@ -314,3 +323,10 @@ def test_the_cli_client_waits_at_each_gate_and_decides(tmp_path: Path) -> None:
     finally:
         out = stop_server(server)
     assert server.proc.returncode == 0, out
+
+
+def test_progress_lists_the_pipelines_stages() -> None:
+    from studio.api.progress import STAGE_ORDER
+    from studio.pipeline import STAGES
+
+    assert STAGE_ORDER == tuple(st.name for st in STAGES)

@@ -50,6 +50,7 @@ from studio.api.deps import (
     read_body,
     visible,
 )
+from studio.api.progress import job_progress
 from studio.api.schemas import (
     AttemptListOut,
     AttemptOut,
@@ -142,7 +143,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                    413: {"model": ErrorOut, "description": "the body is over the size limit"},
                    415: {"model": ErrorOut, "description": "the body is neither JSON nor YAML"},
                    422: ERRORS[422]})
-    async def submitjob_out(
+    async def submit_job(
         request: Request, settings: SettingsDep, engine: EngineDep, principal: PrincipalDep,
         priority: Annotated[int | None, Query(ge=0, le=100, description="0-100; default 50")] = None,
         labels: Annotated[list[str], Query(description="key=value, repeated")] = [],  # noqa: B006
@@ -199,13 +200,16 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return {"jobs": [job_out(j) for j in rows], "next_cursor": next_cursor}
 
     @v1.get("/jobs/{job_id}", response_model=JobDetailOut, tags=["jobs"], responses={404: ERRORS[404]})
-    def getjob_out(engine: EngineDep, principal: PrincipalDep, job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
+    def get_job(engine: EngineDep, principal: PrincipalDep, job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
         """One job: its state, as the queue has it."""
-        return job_out(visible(engine, job_id, principal), JobDetailOut)
+        job = visible(engine, job_id, principal)
+        out = job_out(job, JobDetailOut)
+        out["progress"] = job_progress(jobs.events(engine, job_id, limit=1_000_000), job.state)
+        return out
 
     @v1.post("/jobs/{job_id}/cancel", status_code=202, response_model=JobOut, tags=["jobs"],
              openapi_extra=needs("editor"), responses={404: ERRORS[404]})
-    def canceljob_out(engine: EngineDep, principal: PrincipalDep, job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
+    def cancel_job(engine: EngineDep, principal: PrincipalDep, job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
         """Cancel this job and no other. Queued: canceled at once. Running: canceling
         until its worker has stopped, then canceled. Finished: unchanged."""
         visible(engine, job_id, principal)  # a job's project never changes

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from studio.api.progress import ProgressOut
+
 
 class Problem(BaseModel):
     """One thing wrong with a request, in the CLI's words: ``text`` is the line
@@ -64,6 +66,8 @@ class JobOut(BaseModel):
 
 class JobDetailOut(JobOut):
     brief: dict[str, Any] = Field(description="the brief as submitted")
+    progress: ProgressOut | None = Field(None, description="per stage and per shot, from the job's events "
+                                                           "(the latest attempt that rendered)")
 
 
 class JobListOut(BaseModel):
