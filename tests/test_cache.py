@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -45,8 +44,10 @@ def test_key_is_canonical_and_content_only() -> None:
 
 
 def _shot(shot_id: str, seeds: list[int], prompt_hash: str = "p" * 64) -> Any:
-    return SimpleNamespace(shot_id=shot_id, beat_id="b01", seeds=seeds, prompt={"subject": "x"},
-                           prompt_hash=prompt_hash)
+    from studio.context import ShotPlan
+
+    return ShotPlan(shot_id=shot_id, beat_id="b01", position=0, duration=1.0, frames=24, handles=0,
+                    prompt={"subject": "x"}, prompt_hash=prompt_hash, focus=(0.5, 0.5), camera="static", seeds=seeds)
 
 
 def _keys(shots: list[Any], batch: int = 1, backend_options: dict | None = None) -> dict:
