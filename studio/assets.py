@@ -5,7 +5,9 @@ paths in it are input, not trust. ``resolve_asset`` is the one function that tur
 path into a real path, and it refuses:
 
 * a path outside the **allowed roots**: the brief's own folder, plus any folder listed in
-  ``STUDIO_ASSETS_ROOTS`` (``os.pathsep``-separated). ``../../etc/passwd`` and absolute
+  ``STUDIO_ASSETS_ROOTS`` (``os.pathsep``-separated), plus ``HOME/uploads/PROJECT`` (the
+  images ``POST /v1/uploads`` stored for the brief's own project; another project's
+  uploads are outside, at the server's check and at the render's). ``../../etc/passwd`` and absolute
   paths elsewhere are refused, and so is a symbolic link (anywhere along the path) whose
   target lies outside the roots: the check is made on the fully resolved path;
 * for images: anything but a real PNG, JPEG or WebP (magic bytes, and Pillow must parse
@@ -19,7 +21,9 @@ the value as written (shortened), what was wrong and the fix.
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from studio.errors import StudioError
+from studio.specs import NAME_RE
 
 # Defaults; Settings can lower or raise them (STUDIO_MAX_IMAGE_PIXELS, STUDIO_MAX_IMAGE_BYTES).
 MAX_IMAGE_PIXELS = 40_000_000
@@ -65,11 +70,28 @@ def _short(value: str, limit: int = 60) -> str:
     return value if len(value) <= limit else value[: limit // 2 - 1] + "…" + value[-(limit // 2 - 1):]
 
 
-def allowed_roots(base_dir: Path, settings: Any = None) -> list[Path]:
-    """The brief's folder and the settings' extra asset roots, fully resolved."""
+_PROJECT = re.compile(NAME_RE)  # a brief's project code: one path part, never "." or ".."
+
+
+def uploads_folder(settings: Any, project: str | None) -> Path | None:
+    """``HOME/uploads/PROJECT``: where the server keeps PROJECT's uploaded images, an
+    allowed root for PROJECT's briefs only. None without settings or without a valid
+    project code (so a project name is never more than one folder's name)."""
+    base = getattr(settings, "uploads_dir", None)
+    if base is None or not isinstance(project, str) or not _PROJECT.match(project):
+        return None
+    return Path(base).expanduser() / project
+
+
+def allowed_roots(base_dir: Path, settings: Any = None, project: str | None = None) -> list[Path]:
+    """The brief's folder, the settings' extra asset roots and (given the brief's
+    ``project``) that project's uploads folder, fully resolved."""
     roots = [Path(base_dir).resolve()]
     for root in getattr(settings, "asset_roots", None) or []:
         roots.append(Path(root).expanduser().resolve())
+    uploads = uploads_folder(settings, project)
+    if uploads is not None:
+        roots.append(uploads.resolve())
     return roots
 
 
@@ -99,13 +121,44 @@ def read_image_header(path: Path, *, max_pixels: int = MAX_IMAGE_PIXELS,
 
     Raises NotAnImage or OverLimit with a sentence saying what is wrong (the caller adds
     where and the fix). Also used by backends before they decode a reference."""
-    from PIL import Image, UnidentifiedImageError
-
     size = path.stat().st_size
     if size > max_bytes:
         raise OverLimit(f"is {size:,} bytes; the limit is {max_bytes:,} bytes ({_megabytes(max_bytes)})")
     with open(path, "rb") as f:
-        head = f.read(16)
+        kind, width, height = _header(f, max_pixels)
+    return ImageInfo(path=path, format=kind, width=width, height=height, bytes=size)
+
+
+def read_image_bytes_header(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS,
+                            max_bytes: int = MAX_IMAGE_BYTES) -> tuple[str, int, int]:
+    """``read_image_header`` for bytes in memory (an upload): (format, width, height),
+    the same checks, in the same words, before any pixel is decoded."""
+    if len(data) > max_bytes:
+        raise OverLimit(f"is {len(data):,} bytes; the limit is {max_bytes:,} bytes ({_megabytes(max_bytes)})")
+    return _header(io.BytesIO(data), max_pixels)
+
+
+def _bomb_size(fp: Any, kind: str) -> tuple[int, int] | None:
+    """The size a header Pillow refused as a bomb claims, read by the format's own parser
+    (``Image.open`` refuses it before saying the size); None if that fails too."""
+    from PIL import Image
+
+    try:
+        fp.seek(0)
+        Image.init()
+        factory, _accept = Image.OPEN[kind]
+        with factory(fp) as im:  # parses the header only; the bomb check is Image.open's
+            return im.size
+    except Exception:  # noqa: BLE001 - a size for the message, nothing more
+        return None
+
+
+def _header(fp: Any, max_pixels: int) -> tuple[str, int, int]:
+    """(format, width, height) from an open binary file at its start."""
+    from PIL import Image, UnidentifiedImageError
+
+    head = fp.read(16)
+    fp.seek(0)
     kind = next((name for magic, at, name in _MAGIC if head[at:at + len(magic)] == magic), None)
     if kind == "WEBP" and not head.startswith(b"RIFF"):
         kind = None
@@ -121,10 +174,13 @@ def read_image_header(path: Path, *, max_pixels: int = MAX_IMAGE_PIXELS,
         # warning is noise and the error is reported as what it is.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path, formats=[kind]) as im:
+            with Image.open(fp, formats=[kind]) as im:
                 width, height = im.size
     except Image.DecompressionBombError:
-        raise OverLimit(f"has more pixels than Pillow will open (a decompression bomb?); "
+        claimed = _bomb_size(fp, kind)
+        said = (f" ({claimed[0]}x{claimed[1]}, {claimed[0] * claimed[1] / 1e6:.0f} megapixels: a decompression "
+                "bomb?)" if claimed else " (a decompression bomb?)")
+        raise OverLimit(f"has more pixels than Pillow will open{said}; "
                          f"the limit is {max_pixels / 1e6:g} megapixels") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise NotAnImage(f"starts like a {kind} file but its header cannot be read ({e})") from None
@@ -133,18 +189,19 @@ def read_image_header(path: Path, *, max_pixels: int = MAX_IMAGE_PIXELS,
     if width * height > max_pixels:
         raise OverLimit(f"is {width}x{height} ({width * height / 1e6:.0f} megapixels); "
                          f"the limit is {max_pixels / 1e6:g} megapixels")
-    return ImageInfo(path=path, format=kind, width=width, height=height, bytes=size)
+    return kind, width, height
 
 
 def resolve_asset(value: str, base_dir: Path, *, field: str, kind: Kind, settings: Any = None,
                   source: str | None = None, label: str = "reference image",
-                  stage: str | None = None) -> Path:
+                  stage: str | None = None, project: str | None = None) -> Path:
     """The real path of a file or folder a brief names, confined and checked.
 
     ``value`` is as written in the brief (relative to ``base_dir``, the brief's folder, or
-    absolute); ``kind`` is what it must be. Returns the fully resolved path."""
+    absolute); ``kind`` is what it must be; ``project`` (the brief's) adds its uploads
+    folder to the allowed roots. Returns the fully resolved path."""
     shown = repr(_short(value))
-    roots = allowed_roots(base_dir, settings)
+    roots = allowed_roots(base_dir, settings, project)
     env_hint = "or add its folder to STUDIO_ASSETS_ROOTS"
     fix_where = f"keep {label}s inside the brief's folder ({roots[0]}), {env_hint}"
 
@@ -196,7 +253,7 @@ def check_brief_assets(brief: Any, base_dir: Path, settings: Any = None,
         for j, ref in enumerate(refs):
             try:
                 resolve_asset(ref, base_dir, field=f"{where}.reference_images[{j}]", kind="image",
-                              settings=settings, source=source)
+                              settings=settings, source=source, project=getattr(brief, "project", None))
             except StudioError as e:
                 errors.append(e)
     return errors

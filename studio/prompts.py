@@ -353,7 +353,8 @@ def compile_shots(inputs: PromptsInputs, *, run_id: str, settings: Any, warn: Ca
             # Checked again at the copy, not only at the brief check: a link swapped in
             # between must not carry a file from outside the allowed folders into the store.
             path = resolve_asset(ref, inputs.brief_dir, field="reference_images", kind="image",
-                                 settings=settings, source=str(inputs.brief_path), stage="prompts")
+                                 settings=settings, source=str(inputs.brief_path), stage="prompts",
+                                 project=brief.project)  # its uploads folder (POST /v1/uploads)
             refs.append(keep(path).sha256)
         record = compile_prompt(brief, beat, inputs.style, inputs.specs, refs, budget)
         if record.budget and record.budget["cut"] and model is not None:

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
         return self.home / "store"
 
     @property
+    def uploads_dir(self) -> Path:
+        """Where ``POST /v1/uploads`` keeps images: ``uploads/PROJECT/<sha256><ext>``. Each
+        project's folder is an asset root for that project's briefs (studio.assets)."""
+        return self.home / "uploads"
+
+    @property
     def asset_roots(self) -> list[Path]:
         return [Path(p).expanduser() for p in self.assets_roots.split(os.pathsep) if p.strip()]
 

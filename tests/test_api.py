@@ -249,7 +249,8 @@ def test_paths_the_server_cannot_resolve(client: TestClient, settings: Settings)
     assert ref["message"] == ("reference image 'refs/hiker.png' is a relative path, and a brief sent to "
                               "the server has no folder to resolve it in")
     root = settings.asset_roots[0].resolve()
-    assert ref["fix"] == f"name it by its absolute path under STUDIO_ASSETS_ROOTS ({root})"
+    assert ref["fix"] == (f"name it by its absolute path under STUDIO_ASSETS_ROOTS ({root}); or upload it "
+                          "(POST /v1/uploads) and name the path the answer gives")
     doc["beats"][0]["reference_images"] = ["/etc/hostname"]
     assert "outside the server's asset folders" in post(client, doc).json()["problems"][0]["message"]
     # An absolute path under STUDIO_ASSETS_ROOTS is what works.

@@ -55,6 +55,7 @@ NEEDS = {
     ("POST", "/v1/jobs/{job_id}/suspend"): "editor",
     ("POST", "/v1/jobs/{job_id}/resume"): "editor",
     ("PATCH", "/v1/jobs/{job_id}"): "editor",
+    ("POST", "/v1/uploads"): "editor",
     # Webhooks are admin business, reads included: a webhook URL can be a secret itself.
     ("GET", "/v1/webhooks"): "admin",
     ("GET", "/v1/webhooks/{webhook_id}"): "admin",

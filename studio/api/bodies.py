@@ -13,7 +13,9 @@ The body is JSON or YAML (by Content-Type), either the brief itself or an envelo
    file with, so a syntax error reads exactly as the CLI says it;
 4. paths: a brief sent over HTTP has no folder of its own, so a relative path in it
    (reference images, music and effects library folders) cannot mean anything; those, and
-   absolute paths outside STUDIO_ASSETS_ROOTS, are refused naming the field;
+   absolute paths outside STUDIO_ASSETS_ROOTS and the brief's project's uploads folder
+   (``HOME/uploads/PROJECT``, filled by ``POST /v1/uploads``), are refused naming the
+   field; another project's uploads are refused as such;
 5. the brief: ``studio.pipeline.prepare`` (or ``plan`` for a dry run), the very checks
    `studio render` makes, every problem reported at once with its field path, its fix and
    the line of the document it is on.
@@ -34,6 +36,7 @@ from typing import Any
 import yaml
 
 from studio import documents
+from studio.assets import uploads_folder
 from studio.brief import Brief
 from studio.errors import ManyErrors, StudioError, quote
 
@@ -253,30 +256,46 @@ def _value(doc: dict[str, Any], where: list[Any]) -> str:
     return doc[key][i]["reference_images"][j]
 
 
-def server_path_problems(doc: dict[str, Any], roots: list[Path]) -> tuple[list[StudioError], dict[str, Any]]:
-    """The brief's relative paths, and absolute ones outside ``roots``, as errors; and a copy
-    of the brief without them, for the rest of the checks (so each problem is said once)."""
+def server_path_problems(doc: dict[str, Any], roots: list[Path], uploads_dir: Path | None = None,
+                         project_uploads: Path | None = None) -> tuple[list[StudioError], dict[str, Any]]:
+    """The brief's relative paths, and absolute ones outside ``roots`` (and outside
+    ``project_uploads``, the brief's project's uploads folder), as errors; and a copy of the
+    brief without them, for the rest of the checks (so each problem is said once). A path
+    in another project's folder under ``uploads_dir`` is refused saying so."""
     roots = [Path(r).expanduser().resolve() for r in roots]
     shown = ", ".join(str(r) for r in roots)
     where = (f"name it by its absolute path under STUDIO_ASSETS_ROOTS ({shown})" if roots else
              "name it by an absolute path under a folder listed in the server's STUDIO_ASSETS_ROOTS "
              "(none is set on this server)")
+    upload_fix = "; or upload it (POST /v1/uploads) and name the path the answer gives"
+    own_uploads = Path(project_uploads).expanduser().resolve() if project_uploads is not None else None
+    all_uploads = Path(uploads_dir).expanduser().resolve() if uploads_dir is not None else None
     errors: list[StudioError] = []
     drop: list[list[Any]] = []
     for field_path, label, at in _path_fields(doc):
         value = _value(doc, at)
         given = Path(value)
+        image = label == "reference image"  # uploads are images: library folders are not uploaded
+        fix = where + (upload_fix if uploads_dir is not None and image else "")
+        allowed = [*roots, own_uploads] if image and own_uploads is not None else roots
         if not given.is_absolute():
             errors.append(StudioError(
                 f"{label} {quote(value)} is a relative path, and a brief sent to the server has no folder "
-                "to resolve it in", fix=where, field=field_path))
+                "to resolve it in", fix=fix, field=field_path))
         else:
             real = Path(os.path.normpath(given)).resolve()
-            if not any(real == r or real.is_relative_to(r) for r in roots):
-                errors.append(StudioError(f"{label} {quote(value)} is outside the server's asset folders",
-                                          fix=where, field=field_path))
-            else:
+            if any(real == r or real.is_relative_to(r) for r in allowed):
                 continue
+            if image and own_uploads is not None and all_uploads is not None and real.is_relative_to(all_uploads):
+                # Uploads are per project (the uploading token's): a brief names its own
+                # project's only, as if the others did not exist to it.
+                errors.append(StudioError(
+                    f"{label} {quote(value)} is not in this project's uploads ({own_uploads})",
+                    fix="upload the image with a token of the brief's project and name the path the answer "
+                        "gives", field=field_path))
+            else:
+                errors.append(StudioError(f"{label} {quote(value)} is outside the server's asset folders",
+                                          fix=fix, field=field_path))
         drop.append(at)
     if not drop:
         return errors, doc
@@ -379,7 +398,9 @@ def check_submission(raw: bytes, content_type: str | None, settings: Any, *, pri
         # What the job keeps: JSON values only (a YAML date becomes its text, as pydantic
         # would read a quoted one).
         brief_doc = json.loads(json.dumps(brief_doc, default=str))
-        path_errors, to_check = server_path_problems(brief_doc, settings.asset_roots)
+        uploads_dir = getattr(settings, "uploads_dir", None)
+        path_errors, to_check = server_path_problems(
+            brief_doc, settings.asset_roots, uploads_dir, uploads_folder(settings, brief_doc.get("project")))
         brief_path.write_text(json.dumps(to_check), encoding="utf-8")
         plan_dict = None
         try:
