@@ -282,6 +282,8 @@ def test_another_projects_token_sees_nothing_of_this_project(app: FastAPI, setti
             assert status == 404, (method, path, text)
         elif (method, path) == ("POST", "/v1/webhooks"):
             assert status == 422, text  # {} names no URL
+        elif (method, path) == ("POST", "/v1/uploads"):
+            assert status == 422, text  # no ?filename= (tests/test_uploads.py: uploads are per project)
         elif (method, path) == ("POST", "/v1/jobs"):
             assert status == 403, text
             assert json.loads(body)["detail"] == ("this token is for project 'other', and the brief is for "
