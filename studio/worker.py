@@ -119,6 +119,10 @@ def _render_env(settings: Settings) -> dict[str, str]:
         key = f"STUDIO_{name.upper()}"
         if value is None:
             env.pop(key, None)
+        elif isinstance(value, Path):
+            # Absolute: the render runs in the job's folder, where a relative STUDIO_HOME
+            # (the default ".studio") would be another, empty home.
+            env[key] = str(value.expanduser().resolve())
         else:
             env[key] = str(value)
     return env

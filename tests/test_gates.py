@@ -330,3 +330,13 @@ def test_progress_lists_the_pipelines_stages() -> None:
     from studio.pipeline import STAGES
 
     assert STAGE_ORDER == tuple(st.name for st in STAGES)
+
+
+def test_the_render_gets_the_workers_home_as_an_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The render runs in the job's folder: a relative STUDIO_HOME (the default) must reach it
+    as the worker's own home, not a folder of that name inside the job's."""
+    from studio.worker import _render_env
+
+    monkeypatch.chdir(tmp_path)
+    env = _render_env(Settings(home=Path(".studio")))
+    assert env["STUDIO_HOME"] == str(tmp_path / ".studio")
