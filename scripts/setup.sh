@@ -13,6 +13,9 @@ if [ "$mode" = "--test" ]; then
   command -v xmllint >/dev/null || apt_pkgs+=(libxml2-utils)
   # The database tests run the same code against a real PostgreSQL on loopback.
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_pkgs+=(postgresql)
+  # The review page is tested in a real headless browser: Debian's, driven by Playwright
+  # (never `playwright install`, which downloads one).
+  command -v chromium >/dev/null || apt_pkgs+=(chromium)
 fi
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -52,12 +52,15 @@ TOUCH_EVERY = timedelta(seconds=60)
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request comes from: the token's id, name, project and role."""
+    """Who a request comes from: the token's id, name, project and role. A review page
+    session opened from a share link is scoped to one job (``job_id``): every other job
+    reads as unknown to it."""
 
     token_id: str
     name: str
     project: str
     role: str
+    job_id: str | None = None
 
     def allows(self, needed: str) -> bool:
         return allows(self.role, needed)

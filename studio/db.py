@@ -316,6 +316,9 @@ class Decision(SQLModel, table=True):
     content_sha256: str = ""
     frame: int | None = None  # a note pinned to a frame (0-based) of a video, at ``fps``
     fps: str | None = None
+    # What a note is on when it is not a candidate: "deliverable:SPEC" (a frame of a
+    # deliverable, or the animatic as "review:animatic"); None for candidates and sign-offs.
+    target: str | None = None
     run_id: str | None = None  # the run whose content it was made on
     created_at: datetime = Field(default_factory=now)
 
@@ -799,3 +802,36 @@ def pick_words(ptr: Pointer) -> str:
     user = ptr.set_by.removeprefix(PICKED_BY)
     at = ptr.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")  # stored in UTC (db.now)
     return f"picked by {user} at {at}" + (f": {ptr.reason}" if ptr.reason.strip() else "")
+
+
+class ShareLink(SQLModel, table=True):
+    """A link that opens one job's review page for someone without a token (an outside
+    reviewer): one role on one job, until it expires or is revoked. Only the secret's
+    sha256 is kept (studio.sessions)."""
+
+    id: str = Field(primary_key=True)  # "shr_" + hex
+    secret_hash: str = Field(unique=True)
+    job_id: str = Field(foreign_key="job.id", index=True)
+    project: str = Field(index=True)
+    role: str  # viewer | editor | approver
+    name: str = ""  # who it is for, e.g. "legal: Jo at the agency"
+    created_by: str = ""
+    created_at: datetime = Field(default_factory=now)
+    expires_at: datetime
+    revoked_at: datetime | None = None
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in review page (studio.sessions): the cookie holds a random secret, the row
+    its sha256, the token or share link it was opened with, and when it ends."""
+
+    id: str = Field(primary_key=True)  # sha256 hex of the cookie's secret
+    token_id: str | None = Field(default=None, foreign_key="apitoken.id", index=True)
+    share_id: str | None = Field(default=None, foreign_key="sharelink.id", index=True)
+    name: str = ""
+    project: str
+    role: str
+    job_id: str | None = None  # a share link's one job
+    created_at: datetime = Field(default_factory=now)
+    expires_at: datetime
+    revoked_at: datetime | None = None

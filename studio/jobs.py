@@ -649,3 +649,13 @@ def set_priority(engine: Engine, job_id: str, priority: int, *, by: str | None =
             job.updated_at = at
             tx.s.add(job)
         return job
+
+
+def last_event_id(engine: Engine, project: str | None = None) -> int:
+    """The newest event's id (of ``project``'s jobs when given), 0 when there is none: where a
+    page that has just shown the jobs starts following their stream."""
+    query = select(func.max(JobEvent.id))
+    if project is not None:
+        query = query.join(Job, JobEvent.job_id == Job.id).where(Job.project == project)  # type: ignore[arg-type]
+    with _read(engine) as s:
+        return int(s.exec(query).one() or 0)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import browser, page  # noqa: F401 - the review page tests' browser fixtures
 from tests.pgserver import free_port, pg_bindir, postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent

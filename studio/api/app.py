@@ -192,6 +192,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         if project is not None and project != principal.project:
             return {"jobs": [], "next_cursor": None}
         project = principal.project
+        if principal.job_id is not None:  # a share link's session: its one job, whatever the page
+            one = jobs.get(engine, principal.job_id)
+            keep = one is not None and (not state or one.state in state) and (
+                label is None or f"{label.partition('=')[0]}={one.labels.get(label.partition('=')[0])}" == label)
+            return {"jobs": [job_out(one)] if keep else [], "next_cursor": None}
         try:
             rows, next_cursor = jobs.list_jobs(engine, state=state or None, project=project, label=label,
                                                limit=limit, cursor=cursor)
@@ -246,7 +251,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         limit: Annotated[int, Query(ge=1, le=1000)] = 500,
     ) -> dict[str, Any]:
         """Every job's events after ``after``, oldest first (the token's project's jobs')."""
-        rows = jobs.events(engine, None, after_id=after, limit=limit, project=principal.project)
+        rows = jobs.events(engine, principal.job_id, after_id=after, limit=limit, project=principal.project)
         return {"events": [EventOut.model_validate(e).model_dump(mode="json") for e in rows]}
 
     sse_responses: dict[int | str, dict[str, Any]] = {
@@ -276,7 +281,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     ) -> StreamingResponse:
         """Every job's events (the token's project's jobs') as server-sent events, from after
         ``Last-Event-ID`` (or ``after``), then as they happen, until the client disconnects."""
-        body = stream.events(request, engine, None, stream.start_after(after, last_event_id),
+        body = stream.events(request, engine, principal.job_id, stream.start_after(after, last_event_id),
                              project=principal.project)
         return StreamingResponse(body, media_type=stream.MEDIA_TYPE, headers=stream.HEADERS)
 
@@ -287,6 +292,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     for name in ROUTE_MODULES:
         importlib.import_module(name).add_routes(v1)
+    from studio.review import add_pages
+
+    add_pages(app)  # the review page (/review), on the same app and the same sessions
     app.include_router(public)
     app.include_router(v1)
     app.state.api_routes = [*public.routes, *v1.routes]  # APIRoutes with their /v1 paths (for _allowed)

@@ -79,7 +79,12 @@ def route_role(route: Any) -> str:
 def authorize(request: Request, engine: EngineDep,
               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> auth.Principal:
     """The token's principal, when the token is live and its role may call this route:
-    401 without one (or an unknown or revoked one), 403 for a role too weak."""
+    401 without one (or an unknown or revoked one), 403 for a role too weak. The review
+    page's session cookie stands for its token (or share link) too; a request that changes
+    something must then also carry ``X-Requested-With: studio`` (which only this origin's
+    scripts can send), so another site cannot make a signed-in browser act."""
+    if credentials is None and request.cookies.get(SESSION_COOKIE):
+        return _from_session(request, engine)
     if credentials is None:
         raise ApiError(401, "this needs an API token: send Authorization: Bearer <token>",
                        fix="make one with `studio token create --project P --role viewer` (the server's "
@@ -90,6 +95,39 @@ def authorize(request: Request, engine: EngineDep,
         raise ApiError(401, "the API token is unknown or revoked",
                        fix="check the token (it is shown once, when made); `studio token list` shows which "
                            "are live", headers={"WWW-Authenticate": f'{CHALLENGE}, error="invalid_token"'})
+    return _check_role(request, principal)
+
+
+SESSION_COOKIE = "studio_session"
+CSRF_HEADER = "X-Requested-With"
+# What a session scoped to one job (a share link) may call besides that job's own routes:
+# the lists, which then hold that job only.
+SCOPED_LISTS = {("GET", "/v1/jobs"), ("GET", "/v1/events"), ("GET", "/v1/stream")}
+
+
+def _from_session(request: Request, engine: Engine) -> auth.Principal:
+    from studio import sessions
+
+    principal = sessions.principal(engine, request.cookies.get(SESSION_COOKIE, ""))
+    if principal is None:
+        raise ApiError(401, "the review session has ended (signed out, expired, or its token or link was revoked)",
+                       fix="sign in again at /review/login", headers={"WWW-Authenticate": CHALLENGE})
+    if request.method not in ("GET", "HEAD", "OPTIONS") and request.headers.get(CSRF_HEADER) != "studio":
+        raise ApiError(403, f"a request from the review page must carry {CSRF_HEADER}: studio",
+                       fix="send it from the review page's own scripts, or use an API token")
+    route = request.scope.get("route")
+    if principal.job_id is not None:
+        path = getattr(route, "path", "")
+        if "{job_id}" in path:
+            if request.path_params.get("job_id") != principal.job_id:
+                raise not_found(str(request.path_params.get("job_id")))
+        elif (request.method, path) not in SCOPED_LISTS:
+            raise ApiError(403, "this session was opened from a share link for one job, and this is not about it",
+                           fix="ask the job's owner for a token for anything else")
+    return _check_role(request, principal)
+
+
+def _check_role(request: Request, principal: auth.Principal) -> auth.Principal:
     needed = route_role(request.scope.get("route"))
     if not principal.allows(needed):
         allowed = " or ".join(auth.roles_for(needed))
@@ -135,7 +173,7 @@ def visible(engine: Engine, job_id: str, principal: auth.Principal) -> Any:
     """The job, when it is in the token's project; 404 otherwise (another project's job is
     not revealed: it reads exactly as an unknown id)."""
     job = jobs.get(engine, job_id)
-    if job is None or job.project != principal.project:
+    if job is None or job.project != principal.project or principal.job_id not in (None, job_id):
         raise not_found(job_id)
     return job
 

@@ -1,0 +1,116 @@
+"""The review page's sign-in, sessions, share links and jobs list, in a real headless
+Chromium against the real server (uvicorn).
+
+What it proves: a page without a session sends the browser to the sign-in form and back
+afterwards; a wrong token is refused beside its field (401) and a right one signs in with an
+HttpOnly, SameSite=Strict session cookie (no token in it); the jobs list shows the project's
+jobs and updates live from the event stream; the page passes axe-core's WCAG 2 A/AA rules;
+signing out ends the session for the API too; a session cookie alone cannot change anything
+through the API without the page's own header (a cross-site form cannot send it); a share
+link opens one job for one role and nothing else.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from studio import auth, db, jobs, sessions
+from studio.settings import Settings
+
+from .browser import axe_violations, shot, sign_in
+from .conftest import serve
+
+
+class Live:
+    def __init__(self, home: Path) -> None:
+        self.proc, self.base = serve(home, workers=0, log_level="warning")
+        self.engine = db.make_engine(Settings(home=home).db_url)
+        db.init_db(self.engine)
+        self.tokens = {r: auth.create(self.engine, project="aurora", role=r, name=f"{r}-person")[1] for r in auth.ROLES}
+
+    def submit(self, campaign: str) -> str:
+        job, _ = jobs.submit(self.engine, brief={"project": "aurora", "campaign": campaign, "purpose": f"{campaign} spot"},
+                             project="aurora", campaign=campaign, brief_sha256=campaign, request_sha256=campaign)
+        return job.id
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.proc.terminate()
+        try:
+            self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    server = Live(tmp_path_factory.mktemp("review") / "home")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_sign_in_jobs_list_live_and_sign_out(live: Live, page: Any) -> None:
+    first = live.submit("spring")
+    page.goto(f"{live.base}/review/jobs")
+    assert page.url.endswith("/review/login?next=/review/jobs")
+    page.get_by_label("API token").fill("studio_not-a-token-at-all-000000000")
+    page.get_by_role("button", name="Sign in").click()
+    assert page.locator("#token-error").inner_text().startswith("the token is unknown or revoked")
+    assert page.get_by_label("API token").get_attribute("aria-invalid") == "true"
+    shot(page, "01-sign-in-refused")
+
+    sign_in(page, live.base, live.tokens["editor"])
+    cookie = next(c for c in page.context.cookies() if c["name"] == "studio_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert live.tokens["editor"] not in cookie["value"]
+    row = page.locator(f'tr[data-job="{first}"]')
+    assert row.locator('[data-field="state"]').inner_text() == "queued"
+    assert row.locator('[data-field="waiting"]').inner_text() == "a worker"
+    assert axe_violations(page) == []
+
+    # Live: a new job and a state change appear without a reload.
+    second = live.submit("summer")
+    page.locator(f'tr[data-job="{second}"]').wait_for(timeout=15000)
+    jobs.cancel(live.engine, first)
+    page.locator(f'tr[data-job="{first}"] [data-field="state"]', has_text="canceled").wait_for(timeout=15000)
+    shot(page, "02-jobs")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+    # The session cookie reads the API as the token would; without the page's header it
+    # changes nothing (what a form on another site could send).
+    jar = {cookie["name"]: cookie["value"]}
+    assert httpx.get(f"{live.base}/v1/jobs/{second}", cookies=jar).status_code == 200
+    r = httpx.post(f"{live.base}/v1/jobs/{second}/cancel", cookies=jar)
+    assert r.status_code == 403 and "X-Requested-With: studio" in r.json()["detail"]
+    assert jobs.get(live.engine, second).state == "queued"  # type: ignore[union-attr]
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/review/login")
+    assert httpx.get(f"{live.base}/v1/jobs/{second}", cookies=jar).status_code == 401
+
+
+def test_a_share_link_opens_one_job_for_one_role(live: Live, page: Any) -> None:
+    mine = live.submit("autumn")
+    other = live.submit("winter")
+    link, secret = sessions.create_share(live.engine, job_id=mine, role="approver", created_by="test",
+                                         name="legal: Jo at the agency")
+    page.goto(f"{live.base}/review/s/{secret}")
+    assert page.url.endswith(f"/review/jobs/{mine}") or f"/review/jobs/{mine}" in page.url
+    jar = {c["name"]: c["value"] for c in page.context.cookies()}
+    r = httpx.get(f"{live.base}/v1/jobs", cookies=jar)
+    assert [j["id"] for j in r.json()["jobs"]] == [mine]
+    assert httpx.get(f"{live.base}/v1/jobs/{other}", cookies=jar).status_code == 404
+    headers = {"X-Requested-With": "studio"}
+    assert httpx.post(f"{live.base}/v1/jobs/{mine}/cancel", cookies=jar, headers=headers).status_code == 403  # an approver
+    assert httpx.post(f"{live.base}/v1/jobs", cookies=jar, headers=headers, content=b"{}").status_code == 403
+    sessions.revoke_share(live.engine, link.id)
+    assert httpx.get(f"{live.base}/v1/jobs/{mine}", cookies=jar).status_code == 401
+    page.goto(f"{live.base}/review/s/{secret}")
+    assert "this share link is unknown, expired or revoked" in page.content()
