@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from studio import auth, db, jobs, sessions
+from studio import auth, db, jobs
 from studio.settings import Settings
 
 from .browser import axe_violations, shot, sign_in
@@ -99,9 +99,16 @@ def test_sign_in_jobs_list_live_and_sign_out(live: Live, page: Any) -> None:
 def test_a_share_link_opens_one_job_for_one_role(live: Live, page: Any) -> None:
     mine = live.submit("autumn")
     other = live.submit("winter")
-    link, secret = sessions.create_share(live.engine, job_id=mine, role="approver", created_by="test",
-                                         name="legal: Jo at the agency")
-    page.goto(f"{live.base}/review/s/{secret}")
+    editor = {"Authorization": f"Bearer {live.tokens['editor']}"}
+    r = httpx.post(f"{live.base}/v1/jobs/{mine}/shares", headers=editor,
+                   json={"role": "approver", "name": "legal: Jo at the agency", "days": 2})
+    assert r.status_code == 201, r.text
+    url, share_id = r.json()["url"], r.json()["id"]
+    listed = httpx.get(f"{live.base}/v1/jobs/{mine}/shares", headers=editor).json()["shares"]
+    assert [x["id"] for x in listed] == [share_id] and "url" not in listed[0]  # the secret is shown once
+    viewer = {"Authorization": f"Bearer {live.tokens['viewer']}"}
+    assert httpx.post(f"{live.base}/v1/jobs/{mine}/shares", headers=viewer, json={"role": "viewer"}).status_code == 403
+    page.goto(f"{live.base}{url}")
     assert page.url.endswith(f"/review/jobs/{mine}") or f"/review/jobs/{mine}" in page.url
     jar = {c["name"]: c["value"] for c in page.context.cookies()}
     r = httpx.get(f"{live.base}/v1/jobs", cookies=jar)
@@ -110,7 +117,11 @@ def test_a_share_link_opens_one_job_for_one_role(live: Live, page: Any) -> None:
     headers = {"X-Requested-With": "studio"}
     assert httpx.post(f"{live.base}/v1/jobs/{mine}/cancel", cookies=jar, headers=headers).status_code == 403  # an approver
     assert httpx.post(f"{live.base}/v1/jobs", cookies=jar, headers=headers, content=b"{}").status_code == 403
-    sessions.revoke_share(live.engine, link.id)
+    # A session from a link makes no more links; the job's editor revokes it, and it ends.
+    r = httpx.post(f"{live.base}/v1/jobs/{mine}/shares", cookies=jar, headers=headers, json={"role": "viewer"})
+    assert r.status_code == 403
+    r = httpx.post(f"{live.base}/v1/jobs/{mine}/shares/{share_id}/revoke", headers=editor)
+    assert r.status_code == 200 and r.json()["revoked_at"]
     assert httpx.get(f"{live.base}/v1/jobs/{mine}", cookies=jar).status_code == 401
-    page.goto(f"{live.base}/review/s/{secret}")
+    page.goto(f"{live.base}{url}")
     assert "this share link is unknown, expired or revoked" in page.content()
