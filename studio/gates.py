@@ -378,3 +378,43 @@ def brief_for_render(brief: dict[str, Any], steer: dict[str, Any] | None) -> dic
         if extra:
             beat["more"] = [*(beat.get("more") or []), *extra]
     return brief
+
+
+# -- notes on a video frame (the review page's watch view) -------------------------------
+
+NOTE_TARGET_PREFIXES = ("deliverable:", "review:")
+
+
+def note_on_media(engine: Engine, job_id: str, *, target: str, frame: int, fps: str, frames: int,
+                  content_sha256: str, who: str, codes: list[str] | None = None, note: str = "",
+                  run_id: str | None = None) -> Outcome:
+    """A note pinned to ``frame`` (0-based) of a video of the job: a deliverable
+    (``deliverable:SPEC``) or the review's animatic (``review:animatic``), at ``fps`` (the
+    video's exact rate), on its bytes ``content_sha256``. ``frames`` is how many frames
+    the video has: a frame past its end is refused. Recorded as an ``annotate`` decision
+    with its ``noted`` event, in one transaction; changes no state."""
+    codes = list(dict.fromkeys(codes or []))
+    bad = [c for c in codes if c not in REASON_CODES]
+    if bad:
+        raise StudioError(f"reason code(s) {', '.join(map(quote, bad))} are not known",
+                          fix=f"use any of: {', '.join(REASON_CODES)}", field="codes")
+    note = _note(note)
+    if not codes and not note:
+        raise StudioError("a note on a frame needs a reason code or some text", fix="give codes, a note or both",
+                          field="note")
+    if not target.startswith(NOTE_TARGET_PREFIXES):
+        raise StudioError(f"target {quote(target)} is not a video of the job",
+                          fix="name deliverable:SPEC or review:animatic", field="target")
+    if frame < 0:
+        raise StudioError(f"frame {frame} is negative", fix="frames count from 0", field="frame")
+    if frame >= frames:
+        raise StudioError(f"frame {frame} is past the end of {target} ({frames} frames at {fps}: 0 to {frames - 1})",
+                          fix=f"pin the note to a frame from 0 to {frames - 1}", field="frame")
+    with _tx(engine) as tx:
+        job = _job_for_update(tx, job_id)
+        at = now()
+        d = _add(tx, job, "annotate", who, at, codes=codes, note=note, content_sha256=content_sha256,
+                 frame=frame, fps=fps, target=target, run_id=run_id)
+        tx.event(job.id, "noted", {"target": target, "frame": frame, "fps": fps, "codes": codes, "who": who,
+                                   "content_sha256": content_sha256, "decision": d.id}, at)
+        return Outcome(d, job, None)
