@@ -59,6 +59,7 @@ NEEDS = {
     ("POST", "/v1/jobs/{job_id}/resume"): "editor",
     ("PATCH", "/v1/jobs/{job_id}"): "editor",
     ("POST", "/v1/uploads"): "editor",
+    ("POST", "/v1/jobs/{job_id}/notes"): "editor",  # a frame note, as a note on a candidate
     # Webhooks are admin business, reads included: a webhook URL can be a secret itself.
     ("GET", "/v1/webhooks"): "admin",
     ("GET", "/v1/webhooks/{webhook_id}"): "admin",

@@ -70,7 +70,7 @@ from studio.settings import Settings
 # Modules with ``add_routes(v1: APIRouter)``: one per part of the API beyond the jobs.
 ROUTE_MODULES: tuple[str, ...] = ("studio.api.controls", "studio.api.outputs", "studio.api.gates",
                                   "studio.api.webhooks", "studio.api.uploads", "studio.api.shares",
-                                  "studio.api.catalog")
+                                  "studio.api.catalog", "studio.api.media")
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
