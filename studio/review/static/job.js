@@ -1,0 +1,581 @@
+// The job page: state and progress, each beat's candidates (pick by keyboard or mouse),
+// compare two (side by side and a wipe), notes with reason codes, more candidates steered
+// by a note, sign-off by role on the release's content hash, the deliverables and the
+// decision log. Everything comes from the /v1 API and stays live from the job's event
+// stream. Controls a role may not use are never built (the API refuses them anyway).
+"use strict";
+
+(function () {
+  const root = document.getElementById("job");
+  if (!root) return;
+  const JOB = root.dataset.job;
+  const APPROVALS = JSON.parse(root.dataset.approvals || "[]");
+  const REASONS = JSON.parse(root.dataset.reasons || "[]");
+  const LABEL = Object.fromEntries(REASONS.map((r) => [r.code, r.label]));
+  const canPick = studio.can("pick");  // editors: pick, annotate, more
+  const canApprove = studio.can("approve");
+  const el = studio.el;
+
+  const WAITS_ON = {
+    queued: "a worker", running: "its render", canceling: "its render to stop", suspending: "its render to stop",
+    suspended: "someone to resume it", awaiting_selection: "an editor's picks", awaiting_approval: "sign-off",
+    rejected: "changes",
+  };
+  // When a pick or more candidates are taken (studio.gates), and when a sign-off is.
+  const PICKABLE = new Set(["awaiting_selection", "awaiting_approval", "rejected", "succeeded"]);
+  const MORE_OK = new Set(["awaiting_selection", "awaiting_approval", "rejected", "succeeded", "queued", "suspended"]);
+  const SIGNABLE = new Set(["awaiting_approval", "rejected"]);
+
+  let job = null;        // GET /v1/jobs/{id}
+  let sheet = null;      // the last candidates the job showed (kept while it renders again)
+  let decisions = [];
+  let outputs = null;    // GET /v1/jobs/{id}/outputs once delivered
+  const compare = [];    // up to two {id, beat, n, url, score}
+  const active = {};     // beat -> index of the card holding the sheet's tab stop
+
+  const short = (h) => (h ? String(h).slice(0, 12) : "");
+  const who = (w) => String(w || "").split(":").slice(1).join(":") || String(w || "");
+  const when = (t) => String(t || "").replace("T", " ").slice(0, 19);
+
+  // -- errors and messages -------------------------------------------------------------
+  const errorBox = document.getElementById("action-error");
+  function fail(what, e) {
+    const data = e.data || {};
+    const text = `${what}: ${data.detail || e.message}${data.fix ? ` (${data.fix})` : ""}`;
+    errorBox.textContent = text;
+    errorBox.hidden = false;
+    studio.say(text);
+  }
+  function ok(text) {
+    errorBox.hidden = true;
+    errorBox.textContent = "";
+    studio.say(text);
+  }
+
+  // -- loading -------------------------------------------------------------------------
+  let timer = null;
+  let loading = false;
+  let again = false;
+  function schedule(delay) {
+    if (timer) return;
+    timer = setTimeout(() => { timer = null; refresh(); }, delay === undefined ? 250 : delay);
+  }
+  async function refresh() {
+    if (loading) { again = true; return; }
+    loading = true;
+    try {
+      const [j, c, d] = await Promise.all([
+        studio.api("GET", `/v1/jobs/${JOB}`), studio.api("GET", `/v1/jobs/${JOB}/candidates`),
+        studio.api("GET", `/v1/jobs/${JOB}/decisions`)]);
+      job = j;
+      decisions = d.decisions;
+      if (c.beats && c.beats.length) sheet = c;
+      if (j.state === "succeeded" && j.run_id && (!outputs || outputs.run_id !== j.run_id)) {
+        outputs = await studio.api("GET", `/v1/jobs/${JOB}/outputs`);
+      }
+      show();
+    } catch (e) {
+      fail("Could not load the job", e);
+    } finally {
+      loading = false;
+      if (again) { again = false; schedule(0); }
+    }
+  }
+
+  function show() {
+    showHeader();
+    showSheets();
+    showCompare();
+    showSignOff();
+    showLog();
+    root.dataset.state = job.state;  // for people's scripts and the tests: what the page shows now
+  }
+
+  // -- header: state, waiting on, progress -----------------------------------------------
+  function showHeader() {
+    const state = document.getElementById("job-state");
+    state.textContent = job.state;
+    state.className = `state state-${job.state}`;
+    const gate = job.gate || {};
+    let waiting = WAITS_ON[job.state] || "nothing";
+    if (job.state === "awaiting_selection" && gate.waiting_on && gate.waiting_on.length) {
+      waiting = `an editor's picks for beat ${gate.waiting_on.join(", ")}`;
+    } else if (job.state === "awaiting_approval" && gate.waiting_on && gate.waiting_on.length) {
+      waiting = `sign-off: ${gate.waiting_on.join(", ")}`;
+    }
+    document.getElementById("job-waiting").textContent = waiting;
+    const stages = (job.progress && job.progress.stages) || [];
+    const done = stages.filter((s) => s.state === "done" || s.state === "skipped").length;
+    const bar = document.getElementById("job-progress");
+    bar.max = Math.max(stages.length, 1);
+    bar.value = done;
+    document.getElementById("job-progress-text").textContent = stages.length
+      ? `${done} of ${stages.length} stages` + (job.progress.attempt ? ` (attempt ${job.progress.attempt})` : "") : "not started";
+    document.getElementById("stages").replaceChildren(...stages.map((s) => {
+      const amount = s.total ? ` ${Math.round(s.done)}/${Math.round(s.total)}` : "";
+      return el("li", { class: `stage stage-${s.state}` }, el("span", { class: "stage-name", text: s.stage }),
+                el("span", { class: "stage-state", text: ` ${s.state}${amount}` }));
+    }));
+    const err = document.getElementById("job-error");
+    err.hidden = !job.error;
+    err.textContent = job.error || "";
+  }
+
+  // -- the candidates ------------------------------------------------------------------
+  function beatSection(beat) {
+    let sec = document.querySelector(`#beats section.beat[data-beat="${CSS.escape(beat)}"]`);
+    if (!sec) {
+      sec = el("section", { class: "beat", "data-beat": beat, "aria-labelledby": `beat-${beat}-h` },
+        el("h3", { id: `beat-${beat}-h`, text: `Beat ${beat}` }),
+        el("p", { class: "beat-status sub", "data-field": "status" }));
+      document.getElementById("beats").append(sec);
+    }
+    return sec;
+  }
+
+  // The candidate a beat's sheet marks: the latest pick on one of its keyframes (the gate's
+  // own fields are what it stopped with: a pick made while it waits is in the decisions),
+  // else what the gate says was picked or used in the render.
+  function pickOf(b) {
+    const bySha = new Map(b.candidates.filter((c) => c.sha256).map((c) => [c.sha256, c.id]));
+    for (let k = decisions.length - 1; k >= 0; k--) {
+      const d = decisions[k];
+      if (d.kind === "pick" && d.beat === b.beat && bySha.has(d.content_sha256)) return bySha.get(d.content_sha256);
+    }
+    return null;
+  }
+  function marked(b) { return pickOf(b) || b.picked || b.selected || null; }
+
+  function notesFor(cand) {
+    return decisions.filter((d) => d.kind === "annotate" && !d.target && cand.sha256 && d.content_sha256 === cand.sha256);
+  }
+
+  function showSheets() {
+    const note = document.getElementById("sheet-note");
+    if (!sheet) {
+      note.textContent = PICKABLE.has(job.state) || ["failed", "canceled"].includes(job.state)
+        ? "This job has no candidates to show." : "The candidates appear here once the job has made them.";
+      return;
+    }
+    const fresh = (job.gate || {}).beats && job.gate.beats.length;
+    note.textContent = fresh ? "" : `The job is ${job.state}: these are the candidates it last showed; they update when it comes back.`;
+    for (const b of sheet.beats) showBeat(b);
+  }
+
+  function showBeat(b) {
+    const sec = beatSection(b.beat);
+    const n = b.candidates.length;
+    const pickedId = marked(b);
+    const pickedAt = b.candidates.findIndex((c) => c.id === pickedId);
+    const waiting = job.state === "awaiting_selection" && ((job.gate || {}).waiting_on || []).includes(b.beat);
+    sec.querySelector('[data-field="status"]').textContent = pickedAt >= 0
+      ? `${pickOf(b) || b.picked ? "Picked" : "Used in the render"}: candidate ${pickedAt + 1} of ${n}.`
+      : (waiting ? `Waiting for a pick: ${n} candidates.` : `${n} candidates.`);
+
+    let grid = sec.querySelector(".sheet");
+    const ids = b.candidates.map((c) => c.id).join(" ");
+    if (!grid || grid.dataset.ids !== ids) {
+      const hadFocus = grid && grid.contains(document.activeElement);
+      const cards = b.candidates.map((c, i) => card(b, c, i));
+      const row = el("div", { role: "row", class: "cards" }, ...cards);
+      const fresh = el("div", { class: "sheet", role: "grid", "data-ids": ids, "aria-labelledby": `beat-${b.beat}-h`,
+                                "aria-describedby": "sheet-keys" }, row);
+      fresh.addEventListener("keydown", (e) => onKey(e, b.beat));
+      fresh.addEventListener("focusin", (e) => {
+        const cell = e.target.closest(".cand");
+        if (cell) setActive(b.beat, Number(cell.dataset.i), false);
+      });
+      if (grid) grid.replaceWith(fresh); else sec.querySelector('[data-field="status"]').after(fresh);
+      grid = fresh;
+      if (!(b.beat in active) || active[b.beat] >= n) active[b.beat] = pickedAt >= 0 ? pickedAt : 0;
+      setActive(b.beat, active[b.beat], hadFocus);
+      if (canPick) {
+        editorForms(sec, b);
+        annotateOptions(sec.querySelector("select.ann-cand"), b);  // the candidates' ids are per run
+      }
+    }
+    // In place (focus and typing kept): what is picked, what is compared, the notes.
+    const pickable = canPick && PICKABLE.has(job.state);
+    b.candidates.forEach((c, i) => {
+      const cell = grid.querySelector(`.cand[data-i="${i}"]`);
+      cell._cand = c;
+      const isPicked = c.id === pickedId;
+      const cmp = compare.findIndex((x) => x.id === c.id);
+      cell.classList.toggle("picked", isPicked);
+      cell.setAttribute("aria-current", isPicked ? "true" : "false");
+      cell.setAttribute("aria-label", `Beat ${b.beat}, candidate ${i + 1} of ${n}` +
+        (c.score != null ? `, score ${c.score.toFixed(2)}` : "") + (isPicked ? ", picked" : "") +
+        (cmp >= 0 ? `, in the comparison as ${"AB"[cmp]}` : ""));
+      cell.querySelector(".badge-picked").hidden = !isPicked;
+      const cb = cell.querySelector(".badge-compare");
+      cb.hidden = cmp < 0;
+      cb.textContent = cmp >= 0 ? `Compare ${"AB"[cmp]}` : "";
+      cell.querySelector("button.compare").setAttribute("aria-pressed", cmp >= 0 ? "true" : "false");
+      const pick = cell.querySelector("button.pick");
+      if (pick) {
+        pick.setAttribute("aria-pressed", isPicked ? "true" : "false");
+        pick.disabled = !pickable;
+      }
+      const reason = c.reason || (isPicked && b.reason) || "";
+      cell.querySelector(".reason").textContent = reason ? `Scorer: ${reason}` : "";
+      const notes = notesFor(c);
+      cell.querySelector(".notes").replaceChildren(...notes.map((d) => el("li", {},
+        el("span", { class: "codes", text: d.codes.map((x) => LABEL[x] || x).join(", ") }),
+        d.note ? el("span", { text: `${d.codes.length ? ": " : ""}${d.note}` }) : null,
+        el("span", { class: "sub", text: ` (${who(d.who)})` }))));
+    });
+    if (canPick) {
+      for (const btn of sec.querySelectorAll("form.more button")) btn.disabled = !MORE_OK.has(job.state);
+    }
+  }
+
+  function card(b, c, i) {
+    const n = i + 1;
+    const what = `candidate ${n} of beat ${b.beat}`;
+    const score = c.score != null ? `Score ${c.score.toFixed(2)}` : "No score";
+    const acts = el("div", { class: "acts" });
+    if (canPick) {
+      acts.append(el("button", { type: "button", class: "pick", tabindex: "-1", "aria-label": `Pick ${what}`,
+                                 "aria-pressed": "false", text: "Pick", onclick: () => pick(b.beat, i) }));
+    }
+    acts.append(el("button", { type: "button", class: "compare", tabindex: "-1", "aria-label": `Compare ${what}`,
+                               "aria-pressed": "false", text: "Compare", onclick: () => toggleCompare(b.beat, i) }));
+    if (canPick) {
+      acts.append(el("button", { type: "button", class: "annotate", tabindex: "-1", "aria-label": `Annotate ${what}`,
+                                 text: "Annotate", onclick: () => openNote(b.beat, i) }));
+    }
+    return el("div", { class: "cand", role: "gridcell", tabindex: "-1", "data-i": String(i), "data-id": c.id },
+      el("figure", {},
+        el("img", { src: c.image_url, alt: `Keyframe of ${what}`, width: "384", height: "216", loading: "lazy" }),
+        el("figcaption", {},
+          el("div", { class: "cand-head" },
+            el("span", { class: "num", text: `${n}` }),
+            el("span", { class: "badge badge-picked", text: "Picked", hidden: true }),
+            el("span", { class: "badge badge-compare", hidden: true }),
+            el("span", { class: "score", text: score })),
+          el("p", { class: "reason" }),
+          el("ul", { class: "notes", "aria-label": `Notes on ${what}` }))),
+      acts);
+  }
+
+  function cellsOf(beat) {
+    return [...document.querySelectorAll(`section.beat[data-beat="${CSS.escape(beat)}"] .sheet .cand`)];
+  }
+
+  // The roving tab stop: only the active card of a sheet is in the Tab order.
+  function setActive(beat, i, focus) {
+    const cells = cellsOf(beat);
+    if (!cells.length) return;
+    i = Math.max(0, Math.min(cells.length - 1, i));
+    active[beat] = i;
+    cells.forEach((c, k) => c.setAttribute("tabindex", k === i ? "0" : "-1"));
+    if (focus) cells[i].focus();
+  }
+
+  function onKey(e, beat) {
+    const cell = e.target.closest(".cand");
+    if (!cell || e.target !== cell || e.altKey || e.ctrlKey || e.metaKey) return;
+    const i = Number(cell.dataset.i);
+    const count = cellsOf(beat).length;
+    let handled = true;
+    if (e.key === "ArrowRight" || e.key === "ArrowDown") setActive(beat, (i + 1) % count, true);
+    else if (e.key === "ArrowLeft" || e.key === "ArrowUp") setActive(beat, (i - 1 + count) % count, true);
+    else if (e.key === "Home") setActive(beat, 0, true);
+    else if (e.key === "End") setActive(beat, count - 1, true);
+    else if (e.key === "Enter" && canPick) pick(beat, i);
+    else if (/^[1-9]$/.test(e.key) && canPick) {
+      const k = Number(e.key) - 1;
+      if (k < count) { setActive(beat, k, true); pick(beat, k); } else studio.say(`Beat ${beat} has ${count} candidates`);
+    } else if (e.key === "c" || e.key === "C" || e.key === " ") toggleCompare(beat, i);
+    else if ((e.key === "a" || e.key === "A") && canPick) openNote(beat, i);
+    else handled = false;
+    if (handled) e.preventDefault();
+  }
+
+  function beatOf(beat) { return sheet && sheet.beats.find((b) => b.beat === beat); }
+
+  async function pick(beat, i) {
+    const b = beatOf(beat);
+    if (!b || !canPick) return;
+    const c = b.candidates[i];
+    if (!PICKABLE.has(job.state)) {
+      studio.say(`The job is ${job.state}: picks are taken when it waits at a gate or has delivered.`);
+      return;
+    }
+    if (marked(b) === c.id) { studio.say(`Candidate ${i + 1} is already beat ${beat}'s pick.`); return; }
+    try {
+      const r = await studio.api("POST", `/v1/jobs/${JOB}/picks`, { beat, candidate: c.id });
+      decisions.push(r.decision);  // shown at once; the refresh brings the whole log
+      job = r.job;
+      const rest = (r.job.gate || {}).waiting_on || [];
+      ok(`Picked candidate ${i + 1} for beat ${beat}` + (r.moved ? `: the job is now ${r.moved}.`
+        : rest.length ? `: still to pick: ${rest.join(", ")}.` : "."));
+      show();
+    } catch (e) {
+      fail(`Pick for beat ${beat}`, e);
+    }
+    schedule();
+  }
+
+  // -- notes (reason codes) and more candidates ------------------------------------------
+  function annotateOptions(sel, b) {
+    const keep = sel.value;
+    sel.replaceChildren(...b.candidates.map((c, i) => el("option", { value: c.id, text: `Candidate ${i + 1}` })));
+    if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
+  }
+
+  function editorForms(sec, b) {
+    if (sec.querySelector("form.annotate")) return;
+    const id = `b-${b.beat}`;
+    const codes = REASONS.map((r) => el("div", { class: "check" },
+      el("input", { type: "checkbox", id: `${id}-code-${r.code}`, name: "codes", value: r.code }),
+      el("label", { for: `${id}-code-${r.code}`, text: r.label })));
+    const sel = el("select", { id: `${id}-ann-cand`, class: "ann-cand", name: "candidate" });
+    annotateOptions(sel, b);
+    const ann = el("form", { class: "annotate", "aria-labelledby": `${id}-ann-h` },
+      el("label", { for: `${id}-ann-cand`, text: "Candidate" }), sel,
+      el("fieldset", { class: "reason-codes" }, el("legend", { text: "Reason codes" }), ...codes),
+      el("label", { for: `${id}-ann-note`, text: "Note" }),
+      el("textarea", { id: `${id}-ann-note`, name: "note", maxlength: "2000", rows: "2" }),
+      el("button", { type: "submit", text: "Save the note" }));
+    ann.addEventListener("submit", (e) => { e.preventDefault(); annotate(b.beat, ann); });
+    const more = el("form", { class: "more", "aria-labelledby": `${id}-more-h` },
+      el("label", { for: `${id}-more-note`, text: "Your note for the new candidates (it steers their prompt; new seeds)" }),
+      el("textarea", { id: `${id}-more-note`, name: "note", maxlength: "500", rows: "2", required: true }),
+      el("button", { type: "submit", text: "Regenerate this beat with my note" }));
+    more.addEventListener("submit", (e) => { e.preventDefault(); askMore(b.beat, more); });
+    // Folded until wanted (Annotate opens the note): the sheet stays in view.
+    sec.append(el("div", { class: "forms" },
+      el("details", { class: "card note-box" }, el("summary", { id: `${id}-ann-h`, text: `Note on a candidate of beat ${b.beat}` }), ann),
+      el("details", { class: "card more-box" }, el("summary", { id: `${id}-more-h`, text: `More like this: new candidates for beat ${b.beat}` }), more)));
+  }
+
+  function openNote(beat, i) {
+    const b = beatOf(beat);
+    const sec = beatSection(beat);
+    const sel = sec.querySelector("select.ann-cand");
+    if (!b || !sel) return;
+    sel.value = b.candidates[i].id;
+    sec.querySelector("details.note-box").open = true;
+    sec.querySelector('form.annotate input[type="checkbox"]').focus();
+  }
+
+  async function annotate(beat, form) {
+    const candidate = form.querySelector("select").value;
+    const codes = [...form.querySelectorAll('input[name="codes"]:checked')].map((x) => x.value);
+    const note = form.querySelector("textarea").value.trim();
+    const n = form.querySelector("select").selectedIndex + 1;
+    try {
+      await studio.api("POST", `/v1/jobs/${JOB}/annotations`, { candidate, codes, note });
+      for (const x of form.querySelectorAll('input[name="codes"]')) x.checked = false;
+      form.querySelector("textarea").value = "";
+      ok(`Noted on candidate ${n} of beat ${beat}.`);
+    } catch (e) {
+      fail(`Note on beat ${beat}`, e);
+    }
+    schedule(0);
+  }
+
+  async function askMore(beat, form) {
+    const note = form.querySelector("textarea").value.trim();
+    try {
+      const r = await studio.api("POST", `/v1/jobs/${JOB}/more`, { beat, note });
+      form.querySelector("textarea").value = "";
+      ok(`More candidates asked for beat ${beat}: they join the sheet when the job comes back` +
+         (r.moved ? ` (it is now ${r.moved}).` : "."));
+    } catch (e) {
+      fail(`More candidates for beat ${beat}`, e);
+    }
+    schedule(0);
+  }
+
+  // -- compare: side by side and a wipe --------------------------------------------------
+  function toggleCompare(beat, i) {
+    const b = beatOf(beat);
+    if (!b) return;
+    const c = b.candidates[i];
+    const at = compare.findIndex((x) => x.id === c.id);
+    if (at >= 0) compare.splice(at, 1);
+    else {
+      compare.push({ id: c.id, beat, n: i + 1, url: c.image_url, score: c.score });
+      if (compare.length > 2) compare.shift();
+    }
+    studio.say(compare.length === 2 ? "Comparing two candidates: see Compare below." : `${compare.length} of 2 chosen to compare.`);
+    for (const x of sheet.beats) showBeat(x);
+    showCompare();
+  }
+
+  const describe = (x) => `beat ${x.beat}, candidate ${x.n}` + (x.score != null ? ` (score ${x.score.toFixed(2)})` : "");
+
+  function showCompare() {
+    const views = document.getElementById("compare-views");
+    const hint = document.getElementById("compare-hint");
+    if (compare.length < 2) {
+      views.hidden = true;
+      hint.textContent = compare.length ? `Chosen: ${describe(compare[0])}. Choose one more with its Compare toggle.`
+        : "Choose two candidates with their Compare toggles (or C in a sheet).";
+      return;
+    }
+    const [a, b] = compare;
+    hint.textContent = `A: ${describe(a)}. B: ${describe(b)}.`;
+    const side = document.getElementById("side");
+    if (side.dataset.pair !== `${a.id} ${b.id}`) {
+      side.dataset.pair = `${a.id} ${b.id}`;
+      side.replaceChildren(...[["A", a], ["B", b]].map(([k, x]) => el("figure", {},
+        el("img", { src: x.url, alt: `${k}: keyframe of ${describe(x)}`, width: "480", height: "270" }),
+        el("figcaption", { text: `${k}: ${describe(x)}` }))));
+      document.getElementById("wipe-a").src = a.url;
+      document.getElementById("wipe-b").src = b.url;
+    }
+    views.hidden = false;
+    wipe();
+  }
+
+  function wipe() {
+    if (compare.length < 2) return;
+    const input = document.getElementById("wipe-pos");
+    const x = Number(input.value);
+    // CSSOM, not a style attribute: the page's CSP allows no inline styles.
+    document.getElementById("wipe-a").style.clipPath = `inset(0 ${100 - x}% 0 0)`;
+    document.getElementById("wipe-line").style.left = `${x}%`;
+    input.setAttribute("aria-valuetext", `${x}% of A, ${100 - x}% of B`);
+    document.getElementById("wipe-desc").textContent =
+      `Left of the line: A, ${describe(compare[0])}; right of it: B, ${describe(compare[1])}; the line is at ${x}%.`;
+  }
+  document.getElementById("wipe-pos").addEventListener("input", wipe);
+  document.getElementById("compare-clear").addEventListener("click", () => {
+    compare.length = 0;
+    if (sheet) for (const x of sheet.beats) showBeat(x);
+    showCompare();
+    document.getElementById("compare-h").focus();
+  });
+  document.getElementById("compare-h").setAttribute("tabindex", "-1");
+
+  // -- sign-off ------------------------------------------------------------------------
+  let roleKey = "";
+  function showSignOff() {
+    const sec = document.getElementById("signoff");
+    const gate = job.gate || {};
+    const release = gate.content_sha256;
+    const shown = release && (SIGNABLE.has(job.state) || job.state === "succeeded");
+    sec.hidden = !shown;
+    if (!shown) { roleKey = ""; return; }
+    const code = document.getElementById("release-hash");
+    code.textContent = short(release);
+    code.setAttribute("title", release);
+    code.dataset.full = release;
+    showDeliverables(gate.deliverables || []);
+
+    const box = document.getElementById("roles");
+    const key = `${release} ${job.state}`;
+    if (roleKey !== key) {
+      roleKey = key;
+      box.replaceChildren(...APPROVALS.map((role) => rolePanel(role, SIGNABLE.has(job.state) && canApprove)));
+    }
+    for (const role of APPROVALS) {
+      const panel = box.querySelector(`[data-role="${CSS.escape(role)}"]`);
+      const mine = decisions.filter((d) => (d.kind === "approve" || d.kind === "reject") && d.role === role);
+      const now = mine.filter((d) => d.content_sha256 === release);
+      const last = now[now.length - 1];
+      const stale = mine.filter((d) => !d.counts && d.content_sha256 !== release);
+      const status = panel.querySelector(".role-status");
+      status.textContent = last
+        ? `${last.kind === "approve" ? "Approved" : "Rejected"} by ${who(last.who)} at ${when(last.created_at)}` +
+          (last.note ? `: “${last.note}”` : "")
+        : "Not signed off on this release yet.";
+      status.className = `role-status ${last ? (last.kind === "approve" ? "ok" : "error") : "sub"}`;
+      const re = panel.querySelector(".reapproval");
+      const needed = !last && stale.length > 0;
+      re.hidden = !needed;
+      if (needed) {
+        const old = stale[stale.length - 1];
+        re.querySelector(".why").textContent = ` ${role} ${old.kind === "approve" ? "approved" : "rejected"} an earlier ` +
+          `release (${short(old.content_sha256)}) on ${when(old.created_at)}; the content has changed since, so that ` +
+          "sign-off no longer counts.";
+      }
+    }
+  }
+
+  function rolePanel(role, controls) {
+    const id = `sign-${role}`;
+    const panel = el("section", { class: "role card", "data-role": role, "aria-labelledby": `${id}-h` },
+      el("h3", { id: `${id}-h`, text: `Sign-off: ${role}` }),
+      el("p", { class: "reapproval", hidden: true },
+        el("strong", { class: "badge badge-warn", text: "Re-approval needed" }), el("span", { class: "why" })),
+      el("p", { class: "role-status sub" }));
+    if (controls) {
+      const note = el("textarea", { id: `${id}-note`, maxlength: "2000", rows: "2" });
+      panel.append(el("label", { for: `${id}-note`, text: `Note for the ${role} sign-off` }), note,
+        el("div", { class: "acts" },
+          el("button", { type: "button", class: "primary", text: `Approve as ${role}`,
+                         onclick: () => sign(role, "approve", note) }),
+          el("button", { type: "button", class: "danger", text: `Reject as ${role}`,
+                         onclick: () => sign(role, "reject", note) })));
+    }
+    return panel;
+  }
+
+  async function sign(role, decision, note) {
+    const release = (job.gate || {}).content_sha256;
+    try {
+      const r = await studio.api("POST", `/v1/jobs/${JOB}/approvals`,
+                                 { role, decision, content_sha256: release, note: note.value.trim() });
+      note.value = "";
+      job = r.job;
+      ok(`${decision === "approve" ? "Approved" : "Rejected"} release ${short(release)} as ${role}` +
+         (r.moved ? `: the job is now ${r.moved}.` : "."));
+    } catch (e) {
+      fail(`Sign-off as ${role}`, e);
+    }
+    schedule(0);
+  }
+
+  function showDeliverables(list) {
+    const files = (outputs && outputs.outputs) || [];
+    const delivered = job.state === "succeeded";
+    document.getElementById("deliverables").replaceChildren(...list.map((d) => {
+      const facts = [d.kind, d.width && d.height ? `${d.width}×${d.height}` : null, d.fps ? `${d.fps} fps` : null,
+                     d.duration != null ? `${Number(d.duration).toFixed(2)} s` : null,
+                     d.size != null ? `${(d.size / 1e6).toFixed(2)} MB` : null].filter(Boolean).join(" · ");
+      const out = delivered && files.find((f) => f.role === "deliverable" && f.spec === d.spec &&
+                                                 (!d.sha256 || f.sha256 === d.sha256));
+      const name = out ? el("a", { href: out.url, class: "deliverable", download: out.name, text: `${d.spec}: ${out.name}` })
+        : el("span", { class: "deliverable", text: d.spec });
+      return el("li", {}, name, el("span", { class: "sub", text: ` ${facts}` }),
+        el("code", { class: "hash", title: d.sha256 || "", text: ` ${short(d.sha256)}` }),
+        delivered ? null : el("span", { class: "sub", text: " (downloads once delivered)" }));
+    }));
+  }
+
+  // -- the decision log ----------------------------------------------------------------
+  function candidateNumber(d) {
+    if (!sheet) return null;
+    for (const b of sheet.beats) {
+      const i = b.candidates.findIndex((c) => c.id === d.candidate_id || (c.sha256 && c.sha256 === d.content_sha256));
+      if (b.beat === d.beat && i >= 0) return i + 1;
+    }
+    return null;
+  }
+
+  function showLog() {
+    const body = document.querySelector("#decisions tbody");
+    if (!decisions.length) return;
+    body.replaceChildren(...decisions.map((d) => {
+      let on = d.role ? `sign-off ${d.role}` : d.beat ? `beat ${d.beat}` : "";
+      const n = d.kind === "pick" || d.kind === "annotate" ? candidateNumber(d) : null;
+      if (n) on += `, candidate ${n}`;
+      else if (d.candidate_id) on += `, ${d.candidate_id}`;
+      const what = [d.kind, d.codes && d.codes.length ? d.codes.map((x) => LABEL[x] || x).join(", ") : null,
+                    d.note ? `“${d.note}”` : null].filter(Boolean).join(": ");
+      return el("tr", { "data-kind": d.kind, "data-counts": String(d.counts) },
+        el("td", { text: what }), el("td", { text: on }), el("td", { text: who(d.who) }),
+        el("td", {}, el("time", { datetime: d.created_at, text: when(d.created_at) })),
+        el("td", {}, el("code", { class: "hash", title: d.content_sha256, text: short(d.content_sha256) })),
+        el("td", { class: d.counts ? "ok" : "error", text: d.counts ? "yes" : "no: made on other content" }));
+    }));
+  }
+
+  // -- live ----------------------------------------------------------------------------
+  refresh();
+  studio.listen(`/v1/jobs/${JOB}/stream?after=${root.dataset.after || "0"}`, () => schedule());
+})();
