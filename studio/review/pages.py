@@ -136,7 +136,8 @@ def add_pages(app: FastAPI) -> None:
 
 
 # Modules with ``add_pages(pages: APIRouter)``, one per page beyond sign-in and the jobs list.
-PAGE_MODULES: tuple[str, ...] = ("studio.review.brief_form", "studio.review.job_page")
+PAGE_MODULES: tuple[str, ...] = ("studio.review.brief_form", "studio.review.job_page",
+                                 "studio.review.watch_page")
 
 # Who a job in each state waits on (the jobs list's "waiting on" column).
 WAITS_ON = {
