@@ -109,6 +109,7 @@ class DecisionOut(BaseModel):
     content_sha256: str = Field(description="what it was made on: a keyframe's or a release's sha256")
     frame: int | None = None
     fps: str | None = None
+    target: str | None = Field(None, description="what a frame note is on: deliverable:SPEC or review:animatic")
     run_id: str | None = None
     created_at: datetime
     counts: bool = Field(True, description="false when the content it was made on has changed since")
@@ -139,6 +140,10 @@ def _counts(d: Any, gate_state: dict[str, Any]) -> bool:
     a pick or note on a keyframe one of the job's beats still shows."""
     if d.kind in ("approve", "reject"):
         return d.content_sha256 == gate_state.get("release")
+    if d.kind == "annotate" and d.target:
+        # A frame note: on a deliverable the job would deliver now (the animatic is no part
+        # of a release: its notes hold while the job has it).
+        return d.target.startswith("review:") or d.content_sha256 in gate_state.get("media", set())
     if d.kind in ("pick", "annotate"):
         return d.content_sha256 in gate_state.get("keyframes", set())
     return True
@@ -147,7 +152,8 @@ def _counts(d: Any, gate_state: dict[str, Any]) -> bool:
 def _gate_state(job: Any) -> dict[str, Any]:
     gate = job.gate or {}
     keyframes = {c.get("sha256") for b in gate.get("beats") or [] for c in b.get("candidates") or []}
-    return {"release": gate.get("content_sha256"), "keyframes": keyframes}
+    media = {d.get("sha256") for d in gate.get("deliverables") or []}
+    return {"release": gate.get("content_sha256"), "keyframes": keyframes, "media": media}
 
 
 def _conflict(e: StudioError) -> ApiError:

@@ -40,7 +40,7 @@ const studio = {
   EVENT_TYPES: ["queued", "running", "canceling", "canceled", "succeeded", "failed", "interrupted",
                 "suspending", "suspended", "awaiting_selection", "awaiting_approval", "rejected",
                 "stage_start", "stage_done", "progress", "picked", "annotated", "approved", "rejected_by",
-                "more_requested", "warning", "priority"],
+                "more_requested", "noted", "warning", "priority"],
 
   say(text) {
     const s = document.getElementById("status");
