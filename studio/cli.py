@@ -601,6 +601,9 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     config = uvicorn.Config("studio.api.app:create_app", factory=True, host=host, port=port,
                             log_level=log_level)
     server = Server(config)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"studio serve: the API at http://{shown}:{port}/v1 (OpenAPI: /openapi.json), the review page at "
+               f"http://{shown}:{port}/review (sign in with a token: `studio token create`)", err=True)
     stop = threading.Event()
     threads = _start_workers(workers, stop)
     dispatcher = _start_dispatcher(stop)
