@@ -156,6 +156,7 @@ def test_write_a_brief_see_its_error_reorder_beats_and_submit(live: Live, page: 
 
     # Fixed; a second beat added and moved above the first, with the keyboard.
     duration.fill("2")
+    assert error.is_hidden() and duration.get_attribute("aria-invalid") is None  # changed: no longer marked
     page.get_by_role("button", name="Add beat").click()
     beat2 = field(page, "beats[1]")
     assert beat2.get_by_label("Id").input_value() == "b02"

@@ -271,6 +271,8 @@
         it.remove.disabled = items.length <= min;
         it.node.more.querySelector("summary").textContent = `More for ${noun.toLowerCase()} ${n}`;
       });
+      // The problems shown name the old positions ("beats[0]..."): they no longer fit.
+      if (root) clearProblems();
       node.setPath(path);
     }
     function button(text, onclick) {
@@ -472,20 +474,26 @@
   const summaryList = document.getElementById("brief-problems-list");
   const summaryTitle = document.getElementById("brief-problems-title");
 
-  function clearProblems() {
-    for (const w of form.querySelectorAll("[data-path].has-error")) {
-      w.classList.remove("has-error");
-      w.errorEl.hidden = true;
-      w.errorEl.replaceChildren();
-      for (const c of controlsOf(w)) {
-        c.removeAttribute("aria-invalid");
-        if (c.dataset.describedby) c.setAttribute("aria-describedby", c.dataset.describedby);
-        else c.removeAttribute("aria-describedby");
-      }
+  function clearOne(w) {
+    w.classList.remove("has-error");
+    w.errorEl.hidden = true;
+    w.errorEl.replaceChildren();
+    for (const c of controlsOf(w)) {
+      c.removeAttribute("aria-invalid");
+      if (c.dataset.describedby) c.setAttribute("aria-describedby", c.dataset.describedby);
+      else c.removeAttribute("aria-describedby");
     }
+  }
+  function clearProblems() {
+    for (const w of form.querySelectorAll("[data-path].has-error")) clearOne(w);
     summary.hidden = true;
     summaryList.replaceChildren();
   }
+  // A field's problem goes once its value changes (the next submit says whether it is fixed).
+  form.addEventListener("input", (e) => {
+    const w = e.target.closest && e.target.closest("[data-path].has-error");
+    if (w) clearOne(w);
+  });
   // A wrapper's own controls (not those of the fields inside it); a list has none but
   // itself (focusable, described by its error).
   function controlsOf(w) {
