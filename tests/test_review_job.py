@@ -139,6 +139,9 @@ def test_pick_compare_annotate_sign_off_and_reapproval(live: Live, page: Any) ->
         # One Tab stop per sheet: its active card; the buttons in it are reached by keys and mouse.
         assert beat.locator('.sheet [tabindex="0"]').count() == 1
         assert beat.locator(".sheet button:not([tabindex='-1'])").count() == 0
+    b01.locator('.sheet [tabindex="0"]').focus()
+    page.keyboard.press("Tab")  # out of the sheet at once, to what follows it on the page
+    assert page.evaluate("document.activeElement.textContent") == "Note on a candidate of beat b01"
     for img in page.locator(".cand img").all():  # large enough to judge, and loaded
         img.evaluate("i => i.decode()")
         assert img.bounding_box()["width"] >= 360
