@@ -562,7 +562,9 @@
     if (!decisions.length) return;
     body.replaceChildren(...decisions.map((d) => {
       let on = d.role ? `sign-off ${d.role}` : d.beat ? `beat ${d.beat}` : "";
-      const n = d.kind === "pick" || d.kind === "annotate" ? candidateNumber(d) : null;
+      if (d.target) on = [on, d.target.replace(":", " ")].filter(Boolean).join(", ");  // a frame note (the watch page)
+      if (d.frame != null) on += `, frame ${d.frame}${d.fps ? ` at ${d.fps} fps` : ""}`;
+      const n = (d.kind === "pick" || d.kind === "annotate") && !d.target ? candidateNumber(d) : null;
       if (n) on += `, candidate ${n}`;
       else if (d.candidate_id) on += `, ${d.candidate_id}`;
       const what = [d.kind, d.codes && d.codes.length ? d.codes.map((x) => LABEL[x] || x).join(", ") : null,
