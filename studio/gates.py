@@ -226,8 +226,10 @@ def pick(engine: Engine, job_id: str, beat: str, candidate_id: str, who: str, no
         if job.state == "awaiting_selection":
             gate = dict(job.gate or {})
             waiting = [b for b in gate.get("waiting_on") or [] if b != beat]
+            # The sheet shows the pick at once (the next render selects it by its recipe).
+            beats = [{**b, "picked": candidate_id} if b.get("beat") == beat else b for b in gate.get("beats") or []]
             if waiting:
-                job.gate = {**gate, "waiting_on": waiting}
+                job.gate = {**gate, "waiting_on": waiting, "beats": beats}
                 tx.s.add(job)
             else:
                 moved = _requeue(tx, job, "picked", at, decision=d.id)

@@ -135,6 +135,8 @@ def test_a_job_waits_at_each_gate_and_resumes_on_the_decisions(api: Api) -> None
     # 2. Picks: the first leaves it waiting on b02, the second queues it.
     r = api.call("POST", f"/v1/jobs/{job_id}/picks", json=pick_b01)
     assert r.status_code == 200 and r.json()["moved"] is None and r.json()["job"]["gate"]["waiting_on"] == ["b02"]
+    sheet = api.call("GET", f"/v1/jobs/{job_id}/candidates", "viewer").json()
+    assert [b["picked"] for b in sheet["beats"]] == [pick_b01["candidate"], None]
     r = api.call("POST", f"/v1/jobs/{job_id}/annotations", json={
         "candidate": cands["b02"][0]["id"], "codes": ["expression_off", "artefact"], "note": "smudge at the ear"})
     assert r.status_code == 200 and r.json()["moved"] is None
