@@ -173,6 +173,19 @@ def _decide(fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
             "moved": out.moved}
 
 
+def _reasons(engine: Any, ids: list[Any]) -> dict[str, str]:
+    """The scorer's reason per candidate id (a release's candidates carry none of their own)."""
+    if not ids:
+        return {}
+    from sqlmodel import Session, select
+
+    from studio.db import Score
+
+    with Session(engine) as s:
+        rows = s.exec(select(Score).where(Score.candidate_id.in_([str(i) for i in ids]))).all()  # type: ignore[attr-defined]
+    return {r.candidate_id: r.reason for r in rows}
+
+
 def add_routes(v1: APIRouter) -> None:
     @v1.get("/jobs/{job_id}/candidates", response_model=CandidatesOut, tags=["gates"],
             responses={404: ERRORS[404]})
@@ -182,8 +195,13 @@ def add_routes(v1: APIRouter) -> None:
         release waiting for sign-off), with scores, the scorer's reasons and keyframe links."""
         job = visible(engine, job_id, principal)
         gate = job.gate or {}
+        reasons = _reasons(engine, [c.get("id") for b in gate.get("beats") or [] for c in b.get("candidates") or []
+                                    if not c.get("reason")])
         beats = []
         for b in gate.get("beats") or []:
+            for c in b.get("candidates") or []:
+                c.setdefault("reason", None)
+                c["reason"] = c["reason"] or reasons.get(c.get("id"))
             beats.append({
                 "beat": b.get("beat"), "picked": b.get("picked"), "selected": b.get("selected"),
                 "candidates": [{**{k: c.get(k) for k in ("id", "index", "seed", "score", "reason", "sha256")},
