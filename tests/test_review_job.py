@@ -2,10 +2,13 @@
 the real server (uvicorn, one worker) rendering the small gated brief for real
 (tests/test_gates.py gated_brief(): selection human, approvals [brand]).
 
-What it proves: an editor opens the job and sees it reach awaiting_selection live (no
-reload); more candidates steered by a note join a beat's sheet live; each beat's sheet is one Tab stop and a candidate is picked with the keyboard
+What it proves: an editor writes the brief in the brief form (/review/new), sees the
+form refuse a beat of 0 s beside its field, fixes it and submits; the job page opens and
+the job reaches awaiting_selection live (no reload); more candidates steered by a note join a beat's sheet live; each beat's sheet is one Tab stop and a candidate is picked with the keyboard
 (arrows and Enter; a digit), the pick marked by a visible "Picked" badge and
-aria-pressed/aria-current; a candidate is annotated with reason codes and a note; two are
+aria-pressed/aria-current; a candidate is annotated with reason codes and a note; its details panel (a modal
+dialog opened by its Details button or D, Escape or Close giving the focus back) shows
+the seed, model, prompt and recipe hash the API's details give, the note, and its rights; two are
 compared side by side and with a wipe whose range input (keyboard) moves the split (the
 halves are the two images); the job resumes and waits at awaiting_approval; an approver
 (who sees no pick controls, and whose pick the API refuses) approves as brand; the job
@@ -28,7 +31,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from studio import auth, db
 from studio.settings import Settings
@@ -102,15 +104,51 @@ def mean_diff(a: Any, b: Any) -> float:
     return sum(ImageStat.Stat(ImageChops.difference(a, b)).mean) / 3
 
 
-def test_pick_compare_annotate_sign_off_and_reapproval(live: Live, page: Any) -> None:
-    r = live.api("POST", "/v1/jobs", content=yaml.safe_dump(gated_brief()),
-                 headers={"content-type": "application/yaml"})
-    assert r.status_code == 201, r.text
-    job_id = r.json()["id"]
-    job_path = f"/review/jobs/{job_id}"
+def write_gated_brief(page: Any) -> None:
+    """The form filled in as a producer does, for tests/test_gates.py gated_brief(), but
+    with beat 2 lasting 0 s: the form must refuse it."""
+    brief = gated_brief()
+    page.get_by_label("Campaign").fill(brief["campaign"])
+    page.get_by_label("Purpose").fill(brief["purpose"])
+    page.get_by_label("youtube-1080p").check()
+    page.get_by_label("golden-hour").check()
+    page.get_by_role("button", name="Add beat").click()
+    for i, (beat, duration) in enumerate(zip(brief["beats"], ("1", "0"), strict=True)):
+        item = page.locator(f'[data-path="beats[{i}]"]')
+        assert item.get_by_label("Id").input_value() == beat["id"]
+        item.get_by_label("Duration").fill(duration)
+        item.get_by_label("Subject").fill(beat["subject"])
+    page.locator("summary", has_text="More options").click()  # the optional fields, folded away
+    page.get_by_label("Selection").select_option("human")
+    page.get_by_label("Approvals").fill("brand")
+    page.get_by_label("Candidates", exact=True).fill("2")
+    page.get_by_label("Captions").uncheck()
+    page.get_by_label("Handles").fill("0")
+    page.locator('[data-path="music"]').get_by_label("Source").fill("none")
+    page.locator('[data-path="effects"]').get_by_label("Enabled").uncheck()
 
-    # -- an editor opens the job; it reaches the selection gate live ------------------
-    sign_in(page, live.base, live.tokens["editor"], job_path)
+
+def test_pick_compare_annotate_sign_off_and_reapproval(live: Live, page: Any) -> None:
+    # -- an editor writes the brief in the form: a field error first, then the job ----
+    sign_in(page, live.base, live.tokens["editor"], "/review/new")
+    page.locator('#brief-form[data-ready="true"]').wait_for(timeout=15000)
+    write_gated_brief(page)
+    page.get_by_role("button", name="Submit brief").click()
+    error = page.locator('[data-path="beats[1].duration"] .field-error')
+    error.wait_for(timeout=15000)
+    assert error.inner_text() == "beats[1].duration: 0: input should be greater than 0 — use a larger number"
+    duration = page.locator('[data-path="beats[1]"]').get_by_label("Duration")
+    assert duration.get_attribute("aria-invalid") == "true"
+    assert duration.evaluate("el => el === document.activeElement")  # the focus is on it
+    assert live.api("GET", "/v1/jobs").json()["jobs"] == []  # refused: no job
+    duration.fill("1")
+    page.get_by_role("button", name="Submit brief").click()
+    page.wait_for_url("**/review/jobs/job_*", timeout=15000)
+    job_id = page.url.rsplit("/", 1)[1]
+    job_path = f"/review/jobs/{job_id}"
+    assert live.api("GET", f"/v1/jobs/{job_id}").json()["brief"] == gated_brief()  # what the form sent
+
+    # -- the editor is on the job's page; it reaches the selection gate live ----------
     page.evaluate("window.notReloaded = true")
     assert page.locator("h1").inner_text().startswith(f"Job {job_id}")
     wait_state(page, "awaiting_selection")
@@ -184,6 +222,51 @@ def test_pick_compare_annotate_sign_off_and_reapproval(live: Live, page: Any) ->
     form.get_by_role("button", name="Save the note").click()
     b02.locator(".cand").nth(1).locator(".notes", has_text="smudge at the ear").wait_for()
     assert "Expression is off, Artefact" in b02.locator(".cand").nth(1).locator(".notes").inner_text()
+
+    # The details panel of that candidate: what the API's details say, in a modal dialog
+    # that takes the focus and gives it back.
+    cid = cands["b02"][1]["id"]
+    details = live.api("GET", f"/v1/jobs/{job_id}/details?candidate={cid}").json()
+    button = b02.get_by_role("button", name="Details of candidate 2 of beat b02")
+    button.click()
+    page.get_by_role("dialog", name="Details: candidate 2 of beat b02").wait_for()
+    panel = page.locator("dialog#details")
+    page.locator('#details[data-loaded="true"]').wait_for()
+    assert panel.is_visible() and page.evaluate("document.activeElement.id") == "details-h"
+    recipe = details["recipe"]
+
+    def shown(name: str) -> str:
+        return panel.locator(f'[data-field="{name}"]').inner_text()
+
+    assert shown("seed") == str(recipe["seed"]) and shown("model") == recipe["model_id"]
+    assert shown("backend") == recipe["backend"]
+    assert shown("steps") == ("none (this backend takes no steps)" if recipe["steps"] is None else str(recipe["steps"]))
+    assert shown("positive") == recipe["prompt"]["positive"]
+    assert shown("negative") == (recipe["prompt"]["negative"] or "(none)")
+    assert shown("size") == f"{recipe['width']}×{recipe['height']}"
+    assert panel.locator('[data-field="recipe-hash"] code').get_attribute("title") == recipe["recipe_hash"]
+    if recipe["weights_sha256"]:
+        assert panel.locator('[data-field="weights"] code').get_attribute("title") == recipe["weights_sha256"]
+    if details["score"]:
+        assert shown("score") == f"{details['score']['total']:.2f}"
+    assert "smudge at the ear" in shown("decisions")  # the note just made
+    assert shown("used-by") == "No deliverable uses it yet."  # nothing is delivered yet
+    assert shown("usage-class") == details["rights"]["usage_class"]
+    assert details["rights"]["models"][0]["id"] in shown("models")
+    assert axe_violations(page) == []
+    shot(page, "24-details", full_page=False)
+    page.keyboard.press("Escape")
+    panel.wait_for(state="hidden")
+    assert button.evaluate("el => el === document.activeElement")  # back where it was opened
+    # D on a card opens it too; Close gives the focus back to the card.
+    b01.locator(".cand").nth(0).focus()
+    page.keyboard.press("d")
+    page.get_by_role("dialog", name="Details: candidate 1 of beat b01").wait_for()
+    page.locator('#details[data-loaded="true"]').wait_for()
+    assert shown("seed") == str(cands["b01"][0]["seed"])
+    panel.get_by_role("button", name="Close").click()
+    panel.wait_for(state="hidden")
+    assert page.evaluate("document.activeElement.dataset.id") == cands["b01"][0]["id"]
 
     # Compare b01's candidate 1 with b02's candidate 2: side by side, and a wipe.
     b01.get_by_role("button", name="Compare candidate 1 of beat b01").click()

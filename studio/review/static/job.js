@@ -244,6 +244,10 @@
       acts.append(el("button", { type: "button", class: "annotate", tabindex: "-1", "aria-label": `Annotate ${what}`,
                                  text: "Annotate", onclick: () => openNote(b.beat, i) }));
     }
+    const info = el("button", { type: "button", class: "details", tabindex: "-1", "aria-label": `Details of ${what}`,
+                                "aria-haspopup": "dialog", text: "Details" });
+    info.addEventListener("click", () => openDetails(b.beat, i, info));
+    acts.append(info);
     return el("div", { class: "cand", role: "gridcell", tabindex: "-1", "data-i": String(i), "data-id": c.id },
       el("figure", {},
         el("img", { src: c.image_url, alt: `Keyframe of ${what}`, width: "384", height: "216", loading: "lazy" }),
@@ -288,6 +292,7 @@
       if (k < count) { setActive(beat, k, true); pick(beat, k); } else studio.say(`Beat ${beat} has ${count} candidates`);
     } else if (e.key === "c" || e.key === "C" || e.key === " ") toggleCompare(beat, i);
     else if ((e.key === "a" || e.key === "A") && canPick) openNote(beat, i);
+    else if (e.key === "d" || e.key === "D") openDetails(beat, i, cell);
     else handled = false;
     if (handled) e.preventDefault();
   }
@@ -388,6 +393,129 @@
     }
     schedule(0);
   }
+
+  // -- the details panel: a candidate's recipe, prompt, score, lineage, decisions, rights --
+  // A modal <dialog>: the focus goes to its heading, Escape or Close shuts it and the focus
+  // goes back to what opened it (the Details button, or the card D was pressed on).
+  const panel = document.getElementById("details");
+  const panelBody = document.getElementById("details-body");
+  const panelHead = document.getElementById("details-h");
+  let opener = null;   // {el, beat, id}: where the focus goes back to
+  let showing = null;  // the candidate id the panel shows (a late answer for another is dropped)
+
+  function facts(rows) {
+    const list = el("dl", { class: "facts-list" });
+    for (const [label, value, field] of rows) {
+      if (value === null || value === undefined || value === "") continue;
+      list.append(el("dt", { text: label }),
+        el("dd", field ? { "data-field": field } : {}, value instanceof Node ? value : String(value)));
+    }
+    return list;
+  }
+
+  // A hash shown short, the whole of it in its title and copied by its Copy button.
+  function hashOf(full, what) {
+    if (!full) return null;
+    const copy = el("button", { type: "button", class: "small copy", "aria-label": `Copy the full ${what}`, text: "Copy" });
+    copy.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(full);
+        studio.say(`Copied the ${what}: ${full}`);
+      } catch (e) {
+        studio.say(`Could not copy; the ${what} is ${full}`);
+      }
+    });
+    return el("span", { class: "hash-row" },
+      el("code", { class: "hash", title: full, "data-full": full, text: short(full) }), " ", copy);
+  }
+
+  function section(title, ...children) {
+    return el("section", { class: "details-part" }, el("h3", { text: title }), ...children);
+  }
+
+  function showDetails(d, n) {
+    const r = d.recipe || {};
+    const p = r.prompt || {};
+    const s = d.score;
+    const rights = d.rights || {};
+    const used = (d.lineage || {}).used_by || [];
+    const allowed = (m) => (m.in_catalog
+      ? `${m.licence || "no licence recorded"}; allowed for ${m.usage_classes.join(", ") || "no usage class"}` +
+        (m.usage_classes.includes(rights.usage_class) ? ` (this brief's ${rights.usage_class}: yes)`
+          : ` (this brief's ${rights.usage_class}: no)`)
+      : m.note || "not in the model catalog");
+    panelBody.replaceChildren(
+      section("Recipe", facts([
+        ["Backend", r.backend, "backend"], ["Model", r.model_id, "model"],
+        ["Weights sha256", hashOf(r.weights_sha256, "weights sha256") || "none (no weights: a built-in backend)", "weights"],
+        ["Seed", r.seed, "seed"], ["Steps", r.steps ?? "none (this backend takes no steps)", "steps"],
+        ["Size", r.width && r.height ? `${r.width}×${r.height}` : null, "size"],
+        ["Code version", r.code_version, "code-version"],
+        ["Recipe hash", hashOf(r.recipe_hash, "recipe hash"), "recipe-hash"],
+        ["Keyframe sha256", hashOf(d.keyframe_sha256, "keyframe sha256"), "keyframe"]])),
+      section("Prompt", facts([
+        ["Positive", p.positive || "(none)", "positive"], ["Negative", p.negative || "(none)", "negative"],
+        ["Prompt hash", hashOf(p.hash, "prompt hash"), "prompt-hash"]])),
+      section("Score", s ? facts([
+        ["Total", s.total != null ? Number(s.total).toFixed(2) : null, "score"], ["Scorer", s.scorer, "scorer"],
+        ["Reason", s.reason || "(none given)", "reason"]])
+        : el("p", { class: "sub", text: "Not scored." })),
+      section("Lineage: the deliverables that use it", used.length
+        ? el("ul", { class: "used-by", "data-field": "used-by" }, ...used.map((u) => el("li", {},
+          el("a", { href: `/review/jobs/${JOB}/watch?video=${encodeURIComponent(`deliverable:${u.spec}`)}`,
+                    text: `${u.spec} (${u.kind})` }),
+          " ", el("code", { class: "hash", title: u.sha256, text: short(u.sha256) }),
+          el("span", { class: "sub", text: ` ${when(u.created_at)}` }))))
+        : el("p", { class: "sub", "data-field": "used-by", text: "No deliverable uses it yet." })),
+      section("Decisions on it", (d.decisions || []).length
+        ? el("ul", { class: "cand-decisions", "data-field": "decisions" }, ...d.decisions.map((x) => el("li", {},
+          el("strong", { text: x.kind }),
+          x.codes && x.codes.length ? `: ${x.codes.map((c) => LABEL[c] || c).join(", ")}` : "",
+          x.note ? ` “${x.note}”` : "", el("span", { class: "sub", text: ` ${who(x.who)}, ${when(x.created_at)}` }))))
+        : el("p", { class: "sub", "data-field": "decisions", text: "No decisions on it." })),
+      section("Rights and usage", facts([["Usage class (the brief's)", rights.usage_class, "usage-class"]]),
+        el("ul", { class: "rights", "data-field": "models" }, ...(rights.models || []).map((m) => el("li", {},
+          el("strong", { text: `${m.id}: ` }), allowed(m))))));
+    panel.dataset.candidate = d.id;
+    panel.dataset.loaded = "true";
+    studio.say(`Details of candidate ${n} of beat ${d.beat} loaded.`);
+  }
+
+  async function openDetails(beat, i, from) {
+    const b = beatOf(beat);
+    if (!b) return;
+    const c = b.candidates[i];
+    opener = { el: from, beat, id: c.id };
+    showing = c.id;
+    panelHead.textContent = `Details: candidate ${i + 1} of beat ${beat}`;
+    panel.dataset.loaded = "false";
+    panelBody.replaceChildren(el("p", { class: "sub", text: "Loading the details…" }));
+    if (!panel.open) panel.showModal();
+    panelHead.focus();
+    try {
+      const d = await studio.api("GET", `/v1/jobs/${JOB}/details?candidate=${encodeURIComponent(c.id)}`);
+      if (showing === c.id && panel.open) showDetails(d, i + 1);
+    } catch (e) {
+      if (showing === c.id) {
+        panelBody.replaceChildren(el("p", { class: "error", role: "alert",
+          text: `Could not load the details: ${(e.data && e.data.detail) || e.message}` }));
+      }
+    }
+  }
+
+  panel.addEventListener("close", () => {
+    showing = null;
+    const back = opener;
+    opener = null;
+    if (!back) return;
+    // The sheet may have been rebuilt while the panel was open: then its card for the same
+    // candidate (or the beat's first) takes the focus.
+    if (back.el && back.el.isConnected) { back.el.focus(); return; }
+    const cells = cellsOf(back.beat);
+    const k = cells.findIndex((x) => x.dataset.id === back.id);
+    if (cells.length) setActive(back.beat, k >= 0 ? k : 0, true);
+  });
+  document.getElementById("details-close").addEventListener("click", () => panel.close());
 
   // -- compare: side by side and a wipe --------------------------------------------------
   function toggleCompare(beat, i) {
