@@ -7,7 +7,9 @@ HttpOnly, SameSite=Strict session cookie (no token in it); the jobs list shows t
 jobs and updates live from the event stream; the page passes axe-core's WCAG 2 A/AA rules;
 signing out ends the session for the API too; a session cookie alone cannot change anything
 through the API without the page's own header (a cross-site form cannot send it); a share
-link opens one job for one role and nothing else.
+link opens one job for one role and nothing else; an editor makes one in the job page (a
+number of days out of range refused beside the form first), the reviewer opens it in their
+own browser, and the editor revokes it there, which ends the reviewer's session.
 """
 
 from __future__ import annotations
@@ -125,3 +127,65 @@ def test_a_share_link_opens_one_job_for_one_role(live: Live, page: Any) -> None:
     assert httpx.get(f"{live.base}/v1/jobs/{mine}", cookies=jar).status_code == 401
     page.goto(f"{live.base}{url}")
     assert "this share link is unknown, expired or revoked" in page.content()
+
+
+def test_an_editor_makes_and_revokes_a_share_link_in_the_job_page(live: Live, page: Any, browser: Any) -> None:
+    mine = live.submit("harvest")
+    sign_in(page, live.base, live.tokens["editor"], f"/review/jobs/{mine}")
+    share = page.locator("#share")
+    share.get_by_role("heading", name="Share with an outside reviewer").wait_for()
+    assert share.locator('tr.empty').inner_text() == "No share links yet."
+    # A number of days out of range is refused beside the form, and nothing is made.
+    share.get_by_label("Role").select_option("approver")
+    share.get_by_label("Who it is for").fill("legal: Jo at the agency")
+    days = share.get_by_label("Days it works (up to 30)")
+    days.fill("45")
+    share.get_by_role("button", name="Make a link").click()
+    error = page.locator("#share-error")
+    assert error.inner_text().startswith("Days it works: 45 is not a number of days from 1 to 30")
+    assert days.get_attribute("aria-invalid") == "true" and days.evaluate("el => el === document.activeElement")
+    editor = {"Authorization": f"Bearer {live.tokens['editor']}"}
+    assert httpx.get(f"{live.base}/v1/jobs/{mine}/shares", headers=editor).json()["shares"] == []
+    days.fill("2")
+    share.get_by_role("button", name="Make a link").click()
+    url_box = share.get_by_label("The link for legal: Jo at the agency (Approver) (shown this once)")
+    url_box.wait_for()
+    url = url_box.input_value()
+    assert url.startswith(f"{live.base}/review/s/") and error.is_hidden()
+    row = share.locator("tbody tr").first
+    row.locator('[data-field="state"]', has_text="live").wait_for()
+    assert row.locator("td").nth(0).inner_text() == "legal: Jo at the agency"
+    assert row.locator("td").nth(1).inner_text() == "Approver"
+    listed = httpx.get(f"{live.base}/v1/jobs/{mine}/shares", headers=editor).json()["shares"]
+    assert [(s["role"], s["name"]) for s in listed] == [("approver", "legal: Jo at the agency")]
+    assert axe_violations(page) == []
+    shot(page, "03-share-link")
+
+    # The reviewer opens the link in their own browser: this job's page, as an approver,
+    # and no share section (a link's session makes no links).
+    outside = browser.new_context(viewport={"width": 1360, "height": 900})
+    try:
+        theirs = outside.new_page()
+        theirs.goto(url)
+        theirs.wait_for_url(f"**/review/jobs/{mine}")
+        assert "approver" in theirs.locator("#who").inner_text()
+        assert theirs.locator("#share").count() == 0
+        # The editor revokes it in the page; the reviewer's session ends with it.
+        row.get_by_role("button", name="Revoke the link for legal: Jo at the agency").click()
+        row.locator('[data-field="state"]', has_text="revoked").wait_for()
+        assert row.get_by_role("button").count() == 0
+        theirs.goto(f"{live.base}/review/jobs/{mine}")
+        assert "/review/login" in theirs.url
+        theirs.goto(url)
+        assert "this share link is unknown, expired or revoked" in theirs.content()
+    finally:
+        outside.close()
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_a_viewer_gets_no_share_section(live: Live, page: Any) -> None:
+    mine = live.submit("frost")
+    sign_in(page, live.base, live.tokens["viewer"], f"/review/jobs/{mine}")
+    page.locator("h1").wait_for()
+    assert page.locator("#share").count() == 0
+    assert page.locator('script[src$="share.js"]').count() == 0

@@ -1,7 +1,8 @@
 """The review page's job page (/review/jobs/{job_id}): the job's state and progress, each
 beat's candidates to pick from (keyboard and mouse), compare (side by side and a wipe),
 notes with reason codes, more candidates steered by a note, sign-off by role on the
-release's content hash with "re-approval needed", the deliverables and the decision log.
+release's content hash with "re-approval needed", the deliverables, the decision log and
+(for the job's editors) share links for outside reviewers.
 
 The server renders the frame and what the page needs to know (the job's id, its brief's
 sign-offs, the reason codes and where its event stream starts); static/job.js fills it in
@@ -17,7 +18,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from studio import db, gates, jobs
+from studio import db, gates, jobs, sessions
 from studio.api.deps import EngineDep
 from studio.review.pages import WAITS_ON, PagePrincipal, render
 
@@ -54,4 +55,4 @@ def add_pages(pages: APIRouter) -> None:
             beats=[{"id": str(b.get("id")), "subject": str(b.get("subject") or "")}
                    for b in brief.get("beats") or [] if isinstance(b, dict)],
             reasons=[{"code": c, "label": REASON_LABELS[c]} for c in gates.REASON_CODES],
-            after=_last_event(engine, job.id))
+            after=_last_event(engine, job.id), max_share_days=int(sessions.MAX_SHARE_DAYS))
