@@ -16,6 +16,10 @@ if [ "$mode" = "--test" ]; then
   # The review page is tested in a real headless browser: Debian's, driven by Playwright
   # (never `playwright install`, which downloads one).
   command -v chromium >/dev/null || apt_pkgs+=(chromium)
+  # Layouts are checked by reading the rendered copy back with OCR: Debian's Tesseract,
+  # with English and French (accents) trained data.
+  { command -v tesseract >/dev/null && tesseract --list-langs 2>/dev/null | grep -x fra >/dev/null; } \
+    || apt_pkgs+=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-fra)
 fi
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"

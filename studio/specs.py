@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from studio import documents
+from studio.brand import BrandKit
 from studio.errors import StudioError
 from studio.timecode import Timecode, check_label
 
@@ -265,6 +266,7 @@ class StylePack(BaseModel):
     text_color: str = "#ffffff"
     camera: Literal["push-in", "pull-out", "pan-left", "pan-right", "parallax", "static"] = "push-in"
     finishing: Finishing = Finishing()
+    brand: BrandKit | None = Field(None, description="logo, font, colours and type scale (studio.layout)")
 
     @field_validator("palette")
     @classmethod

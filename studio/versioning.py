@@ -24,6 +24,8 @@ CURRENT: dict[str, int] = {
     "ModelEntry": 1,
     "Voice": 1,
     "MusicTrack": 1,
+    "BrandKit": 1,
+    "Layout": 1,
 }
 
 # family -> {from_version: function that returns the document at from_version + 1}
