@@ -412,12 +412,12 @@ def _avoid(region: Rect, keep_out: Rect | None) -> Rect:
     return max(parts, key=lambda p: (p[2] - p[0]) * (p[3] - p[1]))
 
 
-def _overrun(role: str, layout: Layout, channel: str, need: int, have: int, what: str) -> StudioError:
+def _overrun(role: str, layout: Layout, channel: str, need: int, have: int, detail: str) -> StudioError:
     pct = math.ceil((need / max(have, 1) - 1) * 100)
     noun = {"cta": "call to action", "legal": "legal line"}.get(role, role)
     return StudioError(
         f"does not fit layout {layout.name} in channel {channel} even at the type scale's smallest "
-        f"size: {what} needs {need} px, the region has {have} px: {pct}% too long",
+        f"size: needs {need} px, the region has {have} px: {pct}% too long ({detail})",
         field=f"copy.{role}", stage="layout",
         fix=f"shorten the {noun} for {channel} or pick another layout")
 
@@ -456,10 +456,14 @@ def _place_text(role: str, text: str, region: Rect, reg: Region, layout: Layout,
         s = _set_text(text, font_path, lo, max(w, 1))
         unit, unit_w = s.widest_unit
         if unit_w > w:
-            raise _overrun(role, layout, channel, unit_w + (rw - w), rw, f"the word {unit!r} ({lo} px type)")
-        allowed = min(h, s.top + (reg.max_lines - 1) * s.pitch + (s.height - s.top - (len(s.lines) - 1) * s.pitch))
+            raise _overrun(role, layout, channel, unit_w + (rw - w), rw,
+                           f"across: the word {unit!r} at {lo} px is wider than the region and is never broken")
+        # Height of max_lines lines: the region may be taller than the layout lets the text run.
+        bottom = s.height - s.top - (len(s.lines) - 1) * s.pitch
+        allowed = min(h, s.top + (reg.max_lines - 1) * s.pitch + bottom)
+        limit = f", at most {reg.max_lines} line{'s' if reg.max_lines > 1 else ''}" if allowed < h else ""
         raise _overrun(role, layout, channel, s.height + (rh - h), allowed + (rh - h),
-                       f"{len(s.lines)} lines at {lo} px")
+                       f"high: {len(s.lines)} lines at {lo} px{limit}")
     size, s = best
     w, h = room(size)
     px, py = round(pad[0] * size), round(pad[1] * size)

@@ -240,6 +240,47 @@ def test_french_punctuation_stays_with_its_word() -> None:
         assert not ln.startswith(("!", "?", ":", "»")) and not ln.endswith("«"), lines
 
 
+def test_copy_space_from_the_beat_moves_the_copy(brand: BrandKit) -> None:
+    """hero-left-copy-right with the beat's copy space on the left: every drawn pixel
+    (no legal line here, whose region is the safe area's) lies in that space."""
+    w, h, safe = spec_frame("youtube-1080p")
+    space = (0, 200, 800, 1000)  # frame pixels; the part outside the safe area is dropped
+    copy = Copy(headline=COPY.headline, subline=COPY.subline, cta=COPY.cta)
+    p = L.fit(L.get_layout("hero-left-copy-right"), copy, brand, w, h, safe, space, channel="youtube-1080p",
+              background=Image.new("RGB", (w, h), (0, 0, 0)))
+    ys, xs = np.nonzero(np.asarray(L.render(p))[..., 3])
+    assert xs.min() >= max(space[0], safe[0]) and xs.max() < space[2], (xs.min(), xs.max())
+    assert ys.min() >= space[1] and ys.max() < space[3], (ys.min(), ys.max())
+    with pytest.raises(StudioError, match="copy space .* lies outside the safe area"):
+        L.fit(L.get_layout("hero-left-copy-right"), copy, brand, w, h, safe, (0, 0, 40, 40), channel="youtube-1080p")
+
+
+def test_text_is_never_clipped(brand: BrandKit) -> None:
+    """Each line drawn on its own on an unbounded canvas (Pillow, not the layer) keeps all
+    its ink inside the text's box and region, so nothing the layer cuts to the box is lost."""
+    for channel, name in [("banner-300x250", "copy-top"), ("banner-728x90", "banner-strip"),
+                          ("youtube-1080p", "lower-third")]:
+        w, h, safe = spec_frame(channel)
+        copy = Copy(headline="Jérôme's «quirky» gift: 50% off — ÀÉÎÕÜ gjpqy!", cta="Get yours",
+                    legal="Offer ends 31/08. Terms & conditions apply.")
+        p = L.fit(L.get_layout(name), copy, brand, w, h, safe, channel=channel)
+        layer_alpha = np.asarray(L.render(p))[..., 3]
+        for t in p.texts:
+            canvas = Image.new("L", (w + 200, h + 200), 0)
+            draw = ImageDraw.Draw(canvas)
+            font = L._font(p.font, t.size_px)
+            for ln in t.lines:
+                draw.text((ln.x + 100, ln.y + 100), ln.text, font=font, fill=255, anchor="ls")
+            x0, y0, x1, y1 = (v - 100 if i < 2 else v - 100 for i, v in enumerate(canvas.getbbox()))
+            bx0, by0, bx1, by1 = t.box
+            rx0, ry0, rx1, ry1 = t.region
+            assert bx0 <= x0 and by0 <= y0 and x1 <= bx1 and y1 <= by1, (channel, t.role, (x0, y0, x1, y1), t.box)
+            assert rx0 <= x0 and ry0 <= y0 and x1 <= rx1 and y1 <= ry1, (channel, t.role, t.region)
+            # and the layer holds the same ink there
+            ink = np.asarray(canvas)[100:100 + h, 100:100 + w] > 0
+            assert layer_alpha[ink].min() > 0
+
+
 # ---------------------------------------------------------------- contrast
 
 
@@ -333,6 +374,7 @@ def test_too_long_text_names_field_channel_and_overrun(brand: BrandKit) -> None:
     assert m, msg
     need, have, pct = (int(g) for g in m.groups())
     assert need > have and pct == -(-(need - have) * 100 // have)  # ceil
+    assert re.search(r"% too long \(high: \d lines at 12 px, at most 2 lines\)", msg), msg
     assert "shorten the headline for banner-300x250 or pick another layout" in msg
     # the same copy fits a bigger frame
     w, h, safe = spec_frame("youtube-1080p")
@@ -346,7 +388,8 @@ def test_a_word_wider_than_its_region_is_refused_not_broken(brand: BrandKit) -> 
               brand, w, h, safe, channel="banner-300x250")
     msg = str(e.value)
     assert e.value.field == "copy.headline"
-    assert "the word 'Supercalifragilisticexpialidocious-extraordinaire'" in msg and "% too long" in msg
+    assert re.search(r"needs \d+ px, the region has 276 px: \d+% too long \(across: the word "
+                     r"'Supercalifragilisticexpialidocious-extraordinaire' at 12 px is wider", msg), msg
     assert "shorten the headline for banner-300x250" in msg
 
 
