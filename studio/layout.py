@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageFont
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from studio import documents
 from studio.brand import BrandKit, Copy, TypeRange
 from studio.errors import StudioError
 from studio.specs import NAME_RE
+from studio.store import sha256_file
 
 Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels, end exclusive
 TEXT_ROLES = ("headline", "subline", "cta", "legal")
@@ -264,6 +265,7 @@ class TextBox:
 @dataclasses.dataclass
 class LogoBox:
     path: str
+    sha256: str  # the file drawn, so a record says which logo (and a changed logo re-renders)
     box: list[int]
     clear_box: list[int]  # the logo plus its clear space: no text inside
 
@@ -277,6 +279,7 @@ class Placement:
     safe_rect: list[int]
     copy_rect: list[int] | None
     font: str
+    font_sha256: str
     texts: list[TextBox]
     logo: LogoBox | None
     omitted: list[str]
@@ -544,7 +547,8 @@ def fit(layout: Layout, copy: Copy, brand: BrandKit, width: int, height: int, sa
         x = {"left": inner[0], "centre": inner[0] + (inner[2] - inner[0] - w) // 2, "right": inner[2] - w}[reg.align]
         y = {"top": inner[1], "middle": inner[1] + (inner[3] - inner[1] - h) // 2, "bottom": inner[3] - h}[reg.valign]
         keep_out = (x - clear, y - clear, x + w + clear, y + h + clear)
-        logo_box = LogoBox(path=str(logo_path), box=[x, y, x + w, y + h], clear_box=list(keep_out))
+        logo_box = LogoBox(path=str(logo_path), sha256=sha256_file(logo_path), box=[x, y, x + w, y + h],
+                           clear_box=list(keep_out))
 
     bold = _is_bold(font_path)
     scale = brand.type_scale
@@ -612,7 +616,8 @@ def fit(layout: Layout, copy: Copy, brand: BrandKit, width: int, height: int, sa
                                   f"in channel {channel}", field=f"copy.{b.role}", stage="layout",
                                   fix="pick another layout or copy space for this channel")
     return Placement(layout=layout.name, channel=channel, width=width, height=height, safe_rect=list(safe),
-                     copy_rect=list(copy_rect) if copy_rect else None, font=font_path, texts=texts,
+                     copy_rect=list(copy_rect) if copy_rect else None, font=font_path,
+                     font_sha256=sha256_file(font_path), texts=texts,
                      logo=logo_box, omitted=omitted)
 
 
@@ -626,6 +631,23 @@ def _paste_shape(layer: Image.Image, box: list[int], rgba: tuple[int, int, int, 
     layer.alpha_composite(shape, dest=(x0, y0))
 
 
+def _paste_scrims(layer: Image.Image, scrims: list[Scrim]) -> None:
+    """Scrims of one colour as one shape whose opacity is each pixel's strongest: where
+    a headline's and a subline's scrims meet, the overlap is not darker than either (each
+    text still has at least the opacity its contrast needed)."""
+    by_colour: dict[tuple[int, ...], Image.Image] = {}
+    for sc in scrims:
+        mask = by_colour.setdefault(tuple(sc.rgba[:3]), Image.new("L", layer.size, 0))
+        one = Image.new("L", layer.size, 0)
+        x0, y0, x1, y1 = sc.box
+        ImageDraw.Draw(one).rounded_rectangle((x0, y0, x1 - 1, y1 - 1), radius=sc.radius, fill=sc.rgba[3])
+        by_colour[tuple(sc.rgba[:3])] = ImageChops.lighter(mask, one)
+    for colour, mask in sorted(by_colour.items()):
+        shape = Image.new("RGBA", layer.size, (*colour, 0))
+        shape.putalpha(mask)
+        layer.alpha_composite(shape)
+
+
 def render(placement: Placement, background: Image.Image | None = None,
            size: tuple[int, int] | None = None) -> Image.Image:
     """The graphics layer (RGBA, transparent where nothing is drawn): scrims, the call to
@@ -635,9 +657,8 @@ def render(placement: Placement, background: Image.Image | None = None,
     if size is not None and tuple(size) != want:
         raise ValueError(f"the placement was fitted for {want[0]}x{want[1]}, not {size[0]}x{size[1]}: fit again")
     layer = Image.new("RGBA", want, (0, 0, 0, 0))
+    _paste_scrims(layer, [t.scrim for t in placement.texts if t.scrim is not None])
     for t in placement.texts:
-        if t.scrim is not None:
-            _paste_shape(layer, t.scrim.box, tuple(t.scrim.rgba), t.scrim.radius)  # type: ignore[arg-type]
         if t.button is not None:
             _paste_shape(layer, t.button.box, (*hex_rgb(t.button.colour), 255), t.button.radius)
     if placement.logo is not None:

@@ -7,7 +7,9 @@ is checked from the layer's alpha, and contrast from the composited picture."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -329,6 +331,20 @@ def test_white_on_white_gets_a_scrim_that_passes(role: str, need: float) -> None
     assert abs(t.ratio_after - ratio) / ratio < 0.1, (t.ratio_after, ratio)
 
 
+def test_scrims_that_meet_do_not_darken_twice() -> None:
+    """Headline and subline scrims overlap on a white picture; the darkest pixel drawn
+    is the strongest single scrim's, not the two stacked."""
+    w, h, safe = spec_frame("social-still-1080")
+    bg = white(w, h)
+    p = L.fit(L.get_layout("hero-left-copy-right"), Copy(headline=COPY.headline, subline=COPY.subline),
+              BrandKit(), w, h, safe, channel="social-still-1080", background=bg)
+    a, b = (t.scrim for t in p.texts)
+    assert L._intersect(tuple(a.box), tuple(b.box)) is not None  # they do meet here
+    darkest = int(np.asarray(L.render(p, bg).convert("RGB")).min())
+    strongest = max(a.rgba[3], b.rgba[3])
+    assert abs(darkest - round(255 * (1 - strongest / 255))) <= 1, (darkest, a.rgba, b.rgba)
+
+
 def test_text_that_passes_gets_no_scrim(brand: BrandKit) -> None:
     w, h, safe = spec_frame("youtube-1080p")
     black = Image.new("RGB", (w, h), (0, 0, 0))
@@ -455,9 +471,12 @@ def test_render_is_deterministic_and_the_placement_round_trips(brand: BrandKit) 
     a = L.fit(lay, COPY, brand, w, h, safe, channel="banner-300x250", background=bg)
     b = L.fit(lay, COPY, brand, w, h, safe, channel="banner-300x250", background=bg)
     assert a.to_json() == b.to_json()
+    # the placement names the font and logo files it drew, by content
+    assert a.font_sha256 == hashlib.sha256(Path(a.font).read_bytes()).hexdigest()
+    assert a.logo.sha256 == hashlib.sha256(Path(a.logo.path).read_bytes()).hexdigest()
     one, two = L.render(a, bg), L.render(b, bg)
     assert one.mode == "RGBA" and one.tobytes() == two.tobytes()
-    again = L.Placement.from_dict(__import__("json").loads(a.to_json()))
+    again = L.Placement.from_dict(json.loads(a.to_json()))
     assert L.render(again, bg).tobytes() == one.tobytes()
     png1, png2 = io.BytesIO(), io.BytesIO()
     one.save(png1, format="PNG")
