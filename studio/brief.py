@@ -24,11 +24,78 @@ from pydantic import (
 )
 
 from studio import documents
+from studio.brand import Copy
 from studio.errors import ManyErrors, StudioError
 from studio.specs import NAME_RE, Catalog, ChannelSpec, parse_rate
 from studio.timecode import Timecode, check_label
 
 ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+LOCALE_RE = r"^[a-z]{2,3}(-[A-Z]{2})?$"
+COPY_FIELDS = ("headline", "subline", "cta", "legal")
+
+# A piece of copy: one text for every locale, or one per locale ({en-GB: ..., fr-FR: ...}).
+LocalText = str | dict[Annotated[str, Field(pattern=LOCALE_RE)], str]
+
+
+class CopyText(BaseModel):
+    """Copy as a brief writes it. Each text is one string for every locale the brief ships
+    in, or a mapping with one string per locale; its length limits are studio.brand.Copy's
+    (what a layout can set), checked for each locale's text."""
+
+    model_config = ConfigDict(extra="forbid")
+    headline: LocalText | None = Field(None, description="the main line (at most 90 characters)")
+    subline: LocalText | None = Field(None, description="a second, smaller line (at most 160 characters)")
+    cta: LocalText | None = Field(None, description="call to action, set on a button (at most 30 characters)")
+    legal: LocalText | None = Field(None, description="legal super / disclaimer (at most 400 characters)")
+
+    @field_validator(*COPY_FIELDS)
+    @classmethod
+    def _each(cls, v: LocalText | None, info: ValidationInfo) -> LocalText | None:
+        if v is None:
+            return v
+        if isinstance(v, dict) and not v:
+            raise ValueError("is an empty mapping; give a text, or one text per locale")
+        for locale, text in (v.items() if isinstance(v, dict) else [(None, v)]):
+            try:
+                Copy.model_validate({info.field_name: text})
+            except ValueError as e:
+                problem = e.errors()[0]["msg"] if hasattr(e, "errors") else str(e)  # type: ignore[attr-defined]
+                where = f" ({locale})" if locale else ""
+                raise ValueError(f"{problem.lower()}{where}") from None
+        return v
+
+    def locales_given(self) -> set[str]:
+        return {loc for f in COPY_FIELDS if isinstance(v := getattr(self, f), dict) for loc in v}
+
+    def for_locale(self, locale: str) -> Copy:
+        """The copy a layout sets in ``locale`` (a brief's checks made sure each text has it)."""
+        out: dict[str, str] = {}
+        for f in COPY_FIELDS:
+            v = getattr(self, f)
+            if isinstance(v, dict):
+                if locale not in v:
+                    raise StudioError(f"has no {locale} text", field=f, fix=f"add {locale}: ... to it")
+                out[f] = v[locale]
+            elif v is not None:
+                out[f] = v
+        return Copy(**out)
+
+    def missing(self, locales: list[str]) -> list[tuple[str, str]]:
+        """(field, locale) for each per-locale text without one of ``locales``."""
+        return [(f, loc) for f in COPY_FIELDS if isinstance(v := getattr(self, f), dict)
+                for loc in locales if loc not in v]
+
+
+class EndCard(BaseModel):
+    """The spot's end card: its copy and the brand's logo over the last seconds of every
+    video deliverable."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    duration: float = Field(3.0, gt=0, le=15, description="seconds at the end of the spot it is shown")
+    copy_: CopyText | None = Field(None, alias="copy", description="default: the brief's copy")
+    layout: str = Field("end-card-centred", description="a layout name (`studio layouts`)")
+    background: Literal["brand", "picture"] = Field(
+        "brand", description="brand: the brand's primary colour fills the frame; picture: over the last beat")
 
 CameraMove = Literal["push-in", "pull-out", "pan-left", "pan-right", "parallax", "static"]
 
@@ -66,6 +133,9 @@ class Beat(BaseModel):
         None, description="where text goes; overrides composition"
     )
     camera: CameraMove | None = Field(None, description="camera move; default from the style pack")
+    supers: CopyText | None = Field(
+        None, title="Supers", description="text on screen while this beat plays in video deliverables (headline, subline, "
+                          "legal); held at least its reading time")
     more: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
         [], max_length=8,
         description="more rounds of candidates, each steered by a note added to the prompt (new seeds; "
@@ -165,6 +235,16 @@ class Brief(BaseModel):
         [], max_length=8,
         description="sign-offs the server's job waits for before delivery, e.g. [brand, legal]; each "
                     "approval names the content hash it covers")
+    copy_: CopyText | None = Field(
+        None, alias="copy", title="Copy", description="the campaign's copy: headline, subline, call to action and legal "
+                                        "super on every still (and the end card's, unless it has its own)")
+    end_card: EndCard | None = Field(None, title="End card", description="an end card over the last seconds of each video")
+    layouts: dict[str, str] = Field(
+        {}, description="channel -> layout name for its copy (`studio layouts`); default: banner-strip for "
+                        "wide banners, copy-top for other stills, lower-third for video supers")
+    locales: list[Annotated[str, Field(pattern=LOCALE_RE)]] = Field(
+        [], max_length=12, description="ship one set of deliverables per locale, each with its copy; "
+                                       "default: [locale]")
     otioz: bool = Field(
         False, description="also write the edit as an .otioz bundle holding copies of every shot "
                            "master (hundreds of MB); the .otio references them in the store")
@@ -199,11 +279,43 @@ class Brief(BaseModel):
             raise ValueError("channels lists a spec twice")
         if len(set(self.approvals)) != len(self.approvals):
             raise ValueError("approvals lists a sign-off twice")
+        if len(set(self.locales)) != len(self.locales):
+            raise ValueError("locales lists a locale twice")
+        wanted = self.all_locales
+        copies: list[tuple[str, CopyText | None]] = [("copy", self.copy_)]
+        copies += [(f"beats[{i}].supers", b.supers) for i, b in enumerate(self.beats)]
+        if self.end_card is not None:
+            copies.append(("end_card.copy", self.end_card.copy_))
+        for path, c in copies:
+            if c is None:
+                continue
+            for f, loc in c.missing(wanted):
+                raise ValueError(f"{path}.{f}: has no {loc} text; give one per locale in locales ({', '.join(wanted)})")
+            extra = sorted(c.locales_given() - set(wanted))
+            if extra:
+                raise ValueError(f"{path}: has text for {', '.join(extra)}, which is not in locales "
+                                 f"({', '.join(wanted)}); add it to locales or remove that text")
+        if self.end_card is not None and self.end_card.copy_ is None and self.copy_ is None:
+            raise ValueError("end_card: has no copy and the brief has none; give end_card.copy or copy")
         return self
+
+    @property
+    def all_locales(self) -> list[str]:
+        """The locales the brief ships in: ``locales``, else its one ``locale``."""
+        return list(self.locales) or [self.locale]
 
     # -- derived -------------------------------------------------------------------
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json", by_alias=True)
+        # Fields added after briefs were first recorded are left out while unset, so a brief
+        # written before them keeps its hash (and its runs stay current).
+        for name, default in LATER_FIELDS.items():
+            if data.get(name) == default:
+                data.pop(name, None)
+        for beat in data.get("beats", []):
+            if beat.get("supers") is None:
+                beat.pop("supers", None)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def content_hash(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
@@ -230,6 +342,9 @@ class Brief(BaseModel):
         if beat_id is None:
             return self.hero()
         return next(b for b in self.beats if b.id == beat_id)
+
+
+LATER_FIELDS: dict[str, Any] = {"copy": None, "end_card": None, "layouts": {}, "locales": []}
 
 
 def brief_json_schema() -> dict[str, Any]:
