@@ -441,6 +441,11 @@ def brief_problems(brief: Brief, catalog: Catalog, base_dir: Path, source: str |
     from studio.assets import check_brief_assets
 
     errors += check_brief_assets(brief, base_dir, settings, source)
+    # Copy: every text each channel shows fits its layout in every locale; layouts named
+    # in the brief exist (studio.copyfit), before any work starts.
+    from studio.copyfit import copy_problems
+
+    errors += copy_problems(brief, specs, catalog, source)
     return specs, errors
 
 

@@ -317,6 +317,18 @@ def styles() -> None:
 
 
 @main.command()
+def layouts() -> None:
+    """List copy layouts (a brief's `layouts` and `end_card.layout` name them)."""
+    from studio.layout import TEXT_ROLES
+    from studio.layout import layouts as known
+
+    for lay in known().values():
+        roles = [r for r in ("logo", *TEXT_ROLES) if getattr(lay.regions, r) is not None]
+        click.echo(f"{lay.name:<22} {lay.title}")
+        click.echo(f"{'':<22} regions: {', '.join(roles)}" + (f"; leaves out: {', '.join(lay.omit)}" if lay.omit else ""))
+
+
+@main.command()
 def voices() -> None:
     """List narration voices, their backend and the usage classes they are licensed for."""
     from audio.voices import VoiceRegistry

@@ -1,0 +1,206 @@
+"""Which layout sets a brief's copy on each channel, and whether every text fits it, checked
+before any work starts (issue 13).
+
+``layout_name`` picks the layout: ``brief.layouts[channel]`` when the brief names one
+(stills and video supers), else a default by the channel's shape; the end card always uses
+``brief.end_card.layout``. ``copy_problems`` fits every text a channel will show, for every
+locale, without a picture (contrast needs the rendered frame; length does not), and
+returns each overrun as a StudioError naming the field as the brief writes it
+(``copy.headline``, ``beats[2].supers.headline``, ``end_card.copy.cta``), the channel, the
+locale when the brief ships in several, and the layout's overrun figures.
+
+The brand kit is the style pack's ``brand``; a pack without one gets ``BrandKit()``: the
+DejaVu Sans Bold default font, the default colours and no logo. A brief with copy is then
+still delivered with readable, checked copy, and adding a brand to the pack later changes
+only the copy's look (and the keys of the deliverables that show copy)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from studio.brand import BrandKit, Copy
+from studio.brief import Beat, Brief, CopyText
+from studio.errors import StudioError
+from studio.layout import Layout, layouts
+from studio.prompts import compose
+from studio.specs import Catalog, ChannelSpec, StylePack
+from studio.store import sha256_file
+
+Rect = tuple[int, int, int, int]
+
+WIDE_RATIO = 4.0  # width/height from which a still is a strip (728x90, 970x90, 320x50)
+STILL_WIDE = "banner-strip"
+STILL_DEFAULT = "copy-top"
+STILL_SIDE = "hero-left-copy-right"
+VIDEO_SUPERS = "lower-third"
+FIX_LAYOUTS = "`studio layouts` lists them"
+
+
+def brand_kit(style: StylePack) -> BrandKit:
+    """The style pack's brand kit, or the default one (DejaVu Sans Bold, no logo)."""
+    return style.brand if style.brand is not None else BrandKit()
+
+
+def copy_side(beat: Beat) -> str:
+    """Where the beat keeps room for text: its ``copy_space``, else what its composition
+    says ("copy space right"), else "none" (studio.prompts.compose, which the keyframe's
+    prompt and framing use too)."""
+    return compose(beat).copy_space
+
+
+def layout_name(brief: Brief, spec: ChannelSpec, role: str) -> str:
+    """The layout that sets ``role``'s copy ("still", "supers" or "end_card") on ``spec``."""
+    if role == "end_card":
+        if brief.end_card is None:
+            raise ValueError("the brief has no end card")
+        return brief.end_card.layout
+    if role not in ("still", "supers"):
+        raise ValueError(f"unknown copy role {role!r}")
+    if spec.name in brief.layouts:
+        return brief.layouts[spec.name]
+    if role == "supers":
+        return VIDEO_SUPERS
+    if spec.width >= WIDE_RATIO * spec.height:
+        return STILL_WIDE
+    # A beat that keeps a side free (subject on the other side) gets the copy stacked in
+    # that side, off the subject, when the frame is at least square. Measured with the demo
+    # brief's copy (no picture): hero-left-copy-right sets the headline at 79 px in three
+    # lines in 1080x1080 (copy-top: 95 px, but across the top, where the subject's head may
+    # be) and at 20 px in 300x250 (copy-top: 24 px). A portrait frame's half column is too
+    # narrow for a headline, so it keeps copy-top, whose copy space follows the beat's
+    # (top or bottom) anyway.
+    if copy_side(brief.still_beat(spec.name)) in ("left", "right") and spec.width >= spec.height:
+        return STILL_SIDE
+    return STILL_DEFAULT
+
+
+def copy_space(beat: Beat | None, spec: ChannelSpec, layout: Layout) -> Rect | None:
+    """The beat's copy space in ``spec``'s frame pixels: the half of the safe area on the
+    side the beat keeps free, or None (the layout's default) when it keeps none or the
+    layout places nothing within the copy space."""
+    regions = [getattr(layout.regions, r) for r in ("headline", "subline", "cta", "legal", "logo")]
+    if beat is None or not any(r is not None and r.within == "copy" for r in regions):
+        return None
+    side = copy_side(beat)
+    x0, y0, x1, y1 = spec.safe_rect()
+    mx, my = (x0 + x1) // 2, (y0 + y1) // 2
+    return {"left": (x0, y0, mx, y1), "right": (mx, y0, x1, y1),
+            "top": (x0, y0, x1, my), "bottom": (x0, my, x1, y1)}.get(side)
+
+
+@dataclass
+class StillCopy:
+    """What a still channel's conform needs to set the copy on its picture, and what its
+    cache key is made from (``recipe``)."""
+
+    locale: str
+    copy: Copy
+    layout: Layout
+    layout_sha256: str
+    brand: BrandKit
+    style_file: Path | None
+    copy_space: Rect | None
+
+    def recipe(self) -> dict[str, Any]:
+        """The copy's share of a deliverable's recipe: the texts, the layout file's content,
+        the brand kit and the font's and logo's bytes (a font or logo file replaced under
+        the same name makes the still again)."""
+        font = self.brand.font_file(self.style_file)
+        logo = self.brand.logo_file(self.style_file)
+        return {"locale": self.locale, "copy": self.copy.model_dump(mode="json", exclude_none=True),
+                "layout": {"name": self.layout.name, "sha256": self.layout_sha256},
+                "brand": self.brand.model_dump(mode="json", by_alias=True),
+                "font_sha256": sha256_file(font), "logo_sha256": sha256_file(logo) if logo else None,
+                "copy_space": list(self.copy_space) if self.copy_space else None}
+
+
+def layout_sha256(layout: Layout) -> str:
+    """The layout's content (its parsed document, so a comment or key order changes nothing)."""
+    doc = layout.model_dump(mode="json", by_alias=True)
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def still_copies(brief: Brief, spec: ChannelSpec, catalog: Catalog) -> list[StillCopy]:
+    """One StillCopy per locale the brief ships in for a still channel, none without copy."""
+    if brief.copy_ is None:
+        return []
+    style = catalog.style(brief.style_pack)
+    layout = layouts()[layout_name(brief, spec, "still")]
+    space = copy_space(brief.still_beat(spec.name), spec, layout)
+    return [StillCopy(locale=loc, copy=brief.copy_.for_locale(loc), layout=layout,
+                      layout_sha256=layout_sha256(layout), brand=brand_kit(style),
+                      style_file=catalog.style_paths.get(style.name), copy_space=space)
+            for loc in brief.all_locales]
+
+
+def _shown(brief: Brief, spec: ChannelSpec) -> list[tuple[str, str, CopyText, Beat | None]]:
+    """(field path, role, copy, beat) for every copy ``spec`` shows."""
+    if spec.kind == "still":
+        return [("copy", "still", brief.copy_, brief.still_beat(spec.name))] if brief.copy_ else []
+    out: list[tuple[str, str, CopyText, Beat | None]] = [
+        (f"beats[{i}].supers", "supers", b.supers, b) for i, b in enumerate(brief.beats) if b.supers is not None]
+    card = brief.end_card
+    if card is not None:
+        if card.copy_ is not None:
+            out.append(("end_card.copy", "end_card", card.copy_, None))
+        elif brief.copy_ is not None:
+            out.append(("copy", "end_card", brief.copy_, None))
+    return out
+
+
+def copy_problems(brief: Brief, specs: list[ChannelSpec], catalog: Catalog,
+                  source: str | None = None) -> list[StudioError]:
+    """Every text each channel in ``specs`` shows, fitted in every locale (without a
+    picture); each overrun, unknown layout or misplaced ``layouts`` key as one error."""
+    from studio.layout import fit
+
+    errors: list[StudioError] = []
+    known = layouts()
+    names = ", ".join(sorted(known))
+    for channel, name in brief.layouts.items():
+        if channel not in brief.channels:
+            errors.append(StudioError(
+                f"{channel!r} is not one of the brief's channels ({', '.join(brief.channels)})",
+                fix=f"add it to channels or remove it from layouts ({FIX_LAYOUTS})", field=f"layouts.{channel}",
+                source=source))
+        if name not in known:
+            errors.append(StudioError(f"unknown layout {name!r}", fix=f"use one of: {names} ({FIX_LAYOUTS})",
+                                      field=f"layouts.{channel}", source=source))
+    if brief.end_card is not None and brief.end_card.layout not in known:
+        errors.append(StudioError(f"unknown layout {brief.end_card.layout!r}",
+                                  fix=f"use one of: {names} ({FIX_LAYOUTS})", field="end_card.layout",
+                                  source=source))
+    if errors:
+        return errors
+    try:
+        style = catalog.style(brief.style_pack)
+    except StudioError:
+        return []  # brief_problems reports the unknown style pack
+    brand = brand_kit(style)
+    style_file = catalog.style_paths.get(style.name)
+    locales = brief.all_locales
+    seen: set[str] = set()
+    for spec in specs:
+        for path, role, text, beat in _shown(brief, spec):
+            layout = known[layout_name(brief, spec, role)]
+            space = copy_space(beat, spec, layout)
+            for loc in locales:
+                try:
+                    fit(layout, text.for_locale(loc), brand, spec.width, spec.height, spec.safe_rect(), space,
+                        channel=spec.name, style_file=style_file)
+                except StudioError as e:
+                    if e.field and e.field.startswith("copy."):
+                        e.field = f"{path}.{e.field.removeprefix('copy.')}"
+                    if len(locales) > 1:
+                        e.what = f"{e.what} (locale {loc})"
+                    e.stage = None  # a brief check, before any stage runs
+                    e.source = source
+                    line = e.line()
+                    if line not in seen:  # a brand problem (a missing logo) once, not per channel
+                        seen.add(line)
+                        errors.append(e)
+    return errors
