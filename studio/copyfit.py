@@ -113,7 +113,10 @@ class StillCopy:
         logo = self.brand.logo_file(self.style_file)
         return {"locale": self.locale, "copy": self.copy.model_dump(mode="json", exclude_none=True),
                 "layout": {"name": self.layout.name, "sha256": self.layout_sha256},
-                "brand": self.brand.model_dump(mode="json", by_alias=True),
+                # The kit without its file paths (an action key holds content, not paths):
+                # the files count by their bytes below.
+                "brand": self.brand.model_dump(mode="json", by_alias=True,
+                                               exclude={"logo": {"path"}, "font": {"path"}}),
                 "font_sha256": sha256_file(font), "logo_sha256": sha256_file(logo) if logo else None,
                 "copy_space": list(self.copy_space) if self.copy_space else None}
 

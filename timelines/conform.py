@@ -36,6 +36,7 @@ import ffmpeg
 import numpy as np
 from PIL import Image, ImageFilter
 
+from studio.copyfit import StillCopy
 from studio.errors import StageError
 from studio.framing import Crop, crop_box
 from studio.specs import ChannelSpec
@@ -1179,12 +1180,26 @@ def _fit_subject(im: Image.Image, focus: tuple[float, float], subject_scale: flo
     return out, info
 
 
+def _set_copy(im: Image.Image, spec: ChannelSpec, copy: StillCopy) -> tuple[Image.Image, dict[str, Any]]:
+    """The copy and logo fitted on the conformed picture itself (contrast and scrims are
+    measured on the pixels they go over) and composited onto it; the placement as JSON."""
+    from studio import layout
+
+    placement = layout.fit(copy.layout, copy.copy, copy.brand, spec.width, spec.height, spec.safe_rect(),
+                           copy.copy_space, channel=spec.name, background=im, style_file=copy.style_file)
+    layer = layout.render(placement, None, im.size)
+    return layout.composite(im, layer).convert("RGB"), placement.to_dict()
+
+
 def conform_still(image: Path, focus: tuple[float, float], spec: ChannelSpec, out: Path, *,
-                  sharpen: float = 0.0, subject_scale: float | None = None) -> dict[str, Any]:
+                  sharpen: float = 0.0, subject_scale: float | None = None,
+                  copy: StillCopy | None = None) -> dict[str, Any]:
     """Reframe ``image`` for a still spec and encode it at the best quality that fits the
     spec's byte limit. With ``subject_scale`` (the subject's height as a fraction of the
     image), a frame too short to show the whole subject fits the subject instead of
-    cropping through it."""
+    cropping through it. With ``copy`` the brief's copy (one locale's) and the brand's
+    logo are set on the picture before it is encoded (after sharpening: type is not
+    sharpened), and the placement is returned under ``copy``."""
     where = {"stage": "conform", "field": spec.name}
     if spec.kind != "still":
         raise StageError(f"spec {spec.name} is a {spec.kind} spec, not a still",
@@ -1208,6 +1223,9 @@ def conform_still(image: Path, focus: tuple[float, float], spec: ChannelSpec, ou
         # bite lost to small sizes.
         im = im.filter(ImageFilter.UnsharpMask(radius=1.0, percent=round(min(sharpen, 2.0) * 40),
                                                threshold=2))
+    placement: dict[str, Any] | None = None
+    if copy is not None:
+        im, placement = _set_copy(im, spec, copy)
     limit = spec.max_file_size
     crop_info = fit or {k: v for k, v in _crop_dict("", crop).items() if k != "clip"}
     quality: int | None = None
@@ -1249,5 +1267,8 @@ def conform_still(image: Path, focus: tuple[float, float], spec: ChannelSpec, ou
                     **where)
             data, fmt = small, "png-palette"
     atomic_write_bytes(out, data)
-    return {"quality": quality, "bytes": len(data), "crop": crop_info, "format": fmt,
+    done = {"quality": quality, "bytes": len(data), "crop": crop_info, "format": fmt,
             "width": spec.width, "height": spec.height, "code_version": CODE_VERSION}
+    if copy is not None and placement is not None:
+        done["copy"] = {"locale": copy.locale, "layout": copy.layout.name, "placement": placement}
+    return done

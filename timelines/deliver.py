@@ -20,9 +20,10 @@ from studio import db
 from studio.brief import Brief
 from studio.cache import file_digest, key_of
 from studio.context import StageEnv
+from studio.copyfit import StillCopy, still_copies
 from studio.errors import StageError
 from studio.media import url_to_path
-from studio.specs import ChannelSpec, StylePack
+from studio.specs import Catalog, ChannelSpec, StylePack
 from studio.store import sha256_file
 
 CODE_VERSION = "deliver.2"  # 2: segmented conform (per-cut segments in the store, stream-copy concat)
@@ -201,6 +202,7 @@ class ConformInputs:
     captions: dict[str, dict[str, Any]]  # by spec: files and burn-in overlays
     edit_key: str | None  # the edit as content: with the spec and the rest, a deliverable's key
     master_keys: dict[str, str]  # by spec: the audio master's key
+    catalog: Catalog  # the style pack's file (its brand's logo and font are relative to it)
 
 
 @dataclass
@@ -210,7 +212,7 @@ class ConformOutputs:
 
 
 def conform_deliverables(env: StageEnv, inputs: ConformInputs) -> ConformOutputs:
-    from timelines.conform import VideoJob, conform_still, conform_videos
+    from timelines.conform import VideoJob, conform_videos
 
     counts = {"reused": 0, "made": 0}
     deliverables: list[dict[str, Any]] = []
@@ -303,20 +305,64 @@ def conform_deliverables(env: StageEnv, inputs: ConformInputs) -> ConformOutputs
         counts["made"] = len(jobs)
     frames = still_frames(inputs.timelines["stills"]["path"], inputs.still_specs) if inputs.still_specs else {}
     for spec in inputs.still_specs:
-        tl = inputs.timelines["stills"]
-        clip = frames[spec.name]
-        image = url_to_path(clip.media_reference.target_url)
-        focus = tuple(clip.metadata["studio"]["focus"])
-        ext = ".jpg" if spec.codec == "jpeg" else ".png"
-        out = env.work_dir / "deliverables" / spec.name / f"{env.file_stem(spec.name)}{ext}"
-        params = conform_still(image, (float(focus[0]), float(focus[1])), spec, out,
-                               sharpen=finishing.sharpen,
-                               subject_scale=clip.metadata["studio"].get("subject_scale"))
-        meta = clip.metadata["studio"]
-        params["frame"] = {"beat_id": meta.get("beat_id", clip.name), "candidate_id": meta.get("candidate_id"),
-                           "keyframe_sha256": meta.get("keyframe_sha256")}
-        deliverables.append(_record(env, spec, out, tl["id"], params))
-        deliverables[-1]["frame"] = params["frame"]  # which keyframe this still was cut from
-        env.reporter.advance("conform", spec=spec.name)
-        counts["made"] += 1
+        # One still per locale when the brief ships in several, the locale in its file
+        # name; one without copy when the brief has none (studio.copyfit).
+        copies: list[Any] = still_copies(inputs.brief, spec, inputs.catalog) or [None]
+        for copy in copies:
+            counts[_conform_still(env, inputs, spec, frames[spec.name], copy, len(copies) > 1, deliverables)] += 1
     return ConformOutputs(deliverables=deliverables, counts=counts)
+
+
+def still_recipe(image_sha256: str, focus: tuple[float, float], subject_scale: float | None, spec: ChannelSpec,
+                 sharpen: float, graph: str, copy: StillCopy | None) -> dict[str, Any]:
+    """A still deliverable's content inputs: the frame's bytes, how it is reframed, the
+    spec, the sharpening, the conform's code and the copy set on it (its locale's texts,
+    the layout, the brand kit and the font's and logo's bytes: studio.copyfit). A changed
+    headline makes the stills again, not the keyframes they are cut from."""
+    return {"frame": image_sha256, "focus": [float(focus[0]), float(focus[1])], "subject_scale": subject_scale,
+            "spec": spec.model_dump(mode="json", by_alias=True), "sharpen": sharpen, "graph": graph,
+            "copy": copy.recipe() if copy is not None else None}
+
+
+def _conform_still(env: StageEnv, inputs: ConformInputs, spec: ChannelSpec, clip: Any, copy: StillCopy | None,
+                   per_locale: bool, deliverables: list[dict[str, Any]]) -> str:
+    """One still deliverable, from the action cache when the same frame, spec, finishing and
+    copy made it before; "reused" or "made"."""
+    from studio.cache import ActionCache, materialize
+    from timelines.conform import CODE_VERSION as GRAPH_VERSION
+    from timelines.conform import conform_still
+
+    tl = inputs.timelines["stills"]
+    meta = clip.metadata["studio"]
+    image = url_to_path(clip.media_reference.target_url)
+    focus = (float(meta["focus"][0]), float(meta["focus"][1]))
+    sharpen = inputs.style.finishing.sharpen
+    ext = ".jpg" if spec.codec == "jpeg" else ".png"
+    stem = f"{spec.name}_{copy.locale}" if per_locale and copy is not None else spec.name
+    out = env.work_dir / "deliverables" / spec.name / f"{env.file_stem(stem)}{ext}"
+    frame = {"beat_id": meta.get("beat_id", clip.name), "candidate_id": meta.get("candidate_id"),
+             "keyframe_sha256": meta.get("keyframe_sha256")}
+    doc = still_recipe(file_digest(image), focus, meta.get("subject_scale"), spec, sharpen, GRAPH_VERSION, copy)
+    key = key_of("conform", CODE_VERSION, doc)
+    env.recipes.setdefault("conform", {})[stem] = {"key": key, "doc": doc}
+    cache = ActionCache(env.engine, env.store)
+    hit = cache.get(key)
+    if hit is not None:
+        materialize(env.store, hit.outputs["file"], out)
+        params = {**hit.outputs["params"], "frame": frame, "reused_from": hit.run_id}
+        result = "reused"
+        info = hit.outputs["info"]
+    else:
+        started = time.monotonic()
+        params = conform_still(image, focus, spec, out, sharpen=sharpen, subject_scale=meta.get("subject_scale"),
+                               copy=copy)
+        params["frame"] = frame
+        info = measured(out)
+        cache.put(key, "conform", CODE_VERSION, {"file": env.store.put_file(out, ext).to_dict(),
+                                                 "params": _jsonable_params(params), "info": info},
+                  env.run_id, time.monotonic() - started)
+        result = "made"
+    deliverables.append(_record(env, spec, out, tl["id"], params, info=info))
+    deliverables[-1]["frame"] = frame  # which keyframe this still was cut from
+    env.reporter.advance("conform", spec=spec.name)
+    return result
