@@ -305,3 +305,36 @@ def test_a_changed_headline_makes_only_the_stills_again(copy_run: dict[str, Any]
     again = Counts()
     render(_write(tmp / "brief.yaml", _stills_brief()), tmp / "out3", settings=settings, reporter=again)
     assert again.done["conform"] == {"reused": len(STILLS), "made": 0}
+
+
+def test_one_still_per_locale_with_the_locale_in_its_name(copy_run: dict[str, Any], settings) -> None:
+    """locales [en-GB, fr-FR]: each still channel delivers one file per locale, each with
+    its locale's copy (read back in French from the French file)."""
+    from studio.pipeline import render
+
+    tmp = copy_run["tmp"]
+    d = _stills_brief()
+    d.update(locales=["en-GB", "fr-FR"])  # the same channels: the same keyframe size, so the same frames
+    d["copy"] = {**d["copy"], "headline": {"en-GB": "Cold from sunrise to city lights",
+                                           "fr-FR": "Du froid de l'aube aux lumières"},
+                 "cta": {"en-GB": "Shop Aurora", "fr-FR": "Découvrir"}}
+    counts = Counts()
+    ctx = render(_write(tmp / "brief-locales.yaml", d), tmp / "out-locales", settings=settings, reporter=counts)
+    # en-GB's stills are the first run's (the same frame, texts, layout and brand)
+    assert counts.done["conform"] == {"reused": len(STILLS), "made": len(STILLS)}
+    m = json.loads((tmp / "out-locales" / "manifest.json").read_text())
+    names = sorted(Path(x["path"]).name for x in m["deliverables"])
+    assert [re.sub(r"_v\d{3}\.(jpg|png)$", "", n) for n in names] == \
+        sorted(f"aurora_copy-stills_{c}_{loc}" for c in STILLS for loc in ("en-GB", "fr-FR")), names
+    with Session(db.make_engine(settings.db_url)) as s:
+        rows = s.exec(select(db.Deliverable).where(db.Deliverable.run_id == ctx.run_id,
+                                                   db.Deliverable.spec == "banner-300x250")).all()
+    by_locale = {r.params["copy"]["locale"]: r for r in rows}
+    assert sorted(by_locale) == ["en-GB", "fr-FR"] and re.search(r"_fr-FR_v\d{3}\.jpg$", by_locale["fr-FR"].path)
+    with Image.open(by_locale["fr-FR"].path) as im:
+        french = im.convert("RGB")
+    cta = next(t for t in by_locale["fr-FR"].params["copy"]["placement"]["texts"] if t["role"] == "cta")
+    bx0, by0, bx1, by1 = cta["button"]["box"]
+    read = ocr(french, lang="fra") + "\n" + ocr(french.crop((bx0 - 4, by0 - 4, bx1 + 4, by1 + 4)), lang="fra")
+    assert words_in_order("Du froid de l'aube aux lumières", read), read
+    assert words_in_order("Découvrir", read), read
