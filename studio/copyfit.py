@@ -177,8 +177,6 @@ def copy_problems(brief: Brief, specs: list[ChannelSpec], catalog: Catalog,
         errors.append(StudioError(f"unknown layout {brief.end_card.layout!r}",
                                   fix=f"use one of: {names} ({FIX_LAYOUTS})", field="end_card.layout",
                                   source=source))
-    if errors:
-        return errors
     try:
         style = catalog.style(brief.style_pack)
     except StudioError:
@@ -189,7 +187,9 @@ def copy_problems(brief: Brief, specs: list[ChannelSpec], catalog: Catalog,
     seen: set[str] = set()
     for spec in specs:
         for path, role, text, beat in _shown(brief, spec):
-            layout = known[layout_name(brief, spec, role)]
+            layout = known.get(layout_name(brief, spec, role))
+            if layout is None:
+                continue  # an unknown layout, reported above
             space = copy_space(beat, spec, layout)
             for loc in locales:
                 try:

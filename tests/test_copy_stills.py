@@ -338,3 +338,48 @@ def test_one_still_per_locale_with_the_locale_in_its_name(copy_run: dict[str, An
     read = ocr(french, lang="fra") + "\n" + ocr(french.crop((bx0 - 4, by0 - 4, bx1 + 4, by1 + 4)), lang="fra")
     assert words_in_order("Du froid de l'aube aux lumières", read), read
     assert words_in_order("Découvrir", read), read
+
+
+def test_plan_and_the_api_refuse_it_with_the_clis_lines(tmp_path: Path) -> None:
+    """`studio plan` and POST /v1/jobs run the same copy checks: the API's problems are the
+    CLI's lines (less the file name), each pointing at the brief's line for the field."""
+    from click.testing import CliRunner
+    from fastapi.testclient import TestClient
+
+    from studio import auth
+    from studio.api.app import create_app
+    from studio.cli import main
+    from studio.settings import Settings
+
+    word = "Supercalifragilisticexpialidociouslyunbreakablycoldsteelbottles"
+    d = _stills_brief(headline=word)
+    d["layouts"] = {"youtube-1080p": "lower-third"}  # not a channel of this brief
+    text = yaml.safe_dump(d, sort_keys=False)
+    brief = tmp_path / "bad.yaml"
+    brief.write_text(text)
+    settings = Settings(home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'studio.db'}")
+    cli = CliRunner().invoke(main, ["plan", str(brief)],
+                             env={"STUDIO_HOME": str(settings.home), "STUDIO_DATABASE_URL": settings.db_url})
+    assert cli.exit_code == 2, cli.output
+    cli_lines = [ln for ln in cli.stderr.splitlines() if ln.startswith("studio: error: ")]
+    assert len(cli_lines) == 1 + len(STILLS), cli.stderr  # the layouts key, then each channel's overrun
+    assert cli_lines[0] == (f"studio: error: {brief}: layouts.youtube-1080p: 'youtube-1080p' is not one of the "
+                            f"brief's channels ({', '.join(STILLS)}) — add it to channels or remove it from "
+                            "layouts (`studio layouts` lists them)")
+    assert all(f"copy.headline: does not fit layout {layout_name(Brief.model_validate(d), CATALOG.spec(c), 'still')} "
+               f"in channel {c} " in ln for c, ln in zip(STILLS, cli_lines[1:], strict=True))
+
+    settings.home.mkdir(parents=True)
+    engine = db.make_engine(settings.db_url)
+    db.init_db(engine)
+    secret = auth.create(engine, project="aurora", role="editor", name="test")[1]
+    with TestClient(create_app(settings, engine), headers={"Authorization": f"Bearer {secret}"}) as client:
+        r = client.post("/v1/jobs", content=text, headers={"content-type": "application/yaml"})
+        assert r.status_code == 422, r.text
+        problems = r.json()["problems"]
+        assert [f"studio: error: {brief}: {p['text']}" for p in problems] == cli_lines
+        lines = text.splitlines()
+        headline = next(p for p in problems if p["field"] == "copy.headline")
+        assert lines[headline["line"] - 1].strip() == f"headline: {word}"
+        assert client.get("/v1/jobs").json()["jobs"] == []
+    engine.dispose()
