@@ -201,7 +201,10 @@ def copy_problems(brief: Brief, specs: list[ChannelSpec], catalog: Catalog,
                     if len(locales) > 1:
                         e.what = f"{e.what} (locale {loc})"
                     e.stage = None  # a brief check, before any stage runs
-                    e.source = source
+                    # A brand problem (a missing logo, a logo too small for a layout) is the
+                    # style pack's to fix: its file is named, not the brief's.
+                    brand_problem = bool(e.field and e.field.startswith("brand."))
+                    e.source = str(style_file) if brand_problem and style_file else source
                     line = e.line()
                     if line not in seen:  # a brand problem (a missing logo) once, not per channel
                         seen.add(line)

@@ -162,6 +162,21 @@ def test_a_pack_without_brand_gets_the_default_kit(tmp_path: Path) -> None:
     assert copy_problems(brief, [catalog.spec(n) for n in STILLS], catalog) == []
 
 
+def test_a_brand_logo_that_is_missing_is_the_style_packs_error(tmp_path: Path) -> None:
+    """golden-hour copied elsewhere without its brand folder: one line, naming the pack's
+    file and brand.logo.path, however many channels set the copy."""
+    styles = tmp_path / "styles"
+    styles.mkdir()
+    pack = (ROOT / "studio" / "data" / "styles" / "golden-hour.yaml").read_text()
+    (styles / "golden-hour.yaml").write_text(pack.replace("lut: ../luts/", f"lut: {ROOT}/studio/data/luts/"))
+    catalog = Catalog(styles_dir=styles)
+    brief = Brief.model_validate(_stills_brief())
+    lines = _lines(copy_problems(brief, [catalog.spec(n) for n in STILLS], catalog, "brief.yaml"))
+    assert lines == [f"{styles / 'golden-hour.yaml'}: brand.logo.path: logo file "
+                     f"'{styles / 'brand' / 'aurora-logo.png'}' not found — check the path (relative to the style "
+                     "pack file)"], lines
+
+
 def test_cli_refuses_a_headline_too_long_for_the_leaderboard_before_any_work(tmp_path: Path) -> None:
     word = "Supercalifragilisticexpialidociouslyunbreakablycoldsteelbottles"
     brief = _write(tmp_path / "brief.yaml", _stills_brief(headline=word))
