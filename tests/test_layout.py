@@ -10,10 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +21,10 @@ from studio import layout as L
 from studio.brand import BrandKit, Copy
 from studio.errors import StudioError
 from studio.specs import Catalog, StylePack
+
+# OCR, colour keying and NCC template matching, shared with the stills and video copy tests
+from .ocr import colour_key, find_template, grey, words_in_order
+from .ocr import ocr_readings as ocr
 
 CATALOG = Catalog()
 RIGHTS = {"owner": "Studio tests", "licence": "CC0-1.0", "source": "drawn by tests/test_layout.py"}
@@ -71,89 +72,6 @@ def noise(w: int, h: int) -> Image.Image:
 
 def white(w: int, h: int) -> Image.Image:
     return Image.new("RGB", (w, h), (255, 255, 255))
-
-
-def tesseract() -> str:
-    exe = shutil.which("tesseract")
-    # Required, not skipped: a missing OCR would let every read-back pass unseen.
-    assert exe, "tesseract is not installed: run scripts/setup.sh --test (Debian tesseract-ocr)"
-    return exe
-
-
-def ocr(image: Image.Image, lang: str = "eng") -> list[str]:
-    """What Tesseract reads in ``image``, normalised (lower case, one space, straight
-    apostrophes), once per binarisation: global Otsu (Tesseract's default) loses dark text
-    on a mid-tone button in a picture with a bright side, Sauvola's local threshold finds
-    it. Small pictures are enlarged first (Tesseract wants ~30 px capitals)."""
-    im = image.convert("RGB")
-    scale = max(1, round(900 / max(im.size)), 3 if min(im.size) < 120 else 1)
-    if scale > 1:
-        im = im.resize((im.width * scale, im.height * scale), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    readings = []
-    for method in ("0", "2"):  # Otsu, Sauvola
-        proc = subprocess.run([tesseract(), "stdin", "stdout", "-l", lang, "--psm", "11",
-                               "-c", f"thresholding_method={method}"], input=buf.getvalue(),
-                              capture_output=True, check=True, env={**os.environ, "OMP_THREAD_LIMIT": "1"})
-        readings.append(norm(proc.stdout.decode("utf-8")))
-    return readings
-
-
-def colour_key(picture: Image.Image, colour: str, tolerance: float = 60.0) -> Image.Image:
-    """Black where ``picture`` is within ``tolerance`` (RGB distance) of ``colour``, white
-    elsewhere: text of that colour alone, for OCR."""
-    rgb = np.asarray(picture.convert("RGB"), dtype=np.float64)
-    near = np.linalg.norm(rgb - np.array(L.hex_rgb(colour), dtype=np.float64), axis=-1) < tolerance
-    return Image.fromarray(np.where(near, 0, 255).astype(np.uint8))
-
-
-def norm(text: str) -> str:
-    text = text.replace("’", "'").replace("‘", "'").replace("|", " ")
-    return re.sub(r"\s+", " ", text).strip().lower()
-
-
-def words_in_order(words: str, readings: list[str]) -> bool:
-    """Every word of ``words`` in one of the ``readings``, in order (OCR may put a line
-    break, so other words, between two lines of the same text)."""
-    return any(_in_order(words, read) for read in readings)
-
-
-def _in_order(words: str, read: str) -> bool:
-    pos = 0
-    for w in norm(words).split():
-        m = re.search(r"(?<![\w'])" + re.escape(w) + r"(?![\w'])", read[pos:])
-        if m is None:
-            return False
-        pos += m.end()
-    return True
-
-
-def find_template(picture: np.ndarray, template: np.ndarray) -> tuple[int, int, float]:
-    """Top-left of the best normalised cross-correlation match of ``template`` in
-    ``picture`` (both 2-D grey), by FFT over every position, and its score."""
-    ph, pw = picture.shape
-    th, tw = template.shape
-    t0 = template - template.mean()
-    fh, fw = ph + th, pw + tw
-    corr = np.fft.irfft2(np.fft.rfft2(picture, (fh, fw)) * np.conj(np.fft.rfft2(t0, (fh, fw))), (fh, fw))
-    num = corr[: ph - th + 1, : pw - tw + 1]
-    # Local sums of the picture and its square under each window (integral images).
-    s1 = np.pad(picture, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-    s2 = np.pad(picture ** 2, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-
-    def window(s: np.ndarray) -> np.ndarray:
-        return s[th:, tw:] - s[:-th, tw:] - s[th:, :-tw] + s[:-th, :-tw]
-
-    n = th * tw
-    var = window(s2) - window(s1) ** 2 / n
-    score = num / np.sqrt(np.maximum(var, 1e-9) * (t0 ** 2).sum())
-    y, x = np.unravel_index(int(np.argmax(score)), score.shape)
-    return int(x), int(y), float(score[y, x])
-
-
-def grey(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("L"), dtype=np.float64)
 
 
 def spec_frame(channel: str) -> tuple[int, int, tuple[int, int, int, int]]:
@@ -446,7 +364,8 @@ def test_layout_files_are_checked_with_file_and_field(tmp_path: Path) -> None:
 
 
 def test_style_pack_brand_is_optional_and_versioned(logo_png: Path) -> None:
-    assert all(s.brand is None for s in CATALOG.styles.values())
+    # optional: only the demo brand's pack ships one (the others load without)
+    assert {n for n, s in CATALOG.styles.items() if s.brand is not None} == {"golden-hour"}
     pack = {"name": "acme", "title": "Acme", "palette": ["#000000", "#ffffff"],
             "brand": {"schema": "BrandKit.1", "logo": {"path": "logo.png", "rights": RIGHTS},
                       "colours": {"primary": "#112233"}}}
