@@ -36,7 +36,7 @@ from studio.progress import QuietReporter, Reporter
 from studio.settings import Settings, get_settings
 from studio.specs import Catalog, ChannelSpec
 from studio.store import Store
-from timelines import assemble, captions, deliver, grade
+from timelines import assemble, captions, deliver, grade, graphics
 
 
 @dataclass(frozen=True)
@@ -172,6 +172,9 @@ def check_brief(brief: Brief, catalog: Catalog, base_dir: Path, source: str | No
     and the style's LUT (for video channels: an unreadable LUT would otherwise fail at
     conform, after the models ran)."""
     specs, errors = brief_problems(brief, catalog, base_dir, source, registry, settings)
+    # Supers held their reading time (and the legal line each channel's minimum) in beats
+    # as long as the brief makes them; the conform checks again on the edit as cut.
+    errors += graphics.supers_problems(brief, specs, source)
     if voices is not None and has_sound(brief, specs):
         errors += voiceover.check_voice_plan(brief, voices, source)
         errors += soundtrack.check_music_plan(brief, base_dir, settings, registry, source)

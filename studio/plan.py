@@ -250,7 +250,7 @@ def make_plan(ctx: Any, regenerate: bool | set[str] = False) -> Plan:
     from studio import prompts
     from studio.context import CandidateResult
     from studio.store import MediaRef
-    from timelines import assemble, deliver
+    from timelines import assemble, deliver, graphics
     from timelines.captions import CODE_VERSION as CAPTIONS_VERSION
     from timelines.conform import CODE_VERSION as GRAPH_VERSION
 
@@ -356,7 +356,7 @@ def make_plan(ctx: Any, regenerate: bool | set[str] = False) -> Plan:
             edit_key, spec, lut_sha=sha256_file(lut) if lut else None, grain=fin.grain, sharpen=fin.sharpen,
             preset=ctx.settings.x264_preset, master=master_keys.get(spec.name),
             captions={"code_version": CAPTIONS_VERSION, "on": ctx.brief.captions},
-            graph=GRAPH_VERSION) if ready else None
+            graph=GRAPH_VERSION, graphics=graphics.graphics_recipe(ctx.brief, spec, ctx.catalog)) if ready else None
         p.judge("conform", spec.name, key_of("conform", deliver.CODE_VERSION, doc) if doc else None, doc,
                 after="the clips, the voice and the music")
     return Plan(brief=str(ctx.brief_path), previous_run=p.previous, steps=p.steps, stage_seconds=p.timings)

@@ -106,6 +106,9 @@ class ChannelSpec(BaseModel):
     audio_rate: int = 48000
     audio_bitrate: str = "192k"
     captions_burn_in: bool = False
+    legal_min_seconds: float | None = Field(
+        None, gt=0, le=60, description="least time a legal super stays on screen in this channel (a "
+                                       "broadcaster's clearance rule); default: its reading time only")
     captions: CaptionRules = CaptionRules()
     color: Literal["bt709"] = "bt709"
     # Letterbox / pillarbox: the picture's own aspect inside the frame, the rest black.

@@ -256,7 +256,31 @@ def _sharpen_kernel(sharpen: float) -> str:
     return " ".join(str(t) for t in taps)
 
 
-def _overlay_stream(video: Any, ov: Any, spec: ChannelSpec) -> Any:
+MOTIONS = ("none", "fade", "slide")
+SLIDE_FRACTION = 0.03  # a sliding overlay travels this much of the frame height, easing out
+
+
+def overlay_motion(ov: Any) -> tuple[str, float, float]:
+    """An overlay's optional motion (duck-typed: ``motion`` "none", "fade" or "slide",
+    ``fade_in``/``fade_out`` seconds; absent means none): (motion, in, out). "none", or no
+    ramp at all, is a still image switched on and off, as captions are."""
+    motion = getattr(ov, "motion", None) or "none"
+    fade_in = float(getattr(ov, "fade_in", 0.0) or 0.0)
+    fade_out = float(getattr(ov, "fade_out", 0.0) or 0.0)
+    if motion not in MOTIONS or fade_in < 0 or fade_out < 0:
+        raise StageError(f"overlay {Path(ov.path).name}: motion {motion!r} with fades {fade_in} s/{fade_out} s",
+                         fix=f"use motion {', '.join(MOTIONS)} and fades >= 0 s", stage="conform")
+    if motion == "none" or (fade_in == 0 and fade_out == 0):
+        return "none", 0.0, 0.0
+    return motion, fade_in, fade_out
+
+
+def _overlay_stream(video: Any, ov: Any, spec: ChannelSpec, origin: float | None = None,
+                    span: float | None = None, frames_out: int | None = None) -> Any:
+    """``ov`` laid over ``video`` while start <= t < end. With motion, ``origin`` is when the
+    overlay first appears in ``video``'s own time (below 0 when it began before a segment)
+    and ``span`` its whole time on screen; by default its start and end. ``frames_out`` is
+    ``video``'s frame count (a moving overlay's frames must not run past it)."""
     path = Path(ov.path)
     if not path.is_file():
         raise StageError(f"overlay {path} does not exist", fix="re-render the captions",
@@ -266,6 +290,7 @@ def _overlay_stream(video: Any, ov: Any, spec: ChannelSpec) -> Any:
         raise StageError(f"overlay {path.name}: shown from {start} s to {end} s",
                          fix="give every overlay 0 <= start < end", stage="conform",
                          field=spec.name)
+    motion, fade_in, fade_out = overlay_motion(ov)
     # The PNG to the picture's YUV with the picture's matrix (the converter ffmpeg would
     # insert by itself uses BT.601), alpha kept for the blend.
     image = (ffmpeg.input(str(path)).video
@@ -275,7 +300,43 @@ def _overlay_stream(video: Any, ov: Any, spec: ChannelSpec) -> Any:
     # (both ends in), so back-to-back captions never share a frame; the epsilon absorbs
     # frame times that land a rounding error either side of a cue boundary.
     lo, hi = start - OVERLAY_EPS, end - OVERLAY_EPS
-    return video.overlay(image, x=str(int(ov.x)), y=str(int(ov.y)), eof_action="repeat",
+    x, y = str(int(ov.x)), str(int(ov.y))
+    if motion != "none":
+        origin = start if origin is None else float(origin)
+        span = end - start if span is None else float(span)
+        rate = spec.rate
+        num, den = rate.numerator, rate.denominator
+        # The image, decoded once, repeated on the output's frame grid for the overlay's
+        # whole time (loop holds the one frame), its alpha ramped by fade in the overlay's
+        # own time (from 0: fade takes no negative start), then moved to ``origin``. Times
+        # in microseconds rounded down, so each image frame lands on or just before the
+        # picture frame it belongs to (overlay takes the latest image frame at or before
+        # a picture frame's time). All in this graph: no second encode.
+        frames = max(1, math.ceil(span * rate - Fraction(1, 1000)))
+        if frames_out is not None:
+            # overlay goes on while its second input has frames (the output would run
+            # past the picture): none after the picture's last frame, (frames_out-1)/R.
+            last = math.floor(frames_out - 1 - origin * rate + Fraction(1, 1000))
+            frames = max(1, min(frames, last + 1))
+        image = (image.loop(loop=frames - 1, size=1, start=0).settb(expr="AVTB")
+                 .setpts(expr=f"floor(N*{den}*1000000/{num})"))
+        if fade_in > 0:
+            image = image.fade(type="in", start_time=0, duration=fade_in, alpha=True)
+        if fade_out > 0:
+            image = image.fade(type="out", start_time=max(0.0, span - fade_out), duration=fade_out, alpha=True)
+        image = image.setpts(expr=f"PTS+{math.floor(origin * 1_000_000)}")
+        if motion == "slide":
+            # Up into place as it fades in, down out of it as it fades out, easing out
+            # (quadratic); at full opacity it sits at its placed position.
+            d = round(SLIDE_FRACTION * spec.height)
+            s, e = f"{origin:.6f}", f"{origin + span:.6f}"
+            parts = [y]
+            if fade_in > 0:
+                parts.append(f"{d}*pow(1-clip((t-{s})/{fade_in:.6f},0,1),2)")
+            if fade_out > 0:
+                parts.append(f"{d}*pow(clip((t-({e}-{fade_out:.6f}))/{fade_out:.6f},0,1),2)")
+            y = "+".join(parts)
+    return video.overlay(image, x=x, y=y, eof_action="repeat",
                          enable=f"gte(t,{lo:.6f})*lt(t,{hi:.6f})")
 
 
@@ -326,14 +387,14 @@ def _matte(video: Any, spec: ChannelSpec) -> Any:
             .pad(width=spec.width, height=spec.height, x=x0, y=y0, color="black"))
 
 
-def _burn_in(video: Any, spec: ChannelSpec, overlays: list[Any]) -> Any:
+def _burn_in(video: Any, spec: ChannelSpec, overlays: list[Any], frames_out: int | None = None) -> Any:
     """Captions and other overlays, after the finishing (text stays crisp and grain-free)
     and the retime (their times are the deliverable's), then the encoder's format."""
     if overlays:
         # Blend in the delivery's 4:2:0, as overlay's default yuv420 does: pin it.
         video = video.format(pix_fmts=spec.pix_fmt)
     for ov in overlays:
-        video = _overlay_stream(video, ov, spec)
+        video = _overlay_stream(video, ov, spec, frames_out=frames_out)
     return video.format(pix_fmts=spec.pix_fmt)
 
 
@@ -425,7 +486,7 @@ def _build_many(clips: list[ConformClip], jobs: list[VideoJob], outs: list[Path]
         video = _matte(_finish(video, spec, lut, grain, sharpen), spec)
         # Clips may be cut at another edit rate (30 -> 25): retime once, after the concat.
         video = video.fps(fps=_rate_str(spec.rate))
-        video = _burn_in(video, spec, list(job.overlays))
+        video = _burn_in(video, spec, list(job.overlays), n_out)
         opts = _encoder_options(spec, preset, threads)
         audio = _audio_output(job, duration, n_out, opts)
         streams_out = [video] if audio is None else [video, audio]
@@ -754,9 +815,23 @@ def _segment_key(seg: _Segment, spec: ChannelSpec, shown: list[tuple[Any, float,
         "picture": picture,
         "finishing": {"lut": lut_sha, "grain": grain, "sharpen": sharpen},
         "overlays": [{"png": _file_sha(Path(ov.path), shas), "x": int(ov.x), "y": int(ov.y),
-                      "start": round(s, 6), "end": round(e, 6)} for ov, s, e in shown],
+                      "start": round(s, 6), "end": round(e, 6), **_motion_key(ov, seg, spec)}
+                     for ov, s, e in shown],
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _motion_key(ov: Any, seg: _Segment, spec: ChannelSpec) -> dict[str, Any]:
+    """A moving overlay's share of a segment key: its motion, ramps, and where its whole
+    time on screen lies in the segment's time (a fade that began in the segment before
+    continues here, so its timing decides this segment's frames). Empty for a still one,
+    so segments with captions keep the keys they had."""
+    motion, fade_in, fade_out = overlay_motion(ov)
+    if motion == "none":
+        return {}
+    origin = float(ov.start) - float(Fraction(seg.first) / spec.rate)
+    return {"motion": motion, "fade_in": fade_in, "fade_out": fade_out, "origin": round(origin, 6),
+            "span": round(float(ov.end) - float(ov.start), 6)}
 
 
 def _index_path(store: Store, key: str) -> Path:
@@ -792,9 +867,17 @@ def _segment_stream(src: Any, seg: _Segment, spec: ChannelSpec, lut: Path | None
     v = v.tpad(stop=1, stop_mode="clone").trim(start_frame=0, end_frame=seg.frames)
     if shown:
         v = v.format(pix_fmts=spec.pix_fmt)
+    lo = float(Fraction(seg.first) / spec.rate)
     for ov, start, end in shown:
+        # Shown from start to end of this segment's time (clipped to it); a moving
+        # overlay keeps its own timing: its ramps are placed from where it began in the
+        # edit, which may be in an earlier segment (origin < 0).
+        motion, fade_in, fade_out = overlay_motion(ov)
         v = _overlay_stream(v, SimpleNamespace(path=ov.path, x=ov.x, y=ov.y, start=start,
-                                               end=end), spec)
+                                               end=end, motion=motion, fade_in=fade_in,
+                                               fade_out=fade_out), spec,
+                            origin=float(ov.start) - lo, span=float(ov.end) - float(ov.start),
+                            frames_out=seg.frames)
     return v.format(pix_fmts=spec.pix_fmt)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -175,13 +175,22 @@ def _finishing_record(params: dict[str, Any], grades: list[dict[str, Any] | None
 
 
 def conform_recipe(edit_key: str, spec: ChannelSpec, *, lut_sha: str | None, grain: float, sharpen: float,
-                   preset: str, master: str | None, captions: dict[str, Any], graph: str) -> dict[str, Any]:
+                   preset: str, master: str | None, captions: dict[str, Any], graph: str,
+                   graphics: dict[str, Any] | None = None) -> dict[str, Any]:
     """A video deliverable's content inputs: the edit (timelines.assemble.edit_recipe), the
-    spec, the finishing, the encoder preset, the channel's audio master and the captions
-    settings. What its action key is made from; `studio plan` computes the same."""
-    return {"edit": edit_key, "spec": spec.model_dump(mode="json", by_alias=True),
-            "finishing": {"lut": lut_sha, "grain": grain, "sharpen": sharpen}, "preset": preset,
-            "master": master, "captions": captions, "graph": graph}
+    spec, the finishing, the encoder preset, the channel's audio master, the captions
+    settings and the supers and end card (timelines.graphics.graphics_recipe). What its
+    action key is made from; `studio plan` computes the same."""
+    dumped = spec.model_dump(mode="json", by_alias=True)
+    if dumped.get("legal_min_seconds") is None:
+        # Added later: left out while unset, so deliverables made before keep their keys.
+        dumped.pop("legal_min_seconds", None)
+    doc = {"edit": edit_key, "spec": dumped,
+           "finishing": {"lut": lut_sha, "grain": grain, "sharpen": sharpen}, "preset": preset,
+           "master": master, "captions": captions, "graph": graph}
+    if graphics is not None:  # a spot without supers or end card keeps the key it had
+        doc["graphics"] = graphics
+    return doc
 
 
 def _jsonable_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -229,10 +238,13 @@ def conform_deliverables(env: StageEnv, inputs: ConformInputs) -> ConformOutputs
         from studio.cache import ActionCache, materialize
         from timelines.captions import CODE_VERSION as CAPTIONS_VERSION
         from timelines.conform import CODE_VERSION as GRAPH_VERSION
+        from timelines.graphics import CODE_VERSION as GRAPHICS_VERSION
+        from timelines.graphics import build_graphics, graphics_recipe
 
         cache = ActionCache(env.engine, env.store)
         jobs: list[VideoJob] = []
         keys: dict[str, str] = {}
+        graphics: dict[str, dict[str, Any]] = {}
         for spec in inputs.video_specs:
             master = inputs.masters.get(spec.name)
             job = VideoJob(
@@ -245,7 +257,7 @@ def conform_deliverables(env: StageEnv, inputs: ConformInputs) -> ConformOutputs
                     sharpen=finishing.sharpen, preset=env.settings.x264_preset,
                     master=inputs.master_keys.get(spec.name),
                     captions={"code_version": CAPTIONS_VERSION, "on": inputs.brief.captions},
-                    graph=GRAPH_VERSION)
+                    graph=GRAPH_VERSION, graphics=graphics_recipe(inputs.brief, spec, inputs.catalog))
                 key = key_of("conform", CODE_VERSION, doc)
                 env.recipes.setdefault("conform", {})[spec.name] = {"key": key, "doc": doc}
                 hit = cache.get(key)
@@ -264,6 +276,14 @@ def conform_deliverables(env: StageEnv, inputs: ConformInputs) -> ConformOutputs
                     env.reporter.advance("conform", spec=spec.name)
                     continue
                 keys[spec.name] = key
+            # Supers and the end card, set over this channel's own frames of the edit,
+            # burned in under the captions (which stay readable on top) in the same pass.
+            shown = build_graphics(inputs.brief, spec, clips, inputs.catalog,
+                                   env.scratch_dir / "graphics" / spec.name)
+            if shown:
+                graphics[spec.name] = {"locale": inputs.brief.all_locales[0], "code_version": GRAPHICS_VERSION,
+                                       "overlays": [g.record() for g in shown]}
+                job = replace(job, overlays=[*shown, *job.overlays])
             jobs.append(job)
         last = [0.0]
         started = time.monotonic()
@@ -295,6 +315,8 @@ def conform_deliverables(env: StageEnv, inputs: ConformInputs) -> ConformOutputs
             caps = inputs.captions.get(job.spec.name, {})
             if caps:
                 params["captions"] = {k: v for k, v in caps.items() if k != "overlays"}
+            if job.spec.name in graphics:
+                params["graphics"] = graphics[job.spec.name]
             info = measured(job.out)
             deliverables.append(_record(env, job.spec, job.out, tl["id"], params, info=info))
             if job.spec.name in keys:

@@ -1,0 +1,242 @@
+"""Supers and the end card on a video deliverable (issue 13), measured from the delivered
+file: a real render of a short spot, frames decoded by ffmpeg, copy read back by
+Tesseract, the logo found by cross-correlation, fades and the safe area checked against
+the same deliverable rendered without graphics, and the one-encode-pass record."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image, ImageDraw
+from sqlmodel import Session, select
+
+from studio import db
+from studio import layout as L
+from studio.brief import Brief
+from studio.errors import ManyErrors
+from studio.specs import Catalog
+from tests.ocr import colour_key, find_logo, ocr, words_in_order
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "briefs" / "launch.yaml"
+SHIPPED = Path(__file__).resolve().parent.parent / "studio" / "data"
+SPEC = "youtube-1080p"
+W, H, FPS = 1920, 1080, 30
+BEAT = 1.6  # s; three beats: 4.8 s, 144 frames at 30p
+CARD = 1.2  # s of end card: from 3.6 s (frame 108)
+SUPER1 = {"headline": "Cold at sunrise"}  # 3 words: 1.5 s to read, in its 1.6 s beat
+# 4 words, 1.83 s to read: more than its 1.6 s beat, so held on into beat 3 (to 3.43 s),
+# still before the end card at 3.6 s.
+SUPER2 = {"headline": "Trail ready", "legal": "Terms apply."}
+CARD_COPY = {"headline": "Aurora keeps it cold", "cta": "Shop now"}
+
+
+def _logo(path: Path) -> Path:
+    """An opaque logo with structure at every scale (a plain block would match anywhere)."""
+    im = Image.new("RGBA", (240, 120), (24, 40, 120, 255))
+    d = ImageDraw.Draw(im)
+    d.ellipse((10, 10, 110, 110), fill=(235, 70, 50, 255))
+    d.rectangle((130, 14, 226, 106), fill=(250, 215, 40, 255))
+    d.polygon([(140, 100), (178, 24), (216, 100)], fill=(20, 150, 90, 255))
+    d.rectangle((45, 45, 75, 75), fill=(255, 255, 255, 255))
+    im.save(path)
+    return path
+
+
+def _brief(path: Path, graphics: bool = True, super2: dict[str, str] | None = None) -> Path:
+    d = yaml.safe_load(EXAMPLE.read_text())
+    words = {"b01-sunrise": "Sunrise.", "b02-trail": "Trail.", "b03-city": "City."}
+    d["beats"] = [dict(b, duration=BEAT, narration=words[b["id"]]) for b in d["beats"] if b["id"] in words]
+    d.update(candidates=1, channels=[SPEC], hero_beat="b03-city", handles=0, style_pack="supers-test",
+             captions=False)
+    d.pop("copy", None)
+    if graphics:
+        d["beats"][0]["supers"] = SUPER1
+        d["beats"][1]["supers"] = super2 or SUPER2
+        d["end_card"] = {"duration": CARD, "copy": CARD_COPY}
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from studio.settings import Settings
+
+    root = tmp_path_factory.mktemp("supers")
+    styles = root / "styles"
+    styles.mkdir()
+    style = yaml.safe_load((SHIPPED / "styles" / "golden-hour.yaml").read_text())
+    style["name"] = "supers-test"
+    style["finishing"]["lut"] = str((SHIPPED / "luts" / "golden-hour.cube").resolve())
+    style["brand"] = {"schema": "BrandKit.1",
+                      "logo": {"path": str(_logo(root / "logo.png")),
+                               "rights": {"owner": "Studio tests", "licence": "CC0-1.0", "source": "tests"}},
+                      "colours": {"primary": "#1d2a44", "text": "#ffffff", "cta_background": "#f6d186",
+                                  "cta_foreground": "#1d2a44"}}
+    (styles / "supers-test.yaml").write_text(yaml.safe_dump(style))
+    settings = Settings(home=root / "home", ray_num_cpus=2, styles_dir=styles)
+    return {"root": root, "settings": settings}
+
+
+def _frame(video: Path, n: int) -> Image.Image:
+    res = subprocess.run(["ffmpeg", "-v", "error", "-i", str(video), "-vf", f"select=eq(n\\,{n})", "-frames:v", "1",
+                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True)
+    return Image.fromarray(np.frombuffer(res.stdout[: W * H * 3], np.uint8).reshape(H, W, 3))
+
+
+def _frames_count(video: Path) -> int:
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                          "stream=nb_read_frames", "-of", "csv=p=0", str(video)], capture_output=True, text=True,
+                         check=True).stdout
+    return int(out.strip())
+
+
+def _deliverable(settings: Any, run_id: str) -> db.Deliverable:
+    with Session(db.make_engine(settings.db_url)) as s:
+        rows = s.exec(select(db.Deliverable).where(db.Deliverable.run_id == run_id)).all()
+    assert len(rows) == 1 and rows[0].spec == SPEC
+    return rows[0]
+
+
+def _text(words: dict[str, str]) -> str:
+    return " ".join(words.values())
+
+
+def test_supers_and_end_card_in_the_one_encode(setup: dict[str, Any], ray_session) -> None:
+    from studio.pipeline import render
+
+    root, settings = setup["root"], setup["settings"]
+    ctx = render(_brief(root / "brief.yaml"), root / "out", settings=settings)
+    row = _deliverable(settings, ctx.run_id)
+    video = Path(row.path)
+    assert video.is_file(), video
+    graphics = row.params["graphics"]["overlays"]
+    assert [(g["kind"], g["beat"]) for g in graphics] == [("super", "b01-sunrise"), ("super", "b02-trail"),
+                                                          ("end_card", None)]
+    s1, s2, card = graphics
+    # Timing on the edit: from each beat's start; super 2 held its reading time into beat 3.
+    assert (s1["start"], s1["end"]) == (0.0, pytest.approx(BEAT))
+    assert s2["start"] == pytest.approx(BEAT) and s2["end"] == pytest.approx(BEAT + 4 / 3 + 0.5, abs=1 / FPS)
+    assert card["start"] == pytest.approx(3 * BEAT - CARD) and card["end"] == pytest.approx(3 * BEAT)
+
+    # Exactly the spec's frames, and one encode: every segment encoded by one ffmpeg
+    # command that also burns the graphics in; the deliverable joined by stream copy.
+    assert _frames_count(video) == round(3 * BEAT * FPS) == row.params["frames"]
+    segs = row.params["segments"]
+    assert all(s["encoded"] for s in segs)
+    encodes = [s["command"] for s in segs]
+    assert all(sum(a in ("libx264", "libx265") for a in c) == 1 for c in encodes)
+    pngs = {g["png"] for g in graphics}
+    assert pngs == {Path(a).name for c in encodes for a in c if a.endswith(".png")}
+    assert "copy" in row.params["command"] and "libx264" not in row.params["command"]
+
+    # OCR of the delivered frames: the whole frame, and each text colour alone (white text
+    # over a busy city, fading out, is lost in the picture's own edges; the button's navy
+    # text on sand is lost to Otsu's threshold of a frame that is mostly navy).
+    def reads(n: int, words: str) -> bool:
+        frame = _frame(video, n)
+        keyed = [ocr(colour_key(frame, c, 90)) for c in ("#ffffff", "#1d2a44")]
+        return words_in_order(words, "\n".join([ocr(frame), *keyed]))
+
+    assert reads(30, SUPER1["headline"])
+    assert not reads(30, SUPER2["headline"])  # before super 2 appears
+    assert reads(66, SUPER2["headline"]) and reads(66, SUPER2["legal"])
+    assert reads(97, SUPER2["headline"])  # beat 3 (from frame 96): the super held for its reading time
+    assert not reads(106, SUPER2["headline"])  # gone before the end card
+    last = _frame(video, 140)
+    assert reads(140, CARD_COPY["headline"]) and reads(140, CARD_COPY["cta"])
+    # The logo where the layout put it, found in the decoded frame.
+    box = card["placement"]["logo"]["box"]
+    with Image.open(root / "logo.png") as im:
+        logo = im.convert("RGB").resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS)
+    x, y, score = find_logo(last, logo)
+    assert score > 0.9 and abs(x - box[0]) <= 2 and abs(y - box[1]) <= 2, (x, y, score, box)
+
+    # The same spot without graphics: everything reused up to the conform.
+    plain = render(_brief(root / "plain.yaml", graphics=False), root / "out-plain", settings=settings)
+    prow = _deliverable(settings, plain.run_id)
+    pvideo = Path(prow.path)
+    assert "graphics" not in prow.params and _frames_count(pvideo) == _frames_count(video)
+
+    # Nothing drawn outside the safe area, from the decoded pixels: against the same frame
+    # without graphics, the frames with a super differ outside the safe area no more than
+    # encoder noise, measured on a frame that shows nothing (3.5 s: after super 2, before the
+    # end card, which fills the frame by design). Text or a scrim outside would differ by
+    # 100 levels or more.
+    spec = Catalog().spec(SPEC)
+    x0, y0, x1, y1 = spec.safe_rect()
+
+    def outside(n: int) -> tuple[float, float]:
+        d = np.abs(np.asarray(_frame(video, n), np.int16) - np.asarray(_frame(pvideo, n), np.int16)).max(axis=2)
+        inside = float(d[y0:y1, x0:x1].max())
+        d[y0:y1, x0:x1] = 0
+        return inside, float(d.max())
+
+    noise_in, noise = outside(105)
+    assert noise_in < 60  # nothing shown at 3.5 s
+    worst = 0.0
+    for n in (10, 30, 66, 97):
+        inside, out = outside(n)
+        assert inside > 100, n  # the super is there
+        worst = max(worst, out)
+    assert worst < max(noise, 12) + 30, (worst, noise)
+
+    # Alpha ramp: super 2 fades in from 1.6 s over 0.25 s; frame 52 (1.733 s) is mid-fade.
+    bx0, by0, bx1, by1 = s2["box"]
+    mid = np.asarray(_frame(video, 52), np.float64)[by0:by1, bx0:bx1]
+    none = np.asarray(_frame(pvideo, 52), np.float64)[by0:by1, bx0:bx1]
+    # The super's layer drawn again from its recorded placement: the same bytes as the
+    # overlay the conform burned in (its sha256 is the PNG's name and the segment key's).
+    layer = L.render(L.Placement.from_dict(s2["placement"]))
+    bbox = layer.getchannel("A").getbbox()
+    assert bbox is not None and (s2["x"], s2["y"]) == (bbox[0] // 2 * 2, bbox[1] // 2 * 2)
+    layer = layer.crop((s2["x"], s2["y"], bbox[2], bbox[3]))
+    buf = io.BytesIO()
+    layer.save(buf, format="PNG", compress_level=6)
+    assert hashlib.sha256(buf.getvalue()).hexdigest() == s2["sha256"] == s2["png"].removesuffix(".png")
+    full_frame = Image.fromarray(np.asarray(_frame(pvideo, 52))).convert("RGBA")
+    full_frame.alpha_composite(layer, dest=(s2["x"], s2["y"]))
+    full = np.asarray(full_frame.convert("RGB"), np.float64)[by0:by1, bx0:bx1]
+    d_none, d_full = np.abs(mid - none).mean(), np.abs(mid - full).mean()
+    span = np.abs(full - none).mean()
+    assert d_none > 0.2 * span and d_full > 0.2 * span, (d_none, d_full, span)
+    setup["measured"] = {"outside_safe_max_diff": worst, "noise_max_diff": noise,
+                         "fade_mid": (d_none / span, d_full / span)}
+    print(json.dumps(setup["measured"]))
+
+    # A changed super re-encodes only the segments it shows in (beat 2's, and beat 3's
+    # where it is held): beat 1's segment is reused.
+    again = render(_brief(root / "changed.yaml", super2={"headline": "Trail set", "legal": "Terms apply."}),
+                   root / "out-changed", settings=settings)
+    crow = _deliverable(settings, again.run_id)
+    assert [s["encoded"] for s in crow.params["segments"]] == [False, True, True]
+    changed = Path(crow.path)
+    frame = _frame(changed, 66)
+    assert words_in_order("Trail set", ocr(frame) + "\n" + ocr(colour_key(frame, "#ffffff", 90)))
+
+
+def test_a_super_too_long_to_read_is_refused_with_its_field_and_a_fix() -> None:
+    from studio.pipeline import check_brief
+    from timelines.graphics import reading_seconds, supers_problems
+
+    d = yaml.safe_load(EXAMPLE.read_text())
+    d["beats"] = [dict(b, duration=1.5) for b in d["beats"][:2]]
+    d.update(hero_beat=None, channels=[SPEC])
+    d["beats"][1]["supers"] = {"headline": "Up the trail the sun climbs with you all day long"}
+    brief = Brief.model_validate(d)
+    catalog = Catalog()
+    (e,) = supers_problems(brief, [catalog.spec(SPEC)])
+    assert e.field == "beats[1].supers" and e.shot == "b02-trail"
+    assert reading_seconds(brief.beats[1].supers.for_locale("en-GB")) == pytest.approx(11 / 3 + 0.5)
+    assert "needs 4.2 s to read but has 1.5 s from its beat's start (1.5 s) to the spot's end (3.0 s)" in e.what
+    assert e.fix.startswith("shorten the supers to about 3 words, lengthen the beat")
+    with pytest.raises(ManyErrors) as err:
+        check_brief(brief, catalog, EXAMPLE.parent)
+    assert any(x.field == "beats[1].supers" for x in err.value.errors)

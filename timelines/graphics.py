@@ -1,0 +1,378 @@
+"""Supers and the end card of every video deliverable, as overlay images the conform
+burns in during its one encode pass (issue 13).
+
+Each beat's ``supers`` is set with the channel's supers layout (``studio.copyfit``) over
+the beat's own picture: frames of the edit where the super shows, reframed to the
+channel, so contrast is measured and scrims added on what the text really goes over.
+A super is shown from its beat's start for the beat and at least its reading time
+(``reading_seconds``), running on into the next beat when the beat is short, never into
+the next super or the end card; the legal line at least the channel's
+``legal_min_seconds``. The end card covers the last ``end_card.duration`` seconds: the
+brand's primary colour with the copy and logo, or the copy over the picture.
+
+The images are cropped to what they draw, written once under their sha256 (the conform's
+segment keys hash them: a changed super re-encodes only the segments it shows in), and
+fade in and out in the conform's graph (``timelines.conform.overlay_motion``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from studio import copyfit, layout
+from studio.brand import BrandKit, Copy
+from studio.brief import Brief
+from studio.errors import StageError, StudioError
+from studio.framing import crop_box
+from studio.specs import Catalog, ChannelSpec
+from studio.store import atomic_write_bytes, sha256_file
+from timelines.conform import ConformClip
+
+CODE_VERSION = "graphics.1"
+STAGE = "conform"
+
+# Reading time: words at 3 a second (a common subtitling and broadcast rule of thumb for
+# on-screen text) plus half a second to find the text once it appears.
+WORDS_PER_SECOND = 3.0
+READING_LEAD = 0.5
+SUPER_FADE = 0.25  # s, in and out
+CARD_FADE = 0.5  # s, in (the spot ends on it: no fade out)
+MOTION = "fade"
+CONTRAST_FRAMES = 3  # picture frames a super's contrast is measured on: its start, middle, end
+
+
+def reading_seconds(copy: Copy) -> float:
+    """How long ``copy`` must stay on screen to be read: every text it shows."""
+    words = sum(len(t.split()) for t in (copy.headline, copy.subline, copy.cta, copy.legal) if t)
+    return words / WORDS_PER_SECOND + READING_LEAD
+
+
+def _need(copy: Copy, legal_min: float | None) -> tuple[float, str]:
+    need = reading_seconds(copy)
+    why = f"{need:.1f} s to read"
+    if copy.legal and legal_min is not None and legal_min > need:
+        need, why = legal_min, f"{legal_min:.1f} s for its legal line (the channel's legal_min_seconds)"
+    return need, why
+
+
+@dataclass(frozen=True)
+class Window:
+    """Where beat ``index``'s super is on screen, in seconds of the edit."""
+
+    index: int
+    beat: str
+    start: float
+    end: float
+
+
+def super_windows(brief: Brief, beats: Sequence[tuple[str, float, float]], total: float,
+                  legal_min: float | None = None, channel: str | None = None
+                  ) -> tuple[list[Window], list[StudioError]]:
+    """Each super's time on screen, from ``beats`` ((id, start, end) in the edit, seconds)
+    and the spot's ``total`` length; a super that cannot be held long enough is a problem
+    naming ``beats[i].supers``. A super holds from its beat's start to the later of its
+    beat's end and its reading time (every locale's), but stops at the next super and at
+    the end card."""
+    where = f" in {channel}" if channel else ""
+    card = brief.end_card.duration if brief.end_card is not None else 0.0
+    card_start = max(0.0, total - card)
+    times = {b: (s, e) for b, s, e in beats}
+    shown = [(i, b) for i, b in enumerate(brief.beats) if b.supers is not None and b.id in times]
+    windows: list[Window] = []
+    problems: list[StudioError] = []
+    for n, (i, beat) in enumerate(shown):
+        assert beat.supers is not None
+        start, end = times[beat.id]
+        limit, before = card_start, "the end card" if brief.end_card is not None else "the spot's end"
+        if n + 1 < len(shown):
+            nxt_i, nxt = shown[n + 1]
+            if times[nxt.id][0] < limit:
+                limit, before = times[nxt.id][0], f"the next super (beats[{nxt_i}], {nxt.id})"
+        need, why = max((_need(beat.supers.for_locale(loc), legal_min) for loc in brief.all_locales),
+                        key=lambda x: x[0])
+        end = min(max(end, start + need), limit)
+        if end - start + 1e-6 < need:
+            problems.append(StudioError(
+                f"needs {why}{where} but has {max(0.0, end - start):.1f} s from its beat's start "
+                f"({start:.1f} s) to {before} ({limit:.1f} s)",
+                field=f"beats[{i}].supers", shot=beat.id,
+                fix=f"shorten the supers to about {max(1, math.floor((limit - start - READING_LEAD) * WORDS_PER_SECOND))} "
+                    "words, lengthen the beat, or move some of the copy to another beat"))
+            continue
+        windows.append(Window(i, beat.id, start, end))
+    return windows, problems
+
+
+def supers_problems(brief: Brief, specs: Sequence[ChannelSpec] = (), source: str | None = None
+                    ) -> list[StudioError]:
+    """Plan-time check, before any work: every super can be held its reading time (and the
+    legal line each video channel's legal_min_seconds) with the brief's beat durations.
+    Without ``specs`` only the reading time is checked."""
+    if not any(b.supers is not None for b in brief.beats):
+        return []
+    beats, t = [], 0.0
+    for b in brief.beats:
+        beats.append((b.id, t, t + b.duration))
+        t += b.duration
+    videos = [s for s in specs if s.kind == "video"] or [None]
+    out: list[StudioError] = []
+    seen: set[str] = set()
+    for spec in videos:
+        legal_min = spec.legal_min_seconds if spec is not None else None
+        _, problems = super_windows(brief, beats, t, legal_min, spec.name if spec and legal_min else None)
+        for e in problems:
+            e.source = source
+            if e.line() not in seen:
+                seen.add(e.line())
+                out.append(e)
+    return out
+
+
+# ---------------------------------------------------------------- overlays
+
+
+@dataclass
+class Graphic:
+    """One overlay image for the conform (duck-typed like captions' Overlay, plus motion)
+    and what it shows, for the deliverable's record."""
+
+    path: Path
+    x: int
+    y: int
+    start: float
+    end: float
+    box: tuple[int, int, int, int]  # frame rectangle its pixels cover
+    kind: str  # "super" or "end_card"
+    field: str  # the brief's field: beats[2].supers, end_card.copy, copy
+    sha256: str
+    fade_in: float = SUPER_FADE
+    fade_out: float = SUPER_FADE
+    motion: str = MOTION
+    beat: str | None = None
+    placement: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        return {"kind": self.kind, "field": self.field, "beat": self.beat, "png": self.path.name,
+                "sha256": self.sha256, "x": self.x, "y": self.y, "box": list(self.box),
+                "start": round(self.start, 6), "end": round(self.end, 6), "fade_in": self.fade_in,
+                "fade_out": self.fade_out, "motion": self.motion, "placement": self.placement}
+
+
+def beat_times(clips: Sequence[ConformClip]) -> list[tuple[str, float, float]]:
+    """(beat id, start, end) in seconds of the edit, from the conform's clips (named by
+    their beat; consecutive clips of one beat are one span), so an editor's retimed edit
+    moves the supers with it."""
+    out: list[tuple[str, float, float]] = []
+    t = Fraction(0)
+    for c in clips:
+        end = t + Fraction(c.frames) / Fraction(c.rate)
+        if out and out[-1][0] == c.name:
+            out[-1] = (c.name, out[-1][1], float(end))
+        else:
+            out.append((c.name, float(t), float(end)))
+        t = end
+    return out
+
+
+class _Frames:
+    """Frames of the edit's shot masters, read once each with ffmpeg (RGB)."""
+
+    def __init__(self, clips: Sequence[ConformClip]):
+        self.clips = list(clips)
+        self.memo: dict[tuple[int, int], Image.Image] = {}
+
+    def at(self, t: float) -> tuple[ConformClip, Image.Image]:
+        """The master frame shown at edit time ``t`` (clamped into the edit)."""
+        acc = Fraction(0)
+        t_f = Fraction(t).limit_denominator(1_000_000)
+        for n, c in enumerate(self.clips):
+            length = Fraction(c.frames) / Fraction(c.rate)
+            if t_f < acc + length or n == len(self.clips) - 1:
+                k = min(c.frames - 1, max(0, math.floor((t_f - acc) * Fraction(c.rate))))
+                return c, self._read(n, c.start_frame + k)
+            acc += length
+        raise AssertionError("no clips")
+
+    def _read(self, n: int, frame: int) -> Image.Image:
+        if (n, frame) not in self.memo:
+            c = self.clips[n]
+            cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(c.path), "-vf",
+                   f"select=eq(n\\,{frame})", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+            try:
+                res = subprocess.run(cmd, capture_output=True, timeout=120, check=True)
+            except (OSError, subprocess.SubprocessError) as e:
+                raise StageError(f"cannot read frame {frame} of {c.path.name}: {e}", stage=STAGE, shot=c.name,
+                                 fix="re-render the shot's clip (stage clips)") from e
+            size = c.width * c.height * 3
+            if len(res.stdout) < size:
+                raise StageError(f"{c.path.name} has no frame {frame}", stage=STAGE, shot=c.name,
+                                 fix="re-render the shot's clip (stage clips)")
+            data = np.frombuffer(res.stdout[:size], np.uint8).reshape(c.height, c.width, 3)
+            self.memo[(n, frame)] = Image.fromarray(data)
+        return self.memo[(n, frame)]
+
+    def picture(self, t: float, spec: ChannelSpec) -> Image.Image:
+        """The frame at ``t`` as the conform frames it for ``spec``: cropped round the
+        focus, scaled to the active picture, on black bars where the spec letterboxes."""
+        clip, im = self.at(t)
+        crop = crop_box(clip.width, clip.height, spec, clip.focus)
+        x, y = crop.x // 2 * 2, crop.y // 2 * 2
+        pic = im.crop((x, y, x + crop.w, y + crop.h)).resize(spec.active_size, Image.Resampling.LANCZOS)
+        frame = Image.new("RGB", (spec.width, spec.height), (0, 0, 0))
+        ax, ay, _, _ = spec.active_rect()
+        frame.paste(pic, (ax, ay))
+        return frame
+
+
+def _png(layer: Image.Image, out_dir: Path, full: bool = False) -> tuple[Path, int, int, tuple[int, int, int, int], str]:
+    """The layer cropped to its drawn pixels (from even offsets: 4:2:0 overlays sit on the
+    chroma grid), written once under its sha256. (path, x, y, box, sha256)."""
+    bbox = layer.getchannel("A").getbbox()
+    if bbox is None:
+        raise AssertionError("an empty graphics layer")
+    x0, y0 = (0, 0) if full else (bbox[0] // 2 * 2, bbox[1] // 2 * 2)
+    x1, y1 = (layer.width, layer.height) if full else (bbox[2], bbox[3])
+    buf = io.BytesIO()
+    layer.crop((x0, y0, x1, y1)).save(buf, format="PNG", compress_level=6)
+    data = buf.getvalue()
+    sha = hashlib.sha256(data).hexdigest()
+    path = Path(out_dir) / f"{sha}.png"
+    if not path.is_file() or sha256_file(path) != sha:
+        atomic_write_bytes(path, data)
+    return path, x0, y0, (bbox[0], bbox[1], bbox[2], bbox[3]), sha
+
+
+def _fit_worst(lay: layout.Layout, copy: Copy, brand: BrandKit, spec: ChannelSpec, space: Any,
+               style_file: Path | None, pictures: list[Image.Image], field_name: str) -> layout.Placement:
+    """The copy fitted over each picture; the placement of the picture the text reads
+    worst on (lowest measured contrast before scrims), so its scrims hold on all of them."""
+    best: tuple[float, layout.Placement] | None = None
+    for pic in pictures:
+        try:
+            p = layout.fit(lay, copy, brand, spec.width, spec.height, spec.safe_rect(), space,
+                           channel=spec.name, background=pic, style_file=style_file)
+        except StudioError as e:
+            if e.field and e.field.startswith("copy."):
+                e.field = f"{field_name}.{e.field.removeprefix('copy.')}"
+            raise
+        ratios = [t.ratio_before for t in p.texts if t.ratio_before is not None and t.button is None]
+        worst = min(ratios) if ratios else math.inf
+        if best is None or worst < best[0]:
+            best = (worst, p)
+    assert best is not None
+    return best[1]
+
+
+def _snap(t: float, rate: Fraction) -> float:
+    """A time on the output frame grid (overlays switch on frame boundaries)."""
+    return float(Fraction(math.floor(Fraction(t).limit_denominator(1_000_000) * rate + Fraction(1, 2))) / rate)
+
+
+def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip], catalog: Catalog,
+                   out_dir: Path, locale: str | None = None) -> list[Graphic]:
+    """The supers and end card of ``spec``'s deliverable, in ``locale`` (default the
+    brief's first), as overlay images in ``out_dir``. Raises StageError for a super that
+    cannot be held its reading time in the edit as cut."""
+    if spec.kind != "video" or (brief.end_card is None and not any(b.supers for b in brief.beats)):
+        return []
+    locale = locale or brief.all_locales[0]
+    style = catalog.style(brief.style_pack)
+    brand = copyfit.brand_kit(style)
+    style_file = catalog.style_paths.get(style.name)
+    known = layout.layouts()
+    rate = spec.rate
+    total_exact = sum((Fraction(c.frames) / Fraction(c.rate) for c in clips), Fraction(0))
+    total = float(Fraction(math.floor(total_exact * rate + Fraction(1, 2))) / rate)  # the conform's frame count
+    frames = _Frames(clips)
+    out: list[Graphic] = []
+    windows, problems = super_windows(brief, beat_times(clips), total, spec.legal_min_seconds, spec.name)
+    if problems:
+        e = problems[0]
+        raise StageError(e.what, fix=e.fix, stage=STAGE, field=e.field, shot=e.shot)
+    for w in windows:
+        beat = brief.beats[w.index]
+        assert beat.supers is not None
+        start, end = _snap(w.start, rate), _snap(w.end, rate)
+        if end <= start:
+            continue
+        lay = known[copyfit.layout_name(brief, spec, "supers")]
+        space = copyfit.copy_space(beat, spec, lay)
+        times = [start + (end - start) * k / (CONTRAST_FRAMES - 1) for k in range(CONTRAST_FRAMES)]
+        pictures = [frames.picture(min(t, end - 1 / float(rate)), spec) for t in times]
+        field_name = f"beats[{w.index}].supers"
+        placement = _fit_worst(lay, beat.supers.for_locale(locale), brand, spec, space, style_file, pictures,
+                               field_name)
+        path, x, y, box, sha = _png(layout.render(placement), out_dir)
+        out.append(Graphic(path, x, y, start, end, box, "super", field_name, sha, beat=beat.id,
+                           placement=placement.to_dict()))
+    card = brief.end_card
+    if card is not None:
+        copy_text = card.copy_ or brief.copy_
+        field_name = "end_card.copy" if card.copy_ is not None else "copy"
+        assert copy_text is not None  # the brief's own check
+        lay = known[copyfit.layout_name(brief, spec, "end_card")]
+        start = _snap(max(0.0, total - card.duration), rate)
+        copy = copy_text.for_locale(locale)
+        if card.background == "brand":
+            ground = Image.new("RGB", (spec.width, spec.height), layout.hex_rgb(brand.colours.primary))
+            placement = _fit_worst(lay, copy, brand, spec, None, style_file, [ground], field_name)
+            layer = layout.render(placement, ground)
+        else:
+            pictures = [frames.picture(min(t, total - 1 / float(rate)), spec)
+                        for t in (start, (start + total) / 2, total)]
+            placement = _fit_worst(lay, copy, brand, spec, None, style_file, pictures, field_name)
+            layer = layout.render(placement)
+        path, x, y, box, sha = _png(layer, out_dir, full=card.background == "brand")
+        out.append(Graphic(path, x, y, start, total, box, "end_card", field_name, sha, fade_in=CARD_FADE,
+                           fade_out=0.0, placement=placement.to_dict()))
+    return out
+
+
+def graphics_recipe(brief: Brief, spec: ChannelSpec, catalog: Catalog) -> dict[str, Any] | None:
+    """The graphics' share of a video deliverable's key, from the brief and the style pack
+    (``studio plan`` computes it too): the locale's supers and end card copy, the layouts'
+    content, the brand kit with the font's and logo's bytes, the motion. None when the
+    spot shows none (the key then is what it was before graphics)."""
+    if spec.kind != "video" or (brief.end_card is None and not any(b.supers for b in brief.beats)):
+        return None
+    locale = brief.all_locales[0]
+    style = catalog.style(brief.style_pack)
+    brand = copyfit.brand_kit(style)
+    style_file = catalog.style_paths.get(style.name)
+    known = layout.layouts()
+    sup = known[copyfit.layout_name(brief, spec, "supers")]
+    doc: dict[str, Any] = {
+        "code_version": CODE_VERSION, "locale": locale,
+        "motion": {"kind": MOTION, "super_fade": SUPER_FADE, "card_fade": CARD_FADE},
+        "reading": [WORDS_PER_SECOND, READING_LEAD],
+        "supers": [{"beat": b.id, "copy": b.supers.for_locale(locale).model_dump(mode="json", exclude_none=True),
+                    "copy_space": copyfit.copy_side(b)} for b in brief.beats if b.supers is not None],
+        "supers_layout": copyfit.layout_sha256(sup),
+        "brand": brand.model_dump(mode="json", by_alias=True, exclude={"logo": {"path"}, "font": {"path"}}),
+        "font_sha256": sha256_file(brand.font_file(style_file)),
+        "logo_sha256": sha256_file(logo) if (logo := brand.logo_file(style_file)) else None,
+    }
+    card = brief.end_card
+    if card is not None:
+        copy_text = card.copy_ or brief.copy_
+        assert copy_text is not None
+        doc["end_card"] = {"duration": card.duration, "background": card.background,
+                           "copy": copy_text.for_locale(locale).model_dump(mode="json", exclude_none=True),
+                           "layout": copyfit.layout_sha256(known[card.layout])}
+    return json.loads(json.dumps(doc))
+
+
+__all__ = ["CODE_VERSION", "Graphic", "Window", "beat_times", "build_graphics", "graphics_recipe",
+           "reading_seconds", "super_windows", "supers_problems"]
