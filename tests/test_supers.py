@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +241,88 @@ def test_a_super_too_long_to_read_is_refused_with_its_field_and_a_fix() -> None:
     with pytest.raises(ManyErrors) as err:
         check_brief(brief, catalog, EXAMPLE.parent)
     assert any(x.field == "beats[1].supers" for x in err.value.errors)
+
+
+# ---------------------------------------------------------------- motion in the conform
+
+
+def _grey_master(path: Path, level: int, seconds: float) -> Path:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    f"color=c=0x{level:02x}{level:02x}{level:02x}:size=320x180:rate=30:duration={seconds}",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-crf", "0", "-pix_fmt", "yuv420p", str(path)],
+                   check=True)
+    return path
+
+
+def _luma(video: Path, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Mean luma (8-bit, limited range as coded) of ``box`` in every frame."""
+    x0, y0, x1, y1 = box
+    res = subprocess.run(["ffmpeg", "-v", "error", "-i", str(video), "-vf", f"crop={x1 - x0}:{y1 - y0}:{x0}:{y0}",
+                          "-f", "rawvideo", "-pix_fmt", "gray", "-"], capture_output=True, check=True)
+    frames = np.frombuffer(res.stdout, np.uint8).reshape(-1, y1 - y0, x1 - x0)
+    return frames.reshape(len(frames), -1).mean(axis=1)
+
+
+@pytest.mark.parametrize("segmented", [False, True], ids=["one-graph", "segments"])
+def test_fades_keep_their_timing_across_a_cut(tmp_path: Path, segmented: bool) -> None:
+    """A white overlay fading in over 0.3 s from 0.9 s (across the cut at 1.0 s, where the
+    segmented conform starts a new segment) and out over 0.3 s to 1.7 s, measured as
+    opacity in each decoded frame of a flat grey picture: the ramp is the same in the
+    single-graph and the segmented conform, frame by frame."""
+    from types import SimpleNamespace
+
+    from studio.store import Store
+    from timelines.conform import ConformClip, VideoJob, conform_videos
+
+    masters = [_grey_master(tmp_path / f"m{i}.mp4", 60, 1.0) for i in range(2)]
+    clips = [ConformClip(m, 0, 30, Fraction(30), 320, 180, (0.5, 0.5), f"c{i}") for i, m in enumerate(masters)]
+    spec = Catalog().spec(SPEC).model_copy(update={"name": "motion", "width": 320, "height": 180})
+    png = tmp_path / "white.png"
+    Image.new("RGBA", (64, 32), (255, 255, 255, 255)).save(png)
+    ov = SimpleNamespace(path=png, x=128, y=74, start=0.9, end=1.7, fade_in=0.3, fade_out=0.3, motion="fade")
+    out = tmp_path / "out.mp4"
+    (rec,) = conform_videos(clips, [VideoJob(spec, out, overlays=[ov])], preset="veryfast",
+                            store=Store(tmp_path / "store") if segmented else None)
+    assert _frames_count(out) == 60
+    luma = _luma(out, (136, 80, 184, 100))
+    # Opacity from the decoded levels: 0 at the bare picture, 1 on the plateau between the
+    # fades (1.2 to 1.4 s), each frame's level between them.
+    grey, white = float(luma[:20].mean()), float(luma[37:42].mean())
+    assert white - grey > 100
+    alpha = (luma - grey) / (white - grey)
+    t = np.arange(60) / 30
+    k = np.round((t - 0.9) * 30)  # the overlay's own frames
+    want = np.where((t >= 0.9 - 1e-6) & (t < 1.7 - 1e-6),
+                    np.minimum(np.clip(k / 30 / 0.3, 0, 1), np.clip((0.8 - k / 30) / 0.3, 0, 1)), 0.0)
+    assert np.abs(alpha - want).max() < 0.05, str(np.round(np.c_[t, alpha, want][25:52], 2).tolist())
+    assert 0.3 < alpha[31] < 0.7  # mid-fade, just after the cut
+    if segmented:
+        assert len(rec["segments"]) == 2
+
+
+def test_slide_moves_the_overlay_into_place(tmp_path: Path) -> None:
+    """motion slide: the overlay rises into its placed position while it fades in."""
+    from types import SimpleNamespace
+
+    from timelines.conform import SLIDE_FRACTION, ConformClip, VideoJob, conform_videos
+
+    m = _grey_master(tmp_path / "m.mp4", 60, 1.0)
+    spec = Catalog().spec(SPEC).model_copy(update={"name": "slide", "width": 320, "height": 180})
+    png = tmp_path / "white.png"
+    Image.new("RGBA", (64, 32), (255, 255, 255, 255)).save(png)
+    ov = SimpleNamespace(path=png, x=128, y=74, start=0.2, end=1.0, fade_in=0.4, fade_out=0.0, motion="slide")
+    out = tmp_path / "out.mp4"
+    conform_videos([ConformClip(m, 0, 30, Fraction(30), 320, 180, (0.5, 0.5), "c")],
+                   [VideoJob(spec, out, overlays=[ov])], preset="veryfast")
+    # The overlay's top edge per frame: first row (of a column through it) brighter than grey.
+    res = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-vf", "crop=2:180:160:0", "-f", "rawvideo",
+                          "-pix_fmt", "gray", "-"], capture_output=True, check=True)
+    cols = np.frombuffer(res.stdout, np.uint8).reshape(-1, 180, 2)[:, :, 0].astype(int)
+    tops = [int(np.argmax(c > c[0] + 8)) if (c > c[0] + 8).any() else None for c in cols]
+    d = round(SLIDE_FRACTION * 180)
+    assert tops[5] is None  # before 0.2 s
+    # Starting about d px low (4:2:0 rounds y to even rows), rising frame by frame.
+    rising = tops[7:19]
+    assert all(t is not None for t in rising), tops
+    assert rising[0] >= 74 + d - 2 and rising == sorted(rising, reverse=True), tops
+    assert tops[20] == 74 and tops[29] == 74  # in place once faded in
