@@ -111,10 +111,14 @@ def _text(words: dict[str, str]) -> str:
 
 
 def test_supers_and_end_card_in_the_one_encode(setup: dict[str, Any], ray_session) -> None:
-    from studio.pipeline import render
+    from studio.pipeline import plan, render
 
     root, settings = setup["root"], setup["settings"]
-    ctx = render(_brief(root / "brief.yaml"), root / "out", settings=settings)
+    brief = _brief(root / "brief.yaml")
+    ctx = render(brief, root / "out", settings=settings)
+    # `studio plan` computes the deliverable's key with the graphics as the conform did.
+    p = plan(brief, settings=settings, out_dir=root / "out")
+    assert not p.running() and p.up_to_date and p.up_to_date["run_id"] == ctx.run_id
     row = _deliverable(settings, ctx.run_id)
     video = Path(row.path)
     assert video.is_file(), video
@@ -214,8 +218,9 @@ def test_supers_and_end_card_in_the_one_encode(setup: dict[str, Any], ray_sessio
 
     # A changed super re-encodes only the segments it shows in (beat 2's, and beat 3's
     # where it is held): beat 1's segment is reused.
-    again = render(_brief(root / "changed.yaml", super2={"headline": "Trail set", "legal": "Terms apply."}),
-                   root / "out-changed", settings=settings)
+    changed_brief = _brief(root / "changed.yaml", super2={"headline": "Trail set", "legal": "Terms apply."})
+    assert {(s.stage, s.item) for s in plan(changed_brief, settings=settings).running()} == {("conform", SPEC)}
+    again = render(changed_brief, root / "out-changed", settings=settings)
     crow = _deliverable(settings, again.run_id)
     assert [s["encoded"] for s in crow.params["segments"]] == [False, True, True]
     changed = Path(crow.path)
@@ -326,3 +331,46 @@ def test_slide_moves_the_overlay_into_place(tmp_path: Path) -> None:
     assert all(t is not None for t in rising), tops
     assert rising[0] >= 74 + d - 2 and rising == sorted(rising, reverse=True), tops
     assert tops[20] == 74 and tops[29] == 74  # in place once faded in
+
+
+def test_an_end_card_over_the_picture_is_transparent_with_scrims_where_the_picture_needs_them(
+        tmp_path: Path) -> None:
+    """background: picture: the end card is the copy and logo alone (transparent round
+    them), fitted over the spot's last frames; on a bright picture the white headline gets
+    a scrim, and the composite reads back."""
+    from timelines.conform import ConformClip
+    from timelines.graphics import build_graphics
+
+    m = tmp_path / "bright.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "color=c=0xf0e6c8:size=640x360:rate=30:duration=2", "-c:v", "libx264", "-preset",
+                    "ultrafast", "-pix_fmt", "yuv420p", str(m)], check=True)
+    d = yaml.safe_load(EXAMPLE.read_text())
+    d["beats"] = [dict(b, duration=2.0) for b in d["beats"][:1]]
+    d.update(hero_beat=None, channels=[SPEC], end_card={"duration": 1.0, "background": "picture",
+                                                        "copy": CARD_COPY})
+    brief = Brief.model_validate(d)
+    spec = Catalog().spec(SPEC).model_copy(update={"width": 640, "height": 360})
+    clips = [ConformClip(m, 0, 60, Fraction(30), 640, 360, (0.5, 0.5), brief.beats[0].id)]
+    (card,) = build_graphics(brief, spec, clips, Catalog(), tmp_path / "g")
+    assert card.kind == "end_card" and card.field == "end_card.copy"
+    assert (card.start, card.end, card.fade_in, card.fade_out) == (1.0, 2.0, 0.5, 0.0)
+    with Image.open(card.path) as im:
+        layer = im.convert("RGBA")
+    assert card.path.name == f"{card.sha256}.png"
+    frame = Image.new("RGBA", (640, 360), (240, 230, 200, 255))
+    frame.alpha_composite(layer, dest=(card.x, card.y))
+    # Transparent away from the copy: the picture shows through in the corners and between.
+    assert (np.asarray(layer.getchannel("A")) == 0).mean() > 0.3
+    assert frame.getpixel((3, 3)) == frame.getpixel((636, 356)) == (240, 230, 200, 255)
+    headline = next(t for t in card.placement["texts"] if t["role"] == "headline")
+    assert headline["scrim"] is not None and headline["ratio_before"] < headline["required_ratio"]
+    assert headline["ratio_after"] >= headline["required_ratio"]
+    x0, y0, x1, y1 = headline["box"]
+    under = np.asarray(frame.convert("RGB"))[y0:y1, x0:x1].reshape(-1, 3)
+    # WCAG contrast of the white words against the pixels round them (not the glyphs),
+    # from the composite's pixels: the bare picture gives about 1.2:1.
+    c = under[(under < 200).any(axis=1)] / 255.0
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4) @ np.array([0.2126, 0.7152, 0.0722])
+    assert np.percentile(1.05 / (lin + 0.05), 5) >= headline["required_ratio"]
+    assert words_in_order(CARD_COPY["headline"], ocr(frame.convert("RGB")))
