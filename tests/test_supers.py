@@ -374,3 +374,35 @@ def test_an_end_card_over_the_picture_is_transparent_with_scrims_where_the_pictu
     lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4) @ np.array([0.2126, 0.7152, 0.0722])
     assert np.percentile(1.05 / (lin + 0.05), 5) >= headline["required_ratio"]
     assert words_in_order(CARD_COPY["headline"], ocr(frame.convert("RGB")))
+
+
+def test_supers_and_end_card_stay_above_burned_in_captions(tmp_path: Path) -> None:
+    """A channel that burns captions in: the supers' and the end card's pixels (the
+    layers' alpha, placed in the frame) end above the captions' top row."""
+    from timelines.captions import Cue, render_overlays
+    from timelines.conform import ConformClip
+    from timelines.graphics import build_graphics
+
+    m = _grey_master(tmp_path / "m.mp4", 90, 3.0)
+    d = yaml.safe_load(EXAMPLE.read_text())
+    d["beats"] = [dict(b, duration=1.5) for b in d["beats"][:2]]
+    d["beats"][0]["supers"] = SUPER2
+    d.update(hero_beat=None, channels=["reels-9x16"], end_card={"duration": 1.0, "copy": CARD_COPY})
+    brief = Brief.model_validate(d)
+    spec = Catalog().spec("reels-9x16").model_copy(update={"width": 360, "height": 640})
+    clips = [ConformClip(m, 0, 45, Fraction(30), 320, 180, (0.5, 0.5), b.id) for b in brief.beats]
+    clips[1] = ConformClip(m, 45, 45, Fraction(30), 320, 180, (0.5, 0.5), brief.beats[1].id)
+    free = build_graphics(brief, spec, clips, Catalog(), tmp_path / "a")
+    # Where this channel's captions really go: a two-line caption rendered for it.
+    (cap,) = render_overlays([Cue(1, 0.0, 1.5, ("Every day starts", "somewhere new."), brief.beats[0].id)],
+                             spec, tmp_path / "captions")
+    top = cap.box[1]
+    kept = build_graphics(brief, spec, clips, Catalog(), tmp_path / "b", captions_top=top)
+    for g in free + kept:
+        with Image.open(g.path) as im:
+            bbox = im.getchannel("A").getbbox()
+        g.bottom = g.y + bbox[3]  # type: ignore[attr-defined]
+    assert free[0].bottom > top  # the lower third's legal line sits where captions go
+    assert all(g.bottom <= top - 6 for g in kept if g.kind == "super")  # type: ignore[attr-defined]
+    card = next(g for g in kept if g.kind == "end_card")
+    assert max(t["box"][3] for t in card.placement["texts"]) <= top - 6

@@ -278,8 +278,10 @@ def conform_deliverables(env: StageEnv, inputs: ConformInputs) -> ConformOutputs
                 keys[spec.name] = key
             # Supers and the end card, set over this channel's own frames of the edit,
             # burned in under the captions (which stay readable on top) in the same pass.
+            boxes = inputs.captions.get(spec.name, {}).get("boxes") or []
             shown = build_graphics(inputs.brief, spec, clips, inputs.catalog,
-                                   env.scratch_dir / "graphics" / spec.name)
+                                   env.scratch_dir / "graphics" / spec.name,
+                                   captions_top=min((int(b[1]) for b in boxes), default=None))
             if shown:
                 graphics[spec.name] = {"locale": inputs.brief.all_locales[0], "code_version": GRAPHICS_VERSION,
                                        "overlays": [g.record() for g in shown]}

@@ -50,6 +50,7 @@ READING_LEAD = 0.5
 SUPER_FADE = 0.25  # s, in and out
 CARD_FADE = 0.5  # s, in (the spot ends on it: no fade out)
 MOTION = "fade"
+CAPTION_GAP = 0.01  # of the frame height, between supers and burned-in captions
 CONTRAST_FRAMES = 3  # picture frames a super's contrast is measured on: its start, middle, end
 
 
@@ -255,13 +256,14 @@ def _png(layer: Image.Image, out_dir: Path, full: bool = False) -> tuple[Path, i
 
 
 def _fit_worst(lay: layout.Layout, copy: Copy, brand: BrandKit, spec: ChannelSpec, space: Any,
-               style_file: Path | None, pictures: list[Image.Image], field_name: str) -> layout.Placement:
+               style_file: Path | None, pictures: list[Image.Image], field_name: str,
+               safe: tuple[int, int, int, int] | None = None) -> layout.Placement:
     """The copy fitted over each picture; the placement of the picture the text reads
     worst on (lowest measured contrast before scrims), so its scrims hold on all of them."""
     best: tuple[float, layout.Placement] | None = None
     for pic in pictures:
         try:
-            p = layout.fit(lay, copy, brand, spec.width, spec.height, spec.safe_rect(), space,
+            p = layout.fit(lay, copy, brand, spec.width, spec.height, safe or spec.safe_rect(), space,
                            channel=spec.name, background=pic, style_file=style_file)
         except StudioError as e:
             if e.field and e.field.startswith("copy."):
@@ -281,10 +283,12 @@ def _snap(t: float, rate: Fraction) -> float:
 
 
 def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip], catalog: Catalog,
-                   out_dir: Path, locale: str | None = None) -> list[Graphic]:
+                   out_dir: Path, locale: str | None = None, captions_top: int | None = None) -> list[Graphic]:
     """The supers and end card of ``spec``'s deliverable, in ``locale`` (default the
-    brief's first), as overlay images in ``out_dir``. Raises StageError for a super that
-    cannot be held its reading time in the edit as cut."""
+    brief's first), as overlay images in ``out_dir``. ``captions_top`` is the highest
+    burned-in caption's top row: supers and the end card's copy are set above it (captions
+    run through the whole spot; a lower third would sit on them). Raises StageError for a super that cannot be
+    held its reading time in the edit as cut."""
     if spec.kind != "video" or (brief.end_card is None and not any(b.supers for b in brief.beats)):
         return []
     locale = locale or brief.all_locales[0]
@@ -297,6 +301,14 @@ def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip]
     total = float(Fraction(math.floor(total_exact * rate + Fraction(1, 2))) / rate)  # the conform's frame count
     frames = _Frames(clips)
     out: list[Graphic] = []
+    safe = spec.safe_rect()
+    if captions_top is not None:
+        # A gap of 1% of the frame between the supers' lowest line and the captions.
+        bottom = min(safe[3], captions_top - math.ceil(CAPTION_GAP * spec.height))
+        if bottom <= safe[1]:
+            raise StageError(f"burned-in captions leave no room for supers in {spec.name}", stage=STAGE,
+                             field=spec.name, fix="lower captions.font_size in the spec or drop the supers")
+        safe = (safe[0], safe[1], safe[2], bottom)
     windows, problems = super_windows(brief, beat_times(clips), total, spec.legal_min_seconds, spec.name)
     if problems:
         e = problems[0]
@@ -313,7 +325,7 @@ def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip]
         pictures = [frames.picture(min(t, end - 1 / float(rate)), spec) for t in times]
         field_name = f"beats[{w.index}].supers"
         placement = _fit_worst(lay, beat.supers.for_locale(locale), brand, spec, space, style_file, pictures,
-                               field_name)
+                               field_name, safe)
         path, x, y, box, sha = _png(layout.render(placement), out_dir)
         out.append(Graphic(path, x, y, start, end, box, "super", field_name, sha, beat=beat.id,
                            placement=placement.to_dict()))
@@ -327,12 +339,12 @@ def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip]
         copy = copy_text.for_locale(locale)
         if card.background == "brand":
             ground = Image.new("RGB", (spec.width, spec.height), layout.hex_rgb(brand.colours.primary))
-            placement = _fit_worst(lay, copy, brand, spec, None, style_file, [ground], field_name)
+            placement = _fit_worst(lay, copy, brand, spec, None, style_file, [ground], field_name, safe)
             layer = layout.render(placement, ground)
         else:
             pictures = [frames.picture(min(t, total - 1 / float(rate)), spec)
                         for t in (start, (start + total) / 2, total)]
-            placement = _fit_worst(lay, copy, brand, spec, None, style_file, pictures, field_name)
+            placement = _fit_worst(lay, copy, brand, spec, None, style_file, pictures, field_name, safe)
             layer = layout.render(placement)
         path, x, y, box, sha = _png(layer, out_dir, full=card.background == "brand")
         out.append(Graphic(path, x, y, start, total, box, "end_card", field_name, sha, fade_in=CARD_FADE,
