@@ -239,12 +239,13 @@ def conform_deliverables(env: StageEnv, inputs: ConformInputs) -> ConformOutputs
         from timelines.captions import CODE_VERSION as CAPTIONS_VERSION
         from timelines.conform import CODE_VERSION as GRAPH_VERSION
         from timelines.graphics import CODE_VERSION as GRAPHICS_VERSION
-        from timelines.graphics import build_graphics, graphics_recipe
+        from timelines.graphics import FrameReader, build_graphics, graphics_recipe
 
         cache = ActionCache(env.engine, env.store)
         jobs: list[VideoJob] = []
         keys: dict[str, str] = {}
         graphics: dict[str, dict[str, Any]] = {}
+        frames = FrameReader(clips)  # the masters' frames the supers are fitted over, read once
         for spec in inputs.video_specs:
             master = inputs.masters.get(spec.name)
             job = VideoJob(
@@ -281,7 +282,7 @@ def conform_deliverables(env: StageEnv, inputs: ConformInputs) -> ConformOutputs
             boxes = inputs.captions.get(spec.name, {}).get("boxes") or []
             shown = build_graphics(inputs.brief, spec, clips, inputs.catalog,
                                    env.scratch_dir / "graphics" / spec.name,
-                                   captions_top=min((int(b[1]) for b in boxes), default=None))
+                                   captions_top=min((int(b[1]) for b in boxes), default=None), frames=frames)
             if shown:
                 graphics[spec.name] = {"locale": inputs.brief.all_locales[0], "code_version": GRAPHICS_VERSION,
                                        "overlays": [g.record() for g in shown]}

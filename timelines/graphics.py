@@ -187,8 +187,9 @@ def beat_times(clips: Sequence[ConformClip]) -> list[tuple[str, float, float]]:
     return out
 
 
-class _Frames:
-    """Frames of the edit's shot masters, read once each with ffmpeg (RGB)."""
+class FrameReader:
+    """Frames of the edit's shot masters, read once each with ffmpeg (RGB); one reader
+    serves every channel of a conform (they are reframed per channel from the same frame)."""
 
     def __init__(self, clips: Sequence[ConformClip]):
         self.clips = list(clips)
@@ -283,7 +284,8 @@ def _snap(t: float, rate: Fraction) -> float:
 
 
 def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip], catalog: Catalog,
-                   out_dir: Path, locale: str | None = None, captions_top: int | None = None) -> list[Graphic]:
+                   out_dir: Path, locale: str | None = None, captions_top: int | None = None,
+                   frames: FrameReader | None = None) -> list[Graphic]:
     """The supers and end card of ``spec``'s deliverable, in ``locale`` (default the
     brief's first), as overlay images in ``out_dir``. ``captions_top`` is the highest
     burned-in caption's top row: supers and the end card's copy are set above it (captions
@@ -299,7 +301,7 @@ def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip]
     rate = spec.rate
     total_exact = sum((Fraction(c.frames) / Fraction(c.rate) for c in clips), Fraction(0))
     total = float(Fraction(math.floor(total_exact * rate + Fraction(1, 2))) / rate)  # the conform's frame count
-    frames = _Frames(clips)
+    frames = frames if frames is not None and frames.clips == list(clips) else FrameReader(clips)
     out: list[Graphic] = []
     safe = spec.safe_rect()
     if captions_top is not None:
@@ -386,5 +388,5 @@ def graphics_recipe(brief: Brief, spec: ChannelSpec, catalog: Catalog) -> dict[s
     return json.loads(json.dumps(doc))
 
 
-__all__ = ["CODE_VERSION", "Graphic", "Window", "beat_times", "build_graphics", "graphics_recipe",
+__all__ = ["CODE_VERSION", "FrameReader", "Graphic", "Window", "beat_times", "build_graphics", "graphics_recipe",
            "reading_seconds", "super_windows", "supers_problems"]
