@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 from studio import db
 from studio import layout as L
 from studio.brief import Brief
-from studio.errors import ManyErrors
+from studio.errors import ManyErrors, StageError
 from studio.specs import Catalog
 from tests.ocr import colour_key, find_logo, ocr, words_in_order
 
@@ -241,7 +241,7 @@ def test_a_super_too_long_to_read_is_refused_with_its_field_and_a_fix() -> None:
     (e,) = supers_problems(brief, [catalog.spec(SPEC)])
     assert e.field == "beats[1].supers" and e.shot == "b02-trail"
     assert reading_seconds(brief.beats[1].supers.for_locale("en-GB")) == pytest.approx(11 / 3 + 0.5)
-    assert "needs 4.2 s to read but has 1.5 s from its beat's start (1.5 s) to the spot's end (3.0 s)" in e.what
+    assert "needs 4.2 s to read but has 1.5 s between its beat's start at 1.5 s and the spot's end at 3.0 s" in e.what
     assert e.fix.startswith("shorten the supers to about 3 words, lengthen the beat")
     with pytest.raises(ManyErrors) as err:
         check_brief(brief, catalog, EXAMPLE.parent)
@@ -406,3 +406,38 @@ def test_supers_and_end_card_stay_above_burned_in_captions(tmp_path: Path) -> No
     assert all(g.bottom <= top - 6 for g in kept if g.kind == "super")  # type: ignore[attr-defined]
     card = next(g for g in kept if g.kind == "end_card")
     assert max(t["box"][3] for t in card.placement["texts"]) <= top - 6
+
+
+def test_the_legal_line_is_held_the_channels_minimum(tmp_path: Path) -> None:
+    """legal_min_seconds: a super with a legal line stays the channel's minimum when that
+    is longer than its reading time; too little room for it is refused, naming the field
+    and the channel; the edit as cut (an editor's shorter beat) is checked at conform."""
+    from timelines.conform import ConformClip
+    from timelines.graphics import build_graphics, super_windows, supers_problems
+
+    d = yaml.safe_load(EXAMPLE.read_text())
+    d["beats"] = [dict(b, duration=2.0) for b in d["beats"][:3]]
+    d["beats"][0]["supers"] = {"headline": "Cold", "legal": "Terms apply."}
+    d.update(hero_beat=None, channels=[SPEC])
+    brief = Brief.model_validate(d)
+    beats = [(b.id, 2.0 * i, 2.0 * (i + 1)) for i, b in enumerate(brief.beats)]
+    (w,), _ = super_windows(brief, beats, 6.0)
+    assert (w.start, w.end) == (0.0, 2.0)  # 1.5 s to read: the beat's 2 s
+    (w,), _ = super_windows(brief, beats, 6.0, legal_min=3.5)
+    assert (w.start, w.end) == (0.0, 3.5)  # held into beat 2 for the legal line
+    spec = Catalog().spec(SPEC).model_copy(update={"legal_min_seconds": 7.0})
+    (e,) = supers_problems(brief, [spec])
+    assert e.field == "beats[0].supers"
+    assert e.what.startswith(f"needs 7.0 s for its legal line (the channel's legal_min_seconds) in {SPEC} but "
+                             "has 6.0 s")
+    # An editor cut beat 1 to 0.5 s and beat 2 carries a super: 1.5 s of reading has 0.5 s.
+    d["beats"][1]["supers"] = {"headline": "Up"}
+    brief = Brief.model_validate(d)
+    m = _grey_master(tmp_path / "m.mp4", 90, 2.0)
+    clips = [ConformClip(m, 0, n, Fraction(30), 320, 180, (0.5, 0.5), b.id)
+             for b, n in zip(brief.beats, (15, 60, 60), strict=True)]
+    small = Catalog().spec(SPEC).model_copy(update={"width": 320, "height": 180})
+    with pytest.raises(StageError) as err:
+        build_graphics(brief, small, clips, Catalog(), tmp_path / "g")
+    assert err.value.field == "beats[0].supers" and err.value.stage == "conform"
+    assert "has 0.5 s between its beat's start at 0.0 s and the next super, beats[1] (b02-trail), at 0.5 s" in str(err.value)

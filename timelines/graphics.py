@@ -100,14 +100,14 @@ def super_windows(brief: Brief, beats: Sequence[tuple[str, float, float]], total
         if n + 1 < len(shown):
             nxt_i, nxt = shown[n + 1]
             if times[nxt.id][0] < limit:
-                limit, before = times[nxt.id][0], f"the next super (beats[{nxt_i}], {nxt.id})"
+                limit, before = times[nxt.id][0], f"the next super, beats[{nxt_i}] ({nxt.id}),"
         need, why = max((_need(beat.supers.for_locale(loc), legal_min) for loc in brief.all_locales),
                         key=lambda x: x[0])
         end = min(max(end, start + need), limit)
         if end - start + 1e-6 < need:
             problems.append(StudioError(
-                f"needs {why}{where} but has {max(0.0, end - start):.1f} s from its beat's start "
-                f"({start:.1f} s) to {before} ({limit:.1f} s)",
+                f"needs {why}{where} but has {max(0.0, end - start):.1f} s between its beat's start at "
+                f"{start:.1f} s and {before} at {limit:.1f} s",
                 field=f"beats[{i}].supers", shot=beat.id,
                 fix=f"shorten the supers to about {max(1, math.floor((limit - start - READING_LEAD) * WORDS_PER_SECOND))} "
                     "words, lengthen the beat, or move some of the copy to another beat"))
