@@ -8,7 +8,9 @@ A super is shown from its beat's start for the beat and at least its reading tim
 (``reading_seconds``), running on into the next beat when the beat is short, never into
 the next super or the end card; the legal line at least the channel's
 ``legal_min_seconds``. The end card covers the last ``end_card.duration`` seconds: the
-brand's primary colour with the copy and logo, or the copy over the picture.
+brand's primary colour with the copy and logo, or the copy over the picture. A brand kit
+with a ``logo_bug`` puts its logo small in a corner of the safe area from the first frame
+to the end card (hidden while a super it would touch shows: copy wins).
 
 The images are cropped to what they draw, written once under their sha256 (the conform's
 segment keys hash them: a changed super re-encodes only the segments it shows in), and
@@ -40,7 +42,7 @@ from studio.specs import Catalog, ChannelSpec
 from studio.store import atomic_write_bytes, sha256_file
 from timelines.conform import ConformClip
 
-CODE_VERSION = "graphics.1"
+CODE_VERSION = "graphics.2"  # 2: supers above the highest a caption can reach
 STAGE = "conform"
 
 # Reading time: words at 3 a second (a common subtitling and broadcast rule of thumb for
@@ -50,7 +52,6 @@ READING_LEAD = 0.5
 SUPER_FADE = 0.25  # s, in and out
 CARD_FADE = 0.5  # s, in (the spot ends on it: no fade out)
 MOTION = "fade"
-CAPTION_GAP = 0.01  # of the frame height, between supers and burned-in captions
 CONTRAST_FRAMES = 3  # picture frames a super's contrast is measured on: its start, middle, end
 
 
@@ -155,7 +156,7 @@ class Graphic:
     start: float
     end: float
     box: tuple[int, int, int, int]  # frame rectangle its pixels cover
-    kind: str  # "super" or "end_card"
+    kind: str  # "super", "logo_bug" or "end_card"
     field: str  # the brief's field: beats[2].supers, end_card.copy, copy
     sha256: str
     fade_in: float = SUPER_FADE
@@ -283,6 +284,76 @@ def _snap(t: float, rate: Fraction) -> float:
     return float(Fraction(math.floor(Fraction(t).limit_denominator(1_000_000) * rate + Fraction(1, 2))) / rate)
 
 
+def _has_graphics(brief: Brief, brand: BrandKit) -> bool:
+    return brief.end_card is not None or any(b.supers for b in brief.beats) or brand.logo_bug is not None
+
+
+def _overlaps(a: Sequence[int], b: Sequence[int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _drawn(g: Graphic) -> list[Sequence[int]]:
+    """What a super draws, from its placement: each text's box and scrim, and the layout's
+    logo with its clear space (the layer's bounding box is no use: a scrim's soft edge or a
+    logo in the far corner stretches it over most of the frame)."""
+    boxes: list[Sequence[int]] = []
+    for t in g.placement.get("texts", []):
+        boxes.append(t["box"])
+        if t.get("scrim"):
+            boxes.append(t["scrim"]["box"])
+    logo = g.placement.get("logo")
+    if logo:
+        boxes.append(logo.get("clear_box") or logo["box"])
+    return boxes or [g.box]
+
+
+def _logo_bug(brand: BrandKit, spec: ChannelSpec, style_file: Path | None, out_dir: Path, bottom: int,
+              until: float, supers: Sequence[Graphic], rate: Fraction) -> list[Graphic]:
+    """The brand's logo small in its corner of the safe area from the spot's first frame
+    to ``until`` (the end card's start, or the end), above ``bottom`` (the captions' top,
+    less the gap, for a bottom corner). Copy wins over the bug: a super whose pixels come
+    within the logo's clear space of it hides the bug while it shows (the bug fades out
+    and back in round it), so no text is ever covered or crowded by the mark. A supers
+    layout that sets the kit's logo in the bug's corner (lower-third does, top right)
+    hides it too: the super's own logo stands in for it, never two logos at once."""
+    bug = brand.logo_bug
+    logo_path = brand.logo_file(style_file)
+    assert bug is not None and logo_path is not None  # BrandKit's own check
+    x0, y0, x1, y1 = spec.safe_rect()
+    h = max(brand.logo_min_height_px, round(bug.height * (y1 - y0)))
+    with Image.open(logo_path) as im:
+        logo = im.convert("RGBA")
+    w = max(1, round(logo.width * h / logo.height))
+    logo = logo.resize((w, h), Image.Resampling.LANCZOS)
+    if bug.opacity < 1:
+        a = np.asarray(logo.getchannel("A"), np.float64) * bug.opacity
+        logo.putalpha(Image.fromarray(np.round(a).astype(np.uint8)))
+    # Even offsets (4:2:0 overlays sit on the chroma grid), rounded into the safe area.
+    bottom = min(y1, bottom)
+    x = x0 + x0 % 2 if bug.corner.endswith("left") else (x1 - w) // 2 * 2
+    y = y0 + y0 % 2 if bug.corner.startswith("top") else (bottom - h) // 2 * 2
+    if x < x0 or x + w > x1 or y < y0 or y + h > bottom:
+        raise StageError(f"the logo bug ({w}x{h} px) does not fit the safe area of {spec.name}", stage=STAGE,
+                         field="brand.logo_bug.height", fix="lower brand.logo_bug.height or logo_min_height_px")
+    layer = Image.new("RGBA", (spec.width, spec.height), (0, 0, 0, 0))
+    layer.alpha_composite(logo, dest=(x, y))
+    path, px, py, box, sha = _png(layer, out_dir)
+    clear = round(brand.logo_clear_space * h)
+    keep = (box[0] - clear, box[1] - clear, box[2] + clear, box[3] + clear)
+    # The times the bug shows: [0, until) less every colliding super's window.
+    hits = [g for g in supers if any(_overlaps(keep, b) for b in _drawn(g))]
+    spans = [(0.0, until)]
+    for g in hits:
+        spans = [piece for s, e in spans
+                 for piece in ((s, min(e, g.start)), (max(s, g.end), e)) if piece[1] - piece[0] > 1 / float(rate)]
+    placement = {"corner": bug.corner, "box": list(box), "height_px": h, "opacity": bug.opacity,
+                 "logo_sha256": sha256_file(logo_path),
+                 "hidden_for": [g.field for g in hits]}
+    return [Graphic(path, px, py, s, e, box, "logo_bug", "brand.logo_bug", sha,
+                    fade_in=SUPER_FADE if s > 0 else 0.0, fade_out=SUPER_FADE, placement=placement)
+            for s, e in spans]
+
+
 def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip], catalog: Catalog,
                    out_dir: Path, locale: str | None = None, captions_top: int | None = None,
                    frames: FrameReader | None = None) -> list[Graphic]:
@@ -291,11 +362,11 @@ def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip]
     burned-in caption's top row: supers and the end card's copy are set above it (captions
     run through the whole spot; a lower third would sit on them). Raises StageError for a super that cannot be
     held its reading time in the edit as cut."""
-    if spec.kind != "video" or (brief.end_card is None and not any(b.supers for b in brief.beats)):
-        return []
-    locale = locale or brief.all_locales[0]
     style = catalog.style(brief.style_pack)
     brand = copyfit.brand_kit(style)
+    if spec.kind != "video" or not _has_graphics(brief, brand):
+        return []
+    locale = locale or brief.all_locales[0]
     style_file = catalog.style_paths.get(style.name)
     known = layout.layouts()
     rate = spec.rate
@@ -303,14 +374,15 @@ def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip]
     total = float(Fraction(math.floor(total_exact * rate + Fraction(1, 2))) / rate)  # the conform's frame count
     frames = frames if frames is not None and frames.clips == list(clips) else FrameReader(clips)
     out: list[Graphic] = []
-    safe = spec.safe_rect()
-    if captions_top is not None:
-        # A gap of 1% of the frame between the supers' lowest line and the captions.
-        bottom = min(safe[3], captions_top - math.ceil(CAPTION_GAP * spec.height))
-        if bottom <= safe[1]:
-            raise StageError(f"burned-in captions leave no room for supers in {spec.name}", stage=STAGE,
-                             field=spec.name, fix="lower captions.font_size in the spec or drop the supers")
-        safe = (safe[0], safe[1], safe[2], bottom)
+    # Above the captions by 1% of the frame: above the highest a caption of this channel can
+    # reach (studio.copyfit.captions_reach), the area `studio plan` fitted the copy in, so a
+    # super the plan passed fits here too; above the captions really drawn, should one reach
+    # higher still (stacked accents taller than the font's ascent).
+    reach = min(captions_top, copyfit.captions_reach(spec)) if captions_top is not None else None
+    try:
+        safe = copyfit.video_copy_area(spec, reach)
+    except StudioError as e:
+        raise StageError(e.what, fix=e.fix, stage=STAGE, field=e.field) from e
     windows, problems = super_windows(brief, beat_times(clips), total, spec.legal_min_seconds, spec.name)
     if problems:
         e = problems[0]
@@ -332,6 +404,9 @@ def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip]
         out.append(Graphic(path, x, y, start, end, box, "super", field_name, sha, beat=beat.id,
                            placement=placement.to_dict()))
     card = brief.end_card
+    if brand.logo_bug is not None:
+        until = _snap(max(0.0, total - card.duration), rate) if card is not None else total
+        out += _logo_bug(brand, spec, style_file, out_dir, safe[3], until, out, rate)
     if card is not None:
         copy_text = card.copy_ or brief.copy_
         field_name = "end_card.copy" if card.copy_ is not None else "copy"
@@ -359,11 +434,11 @@ def graphics_recipe(brief: Brief, spec: ChannelSpec, catalog: Catalog) -> dict[s
     (``studio plan`` computes it too): the locale's supers and end card copy, the layouts'
     content, the brand kit with the font's and logo's bytes, the motion. None when the
     spot shows none (the key then is what it was before graphics)."""
-    if spec.kind != "video" or (brief.end_card is None and not any(b.supers for b in brief.beats)):
-        return None
-    locale = brief.all_locales[0]
     style = catalog.style(brief.style_pack)
     brand = copyfit.brand_kit(style)
+    if spec.kind != "video" or not _has_graphics(brief, brand):
+        return None
+    locale = brief.all_locales[0]
     style_file = catalog.style_paths.get(style.name)
     known = layout.layouts()
     sup = known[copyfit.layout_name(brief, spec, "supers")]
