@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from PIL import ImageFont
 
 from studio.brand import BrandKit, Copy
 from studio.brief import Beat, Brief, CopyText
@@ -38,6 +41,20 @@ STILL_DEFAULT = "copy-top"
 STILL_SIDE = "hero-left-copy-right"
 VIDEO_SUPERS = "lower-third"
 FIX_LAYOUTS = "`studio layouts` lists them"
+
+# Burned-in captions run through the whole spot along the safe area's bottom, so a video's
+# supers and end card copy are set above the highest a caption can reach, with a gap of
+# 1% of the frame. The caption box's geometry is timelines/captions.py's (its font, outline,
+# padding and line pitch, as fractions of the type size); kept equal to it here so that
+# `studio plan` fits the copy in the area the conform will use, without importing a stage
+# (tests/test_copy_stills.py checks both the figures and a rendered caption against it).
+CAPTION_GAP = 0.01
+CAPTION_FONTS = (Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
+                 Path("/usr/share/fonts/dejavu/DejaVuSans-Bold.ttf"))
+CAPTION_MIN_PX = 8
+CAPTION_STROKE = 0.06
+CAPTION_PAD_Y = 0.18
+CAPTION_LINE_PITCH = 1.15
 
 
 def brand_kit(style: StylePack) -> BrandKit:
@@ -90,6 +107,48 @@ def copy_space(beat: Beat | None, spec: ChannelSpec, layout: Layout) -> Rect | N
     mx, my = (x0 + x1) // 2, (y0 + y1) // 2
     return {"left": (x0, y0, mx, y1), "right": (mx, y0, x1, y1),
             "top": (x0, y0, x1, my), "bottom": (x0, my, x1, y1)}.get(side)
+
+
+def burns_captions(brief: Brief, spec: ChannelSpec) -> bool:
+    """Whether ``spec``'s deliverable will carry burned-in captions: a video channel that
+    burns them in, a brief with captions on and narration to caption."""
+    return (spec.kind == "video" and spec.captions_burn_in and brief.captions
+            and any(b.narration.strip() for b in brief.beats))
+
+
+def captions_reach(spec: ChannelSpec) -> int:
+    """The highest top row a burned-in caption can have in ``spec``: a block of
+    ``captions.max_lines`` lines at the spec's caption size, each line the caption font's
+    ascent and descent plus its outline, padded, its bottom on the safe area's bottom (even,
+    as timelines/captions.py places it). A caption set smaller to fit its width, or with
+    fewer lines, sits lower."""
+    size = max(CAPTION_MIN_PX, round(spec.captions.font_size * spec.height))
+    font_file = next((f for f in CAPTION_FONTS if f.is_file()), None)
+    if font_file is not None:
+        ascent, descent = ImageFont.truetype(str(font_file), size).getmetrics()
+    else:  # captions then use Pillow's bundled font: about DejaVu's proportions
+        ascent, descent = math.ceil(0.93 * size), math.ceil(0.24 * size)
+    stroke = max(1, round(size * CAPTION_STROKE))
+    lines = spec.captions.max_lines
+    height = (math.ceil(ascent + descent + 2 * stroke + (lines - 1) * size * CAPTION_LINE_PITCH)
+              + 2 * round(size * CAPTION_PAD_Y))
+    top = spec.safe_rect()[3] - height
+    return top - (top & 1)
+
+
+def video_copy_area(spec: ChannelSpec, captions_top: int | None) -> Rect:
+    """Where a video's supers and end card copy may go: the safe area, above
+    ``captions_top`` (the burned-in captions' highest top row) less CAPTION_GAP of the
+    frame when the deliverable burns captions in. The plan's check (``copy_problems``)
+    and the conform's fitting (timelines/graphics.py) both use it."""
+    safe = spec.safe_rect()
+    if captions_top is None:
+        return safe
+    bottom = min(safe[3], captions_top - math.ceil(CAPTION_GAP * spec.height))
+    if bottom <= safe[1]:
+        raise StudioError(f"burned-in captions leave no room for supers in {spec.name}", field=spec.name,
+                          fix="lower captions.font_size in the spec or drop the supers")
+    return safe[0], safe[1], safe[2], bottom
 
 
 @dataclass
@@ -186,6 +245,14 @@ def copy_problems(brief: Brief, specs: list[ChannelSpec], catalog: Catalog,
     locales = brief.all_locales
     seen: set[str] = set()
     for spec in specs:
+        area = spec.safe_rect()
+        if spec.kind == "video" and burns_captions(brief, spec) and _shown(brief, spec):
+            try:
+                area = video_copy_area(spec, captions_reach(spec))
+            except StudioError as e:
+                e.source = source
+                errors.append(e)
+                continue
         for path, role, text, beat in _shown(brief, spec):
             layout = known.get(layout_name(brief, spec, role))
             if layout is None:
@@ -193,7 +260,7 @@ def copy_problems(brief: Brief, specs: list[ChannelSpec], catalog: Catalog,
             space = copy_space(beat, spec, layout)
             for loc in locales:
                 try:
-                    fit(layout, text.for_locale(loc), brand, spec.width, spec.height, spec.safe_rect(), space,
+                    fit(layout, text.for_locale(loc), brand, spec.width, spec.height, area, space,
                         channel=spec.name, style_file=style_file)
                 except StudioError as e:
                     if e.field and e.field.startswith("copy."):

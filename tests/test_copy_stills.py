@@ -27,7 +27,7 @@ import yaml
 from PIL import Image
 from sqlmodel import Session, select
 
-from studio import db
+from studio import copyfit, db
 from studio.brief import Brief, brief_problems
 from studio.copyfit import copy_problems, layout_name, still_copies
 from studio.progress import QuietReporter
@@ -144,6 +144,43 @@ def test_unknown_layouts_and_layouts_for_other_channels_are_refused() -> None:
                for ln in lines)
     assert any(ln.startswith("end_card.layout: unknown layout 'spiral'") for ln in lines)
     assert all("`studio layouts`" in ln for ln in lines) and len(lines) == 3
+
+
+def test_supers_are_fitted_where_the_conform_sets_them_above_burned_in_captions(tmp_path: Path) -> None:
+    """On a channel that burns captions in, `studio plan` fits a video's supers (and end
+    card copy) in the area the conform sets them in: the safe area above the highest a
+    caption can reach, less 1% of the frame. Before, the plan fitted them in the whole safe
+    area: a lower third's button ("Shop Aurora") was refused at plan on Reels and feed yet
+    fits where the conform puts it (a smaller area has smaller regions and type)."""
+    from studio.copyfit import CAPTION_GAP, captions_reach, video_copy_area
+    from timelines import captions as tc
+    from timelines.captions import Cue, render_overlays
+
+    # The caption geometry copyfit assumes is the captions stage's own ...
+    assert (copyfit.CAPTION_FONTS, copyfit.CAPTION_MIN_PX, copyfit.CAPTION_STROKE, copyfit.CAPTION_PAD_Y,
+            copyfit.CAPTION_LINE_PITCH) == (tc.FONT_CANDIDATES, tc.MIN_FONT_PX, tc.STROKE, tc.PAD_Y, tc.LINE_PITCH)
+    # ... and a caption as tall as the channel allows (its lines, accents and descenders)
+    # reaches no higher than captions_reach, which is within 1% of the frame of it.
+    for name in ("reels-9x16", "feed-1x1"):
+        spec = CATALOG.spec(name)
+        lines = tuple(["ÉÇÀ Égypte jpqy"] * spec.captions.max_lines)
+        (cap,) = render_overlays([Cue(1, 0.0, 2.0, lines, "b01")], spec, tmp_path / name)
+        reach = captions_reach(spec)
+        assert 0 <= cap.box[1] - reach <= 0.01 * spec.height, (name, cap.box, reach)
+        x0, y0, x1, y1 = spec.safe_rect()
+        assert video_copy_area(spec, reach) == (x0, y0, x1, reach - math.ceil(CAPTION_GAP * spec.height))
+        assert video_copy_area(spec, None) == spec.safe_rect()
+
+    d = _example(channels=["reels-9x16", "feed-1x1", "youtube-1080p"], hero_beat=None)
+    d["beats"][0]["supers"] = {"headline": "Cold from sunrise", "cta": "Shop Aurora"}
+    specs = [CATALOG.spec(n) for n in d["channels"]]
+    assert copy_problems(Brief.model_validate(d), specs, CATALOG) == []
+    # Without captions burned in (captions off, or no narration to caption) the whole safe
+    # area is the conform's too, and there the button does not fit: refused on both.
+    for change in ({"captions": False}, {"beats": [dict(b, narration="") for b in d["beats"]]}):
+        lines = _lines(copy_problems(Brief.model_validate({**d, **change}), specs, CATALOG))
+        assert [ln.split(" in channel ")[1].split()[0] for ln in lines] == ["reels-9x16", "feed-1x1"], lines
+        assert all(ln.startswith("beats[0].supers.cta: does not fit layout lower-third") for ln in lines)
 
 
 def test_a_pack_without_brand_gets_the_default_kit(tmp_path: Path) -> None:

@@ -39,6 +39,14 @@ SUPER2 = {"headline": "Trail ready", "legal": "Terms apply."}
 CARD_COPY = {"headline": "Aurora keeps it cold", "cta": "Shop now"}
 
 
+def _example() -> dict[str, Any]:
+    """The example brief without its own supers and end card: each test sets its own."""
+    d = yaml.safe_load(EXAMPLE.read_text())
+    d.pop("end_card", None)
+    d["beats"] = [{k: v for k, v in b.items() if k != "supers"} for b in d["beats"]]
+    return d
+
+
 def _logo(path: Path) -> Path:
     """An opaque logo with structure at every scale (a plain block would match anywhere)."""
     im = Image.new("RGBA", (240, 120), (24, 40, 120, 255))
@@ -52,7 +60,7 @@ def _logo(path: Path) -> Path:
 
 
 def _brief(path: Path, graphics: bool = True, super2: dict[str, str] | None = None) -> Path:
-    d = yaml.safe_load(EXAMPLE.read_text())
+    d = _example()
     words = {"b01-sunrise": "Sunrise.", "b02-trail": "Trail.", "b03-city": "City."}
     d["beats"] = [dict(b, duration=BEAT, narration=words[b["id"]]) for b in d["beats"] if b["id"] in words]
     d.update(candidates=1, channels=[SPEC], hero_beat="b03-city", handles=0, style_pack="supers-test",
@@ -232,7 +240,7 @@ def test_a_super_too_long_to_read_is_refused_with_its_field_and_a_fix() -> None:
     from studio.pipeline import check_brief
     from timelines.graphics import reading_seconds, supers_problems
 
-    d = yaml.safe_load(EXAMPLE.read_text())
+    d = _example()
     d["beats"] = [dict(b, duration=1.5) for b in d["beats"][:2]]
     d.update(hero_beat=None, channels=[SPEC])
     d["beats"][1]["supers"] = {"headline": "Up the trail the sun climbs with you all day long"}
@@ -345,7 +353,7 @@ def test_an_end_card_over_the_picture_is_transparent_with_scrims_where_the_pictu
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
                     "color=c=0xf0e6c8:size=640x360:rate=30:duration=2", "-c:v", "libx264", "-preset",
                     "ultrafast", "-pix_fmt", "yuv420p", str(m)], check=True)
-    d = yaml.safe_load(EXAMPLE.read_text())
+    d = _example()
     d["beats"] = [dict(b, duration=2.0) for b in d["beats"][:1]]
     d.update(hero_beat=None, channels=[SPEC], end_card={"duration": 1.0, "background": "picture",
                                                         "copy": CARD_COPY})
@@ -384,7 +392,7 @@ def test_supers_and_end_card_stay_above_burned_in_captions(tmp_path: Path) -> No
     from timelines.graphics import build_graphics
 
     m = _grey_master(tmp_path / "m.mp4", 90, 3.0)
-    d = yaml.safe_load(EXAMPLE.read_text())
+    d = _example()
     d["beats"] = [dict(b, duration=1.5) for b in d["beats"][:2]]
     d["beats"][0]["supers"] = SUPER2
     d.update(hero_beat=None, channels=["reels-9x16"], end_card={"duration": 1.0, "copy": CARD_COPY})
@@ -406,6 +414,13 @@ def test_supers_and_end_card_stay_above_burned_in_captions(tmp_path: Path) -> No
     assert all(g.bottom <= top - 6 for g in kept if g.kind == "super")  # type: ignore[attr-defined]
     card = next(g for g in kept if g.kind == "end_card")
     assert max(t["box"][3] for t in card.placement["texts"]) <= top - 6
+    # Set in the area `studio plan` fitted them in: above the highest a caption of this
+    # channel can reach (studio.copyfit), not only above this spot's captions.
+    from studio.copyfit import captions_reach, video_copy_area
+
+    assert captions_reach(spec) <= top
+    assert all(g.placement["safe_rect"] == list(video_copy_area(spec, captions_reach(spec))) for g in kept)
+    assert all(g.placement["safe_rect"] == list(spec.safe_rect()) for g in free)
 
 
 def test_the_legal_line_is_held_the_channels_minimum(tmp_path: Path) -> None:
@@ -415,7 +430,7 @@ def test_the_legal_line_is_held_the_channels_minimum(tmp_path: Path) -> None:
     from timelines.conform import ConformClip
     from timelines.graphics import build_graphics, super_windows, supers_problems
 
-    d = yaml.safe_load(EXAMPLE.read_text())
+    d = _example()
     d["beats"] = [dict(b, duration=2.0) for b in d["beats"][:3]]
     d["beats"][0]["supers"] = {"headline": "Cold", "legal": "Terms apply."}
     d.update(hero_beat=None, channels=[SPEC])
