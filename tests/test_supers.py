@@ -456,3 +456,40 @@ def test_the_legal_line_is_held_the_channels_minimum(tmp_path: Path) -> None:
         build_graphics(brief, small, clips, Catalog(), tmp_path / "g")
     assert err.value.field == "beats[0].supers" and err.value.stage == "conform"
     assert "has 0.5 s between its beat's start at 0.0 s and the next super, beats[1] (b02-trail), at 0.5 s" in str(err.value)
+
+
+def test_frames_for_the_supers_are_read_in_one_pass_per_master(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """FrameReader.prefetch: the frames of several times read in one ffmpeg per master,
+    the very frames a read one by one gives."""
+    import timelines.graphics as G
+    from timelines.conform import ConformClip
+
+    masters = []
+    for i in range(2):
+        p = tmp_path / f"m{i}.mp4"
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=30:duration=2",
+                        "-vf", f"hue=h={i * 90}", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+                        str(p)], check=True)
+        masters.append(p)
+    clips = [ConformClip(masters[0], 5, 30, Fraction(30), 160, 90, (0.5, 0.5), "a"),
+             ConformClip(masters[1], 12, 30, Fraction(30), 160, 90, (0.5, 0.5), "b")]
+    times = [0.0, 0.5, 0.99, 1.0, 1.7]
+    calls: list[list[str]] = []
+    real = subprocess.run
+
+    def counted(cmd: list[str], **kw: Any) -> Any:
+        calls.append(cmd)
+        return real(cmd, **kw)
+
+    monkeypatch.setattr(G.subprocess, "run", counted)
+    once = G.FrameReader(clips)
+    once.prefetch(times)
+    assert len(calls) == 2  # one per master
+    together = [np.asarray(once.at(t)[1]) for t in times]
+    assert len(calls) == 2  # all from memory
+    alone = [np.asarray(G.FrameReader(clips).at(t)[1]) for t in times]
+    assert len(calls) == 2 + len(times)
+    assert all((a == b).all() for a, b in zip(together, alone, strict=True))
+    # They are different frames (the comparison is not of one frame with itself).
+    assert len({a.tobytes() for a in alone}) == len(times)

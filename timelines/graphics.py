@@ -196,35 +196,57 @@ class FrameReader:
         self.clips = list(clips)
         self.memo: dict[tuple[int, int], Image.Image] = {}
 
-    def at(self, t: float) -> tuple[ConformClip, Image.Image]:
-        """The master frame shown at edit time ``t`` (clamped into the edit)."""
+    def _locate(self, t: float) -> tuple[int, int]:
+        """(clip index, master frame) shown at edit time ``t`` (clamped into the edit)."""
         acc = Fraction(0)
         t_f = Fraction(t).limit_denominator(1_000_000)
         for n, c in enumerate(self.clips):
             length = Fraction(c.frames) / Fraction(c.rate)
             if t_f < acc + length or n == len(self.clips) - 1:
                 k = min(c.frames - 1, max(0, math.floor((t_f - acc) * Fraction(c.rate))))
-                return c, self._read(n, c.start_frame + k)
+                return n, c.start_frame + k
             acc += length
         raise AssertionError("no clips")
 
+    def at(self, t: float) -> tuple[ConformClip, Image.Image]:
+        """The master frame shown at edit time ``t`` (clamped into the edit)."""
+        n, frame = self._locate(t)
+        return self.clips[n], self._read(n, frame)
+
+    def prefetch(self, times: Sequence[float]) -> None:
+        """Read the frames shown at ``times`` that are not read yet, one ffmpeg pass per
+        master: each read decodes its file from the start, so a super's three contrast
+        frames read one by one cost three decodes of the same frames (bench_graphics)."""
+        want: dict[int, set[int]] = {}
+        for t in times:
+            n, frame = self._locate(t)
+            if (n, frame) not in self.memo:
+                want.setdefault(n, set()).add(frame)
+        for n, frames in want.items():
+            self._read_many(n, sorted(frames))
+
     def _read(self, n: int, frame: int) -> Image.Image:
         if (n, frame) not in self.memo:
-            c = self.clips[n]
-            cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(c.path), "-vf",
-                   f"select=eq(n\\,{frame})", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-            try:
-                res = subprocess.run(cmd, capture_output=True, timeout=120, check=True)
-            except (OSError, subprocess.SubprocessError) as e:
-                raise StageError(f"cannot read frame {frame} of {c.path.name}: {e}", stage=STAGE, shot=c.name,
-                                 fix="re-render the shot's clip (stage clips)") from e
-            size = c.width * c.height * 3
-            if len(res.stdout) < size:
+            self._read_many(n, [frame])
+        return self.memo[(n, frame)]
+
+    def _read_many(self, n: int, frames: list[int]) -> None:
+        c = self.clips[n]
+        pick = "+".join(f"eq(n\\,{f})" for f in frames)
+        cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(c.path), "-vf", f"select={pick}",
+               "-fps_mode", "passthrough", "-frames:v", str(len(frames)), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+        try:
+            res = subprocess.run(cmd, capture_output=True, timeout=120, check=True)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise StageError(f"cannot read frame {frames[0]} of {c.path.name}: {e}", stage=STAGE, shot=c.name,
+                             fix="re-render the shot's clip (stage clips)") from e
+        size = c.width * c.height * 3
+        for i, frame in enumerate(frames):
+            if len(res.stdout) < (i + 1) * size:
                 raise StageError(f"{c.path.name} has no frame {frame}", stage=STAGE, shot=c.name,
                                  fix="re-render the shot's clip (stage clips)")
-            data = np.frombuffer(res.stdout[:size], np.uint8).reshape(c.height, c.width, 3)
+            data = np.frombuffer(res.stdout[i * size:(i + 1) * size], np.uint8).reshape(c.height, c.width, 3)
             self.memo[(n, frame)] = Image.fromarray(data)
-        return self.memo[(n, frame)]
 
     def picture(self, t: float, spec: ChannelSpec) -> Image.Image:
         """The frame at ``t`` as the conform frames it for ``spec``: cropped round the
@@ -387,6 +409,12 @@ def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip]
     if problems:
         e = problems[0]
         raise StageError(e.what, fix=e.fix, stage=STAGE, field=e.field, shot=e.shot)
+    def contrast_times(start: float, end: float) -> list[float]:
+        return [min(start + (end - start) * k / (CONTRAST_FRAMES - 1), end - 1 / float(rate))
+                for k in range(CONTRAST_FRAMES)]
+
+    # Every picture the supers are fitted over, read in one pass per master.
+    frames.prefetch([t for w in windows for t in contrast_times(_snap(w.start, rate), _snap(w.end, rate))])
     for w in windows:
         beat = brief.beats[w.index]
         assert beat.supers is not None
@@ -395,8 +423,7 @@ def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip]
             continue
         lay = known[copyfit.layout_name(brief, spec, "supers")]
         space = copyfit.copy_space(beat, spec, lay)
-        times = [start + (end - start) * k / (CONTRAST_FRAMES - 1) for k in range(CONTRAST_FRAMES)]
-        pictures = [frames.picture(min(t, end - 1 / float(rate)), spec) for t in times]
+        pictures = [frames.picture(t, spec) for t in contrast_times(start, end)]
         field_name = f"beats[{w.index}].supers"
         placement = _fit_worst(lay, beat.supers.for_locale(locale), brand, spec, space, style_file, pictures,
                                field_name, safe)
