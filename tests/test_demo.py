@@ -261,3 +261,216 @@ def test_safe_area_preview_per_channel(demo_run, manifest) -> None:
         assert abs(im.width / im.height - spec.width / spec.height) < 0.02  # the channel's own frame
         x0, y0, x1, y1 = spec.safe_area.rect(im.width, im.height)
         assert im.getpixel((x0 + (x1 - x0) // 2, y0)) == SELECTED  # the safe edge is drawn
+
+
+# -- the copy on the delivered files (issue 13) ------------------------------------------
+#
+# Measured from the delivered files only: frames decoded with ffmpeg, words read by
+# Tesseract, the logo found by cross-correlation (tests/ocr.py). The deliverable's record
+# (its placements) is used only to choose where to look and at what size the logo is
+# drawn. That nothing leaves the safe area is checked against the same deliverables
+# rendered without copy (``plain_run``), frame for frame.
+
+
+@pytest.fixture(scope="session")
+def plain_run(demo_run, settings, tmp_path_factory: pytest.TempPathFactory):
+    """The example brief without its copy, supers and end card, rendered in the demo's
+    home: everything before the conform is reused (same keyframes, clips, mix and
+    captions), so only the deliverables are made again, without graphics."""
+    import yaml
+
+    from studio.pipeline import render
+
+    d = yaml.safe_load(EXAMPLE_BRIEF.read_text())
+    d.pop("copy")
+    d.pop("end_card")
+    for b in d["beats"]:
+        b.pop("supers", None)
+    root = tmp_path_factory.mktemp("plain")
+    (root / "brief.yaml").write_text(yaml.safe_dump(d, sort_keys=False))
+    ctx = render(root / "brief.yaml", root / "out", settings=settings)
+    return ctx, root / "out"
+
+
+def _delivered(settings, run_id: str) -> dict[str, db.Deliverable]:
+    engine = db.make_engine(settings.db_url)
+    with Session(engine) as s:
+        rows = s.exec(select(db.Deliverable).where(db.Deliverable.run_id == run_id)).all()
+    engine.dispose()
+    return {r.spec: r for r in rows}
+
+
+def _frame_at(video: Path, t: float, size: tuple[int, int]):
+    """The decoded frame shown at ``t`` seconds (RGB): ffmpeg seeks, then decodes on to it."""
+    import numpy as np
+    from PIL import Image
+
+    res = subprocess.run(["ffmpeg", "-v", "error", "-ss", f"{t:.4f}", "-i", str(video), "-frames:v", "1",
+                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True)
+    w, h = size
+    return Image.fromarray(np.frombuffer(res.stdout[: w * h * 3], np.uint8).reshape(h, w, 3))
+
+
+def _reads(picture, words: str, look: list[tuple[int, int, int, int]], colours: tuple[str, ...]) -> str:
+    """What Tesseract reads of ``picture``: the whole of it, then (only while ``words`` are
+    not all found, in order) each text colour alone, then the parts ``look`` names (where
+    the placement put the text: page segmentation drowns small text in a busy picture)."""
+    from tests.ocr import colour_key, ocr, words_in_order
+
+    read = ocr(picture)
+    for c in colours:
+        if words_in_order(words, read):
+            break
+        read += "\n" + ocr(colour_key(picture, c, 90))
+    for x0, y0, x1, y1 in look:
+        if words_in_order(words, read):
+            break
+        read += "\n" + ocr(picture.crop((max(0, x0 - 8), max(0, y0 - 8), x1 + 8, y1 + 8)))
+    return read
+
+
+def _logo(box: list[int]):
+    from PIL import Image
+
+    catalog = Catalog()
+    style = catalog.style("golden-hour")
+    assert style.brand is not None
+    path = style.brand.logo_file(catalog.style_paths["golden-hour"])
+    with Image.open(path) as im:
+        return im.convert("RGB").resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS)
+
+
+def _diff(a, b):
+    """Per pixel, the largest difference of the two pictures' channels."""
+    import numpy as np
+
+    return np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max(axis=2)
+
+
+def _safe_mask(spec, shape: tuple[int, int]):
+    import numpy as np
+
+    x0, y0, x1, y1 = spec.safe_rect()
+    inside = np.zeros(shape, bool)
+    inside[y0:y1, x0:x1] = True
+    return inside
+
+
+def test_banners_read_back_headline_cta_and_logo(demo_run, plain_run, settings) -> None:
+    """Every banner: OCR reads the headline and the call to action, the logo is found
+    where it was placed, and against the same still without copy nothing changed outside
+    the safe area."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.ocr import find_logo, words_in_order
+
+    brief, _ = load_brief(EXAMPLE_BRIEF)
+    assert brief.copy_ is not None
+    copy = brief.copy_.for_locale(brief.locale)
+    rows, plain = _delivered(settings, demo_run[0].run_id), _delivered(settings, plain_run[0].run_id)
+    catalog = Catalog()
+    stills = [c for c in brief.channels if catalog.spec(c).kind == "still"]
+    assert stills
+    for name in stills:
+        spec = catalog.spec(name)
+        with Image.open(rows[name].path) as im:
+            picture = im.convert("RGB")
+        with Image.open(plain[name].path) as im:
+            bare = im.convert("RGB")
+        placement = rows[name].params["copy"]["placement"]
+        for role in ("headline", "cta"):
+            words = getattr(copy, role)
+            placed = next(t for t in placement["texts"] if t["role"] == role)
+            read = _reads(picture, words, [(placed.get("button") or placed)["box"]], (placed["colour"],))
+            assert words_in_order(words, read), (name, role, read)
+        box = placement["logo"]["box"]
+        x, y, score = find_logo(picture, _logo(box))
+        assert score > 0.9 and abs(x - box[0]) <= 2 and abs(y - box[1]) <= 2, (name, x, y, score, box)
+        # Luma, which JPEG keeps at full resolution: a few levels outside are the encoder's.
+        diff = np.abs(np.asarray(picture.convert("L"), np.int16) - np.asarray(bare.convert("L"), np.int16))
+        inside = _safe_mask(spec, diff.shape)
+        assert (diff[inside] > 60).sum() > 0.01 * inside.sum(), name  # the copy is there
+        assert diff[~inside].max() <= 20, (name, int(diff[~inside].max()))
+        print(f"{name}: logo NCC {score:.3f} at ({x}, {y}); outside the safe area "
+              f"{int(diff[~inside].max())} levels at most")
+
+
+def test_videos_read_back_supers_and_end_card(demo_run, plain_run, settings) -> None:
+    """Every video deliverable, at a time inside each super's beat: OCR reads the super;
+    in the last second: the end card's headline and call to action, and the logo. Against
+    the same frame without graphics, nothing differs outside the safe area by more than
+    the encoder's noise (measured on a frame that shows no graphics); the end card fills
+    the frame with the brand's colour by design, so outside the safe area it is that
+    colour, within the same noise."""
+    import numpy as np
+
+    from studio.layout import hex_rgb
+    from tests.ocr import find_logo, words_in_order
+
+    brief, _ = load_brief(EXAMPLE_BRIEF)
+    assert brief.end_card is not None and brief.copy_ is not None
+    catalog = Catalog()
+    rows, plain = _delivered(settings, demo_run[0].run_id), _delivered(settings, plain_run[0].run_id)
+    videos = [c for c in brief.channels if catalog.spec(c).kind == "video"]
+    assert videos
+    starts = np.cumsum([0.0] + [b.duration for b in brief.beats])
+    total = float(starts[-1])
+    card_copy = (brief.end_card.copy_ or brief.copy_).for_locale(brief.locale)
+    primary = np.array(hex_rgb(catalog.style("golden-hour").brand.colours.primary), np.int16)
+    # 0.4 s before the end card: after the last super, before the card fades in.
+    quiet = total - brief.end_card.duration - 0.4
+    for name in videos:
+        spec = catalog.spec(name)
+        video, bare = Path(rows[name].path), Path(plain[name].path)
+        overlays = rows[name].params["graphics"]["overlays"]
+        size = (spec.width, spec.height)
+        inside = _safe_mask(spec, (spec.height, spec.width))
+        # Burned-in captions (Reels) speak the narration, whose words the copy shares
+        # ("Still ice cold when the city lights come on."): the words are read above the
+        # highest caption (the captions' record says where to look), where supers and the
+        # end card's copy are set.
+        caps = rows[name].params.get("captions", {}).get("boxes") or []
+        top = min((b[1] for b in caps), default=spec.height)
+
+        noise = _diff(_frame_at(video, quiet, size), _frame_at(bare, quiet, size))
+        assert noise[inside].max() < 60, (name, int(noise[inside].max()))  # nothing shown there
+        floor = max(float(noise.max()), 12.0)
+        worst = 0.0
+        for i, beat in enumerate(brief.beats):
+            if beat.supers is None:
+                continue
+            sup = beat.supers.for_locale(brief.locale)
+            t = float(starts[i]) + beat.duration / 2
+            frame = _frame_at(video, t, size)
+            view = frame.crop((0, 0, spec.width, top))
+            (g,) = [g for g in overlays if g["kind"] == "super" and g["beat"] == beat.id]
+            boxes = [t_["box"] for t_ in g["placement"]["texts"]]
+            for role in ("headline", "subline", "legal"):
+                words = getattr(sup, role)
+                if words:
+                    read = _reads(view, words, boxes, ("#ffffff",))
+                    assert words_in_order(words, read), (name, beat.id, role, read)
+            d = _diff(frame, _frame_at(bare, t, size))
+            assert d[inside].max() > 100, (name, beat.id)  # the super is there
+            worst = max(worst, float(d[~inside].max()))
+        assert worst < floor + 30, (name, worst, floor)
+
+        t = total - 0.5  # in the last second
+        frame = _frame_at(video, t, size)
+        (card,) = [g for g in overlays if g["kind"] == "end_card"]
+        placement = card["placement"]
+        for role in ("headline", "cta"):
+            words = getattr(card_copy, role)
+            placed = next(t_ for t_ in placement["texts"] if t_["role"] == role)
+            read = _reads(frame.crop((0, 0, spec.width, top)), words, [(placed.get("button") or placed)["box"]],
+                          (placed["colour"],))
+            assert words_in_order(words, read), (name, "end card", role, read)
+        box = placement["logo"]["box"]
+        x, y, score = find_logo(frame, _logo(box))
+        assert score > 0.9 and abs(x - box[0]) <= 2 and abs(y - box[1]) <= 2, (name, x, y, score, box)
+        px = np.asarray(frame, np.int16)
+        off = np.abs(px - primary).max(axis=2)[~inside]
+        assert off.max() < floor + 30, (name, int(off.max()))
+        print(f"{name}: noise {int(noise.max())}, outside the safe area with supers {worst:.0f} levels at most, "
+              f"end card off its colour by {int(off.max())}; logo NCC {score:.3f} at ({x}, {y})")

@@ -181,11 +181,16 @@ def test_a_broken_lut_in_a_style_pack_stops_the_run_before_anything_renders(
     shipped = yaml.safe_load((Path(grade.__file__).parents[1] / "studio" / "data" / "styles"
                               / "golden-hour.yaml").read_text())
     shipped["finishing"]["lut"] = "golden-hour.cube"
+    # The logo path is relative to the pack: the copy points at the shipped file, so the
+    # broken LUT is the pack's one problem.
+    shipped["brand"]["logo"]["path"] = str(Path(grade.__file__).parents[1] / "studio" / "data" / "styles"
+                                           / shipped["brand"]["logo"]["path"])
     (styles / "golden-hour.yaml").write_text(yaml.safe_dump(shipped))
     (styles / "golden-hour.cube").write_text("LUT_3D_SIZE 2\nnot a number\n")
     with pytest.raises(StudioError) as e:
         render(EXAMPLE_BRIEF, tmp_path / "out", settings=settings.model_copy(update={"styles_dir": styles}))
-    err = next(x for x in e.value.lines() if "finishing.lut" in x)
+    (err,) = e.value.lines()  # the LUT alone: the pack's logo is found
+    assert "finishing.lut" in err
     assert err.startswith(f"{styles / 'golden-hour.yaml'}: ") and "is not a readable .cube" in err
     assert "python -m timelines.grade" in err
     assert not (tmp_path / "out").exists()

@@ -26,6 +26,8 @@ def _brief(tmp_path: Path, **changes) -> Path:
         # Half-second beats keep the models cheap; they are too short for a voice line.
         b["duration"] = 0.5
         b["narration"] = ""
+        b.pop("supers", None)  # too short to read the example's supers (and its end card)
+    d.pop("end_card", None)
     d.update(candidates=2, handles=2, channels=["youtube-1080p"], hero_beat=None, usage_class="experiment")
     d.update(changes)
     p = tmp_path / "brief.yaml"
