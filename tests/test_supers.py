@@ -254,6 +254,11 @@ def test_a_super_too_long_to_read_is_refused_with_its_field_and_a_fix() -> None:
     with pytest.raises(ManyErrors) as err:
         check_brief(brief, catalog, EXAMPLE.parent)
     assert any(x.field == "beats[1].supers" for x in err.value.errors)
+    # No room for even two words: the fix says what makes room, not "about 1 words".
+    d["beats"][1]["duration"] = 0.6
+    (e,) = supers_problems(Brief.model_validate(d), [catalog.spec(SPEC)])
+    assert e.fix == ("lengthen the beat, or move the copy to another beat (the spot's end leaves no time to "
+                     "read it)")
 
 
 # ---------------------------------------------------------------- motion in the conform

@@ -106,12 +106,17 @@ def super_windows(brief: Brief, beats: Sequence[tuple[str, float, float]], total
                         key=lambda x: x[0])
         end = min(max(end, start + need), limit)
         if end - start + 1e-6 < need:
+            words = math.floor((limit - start - READING_LEAD) * WORDS_PER_SECOND)
+            # Under two words there is no super to shorten to: say what makes room instead.
+            fix = (f"shorten the supers to about {words} words, lengthen the beat, or move some of the copy to "
+                   "another beat" if words >= 2 else
+                   f"lengthen the beat, or move the copy to another beat ({before.rstrip(',')} leaves no time to "
+                   "read it)")
             problems.append(StudioError(
                 f"needs {why}{where} but has {max(0.0, end - start):.1f} s between its beat's start at "
                 f"{start:.1f} s and {before} at {limit:.1f} s",
                 field=f"beats[{i}].supers", shot=beat.id,
-                fix=f"shorten the supers to about {max(1, math.floor((limit - start - READING_LEAD) * WORDS_PER_SECOND))} "
-                    "words, lengthen the beat, or move some of the copy to another beat"))
+                fix=fix))
             continue
         windows.append(Window(i, beat.id, start, end))
     return windows, problems
