@@ -289,14 +289,14 @@ def main() -> None:
         print(f"{key:34s} {value:9.2f} {op + str(target):>9s}  {'yes' if ok else 'NO'}")
     print(f"of which building the graphics (median): {statistics.median(build):.1f} s wall")
     print(f"load average (1 min) per run: {', '.join(f'{n} {v:.2f}' for n, v in load)}")
-    import moviepy
+    from importlib.metadata import version
 
     doc = {"spot_seconds": seconds, "channels": SPECS, "config": cfg, "preset": PRESET, "overlays": kinds,
            "wall_s": wall, "cpu_s": cpu, "medians_wall_s": mw, "medians_cpu_s": mc, "ratios": ratios,
            "graphics_build_wall_s": build,
            "targets": {k: list(v) for k, v in targets.items()}, "load1": load, "outputs": sizes,
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-           "moviepy": getattr(moviepy, "__version__", "?")}
+           "moviepy": version("moviepy")}  # moviepy.__version__ says 2.1.2 in the 2.2.1 wheel
     name = "graphics-quick.json" if args.quick else "graphics.json"
     (RESULTS / name).write_text(json.dumps(doc, indent=2, default=str))
     print(f"written {RESULTS / name}")
