@@ -22,11 +22,12 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
-__all__ = ["colour_key", "find_logo", "find_template", "grey", "norm", "ocr", "ocr_readings",
+__all__ = ["colour_key", "find_logo", "find_template", "grey", "make_logo_png", "norm", "ocr", "ocr_readings",
            "tesseract", "words_in_order"]
 
 
@@ -130,3 +131,16 @@ def find_logo(image: Image.Image, logo: Image.Image) -> tuple[int, int, float]:
     logos or flatten them first) best matches in ``image``: top-left x, y and the NCC
     score (1.0 a perfect match; > 0.9 is a confident find on real renders)."""
     return find_template(grey(image), grey(logo))
+
+
+def make_logo_png(path: Path) -> Path:
+    """A logo for the tests, written to ``path``: opaque, with structure at every scale (a
+    plain block would match anywhere)."""
+    im = Image.new("RGBA", (240, 120), (24, 40, 120, 255))
+    d = ImageDraw.Draw(im)
+    d.ellipse((10, 10, 110, 110), fill=(235, 70, 50, 255))
+    d.rectangle((130, 14, 226, 106), fill=(250, 215, 40, 255))
+    d.polygon([(140, 100), (178, 24), (216, 100)], fill=(20, 150, 90, 255))
+    d.rectangle((45, 45, 75, 75), fill=(255, 255, 255, 255))
+    im.save(path)
+    return path

@@ -23,7 +23,7 @@ from studio.errors import StudioError
 from studio.specs import Catalog, StylePack
 
 # OCR, colour keying and NCC template matching, shared with the stills and video copy tests
-from .ocr import colour_key, find_template, grey, words_in_order
+from .ocr import colour_key, find_template, grey, make_logo_png, words_in_order
 from .ocr import ocr_readings as ocr
 
 CATALOG = Catalog()
@@ -37,16 +37,7 @@ COPY = Copy(headline="Summer sale on every flight", subline="Book by Friday and 
 
 @pytest.fixture(scope="module")
 def logo_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An opaque logo with structure at every scale (a plain block would match anywhere)."""
-    im = Image.new("RGBA", (240, 120), (24, 40, 120, 255))
-    d = ImageDraw.Draw(im)
-    d.ellipse((10, 10, 110, 110), fill=(235, 70, 50, 255))
-    d.rectangle((130, 14, 226, 106), fill=(250, 215, 40, 255))
-    d.polygon([(140, 100), (178, 24), (216, 100)], fill=(20, 150, 90, 255))
-    d.rectangle((45, 45, 75, 75), fill=(255, 255, 255, 255))
-    path = tmp_path_factory.mktemp("brand") / "logo.png"
-    im.save(path)
-    return path
+    return make_logo_png(tmp_path_factory.mktemp("brand") / "logo.png")
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from studio.brand import BrandKit, LogoBug
 from studio.brief import Brief
 from studio.specs import Catalog
-from tests.ocr import find_logo, find_template, grey
+from tests.ocr import find_logo, find_template, grey, make_logo_png
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "briefs" / "launch.yaml"
 SHIPPED = Path(__file__).resolve().parent.parent / "studio" / "data"
@@ -31,16 +31,6 @@ CARD = 1.0  # s of end card: from 3.5 s (frame 105)
 BEATS = 3
 
 
-def _logo(path: Path) -> Path:
-    """An opaque logo with structure at every scale (a plain block would match anywhere)."""
-    im = Image.new("RGBA", (240, 120), (24, 40, 120, 255))
-    d = ImageDraw.Draw(im)
-    d.ellipse((10, 10, 110, 110), fill=(235, 70, 50, 255))
-    d.rectangle((130, 14, 226, 106), fill=(250, 215, 40, 255))
-    d.polygon([(140, 100), (178, 24), (216, 100)], fill=(20, 150, 90, 255))
-    d.rectangle((45, 45, 75, 75), fill=(255, 255, 255, 255))
-    im.save(path)
-    return path
 
 
 def _catalog(root: Path, bug: dict[str, Any] | None) -> Catalog:
@@ -50,7 +40,7 @@ def _catalog(root: Path, bug: dict[str, Any] | None) -> Catalog:
     style["name"] = "bug-test"
     style["finishing"]["lut"] = str((SHIPPED / "luts" / "golden-hour.cube").resolve())
     style["brand"] = {"schema": "BrandKit.1",
-                      "logo": {"path": str(_logo(root / "logo.png")),
+                      "logo": {"path": str(make_logo_png(root / "logo.png")),
                                "rights": {"owner": "Studio tests", "licence": "CC0-1.0", "source": "tests"}}}
     if bug is not None:
         style["brand"]["logo_bug"] = bug

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from PIL import Image, ImageDraw
+from PIL import Image
 from sqlmodel import Session, select
 
 from studio import db
@@ -24,7 +24,7 @@ from studio import layout as L
 from studio.brief import Brief
 from studio.errors import ManyErrors, StageError
 from studio.specs import Catalog
-from tests.ocr import colour_key, find_logo, ocr, words_in_order
+from tests.ocr import colour_key, find_logo, make_logo_png, ocr, words_in_order
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "briefs" / "launch.yaml"
 SHIPPED = Path(__file__).resolve().parent.parent / "studio" / "data"
@@ -47,16 +47,6 @@ def _example() -> dict[str, Any]:
     return d
 
 
-def _logo(path: Path) -> Path:
-    """An opaque logo with structure at every scale (a plain block would match anywhere)."""
-    im = Image.new("RGBA", (240, 120), (24, 40, 120, 255))
-    d = ImageDraw.Draw(im)
-    d.ellipse((10, 10, 110, 110), fill=(235, 70, 50, 255))
-    d.rectangle((130, 14, 226, 106), fill=(250, 215, 40, 255))
-    d.polygon([(140, 100), (178, 24), (216, 100)], fill=(20, 150, 90, 255))
-    d.rectangle((45, 45, 75, 75), fill=(255, 255, 255, 255))
-    im.save(path)
-    return path
 
 
 def _brief(path: Path, graphics: bool = True, super2: dict[str, str] | None = None) -> Path:
@@ -85,7 +75,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     style["name"] = "supers-test"
     style["finishing"]["lut"] = str((SHIPPED / "luts" / "golden-hour.cube").resolve())
     style["brand"] = {"schema": "BrandKit.1",
-                      "logo": {"path": str(_logo(root / "logo.png")),
+                      "logo": {"path": str(make_logo_png(root / "logo.png")),
                                "rights": {"owner": "Studio tests", "licence": "CC0-1.0", "source": "tests"}},
                       "colours": {"primary": "#1d2a44", "text": "#ffffff", "cta_background": "#f6d186",
                                   "cta_foreground": "#1d2a44"}}
