@@ -35,6 +35,9 @@ def _stills_brief() -> dict[str, Any]:
     # The framing alone: these stills are compared with conform_still's picture without
     # copy (the copy on stills is tests/test_copy_stills.py's).
     d.pop("copy", None)
+    d.pop("end_card", None)  # the end card takes the brief's copy; these are stills only
+    for b in d["beats"]:
+        b.pop("supers", None)
     return d
 
 

@@ -451,6 +451,14 @@ def test_the_legal_line_is_held_the_channels_minimum(tmp_path: Path) -> None:
         build_graphics(brief, small, clips, Catalog(), tmp_path / "g")
     assert err.value.field == "beats[0].supers" and err.value.stage == "conform"
     assert "has 0.5 s between its beat's start at 0.0 s and the next super, beats[1] (b02-trail), at 0.5 s" in str(err.value)
+    # In a run, the editor's cut is honoured: the super is shown as long as the cut allows
+    # and the run warns, naming the channel, shot and field.
+    said: list[str] = []
+    wider = Catalog().spec(SPEC).model_copy(update={"width": 640, "height": 360})  # room for the logo's minimum
+    shown = build_graphics(brief, wider, clips, Catalog(), tmp_path / "g2", warn=said.append)
+    assert [g.beat for g in shown if g.kind == "super"] == ["b01-sunrise", "b02-trail"]
+    (line,) = said
+    assert line.startswith(f"{SPEC}: shot b01-sunrise: beats[0].supers: needs ") and "as cut it is shown for 0.5 s" in line
 
 
 def test_frames_for_the_supers_are_read_in_one_pass_per_master(tmp_path: Path, monkeypatch: pytest.MonkeyPatch

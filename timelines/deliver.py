@@ -282,7 +282,8 @@ def conform_deliverables(env: StageEnv, inputs: ConformInputs) -> ConformOutputs
             boxes = inputs.captions.get(spec.name, {}).get("boxes") or []
             shown = build_graphics(inputs.brief, spec, clips, inputs.catalog,
                                    env.scratch_dir / "graphics" / spec.name,
-                                   captions_top=min((int(b[1]) for b in boxes), default=None), frames=frames)
+                                   captions_top=min((int(b[1]) for b in boxes), default=None), frames=frames,
+                                   warn=env.warn)
             if shown:
                 graphics[spec.name] = {"locale": inputs.brief.all_locales[0], "code_version": GRAPHICS_VERSION,
                                        "overlays": [g.record() for g in shown]}

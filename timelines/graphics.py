@@ -24,7 +24,7 @@ import io
 import json
 import math
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -79,6 +79,11 @@ class Window:
     end: float
 
 
+# A super cut shorter than its reading time by an editor is still shown (with a warning)
+# when it has at least this long; under it, it would only flash, so it is left out.
+MIN_SHOWN = 0.5
+
+
 def super_windows(brief: Brief, beats: Sequence[tuple[str, float, float]], total: float,
                   legal_min: float | None = None, channel: str | None = None
                   ) -> tuple[list[Window], list[StudioError]]:
@@ -91,7 +96,10 @@ def super_windows(brief: Brief, beats: Sequence[tuple[str, float, float]], total
     card = brief.end_card.duration if brief.end_card is not None else 0.0
     card_start = max(0.0, total - card)
     times = {b: (s, e) for b, s, e in beats}
-    shown = [(i, b) for i, b in enumerate(brief.beats) if b.supers is not None and b.id in times]
+    # In the edit's order: an editor may have moved beats, and "the next super" is the one
+    # that follows on screen, not in the brief.
+    shown = sorted(((i, b) for i, b in enumerate(brief.beats) if b.supers is not None and b.id in times),
+                   key=lambda ib: times[ib[1].id][0])
     windows: list[Window] = []
     problems: list[StudioError] = []
     for n, (i, beat) in enumerate(shown):
@@ -117,7 +125,8 @@ def super_windows(brief: Brief, beats: Sequence[tuple[str, float, float]], total
                 f"{start:.1f} s and {before} at {limit:.1f} s",
                 field=f"beats[{i}].supers", shot=beat.id,
                 fix=fix))
-            continue
+            if end - start < MIN_SHOWN:
+                continue
         windows.append(Window(i, beat.id, start, end))
     return windows, problems
 
@@ -383,7 +392,8 @@ def _logo_bug(brand: BrandKit, spec: ChannelSpec, style_file: Path | None, out_d
 
 def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip], catalog: Catalog,
                    out_dir: Path, locale: str | None = None, captions_top: int | None = None,
-                   frames: FrameReader | None = None) -> list[Graphic]:
+                   frames: FrameReader | None = None, warn: Callable[[str], None] | None = None
+                   ) -> list[Graphic]:
     """The supers and end card of ``spec``'s deliverable, in ``locale`` (default the
     brief's first), as overlay images in ``out_dir``. ``captions_top`` is the highest
     burned-in caption's top row: supers and the end card's copy are set above it (captions
@@ -411,9 +421,16 @@ def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip]
     except StudioError as e:
         raise StageError(e.what, fix=e.fix, stage=STAGE, field=e.field) from e
     windows, problems = super_windows(brief, beat_times(clips), total, spec.legal_min_seconds, spec.name)
-    if problems:
+    if problems and warn is None:
         e = problems[0]
         raise StageError(e.what, fix=e.fix, stage=STAGE, field=e.field, shot=e.shot)
+    # The plan refused a brief whose supers cannot be read; here only an editor's cut can
+    # make one short, and the cut is the editor's decision: the super is held as long as the
+    # cut allows (left out under MIN_SHOWN) and the run says so.
+    for e in problems:
+        shown_for = next((w.end - w.start for w in windows if w.beat == e.shot), 0.0)
+        warn(f"{spec.name}: shot {e.shot}: {e.field}: {e.what}; as cut it is "
+             + (f"shown for {shown_for:.1f} s" if shown_for else "left out") + f" ({e.fix})")
     def contrast_times(start: float, end: float) -> list[float]:
         return [min(start + (end - start) * k / (CONTRAST_FRAMES - 1), end - 1 / float(rate))
                 for k in range(CONTRAST_FRAMES)]
