@@ -328,8 +328,6 @@ def mix_stage(env: StageEnv, inputs: MixInputs) -> MixOutputs:
         from audio.master import measure
 
         return {
-            # The lines where the edit has them (an editor may have moved them): captions use these.
-            "placed_lines": lines_from_timeline(tl) if "voice" in tracks else [],
             "mix": {"ref": env.store.put_file(mix_path, ".wav").to_dict(), **params},
             "stems": {k: env.store.put_file(p, ".wav").to_dict() for k, p in stem_paths.items() if p.exists()},
             "total": total,
@@ -343,7 +341,11 @@ def mix_stage(env: StageEnv, inputs: MixInputs) -> MixOutputs:
     mixed = {**out["mix"], "ref": MediaRef.from_dict(out["mix"]["ref"])}
     stems = {k: materialize(env.store, ref, stem_paths[k]) if reused_from else stem_paths[k]
              for k, ref in out["stems"].items()}
-    sound = {**inputs.sound, "placed_lines": out["placed_lines"], "mix": mixed, "stems": stems}
+    # The lines where the edit has them (an editor may have moved them): captions are cut
+    # from these. Read from this run's edit, not the cached mix: a locale that ships
+    # subtitled has the same sound as the first under its own words.
+    placed = lines_from_timeline(otio.adapters.read_from_file(str(inputs.timelines["edit"]["path"])))
+    sound = {**inputs.sound, "placed_lines": placed, "mix": mixed, "stems": stems}
     params = {k: v for k, v in out["mix"].items() if k != "ref"}
     with env.session() as s:
         for name, path in stems.items():

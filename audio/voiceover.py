@@ -95,8 +95,42 @@ def choose_voice(brief: Any, registry: Any) -> Any:
     )
 
 
+def locale_voice(brief: Any, locale: str, registry: Any) -> tuple[Any, str | None]:
+    """The voice that speaks ``locale``'s narration, for a locale after the brief's first:
+    ``(entry, None)``, or ``(None, why)`` when no voice may speak it and the locale ships
+    subtitled (the first locale's voice, this locale's captions). A voice the brief names
+    for the locale (``voices``) is never replaced: its problems are the brief's errors."""
+    localized = brief.localized(locale)
+    if not any(b.narration.strip() for b in localized.beats):
+        return None, None
+    if localized.voice:
+        return choose_voice(localized, registry), None
+    try:
+        return choose_voice(localized, registry), None
+    except StudioError as e:
+        return None, e.what
+
+
 def check_voice_plan(brief: Any, registry: Any, source: str | None = None) -> list[StudioError]:
-    """The voice and every beat's narration, checked without rendering anything."""
+    """The voice and every beat's narration, checked without rendering anything: in the
+    brief's first locale, and in each other locale a voice speaks (``locale_voice``; a
+    locale without one ships subtitled and speaks nothing)."""
+    locales = brief.all_locales
+    per_locale = any(isinstance(b.narration, dict) for b in brief.beats)
+    errors = _check_locale_plan(brief.localized(locales[0]), registry, source, locales[0] if per_locale else None)
+    for loc in locales[1:]:
+        try:
+            entry, _why = locale_voice(brief, loc, registry)
+        except StudioError as e:
+            e.source, e.field = source, f"voices.{loc}"
+            errors.append(e)
+            continue
+        if entry is not None:
+            errors += _check_locale_plan(brief.localized(loc), registry, source, loc)
+    return errors
+
+
+def _check_locale_plan(brief: Any, registry: Any, source: str | None, locale: str | None) -> list[StudioError]:
     from audio.tts import MAX_CHARS, speakable
 
     errors: list[StudioError] = []
@@ -113,7 +147,8 @@ def check_voice_plan(brief: Any, registry: Any, source: str | None = None) -> li
         text = beat.narration.strip()
         if not text:
             continue
-        where = {"stage": "voice", "shot": beat.id, "field": f"beats[{i}].narration", "source": source}
+        field = f"beats[{i}].narration" + (f".{locale}" if locale else "")
+        where = {"stage": "voice", "shot": beat.id, "field": field, "source": source}
         if beat.duration <= MIN_VOICE_BEAT:
             errors.append(StudioError(
                 f"the beat is {beat.duration:g} s: too short for a voice line (the words start "

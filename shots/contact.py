@@ -94,7 +94,7 @@ def contact_sheet(env: StageEnv, shots: list[ShotPlan], candidates: dict[str, li
                 draw.rectangle((x - 3, y + HEADER - 3, x + tw + 2, y + HEADER + th + 2), outline=SELECTED, width=3)
             label = f"#{cand.index} seed {cand.seed} score {cand.score:.2f}" + ("  selected" if chosen else "")
             draw.text((x, y + HEADER + th + 4), label, fill=SELECTED if chosen else FG, font=font)
-    path = env.work_dir / "review" / f"{env.file_stem('contact')}.png"
+    path = env.work_dir / "review" / f"{env.file_stem('contact', '')}.png"
     with atomic_output(path) as tmp:
         sheet.save(tmp, format="PNG")
     env.reporter.advance("review")
@@ -131,7 +131,7 @@ def safe_area_previews(env: StageEnv, brief: Brief, specs: list[ChannelSpec], sh
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=SELECTED, width=2)
         draw.text((x0 + 4, y0 + 4), f"{spec.name} safe area ({beat.id})", fill=SELECTED,
                   font=ImageFont.load_default())
-        path = env.work_dir / "review" / f"{env.file_stem('safe-' + spec.name)}.png"
+        path = env.work_dir / "review" / f"{env.file_stem('safe-' + spec.name, '')}.png"
         with atomic_output(path) as tmp:
             frame.save(tmp, format="PNG")
         previews[f"safe_area:{spec.name}"] = path

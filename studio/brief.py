@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -32,6 +33,7 @@ from studio.timecode import Timecode, check_label
 ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 LOCALE_RE = r"^[a-z]{2,3}(-[A-Z]{2})?$"
 COPY_FIELDS = ("headline", "subline", "cta", "legal")
+MAX_NARRATION = 2000  # characters of one beat's narration in one locale
 
 # A piece of copy: one text for every locale, or one per locale ({en-GB: ..., fr-FR: ...}).
 LocalText = str | dict[Annotated[str, Field(pattern=LOCALE_RE)], str]
@@ -115,7 +117,9 @@ class Beat(BaseModel):
 
     id: str = Field(pattern=ID_RE, description="unique within the brief, e.g. b01-open")
     duration: float = Field(gt=0, le=600, description="seconds on screen")
-    narration: str = Field("", max_length=2000)
+    narration: LocalText = Field(
+        "", description="what the voice says over the beat: one text, or one per locale ({en-GB: ..., fr-FR: ...}); "
+                        "at most 2000 characters each")
     subject: str = Field(min_length=1, max_length=500)
     environment: str = Field("", max_length=500)
     composition: str = Field(
@@ -147,6 +151,29 @@ class Beat(BaseModel):
         if v is not None and not all(0.0 <= c <= 1.0 for c in v):
             raise ValueError("focus coordinates are fractions between 0 and 1")
         return v
+
+    @field_validator("narration")
+    @classmethod
+    def _narration(cls, v: LocalText) -> LocalText:
+        if isinstance(v, dict) and not v:
+            raise ValueError("is an empty mapping; give a text, or one text per locale")
+        for locale, text in (v.items() if isinstance(v, dict) else [(None, v)]):
+            if len(text) > MAX_NARRATION:
+                where = f" ({locale})" if locale else ""
+                raise ValueError(f"is {len(text):,} characters{where}; the limit is {MAX_NARRATION:,}: "
+                                 "split the line over more beats")
+        return v
+
+    def narration_in(self, locale: str) -> str:
+        """The beat's narration in ``locale`` (one text for every locale, or that locale's)."""
+        v = self.narration
+        return v.get(locale, "") if isinstance(v, dict) else v
+
+    @property
+    def narrated(self) -> bool:
+        """Whether the beat has words to speak in some locale."""
+        v = self.narration
+        return any(t.strip() for t in (v.values() if isinstance(v, dict) else [v]))
 
 
 class MusicPlan(BaseModel):
@@ -191,6 +218,7 @@ class Brief(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     schema_: str = Field("Brief.1", alias="schema")
+    _source: Brief | None = PrivateAttr(None)  # the brief as written, for a localized() one
     project: str = Field(pattern=NAME_RE, description="project code, lower-case")
     campaign: str = Field(pattern=NAME_RE)
     purpose: str = Field(min_length=1, max_length=2000)
@@ -245,6 +273,10 @@ class Brief(BaseModel):
     locales: list[Annotated[str, Field(pattern=LOCALE_RE)]] = Field(
         [], max_length=12, description="ship one set of deliverables per locale, each with its copy; "
                                        "default: [locale]")
+    voices: dict[Annotated[str, Field(pattern=LOCALE_RE)], str] = Field(
+        {}, description="locale -> voice registry id for that locale's narration; default: the first voice "
+                        "licensed for the usage class that speaks its language (none registered: the "
+                        "locale ships subtitled, with the first locale's voice and its own captions)")
     otioz: bool = Field(
         False, description="also write the edit as an .otioz bundle holding copies of every shot "
                            "master (hundreds of MB); the .otio references them in the store")
@@ -295,6 +327,20 @@ class Brief(BaseModel):
             if extra:
                 raise ValueError(f"{path}: has text for {', '.join(extra)}, which is not in locales "
                                  f"({', '.join(wanted)}); add it to locales or remove that text")
+        for i, b in enumerate(self.beats):
+            if isinstance(b.narration, dict):
+                missing = [loc for loc in wanted if loc not in b.narration]
+                if missing:
+                    raise ValueError(f"beats[{i}].narration: has no {missing[0]} text; give one per locale in "
+                                     f"locales ({', '.join(wanted)})")
+                extra = sorted(set(b.narration) - set(wanted))
+                if extra:
+                    raise ValueError(f"beats[{i}].narration: has text for {', '.join(extra)}, which is not in "
+                                     f"locales ({', '.join(wanted)}); add it to locales or remove that text")
+        for loc in self.voices:
+            if loc not in wanted:
+                raise ValueError(f"voices: names a voice for {loc}, which is not in locales ({', '.join(wanted)}); "
+                                 "add it to locales or remove it")
         if self.end_card is not None and self.end_card.copy_ is None and self.copy_ is None:
             raise ValueError("end_card: has no copy and the brief has none; give end_card.copy or copy")
         return self
@@ -303,6 +349,31 @@ class Brief(BaseModel):
     def all_locales(self) -> list[str]:
         """The locales the brief ships in: ``locales``, else its one ``locale``."""
         return list(self.locales) or [self.locale]
+
+    def localized(self, locale: str) -> Brief:
+        """The brief as one locale's pass renders it: each beat's narration that locale's
+        text, ``locale`` set to it, and ``voice`` the one named for it (the brief's own
+        ``voice`` for its first locale, ``voices[locale]`` for the others). Copy, supers and
+        the locale list stay whole: stills set every locale's copy in one pass, and the
+        graphics pick the pass's locale's texts."""
+        src = self.written
+        first = locale == src.all_locales[0]
+        voice = src.voice if first else src.voices.get(locale)
+        beats = [b.model_copy(update={"narration": b.narration_in(locale)}) for b in src.beats]
+        out = src.model_copy(update={"beats": beats, "locale": locale, "voice": voice})
+        out._source = self.written  # the records name the brief as written
+        return out
+
+    @property
+    def written(self) -> Brief:
+        """The brief as written: this one, or the one a localized() brief was made from."""
+        return self._source or self
+
+    @property
+    def pass_locale(self) -> str:
+        """The locale this brief renders: its ``locale`` where the brief ships in it (a
+        localized brief), else its first."""
+        return self.locale if self.locale in self.all_locales else self.all_locales[0]
 
     # -- derived -------------------------------------------------------------------
     def canonical_json(self) -> str:
@@ -318,6 +389,9 @@ class Brief(BaseModel):
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def content_hash(self) -> str:
+        """The brief's identity in the records; a localized brief keeps its source's."""
+        if self._source is not None:
+            return self._source.content_hash()
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
     @property
@@ -344,7 +418,7 @@ class Brief(BaseModel):
         return next(b for b in self.beats if b.id == beat_id)
 
 
-LATER_FIELDS: dict[str, Any] = {"copy": None, "end_card": None, "layouts": {}, "locales": []}
+LATER_FIELDS: dict[str, Any] = {"copy": None, "end_card": None, "layouts": {}, "locales": [], "voices": {}}
 
 
 def brief_json_schema() -> dict[str, Any]:

@@ -69,8 +69,11 @@ def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, rep
                          settings={"conform_of": old["id"], "edited": str(edited.resolve()), **changes}))
             s.commit()
             version = db.run_number(s, s.get(db.BriefVersion, bv_id))  # type: ignore[arg-type]
+        # The editor's timeline is the first locale's edit (the one recorded as "edit").
+        locales = brief.all_locales
         ctx = RunContext(
-            run_id=new_id, brief=brief, brief_path=brief_path, brief_dir=brief_path.parent,
+            locale=locales[0] if len(locales) > 1 else None,
+            run_id=new_id, brief=brief.localized(locales[0]), brief_path=brief_path, brief_dir=brief_path.parent,
             brief_version_id=bv_id, version=version, specs=specs, style=catalog.style(brief.style_pack),
             catalog=catalog, settings=settings, store=Store(settings.store_root), engine=engine,
             reporter=reporter, out_dir=out_dir.resolve(), work_dir=work, edit_rate=edit_rate(brief, specs),

@@ -102,6 +102,11 @@ class StageEnv:
     recipes: dict[str, dict[str, dict[str, Any]]]
     cancelled: Callable[[], bool] = lambda: False
     start_ray: Callable[[], Any] = lambda: None
+    # The locale this pass renders when the brief ships in several (its file names carry
+    # it), else None; ``extra_locale`` for the passes after the first (their edit is
+    # recorded as ``edit.<locale>``).
+    locale: str | None = None
+    extra_locale: bool = False
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -113,9 +118,12 @@ class StageEnv:
         self.warnings.append(message)
         self.reporter.warn(message)
 
-    def file_stem(self, suffix: str) -> str:
+    def file_stem(self, suffix: str, locale: str | None = None) -> str:
+        """``project_campaign_suffix[_locale]_vNNN``: the locale given ("" for none: a file
+        every locale shares), else the pass's."""
         project, campaign = self.names
-        return f"{project}_{campaign}_{suffix}_v{self.version:03d}"
+        tag = self.locale if locale is None else locale
+        return f"{project}_{campaign}_{suffix}{f'_{tag}' if tag else ''}_v{self.version:03d}"
 
 
 @dataclass
@@ -162,6 +170,10 @@ class RunContext:
     edit_key: str | None = None  # the edit as content (timelines.assemble.edit_recipe): keys the conform
     sound_key: str | None = None  # the sound laid on the edit (timelines.assemble.sound_recipe): keys the mix
     warnings: list[str] = field(default_factory=list)
+    # A brief in several locales: how each was spoken ({"locale", "voice", "mode"}: voiced,
+    # subtitled or silent), and the later locales' placed voice lines (pipeline.render_locales).
+    locale_passes: list[dict[str, Any]] = field(default_factory=list)
+    voice_lines_by_locale: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # Each cached step's action key and the content inputs it was made from, by stage and
     # item (a shot, a channel, "spot"): recorded with the run, so `studio plan` can say
     # which input changed since (studio.plan).
@@ -177,6 +189,9 @@ class RunContext:
     # folder so a failed or cancelled run's cleanup takes it too, and removed before the
     # folder is published (never part of the output, never in the manifest).
     scratch_dir: Path = field(default=Path())
+    # Which locale this context renders (StageEnv.locale, extra_locale): set by the runner.
+    locale: str | None = None
+    extra_locale: bool = False
 
     def __post_init__(self) -> None:
         if self.scratch_dir == Path():
@@ -189,7 +204,8 @@ class RunContext:
             reporter=self.reporter, out_dir=self.out_dir, work_dir=self.work_dir, scratch_dir=self.scratch_dir,
             brief_version_id=self.brief_version_id, version=self.version,
             names=(self.brief.project, self.brief.campaign), warnings=self.warnings, recipes=self.recipes,
-            cancelled=self.cancelled, start_ray=self.start_ray)
+            cancelled=self.cancelled, start_ray=self.start_ray, locale=self.locale,
+            extra_locale=self.extra_locale)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -215,5 +231,4 @@ class RunContext:
         self.reporter.warn(message)
 
     def file_stem(self, suffix: str) -> str:
-        b = self.brief
-        return f"{b.project}_{b.campaign}_{suffix}_v{self.version:03d}"
+        return self.env().file_stem(suffix)

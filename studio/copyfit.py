@@ -113,7 +113,7 @@ def burns_captions(brief: Brief, spec: ChannelSpec) -> bool:
     """Whether ``spec``'s deliverable will carry burned-in captions: a video channel that
     burns them in, a brief with captions on and narration to caption."""
     return (spec.kind == "video" and spec.captions_burn_in and brief.captions
-            and any(b.narration.strip() for b in brief.beats))
+            and any(b.narrated for b in brief.beats))
 
 
 def captions_reach(spec: ChannelSpec) -> int:

@@ -573,7 +573,11 @@ def fit(layout: Layout, copy: Copy, brand: BrandKit, width: int, height: int, sa
                               f"in channel {channel}", field=f"copy.{role}", stage="layout",
                               fix="pick another layout, or lower brand.logo_clear_space")
         sizes = _sizes(getattr(scale, role), sh, layout.type_factor, scale.min_px)
-        pad = (BUTTON_PAD_X, BUTTON_PAD_Y) if role == "cta" else (0.0, 0.0)
+        # A button's padding; other text keeps a scrim's margin from a side of the safe area
+        # it would touch (a scrim stays inside the safe area: text on its edge would touch
+        # the scrim's edge, and read worse for it).
+        edge = region[0] <= safe[0] or region[2] >= safe[2]
+        pad = (BUTTON_PAD_X, BUTTON_PAD_Y) if role == "cta" else (SCRIM_PAD if edge else 0.0, 0.0)
         size, s, block = _place_text(role, text, region, reg, layout, channel, font_path, sizes, pad)
         large = size >= (LARGE_BOLD_PX if bold else LARGE_PX)
         need = AA_LARGE if large else AA_BODY

@@ -124,7 +124,7 @@ def run_edges(s: Session, run_id: str) -> set[tuple[str, str, str, str, str]]:
 
     timelines = s.exec(select(db.Timeline).where(db.Timeline.run_id == run.id)).all()
     for tl in timelines:
-        if tl.kind == "edit":
+        if tl.kind == "edit" or tl.kind.startswith("edit."):  # edit.<locale>: a later locale's
             for r, _beat in renders:
                 add(("timeline", tl.id), ("render", r.id), "shot")
 

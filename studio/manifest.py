@@ -41,6 +41,7 @@ class ManifestInputs:
     deliverables: list[dict[str, Any]]
     review: dict[str, Path]
     conform_of: dict[str, Any] | None
+    locale_passes: list[dict[str, Any]]  # a brief in several locales: how each was spoken
 
 
 @dataclass
@@ -128,7 +129,11 @@ def build_manifest(env: StageEnv, inp: ManifestInputs) -> dict[str, Any]:
         "studio_version": __version__,
         "run_id": env.run_id,
         "brief": {"project": b.project, "campaign": b.campaign, "sha256": b.content_hash(),
-                  "version_id": env.brief_version_id, "usage_class": b.usage_class, "locale": b.locale},
+                  "version_id": env.brief_version_id, "usage_class": b.usage_class, "locale": b.locale,
+                  "locales": b.all_locales},
+        # Each locale's voice: voiced (a voice for its language), subtitled (the first
+        # locale's voice under its own captions) or silent; deliverables carry their locale.
+        "locales": inp.locale_passes,
         "version": env.version,
         "edit_rate": f"{inp.edit_rate.numerator}/{inp.edit_rate.denominator}",
         "style_pack": inp.style.name,

@@ -384,7 +384,7 @@ def prepare(brief_path: Path, settings: Settings, *, candidates: int | None = No
         problems += e.errors
     if problems:
         raise ManyErrors(problems)
-    voice = choose_voice(brief, voices) if any(s.kind == "video" for s in specs) else None
+    voice = choose_voice(brief.localized(brief.all_locales[0]), voices) if any(s.kind == "video" for s in specs) else None
     keyframe_model = registry.get(brief.keyframe_model) if brief.keyframe_model else None
     clip_model = registry.get(brief.clip_model) if brief.clip_model else None
     if keyframe_model is not None:
@@ -397,8 +397,12 @@ def prepare(brief_path: Path, settings: Settings, *, candidates: int | None = No
 def _context(prep: Prepared, settings: Settings, engine: Any, reporter: Reporter, *, run_id: str,
              brief_version_id: int, version: int, out_dir: Path, work_dir: Path) -> RunContext:
     km = prep.keyframe_model
+    locales = prep.brief.all_locales
     return RunContext(
-        run_id=run_id, brief=prep.brief, brief_path=prep.brief_path, brief_dir=prep.brief_dir,
+        # The stages render the brief's first locale (its narration, voice and copy); the
+        # others follow in their own passes (render_locales).
+        locale=locales[0] if len(locales) > 1 else None,
+        run_id=run_id, brief=prep.brief.localized(locales[0]), brief_path=prep.brief_path, brief_dir=prep.brief_dir,
         brief_version_id=brief_version_id, version=version, specs=prep.specs, style=prep.style,
         catalog=prep.catalog, settings=settings, store=Store(settings.store_root), engine=engine,
         reporter=reporter, out_dir=out_dir, work_dir=work_dir, edit_rate=edit_rate(prep.brief, prep.specs),
@@ -570,7 +574,9 @@ def render(
         run_stages(ctx, names[:upto])
         if brief.selection == "human":
             _selection_gate(ctx, brief_path)
-        run_stages(ctx, names[upto:])
+        run_stages(ctx, names[upto:-1])
+        render_locales(ctx, brief, settings)
+        run_stages(ctx, names[-1:])
         # Edges before publishing: a run whose records could not be completed publishes nothing.
         lineage.record_run_edges(engine, run_id)  # what each deliverable was made from
         publish(work, out_dir)
@@ -628,7 +634,92 @@ def _selection_gate(ctx: RunContext, brief_path: Path) -> None:
             f"BEAT CANDIDATE` for each, then render again (on a server: `studio pick JOB BEAT CANDIDATE`)")
 
 
-def run_stages(ctx: RunContext, names: list[str]) -> None:
+LOCALE_STAGES = ["voice", "timeline", "mix", "captions", "conform"]
+
+
+class LocaleRecipes(dict[str, Any]):
+    """A later locale's step recipes, kept in the run's under ``<stage> <locale>`` (what
+    ``studio plan`` names them too), so the first locale's are not replaced."""
+
+    def __init__(self, target: dict[str, Any], locale: str) -> None:
+        super().__init__()
+        self.target, self.locale = target, locale
+
+    def __setitem__(self, stage: str, value: Any) -> None:
+        super().__setitem__(stage, value)
+        self.target[f"{stage} {self.locale}"] = value
+
+    def setdefault(self, stage: str, default: Any = None) -> Any:
+        if stage not in self:
+            self[stage] = default
+        return self[stage]
+
+
+def locale_plan(brief: Brief, voices: Any) -> list[dict[str, Any]]:
+    """How each locale after the brief's first is spoken: ``{"locale", "voice", "mode"}``
+    where mode is "voiced" (a voice that speaks its language), "subtitled" (none may: the
+    first locale's voice with this locale's captions; ``why`` says why) or "silent" (no
+    narration in it)."""
+    from audio.voiceover import locale_voice
+
+    out = []
+    for loc in brief.all_locales[1:]:
+        entry, why = locale_voice(brief, loc, voices)
+        narrated = any(b.narration_in(loc).strip() for b in brief.beats)
+        mode = "voiced" if entry is not None else "subtitled" if narrated else "silent"
+        out.append({"locale": loc, "voice": entry, "mode": mode, **({"why": why} if why else {})})
+    return out
+
+
+def render_locales(ctx: RunContext, brief: Brief, settings: Settings) -> None:
+    """Each locale after the brief's first, for the video channels: its voice lines (a
+    voice for its language, else the first locale's voice with its own words as captions:
+    a subtitled version), its edit, mix, captions and deliverables, the locale in every
+    file name. Pictures, music and effects are the first pass's; stills made every
+    locale's copy already. Each step is cached like the first locale's."""
+    from audio.voices import VoiceRegistry
+    from studio.progress import LocaleReporter
+
+    first = brief.all_locales[0]
+    ctx.locale_passes = [{"locale": first, "voice": ctx.voice.id if ctx.voice is not None else None,
+                          "mode": "voiced" if ctx.voice_lines else "silent"}] if len(brief.all_locales) > 1 else []
+    if len(brief.all_locales) < 2 or not ctx.video_specs:
+        return
+    for plan in locale_plan(brief, VoiceRegistry(settings.voices_dir)):
+        loc, entry = plan["locale"], plan["voice"]
+        local = brief.localized(loc)
+        lctx = dataclasses.replace(
+            ctx, brief=local, specs=ctx.video_specs, voice=entry, locale=loc, extra_locale=True,
+            reporter=LocaleReporter(ctx.reporter, loc), recipes=LocaleRecipes(ctx.recipes, loc),
+            timelines={}, deliverables=[], masters={}, master_keys={}, captions={}, sound=dict(ctx.sound),
+            stems={k: v for k, v in ctx.stems.items() if k != "voice"}, voice_lines=[], voice_stem=None)
+        if plan["mode"] == "voiced":
+            run_stages(lctx, ["voice"], suffix=f" {loc}")
+            if lctx.voice_stem is not None:
+                lctx.stems["voice"] = lctx.voice_stem
+        elif plan["mode"] == "subtitled":
+            # The first locale's lines, where they are, carrying this locale's words: its
+            # captions are cut from them over each line's time.
+            words = {b.id: b.narration_in(loc).strip() for b in local.beats}
+            lctx.voice_lines = [{**ln, "text": words.get(ln["beat"], ""),
+                                 "sentences": [{"text": words.get(ln["beat"], ""), "start": ln["start"],
+                                                "end": ln["end"]}] if words.get(ln["beat"]) else []}
+                                for ln in ctx.voice_lines]
+            if "voice" in ctx.stems:
+                lctx.stems["voice"] = ctx.stems["voice"]
+            ctx.warn(f"locale {loc}: {plan.get('why') or 'no voice speaks it'}; its deliverables keep the "
+                     f"{first} voice with {loc} captions (register a voice for it, or name one in voices.{loc}, "
+                     "to dub it)")
+        run_stages(lctx, LOCALE_STAGES[1:], suffix=f" {loc}")
+        ctx.timelines.update({f"{kind}.{loc}": t for kind, t in lctx.timelines.items()})
+        ctx.deliverables += lctx.deliverables
+        ctx.captions.update({f"{name} {loc}": c for name, c in lctx.captions.items()})
+        ctx.voice_lines_by_locale[loc] = lctx.voice_lines
+        ctx.locale_passes.append({"locale": loc, "voice": entry.id if entry is not None else None,
+                                  "mode": plan["mode"], **({"why": plan["why"]} if plan.get("why") else {})})
+
+
+def run_stages(ctx: RunContext, names: list[str], suffix: str = "") -> None:
     """Run the named stages, in pipeline order, on ``ctx``: each reported, timed, its cache
     counts and step recipes recorded with the run. A render runs all of them; the editor
     round trip (studio.conform) runs the mix, captions, conform and manifest of an edit."""
@@ -642,10 +733,11 @@ def run_stages(ctx: RunContext, names: list[str]) -> None:
         ctx.reporter.stage_start(stage.name, total)
         started = time.monotonic()
         counts = stage(ctx)
-        timings[stage.name] = round(time.monotonic() - started, 3)
+        timings[stage.name + suffix] = round(time.monotonic() - started, 3)
         if counts:
-            record_counts(ctx.engine, ctx.run_id, stage.name, **counts)
-        _record_recipes(ctx.engine, ctx.run_id, ctx.recipes, timings)
+            record_counts(ctx.engine, ctx.run_id, stage.name + suffix, **counts)
+        recipes = ctx.recipes.target if isinstance(ctx.recipes, LocaleRecipes) else ctx.recipes
+        _record_recipes(ctx.engine, ctx.run_id, recipes, timings)
         ctx.reporter.stage_done(stage.name, **counts)
 
 
@@ -658,6 +750,9 @@ def _record_recipes(engine: Any, run_id: str, recipes: dict[str, Any], timings: 
         run = s.get(db.Run, run_id)
         if run is None:
             return
-        run.settings = {**run.settings, "recipes": recipes, "timings": dict(timings)}
+        # Merged: a render runs its stages in more than one call (before and after the
+        # selection gate, then each later locale), and each call's timings count.
+        run.settings = {**run.settings, "recipes": recipes,
+                        "timings": {**(run.settings.get("timings") or {}), **timings}}
         s.add(run)
         s.commit()

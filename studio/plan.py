@@ -243,16 +243,13 @@ class _Planner:
 def make_plan(ctx: Any, regenerate: bool | set[str] = False) -> Plan:
     """The plan for the render ``ctx`` describes (a RunContext made for planning: nothing
     is recorded, no Ray, no ffmpeg)."""
-    from audio import mix, soundtrack, voiceover
+    from audio import soundtrack, voiceover
     from shots import clips, generate
     from shots.score import Score, rank
     from shots.select import _same_recipe
     from studio import prompts
     from studio.context import CandidateResult
     from studio.store import MediaRef
-    from timelines import assemble, deliver, graphics
-    from timelines.captions import CODE_VERSION as CAPTIONS_VERSION
-    from timelines.conform import CODE_VERSION as GRAPH_VERSION
 
     p = _Planner(ctx, regenerate)
     shots = prompts.compile_shots(
@@ -323,6 +320,38 @@ def make_plan(ctx: Any, regenerate: bool | set[str] = False) -> Plan:
             hit = p.judge("clips", shot.beat_id, key, doc, generative=gen)
             if hit:
                 masters[shot.shot_id] = hit.outputs["media"]["sha256"]
+    _plan_sound(p, ctx, ctx.brief, shots, masters, voice_out, music_out, "")
+    # A brief in several locales: each later locale's voice (or the first's, subtitled),
+    # edit, mix and deliverables, as stages of their own (pipeline.render_locales).
+    if video and len(ctx.brief.all_locales) > 1:
+        from audio.voices import VoiceRegistry
+        from studio.pipeline import locale_plan
+
+        written = ctx.brief.written
+        for lp in locale_plan(written, VoiceRegistry(ctx.settings.voices_dir)):
+            loc, local = lp["locale"], written.localized(lp["locale"])
+            out: dict[str, Any] | None = {"lines": [], "stem": None}
+            if lp["mode"] == "voiced":
+                doc = voiceover.voice_recipe(local, shots, ctx.edit_rate, lp["voice"])
+                hit = p.judge(f"voice {loc}", "spot", key_of("voice", voiceover.CODE_VERSION, doc), doc,
+                              generative=("voice", "entry"))
+                out = hit.outputs if hit else None
+            elif lp["mode"] == "subtitled":
+                out = voice_out
+            _plan_sound(p, ctx, local, shots, masters, out, music_out, f" {loc}")
+    return Plan(brief=str(ctx.brief_path), previous_run=p.previous, steps=p.steps, stage_seconds=p.timings)
+
+
+def _plan_sound(p: _Planner, ctx: Any, brief: Any, shots: list[Any], masters: dict[str, str],
+                voice_out: dict[str, Any] | None, music_out: dict[str, Any] | None, suffix: str) -> None:
+    """The edit, mix, masters and video deliverables of one locale's pass (``suffix``: ""
+    for the first locale, " <locale>" for the others, as the run records them)."""
+    from audio import mix
+    from timelines import assemble, deliver, graphics
+    from timelines.captions import CODE_VERSION as CAPTIONS_VERSION
+    from timelines.conform import CODE_VERSION as GRAPH_VERSION
+
+    video = bool(ctx.video_specs)
     # the edit (pictures and sound), the sound alone (the mix needs no picture), a master per
     # channel, the deliverables
     edit_key = sound_key = None
@@ -338,16 +367,16 @@ def make_plan(ctx: Any, regenerate: bool | set[str] = False) -> Plan:
             edit_key = key_of("timeline", assemble.CODE_VERSION, edit)
     mix_key = None
     if video:
-        doc = mix.mix_recipe(sound_key, ctx.brief.music.gain_db) if sound_key else None
+        doc = mix.mix_recipe(sound_key, brief.music.gain_db) if sound_key else None
         mix_key = key_of("mix", mix.CODE_VERSION, doc) if doc else None
-        p.judge("mix", "spot", mix_key, doc, after="the voice and the music")
+        p.judge("mix" + suffix, "spot", mix_key, doc, after="the voice and the music")
     master_keys: dict[str, str | None] = {}
     for spec in ctx.video_specs:
         if spec.loudness_target is None:
             continue
         doc = mix.master_recipe(mix_key, spec) if mix_key else None
         master_keys[spec.name] = key_of("master", mix.CODE_VERSION, doc) if doc else None
-        p.judge("mix", spec.name, master_keys[spec.name], doc, after="the mix")
+        p.judge("mix" + suffix, spec.name, master_keys[spec.name], doc, after="the mix")
     lut = ctx.catalog.lut_path(ctx.style)
     fin = ctx.style.finishing
     for spec in ctx.video_specs:
@@ -355,11 +384,10 @@ def make_plan(ctx: Any, regenerate: bool | set[str] = False) -> Plan:
         doc = deliver.conform_recipe(
             edit_key, spec, lut_sha=sha256_file(lut) if lut else None, grain=fin.grain, sharpen=fin.sharpen,
             preset=ctx.settings.x264_preset, master=master_keys.get(spec.name),
-            captions={"code_version": CAPTIONS_VERSION, "on": ctx.brief.captions},
-            graph=GRAPH_VERSION, graphics=graphics.graphics_recipe(ctx.brief, spec, ctx.catalog)) if ready else None
-        p.judge("conform", spec.name, key_of("conform", deliver.CODE_VERSION, doc) if doc else None, doc,
+            captions=deliver.captions_recipe(brief, CAPTIONS_VERSION),
+            graph=GRAPH_VERSION, graphics=graphics.graphics_recipe(brief, spec, ctx.catalog)) if ready else None
+        p.judge("conform" + suffix, spec.name, key_of("conform", deliver.CODE_VERSION, doc) if doc else None, doc,
                 after="the clips, the voice and the music")
-    return Plan(brief=str(ctx.brief_path), previous_run=p.previous, steps=p.steps, stage_seconds=p.timings)
 
 
 def _brief_version(engine: Any, project: str, campaign: str) -> int | None:

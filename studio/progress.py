@@ -174,3 +174,33 @@ class PlainReporter(QuietReporter):
         dt = time.monotonic() - self.t0.get(stage, time.monotonic())
         extra = " ".join(f"{k}={v}" for k, v in fields.items())
         self._print(f"studio: {stage} done in {dt:.1f}s {extra}".rstrip())
+
+
+class LocaleReporter:
+    """A later locale's pass of the sound and conform stages, reported as stages of their
+    own (``conform fr-FR``): a job's progress lists them after the first locale's, and a
+    stage that ran once is never seen to start again."""
+
+    def __init__(self, inner: Reporter, locale: str) -> None:
+        self.inner, self.locale = inner, locale
+
+    def _name(self, stage: str) -> str:
+        return f"{stage} {self.locale}"
+
+    def stage_start(self, stage: str, total: int | None = None) -> None:
+        self.inner.stage_start(self._name(stage), total)
+
+    def advance(self, stage: str, amount: float = 1, **fields: Any) -> None:
+        self.inner.advance(self._name(stage), amount, **fields)
+
+    def stage_done(self, stage: str, **fields: Any) -> None:
+        self.inner.stage_done(self._name(stage), **fields)
+
+    def event(self, name: str, **fields: Any) -> None:
+        self.inner.event(name, **fields)
+
+    def warn(self, message: str, **fields: Any) -> None:
+        self.inner.warn(f"{self.locale}: {message}", **fields)
+
+    def close(self) -> None:
+        pass

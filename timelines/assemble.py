@@ -226,14 +226,18 @@ def write_timeline(env: StageEnv, tl: otio.schema.Timeline, kind: str, *, brief:
     video = [s for s in specs if s.kind == "video"]
     still = [s for s in specs if s.kind == "still"]
     main = (video or specs)[0] if kind == "edit" else (still or specs)[0]
-    exports = export_all(tl, folder, env.file_stem(kind), width=main.width, height=main.height,
-                         rate=rate, otioz=brief.otioz)
+    # The edit of a brief in several locales is each locale's (its voice, its captions): its
+    # files carry the locale, and a later locale's is recorded as ``edit.<locale>``. Stills
+    # are every locale's.
+    exports = export_all(tl, folder, env.file_stem(kind, None if kind == "edit" else ""), width=main.width,
+                         height=main.height, rate=rate, otioz=brief.otioz)
     path = exports["otio"]
     sha = sha256_file(path)
     tid = db.new_id("tl")
     final = env.out_dir / path.relative_to(env.work_dir)
+    recorded = f"{kind}.{env.locale}" if env.extra_locale and kind == "edit" else kind
     with env.session() as s:
-        s.add(db.Timeline(id=tid, run_id=env.run_id, name=tl.name, kind=kind, sha256=sha, path=str(final),
+        s.add(db.Timeline(id=tid, run_id=env.run_id, name=tl.name, kind=recorded, sha256=sha, path=str(final),
                           parent_id=parent_id, version=version))
     return {
         "id": tid, "path": path, "sha256": sha, "name": tl.name,

@@ -88,6 +88,8 @@ def _record(env: StageEnv, spec: ChannelSpec, path: Path, timeline_id: str | Non
         "duration": round(float(info["duration"]), 4) if spec.kind == "video" else None,
         "size": path.stat().st_size, "codec": info.get("codec"),
     }
+    if params.get("locale"):
+        entry["locale"] = params["locale"]  # one of several the brief ships in
     if "loudness" in params:
         entry["loudness"] = params["loudness"]
     if "captions" in params:
@@ -193,6 +195,14 @@ def conform_recipe(edit_key: str, spec: ChannelSpec, *, lut_sha: str | None, gra
     return doc
 
 
+def captions_recipe(brief: Brief, code_version: str) -> dict[str, Any]:
+    """What of the captions a deliverable's key holds: on or off, their code, and the words
+    they show. The words follow the voice lines (in the edit's key) except where a locale
+    ships subtitled: the first locale's voice under this locale's text."""
+    return {"code_version": code_version, "on": brief.captions, "locale": brief.pass_locale,
+            "text": [b.narration_in(brief.pass_locale).strip() for b in brief.beats] if brief.captions else []}
+
+
 def _jsonable_params(params: dict[str, Any]) -> dict[str, Any]:
     import json
 
@@ -257,7 +267,7 @@ def conform_deliverables(env: StageEnv, inputs: ConformInputs) -> ConformOutputs
                     inputs.edit_key, spec, lut_sha=file_digest(lut) if lut else None, grain=finishing.grain,
                     sharpen=finishing.sharpen, preset=env.settings.x264_preset,
                     master=inputs.master_keys.get(spec.name),
-                    captions={"code_version": CAPTIONS_VERSION, "on": inputs.brief.captions},
+                    captions=captions_recipe(inputs.brief, CAPTIONS_VERSION),
                     graph=GRAPH_VERSION, graphics=graphics_recipe(inputs.brief, spec, inputs.catalog))
                 key = key_of("conform", CODE_VERSION, doc)
                 env.recipes.setdefault("conform", {})[spec.name] = {"key": key, "doc": doc}
@@ -273,6 +283,9 @@ def conform_deliverables(env: StageEnv, inputs: ConformInputs) -> ConformOutputs
                     caps = inputs.captions.get(spec.name, {})
                     if caps:
                         params["captions"] = {k: v for k, v in caps.items() if k != "overlays"}
+                    params.pop("locale", None)
+                    if env.locale:
+                        params["locale"] = env.locale
                     deliverables.append(_record(env, spec, job.out, tl["id"], params, info=hit.outputs["info"]))
                     env.reporter.advance("conform", spec=spec.name)
                     continue
@@ -285,7 +298,7 @@ def conform_deliverables(env: StageEnv, inputs: ConformInputs) -> ConformOutputs
                                    captions_top=min((int(b[1]) for b in boxes), default=None), frames=frames,
                                    warn=env.warn)
             if shown:
-                graphics[spec.name] = {"locale": inputs.brief.all_locales[0], "code_version": GRAPHICS_VERSION,
+                graphics[spec.name] = {"locale": inputs.brief.pass_locale, "code_version": GRAPHICS_VERSION,
                                        "overlays": [g.record() for g in shown]}
                 job = replace(job, overlays=[*shown, *job.overlays])
             jobs.append(job)
@@ -321,6 +334,8 @@ def conform_deliverables(env: StageEnv, inputs: ConformInputs) -> ConformOutputs
                 params["captions"] = {k: v for k, v in caps.items() if k != "overlays"}
             if job.spec.name in graphics:
                 params["graphics"] = graphics[job.spec.name]
+            if env.locale:
+                params["locale"] = env.locale
             info = measured(job.out)
             deliverables.append(_record(env, job.spec, job.out, tl["id"], params, info=info))
             if job.spec.name in keys:
@@ -364,8 +379,9 @@ def _conform_still(env: StageEnv, inputs: ConformInputs, spec: ChannelSpec, clip
     focus = (float(meta["focus"][0]), float(meta["focus"][1]))
     sharpen = inputs.style.finishing.sharpen
     ext = ".jpg" if spec.codec == "jpeg" else ".png"
-    stem = f"{spec.name}_{copy.locale}" if per_locale and copy is not None else spec.name
-    out = env.work_dir / "deliverables" / spec.name / f"{env.file_stem(stem)}{ext}"
+    tag = copy.locale if per_locale and copy is not None else ""
+    stem = f"{spec.name}_{tag}" if tag else spec.name  # the step's item in the run's recipes
+    out = env.work_dir / "deliverables" / spec.name / f"{env.file_stem(spec.name, tag)}{ext}"
     frame = {"beat_id": meta.get("beat_id", clip.name), "candidate_id": meta.get("candidate_id"),
              "keyframe_sha256": meta.get("keyframe_sha256")}
     doc = still_recipe(file_digest(image), focus, meta.get("subject_scale"), spec, sharpen, GRAPH_VERSION, copy)
@@ -375,7 +391,8 @@ def _conform_still(env: StageEnv, inputs: ConformInputs, spec: ChannelSpec, clip
     hit = cache.get(key)
     if hit is not None:
         materialize(env.store, hit.outputs["file"], out)
-        params = {**hit.outputs["params"], "frame": frame, "reused_from": hit.run_id}
+        params = {**hit.outputs["params"], "frame": frame, "reused_from": hit.run_id,
+                  **({"locale": tag} if tag else {})}
         result = "reused"
         info = hit.outputs["info"]
     else:
@@ -383,6 +400,8 @@ def _conform_still(env: StageEnv, inputs: ConformInputs, spec: ChannelSpec, clip
         params = conform_still(image, focus, spec, out, sharpen=sharpen, subject_scale=meta.get("subject_scale"),
                                copy=copy)
         params["frame"] = frame
+        if tag:
+            params["locale"] = tag
         info = measured(out)
         cache.put(key, "conform", CODE_VERSION, {"file": env.store.put_file(out, ext).to_dict(),
                                                  "params": _jsonable_params(params), "info": info},

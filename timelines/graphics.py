@@ -403,7 +403,7 @@ def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip]
     brand = copyfit.brand_kit(style)
     if spec.kind != "video" or not _has_graphics(brief, brand):
         return []
-    locale = locale or brief.all_locales[0]
+    locale = locale or brief.pass_locale
     style_file = catalog.style_paths.get(style.name)
     known = layout.layouts()
     rate = spec.rate
@@ -487,7 +487,7 @@ def graphics_recipe(brief: Brief, spec: ChannelSpec, catalog: Catalog) -> dict[s
     brand = copyfit.brand_kit(style)
     if spec.kind != "video" or not _has_graphics(brief, brand):
         return None
-    locale = brief.all_locales[0]
+    locale = brief.pass_locale
     style_file = catalog.style_paths.get(style.name)
     known = layout.layouts()
     sup = known[copyfit.layout_name(brief, spec, "supers")]
