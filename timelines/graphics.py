@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import opentimelineio as otio
 from PIL import Image
 
 from studio import copyfit, layout
@@ -129,6 +130,115 @@ def super_windows(brief: Brief, beats: Sequence[tuple[str, float, float]], total
                 continue
         windows.append(Window(i, beat.id, start, end))
     return windows, problems
+
+
+# The graphics in the edit: a video track of its own above the picture, one title clip per
+# super and one for the end card, so an editor moves, trims, drops or swaps them in the
+# NLE and the conform of the edited timeline sets them where the editor left them.
+GRAPHICS_TRACK = "graphics"
+TITLE_KIND = "Text"  # the generator kind: FCP7's Text generator; FCPXML writes a <title>
+
+
+def copy_text(copy: Copy) -> str:
+    """A title's text as an NLE shows it: the copy's lines, one per line."""
+    return "\n".join(t for t in (copy.headline, copy.subline, copy.cta, copy.legal) if t)
+
+
+def edit_titles(brief: Brief, beats: Sequence[tuple[str, float, float]], total: float,
+                legal_min: float | None = None) -> list[dict[str, Any]]:
+    """The supers and the end card as the edit lays them out, in the brief's pass locale:
+    ``{"kind": "super"|"end_card", "beat", "field", "start", "end", "text"}``, in seconds of
+    the edit (``super_windows``' times; the end card over the last ``duration`` seconds)."""
+    locale = brief.pass_locale
+    windows, _problems = super_windows(brief, beats, total, legal_min)
+    out: list[dict[str, Any]] = []
+    for w in windows:
+        sup = brief.beats[w.index].supers
+        assert sup is not None
+        out.append({"kind": "super", "beat": w.beat, "field": f"beats[{w.index}].supers", "start": w.start,
+                    "end": w.end, "text": copy_text(sup.for_locale(locale))})
+    card = brief.end_card
+    if card is not None:
+        text = card.copy_ or brief.copy_
+        assert text is not None  # the brief's own check
+        out.append({"kind": "end_card", "beat": None, "field": "end_card.copy" if card.copy_ else "copy",
+                    "start": max(0.0, total - card.duration), "end": total,
+                    "text": copy_text(text.for_locale(locale))})
+    return out
+
+
+def title_name(kind: str, beat: str | None) -> str:
+    """A title clip's name, which is also how an edited timeline says which copy it shows
+    (NLEs keep clip names; most drop OTIO metadata): ``super <beat id>`` or ``end card``."""
+    return f"super {beat}" if kind == "super" else "end card"
+
+
+def title_clip(title: dict[str, Any], rate: Fraction, locale: str) -> otio.schema.Clip:
+    """One title of ``edit_titles`` as an OTIO clip of the graphics track: a generator
+    reference (no media: the conform draws it per channel) that FCP7 XML writes as a Text
+    generator and FCPXML as a ``<title>``, its text and copy under ``metadata["studio"]``."""
+    frames = round(title["end"] * rate) - round(title["start"] * rate)
+    name = title_name(title["kind"], title["beat"])
+    ref = otio.schema.GeneratorReference(name=name, generator_kind=TITLE_KIND, parameters={"text": title["text"]})
+    # What the fcp_xml adapter turns into a <generatoritem> with a Text effect (its "str").
+    ref.metadata["fcp_xml"] = {"effecttype": "generator", "mediatype": "video", "effectcategory": "Text",
+                               "parameter": {"parameterid": "str", "name": "Text", "value": title["text"]}}
+    clip = otio.schema.Clip(name=name, media_reference=ref, source_range=otio.opentime.TimeRange(
+        otio.opentime.RationalTime(0, float(rate)), otio.opentime.RationalTime(frames, float(rate))))
+    clip.metadata["studio"] = {"kind": title["kind"], "beat": title["beat"], "field": title["field"],
+                               "text": title["text"], "locale": locale}
+    return clip
+
+
+def graphics_track(titles: Sequence[dict[str, Any]], rate: Fraction, locale: str) -> otio.schema.Track:
+    """The titles on a video track of their own, each at its frame (gaps between)."""
+    track = otio.schema.Track(name=GRAPHICS_TRACK, kind=otio.schema.TrackKind.Video)
+    at = 0
+    for t in sorted(titles, key=lambda x: x["start"]):
+        start = round(t["start"] * rate)
+        if start < at:
+            continue  # overlapping titles do not happen (each stops at the next); never crash on one
+        if start > at:
+            track.append(otio.schema.Gap(duration=otio.opentime.RationalTime(start - at, float(rate))))
+        clip = title_clip(t, rate, locale)
+        track.append(clip)
+        at = start + int(clip.source_range.duration.value)
+    return track
+
+
+def read_titles(tl: otio.schema.Timeline) -> list[dict[str, Any]] | None:
+    """The titles of an edit's graphics track, where an editor left them: ``{"kind",
+    "beat", "start", "end", "name"}`` in seconds from the edit's start, disabled clips left
+    out. A clip's name says what it shows (``super b02-trail`` shows b02-trail's super,
+    whatever its metadata says: an editor swapped it). None when the edit has no graphics
+    track (an edit made before there was one: the conform times them as before)."""
+    for track in tl.video_tracks()[1:]:
+        clips = list(track.find_clips())
+        ours = [c for c in clips if _title_of(c) is not None]
+        if track.name != GRAPHICS_TRACK and not ours:
+            continue
+        out = []
+        for clip in ours:
+            kind, beat = _title_of(clip)  # type: ignore[misc]
+            if not clip.enabled:
+                continue
+            rng = clip.range_in_parent()
+            out.append({"kind": kind, "beat": beat, "name": clip.name, "start": rng.start_time.to_seconds(),
+                        "end": rng.end_time_exclusive().to_seconds()})
+        return sorted(out, key=lambda t: t["start"])
+    return None
+
+
+def _title_of(clip: otio.schema.Clip) -> tuple[str, str | None] | None:
+    name = (clip.name or "").strip()
+    if name.lower().startswith("super "):
+        return "super", name[len("super "):].strip()
+    if name.lower() == "end card":
+        return "end_card", None
+    meta = clip.metadata.get("studio") or {}
+    if meta.get("kind") in ("super", "end_card"):
+        return str(meta["kind"]), meta.get("beat")
+    return None
 
 
 def supers_problems(brief: Brief, specs: Sequence[ChannelSpec] = (), source: str | None = None
@@ -512,5 +622,6 @@ def graphics_recipe(brief: Brief, spec: ChannelSpec, catalog: Catalog) -> dict[s
     return json.loads(json.dumps(doc))
 
 
-__all__ = ["CODE_VERSION", "FrameReader", "Graphic", "Window", "beat_times", "build_graphics", "graphics_recipe",
-           "reading_seconds", "super_windows", "supers_problems"]
+__all__ = ["CODE_VERSION", "GRAPHICS_TRACK", "TITLE_KIND", "FrameReader", "Graphic", "Window", "beat_times",
+           "build_graphics", "copy_text", "edit_titles", "graphics_recipe", "graphics_track", "read_titles",
+           "reading_seconds", "super_windows", "supers_problems", "title_clip", "title_name"]
