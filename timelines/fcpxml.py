@@ -23,9 +23,16 @@ What is written (version 1.10 by default; 1.8 to 1.11 are accepted):
   ``metadata["studio"]["timecode"]["drop_frame"]`` or ``drop_frame=`` say otherwise). As
   in FCP's and Resolve's own files, the spine's offsets count from ``tcStart`` (a one-hour
   start puts the first clip at ``offset="3600s"``); the reader takes it off again.
+* titles: a clip of a video track after the first whose media reference is a
+  ``GeneratorReference`` of kind ``Text`` (Studio's graphics track, ``timelines.graphics``)
+  as a connected ``<title>`` on its lane, using Final Cut Pro's Basic Title (one ``<effect>``
+  resource), its text in ``<text><text-style ref="tsN">`` with a ``<text-style-def>`` of its
+  own, and its ``metadata["studio"]`` as ``<md>``. The reader turns connected titles back
+  into such clips; a lane holding only titles is the track ``graphics``.
 
 Connected clips cannot carry transitions in FCPXML, so transitions off the first video
-track are dropped.
+track are dropped. A Text generator on the first video track stays a gap: a title in the
+primary storyline would be picture an NLE cuts with the shots.
 """
 
 from __future__ import annotations
@@ -46,6 +53,18 @@ DEFAULT_VERSION = "1.10"
 SUPPORTED_VERSIONS = ("1.8", "1.9", "1.10", "1.11")
 # Final Cut Pro's built-in Cross Dissolve.
 CROSS_DISSOLVE_UID = "FxPlug:4731E73A-8DAC-4113-9A30-AE85B1761265"
+# Final Cut Pro's built-in Basic Title (a Motion template FCP ships), which our titles use.
+BASIC_TITLE_NAME = "Basic Title"
+BASIC_TITLE_UID = ".../Titles.localized/Bumper:Opener.localized/Basic Title.localized/Basic Title.moti"
+# The generator kind of a title clip (timelines.graphics.TITLE_KIND: FCP7's Text generator).
+TITLE_KIND = "Text"
+# The track a lane of titles is read back as (timelines.graphics.GRAPHICS_TRACK).
+GRAPHICS_TRACK = "graphics"
+# The Basic Title's own defaults in FCP: white, centred; the conform draws the real
+# supers per channel, so the title only has to show the editor what the text says.
+TITLE_FONT = "Helvetica"
+TITLE_FONT_SIZE = "63"
+TITLE_FONT_COLOR = "1 1 1 1"
 # Final Cut Pro's three built-in audio roles; other track names become roles of their own.
 ROLE_FOR_TRACK = {"voice": "dialogue", "dialogue": "dialogue", "music": "music",
                   "effects": "effects", "sfx": "effects"}
@@ -185,6 +204,8 @@ class _Writer:
         fmt.set("width", str(width))
         fmt.set("height", str(height))
         self.dissolve_id: str | None = None
+        self.title_effect_id: str | None = None
+        self._next_style = 1  # text-style-def ids: ts1, ts2, ... (unique in the document)
 
     def _new_id(self) -> str:
         rid = f"r{self._next_id}"
@@ -200,6 +221,13 @@ class _Writer:
             ET.SubElement(self.resources, "effect", id=self.dissolve_id, name="Cross Dissolve",
                           uid=CROSS_DISSOLVE_UID)
         return self.dissolve_id
+
+    def _title_effect(self) -> str:
+        if self.title_effect_id is None:
+            self.title_effect_id = self._new_id()
+            ET.SubElement(self.resources, "effect", id=self.title_effect_id, name=BASIC_TITLE_NAME,
+                          uid=BASIC_TITLE_UID)
+        return self.title_effect_id
 
     def asset_for(self, clip: otio.schema.Clip, is_audio: bool) -> str | None:
         ref = clip.media_reference
@@ -278,7 +306,10 @@ class _Writer:
                 if not isinstance(child, otio.schema.Clip):
                     continue  # gaps are implicit; transitions cannot be connected
                 is_audio = track.kind == otio.schema.TrackKind.Audio
-                elem = self._clip_elem(child, is_audio)
+                if not is_audio and _title_text(child) is not None:
+                    elem: ET.Element | None = self._title_elem(child)
+                else:
+                    elem = self._clip_elem(child, is_audio)
                 if elem is None:
                     continue
                 elem.set("lane", str(lane))
@@ -324,6 +355,27 @@ class _Writer:
         _md_elements(elem, _studio(clip))
         return elem
 
+    def _title_elem(self, clip: otio.schema.Clip) -> ET.Element:
+        """A Text generator clip as a ``<title>`` (Basic Title), children in the DTD's
+        order: text, text-style-def, markers, metadata."""
+        text = _title_text(clip)
+        assert text is not None  # only called for titles
+        rng = clip.trimmed_range()
+        elem = ET.Element("title", ref=self._title_effect(), name=clip.name or "",
+                          start=self.t(_seconds(rng.start_time)), duration=self.t(_seconds(rng.duration)))
+        if not clip.enabled:
+            elem.set("enabled", "0")
+        style = f"ts{self._next_style}"
+        self._next_style += 1
+        ET.SubElement(ET.SubElement(elem, "text"), "text-style", ref=style).text = text
+        ET.SubElement(ET.SubElement(elem, "text-style-def", id=style), "text-style", font=TITLE_FONT,
+                      fontSize=TITLE_FONT_SIZE, fontColor=TITLE_FONT_COLOR, alignment="center")
+        for m in clip.markers:
+            elem.append(_marker_elem(m, _seconds(m.marked_range.start_time),
+                                     _seconds(m.marked_range.duration), self.t))
+        _md_elements(elem, _studio(clip))
+        return elem
+
     def _spine(self, spine: ET.Element, track: otio.schema.Track
                ) -> list[tuple[Fraction, Fraction, ET.Element, Fraction]]:
         items: list[tuple[Fraction, Fraction, ET.Element, Fraction]] = []
@@ -354,6 +406,14 @@ class _Writer:
             spine.append(elem)
             items.append((rec, rec + dur, elem, local))
         return items
+
+
+def _title_text(clip: otio.core.Composable) -> str | None:
+    """The text of a title clip (a Text generator), None for anything else."""
+    ref = getattr(clip, "media_reference", None)
+    if not isinstance(ref, otio.schema.GeneratorReference) or ref.generator_kind != TITLE_KIND:
+        return None
+    return str((ref.parameters or {}).get("text", ""))
 
 
 def _children_in_time(track: otio.schema.Track
@@ -521,6 +581,30 @@ def read_from_string(input_str: str) -> otio.schema.Timeline:
             clip.markers.append(_read_marker(m, rate))
         return clip
 
+    def make_title(elem: ET.Element) -> otio.schema.Clip:
+        """A ``<title>`` as a clip of a Text generator (what ``timelines.graphics`` writes)."""
+        name = elem.get("name", "")
+        text = _read_title_text(elem)
+        ref = otio.schema.GeneratorReference(name=name, generator_kind=TITLE_KIND, parameters={"text": text})
+        # As timelines.graphics.title_clip gives it: what the fcp_xml adapter writes as a
+        # Text <generatoritem> (without it, it wants a file and fails on the missing range).
+        ref.metadata["fcp_xml"] = {"effecttype": "generator", "mediatype": "video", "effectcategory": "Text",
+                                   "parameter": {"parameterid": "str", "name": "Text", "value": text}}
+        effect = effects.get(elem.get("ref", ""))
+        if effect is not None:
+            ref.metadata["fcpxml"] = {"effect": effect.get("name", ""), "uid": effect.get("uid", "")}
+        clip = otio.schema.Clip(
+            name=name, media_reference=ref,
+            source_range=otio.opentime.TimeRange(_rt(parse_time(elem.get("start")), rate),
+                                                 _rt(parse_time(elem.get("duration")), rate)))
+        clip.enabled = elem.get("enabled", "1") != "0"
+        md = _read_md(elem)
+        if md:
+            clip.metadata["studio"] = md
+        for m in elem.findall("marker"):
+            clip.markers.append(_read_marker(m, rate))
+        return clip
+
     video = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
     tl.tracks.append(video)
     spine = seq.find("spine")
@@ -556,7 +640,11 @@ def read_from_string(input_str: str) -> otio.schema.Timeline:
         # Trailing gaps written only to hold connected clips are left out of the track.
         video.append(item)
         cursor = offset + duration
-        for sub in elem.findall("asset-clip"):
+        for sub in elem:
+            if sub.tag not in ("asset-clip", "title"):
+                continue
+            if sub.tag == "title" and int(sub.get("lane", "0")) <= 0:
+                continue  # a title is picture: only above the storyline
             rec = offset + parse_time(sub.get("offset")) - local
             lanes.setdefault(int(sub.get("lane", "0")), []).append((rec, sub))
     if video and isinstance(video[-1], otio.schema.Gap) and not video[-1].markers \
@@ -568,6 +656,8 @@ def read_from_string(input_str: str) -> otio.schema.Timeline:
         subs = sorted(lanes[lane], key=lambda x: x[0])
         kind = otio.schema.TrackKind.Video if lane > 0 else otio.schema.TrackKind.Audio
         name = f"V{lane + 1}"
+        if lane > 0 and all(sub.tag == "title" for _, sub in subs):
+            name = GRAPHICS_TRACK  # a lane of titles reads as Studio's graphics track
         if lane < 0:
             role = subs[0][1].get("audioRole", f"A{-lane}")
             name = role.split(".", 1)[1] if "." in role else role
@@ -576,10 +666,20 @@ def read_from_string(input_str: str) -> otio.schema.Timeline:
         for rec, sub in subs:
             if rec > cursor:
                 track.append(otio.schema.Gap(duration=_rt(rec - cursor, rate)))
-            track.append(make_clip(sub))
+            track.append(make_title(sub) if sub.tag == "title" else make_clip(sub))
             cursor = rec + parse_time(sub.get("duration"))
         tl.tracks.append(track)
     return tl
+
+
+def _read_title_text(elem: ET.Element) -> str:
+    """A title's text: its ``<text>`` blocks one per line, each the words of its styled runs
+    (or its bare text); the indentation between elements is no text."""
+    blocks = []
+    for text in elem.findall("text"):
+        runs = text.findall("text-style")
+        blocks.append("".join("".join(r.itertext()) for r in runs) if runs else (text.text or ""))
+    return "\n".join(blocks)
 
 
 def _read_transition(elem: ET.Element, cut: Fraction, rate: Fraction,
