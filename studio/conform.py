@@ -40,7 +40,7 @@ def conform_record(source_run: str, edited: Path, tl: Any, changes: dict[str, An
             "prompt_hash": meta.get("prompt_hash"), "clip_sha256": ref.get("sha256"),
             "from_run": source_run,
         })
-    keep = ("order_before", "order_after", "dropped", "not_conformed")
+    keep = ("order_before", "order_after", "dropped", "not_conformed", "graphics")
     return {"run_id": source_run, "edited": str(edited.resolve()),
             "changes": {k: changes[k] for k in keep if k in changes}, "beats": beats}
 

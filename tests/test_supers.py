@@ -496,3 +496,72 @@ def test_frames_for_the_supers_are_read_in_one_pass_per_master(tmp_path: Path, m
     assert all((a == b).all() for a, b in zip(together, alone, strict=True))
     # They are different frames (the comparison is not of one frame with itself).
     assert len({a.tobytes() for a in alone}) == len(times)
+
+
+def test_an_editors_change_to_the_graphics_track_is_conformed(setup: dict[str, Any], ray_session,
+                                                              tmp_path: Path) -> None:
+    """The edit carries the supers and end card as titles on a track of their own; an editor
+    swaps the two supers (renames their titles) and shortens the end card, and the conform
+    of the edited timeline sets them there: read back by OCR from the delivered frames."""
+    import opentimelineio as otio
+
+    from studio.conform import conform_edit
+    from studio.pipeline import render
+    from studio.progress import QuietReporter
+    from timelines import graphics as G
+
+    root, settings = setup["root"], setup["settings"]
+    ctx = render(_brief(root / "brief.yaml"), tmp_path / "out", settings=settings)  # cached: the first test's
+    out = tmp_path / "out"
+    timelines = json.loads((out / "manifest.json").read_text())["timelines"]
+    edit = next(out / t["path"] for t in timelines if t["kind"] == "edit" and t["format"] == "otio_json")
+    tl = otio.adapters.read_from_file(str(edit))
+    titles = G.read_titles(tl)
+    assert titles is not None
+    assert [(t["name"], round(t["start"], 3), round(t["end"], 3)) for t in titles] == [
+        ("super b01-sunrise", 0.0, BEAT), ("super b02-trail", BEAT, round(BEAT + 4 / 3 + 0.5, 3)),
+        ("end card", round(3 * BEAT - CARD, 3), round(3 * BEAT, 3))]
+    # The NLE exports carry them too: FCP7 XML's Text generators read back at the same times.
+    xml = next(out / t["path"] for t in timelines if t["kind"] == "edit" and t["format"] == "fcp7_xml")
+    fcp7 = G.read_titles(otio.adapters.read_from_file(str(xml), adapter_name="fcp_xml"))
+    assert fcp7 is not None and [(t["name"], round(t["start"], 2)) for t in fcp7] == \
+        [(t["name"], round(t["start"], 2)) for t in titles]
+
+    # The editor: super 1 now shows beat 2's copy and the other way round; the end card
+    # starts 0.4 s later.
+    track = next(t for t in tl.video_tracks() if t.name == G.GRAPHICS_TRACK)
+    for clip in track.find_clips():
+        if clip.name.startswith("super "):
+            clip.name = "super b02-trail" if clip.name.endswith("b01-sunrise") else "super b01-sunrise"
+    items = list(track)
+    card = items[-1]
+    assert card.name == "end card"
+    shift = otio.opentime.RationalTime(12, FPS)  # 0.4 s
+    before = items[-2]
+    assert isinstance(before, otio.schema.Gap)
+    before.source_range = otio.opentime.TimeRange(before.source_range.start_time,
+                                                  before.source_range.duration + shift)
+    card.source_range = otio.opentime.TimeRange(card.source_range.start_time, card.source_range.duration - shift)
+    edited = tmp_path / "edited.otio"
+    otio.adapters.write_to_file(tl, str(edited))
+
+    new_ctx, changes = conform_edit(ctx.run_id, edited, tmp_path / "conformed", settings=settings,
+                                    reporter=QuietReporter())
+    assert changes["graphics"]["changed"] == ["end card", "super b01-sunrise", "super b02-trail"]
+    row = _deliverable(settings, new_ctx.run_id)
+    shown = [(g["kind"], g["beat"], round(g["start"], 3), round(g["end"], 3)) for g in row.params["graphics"]["overlays"]]
+    assert shown == [("super", "b02-trail", 0.0, BEAT), ("super", "b01-sunrise", BEAT, round(BEAT + 4 / 3 + 0.5, 3)),
+                     ("end_card", None, round(3 * BEAT - CARD + 0.4, 3), round(3 * BEAT, 3))]
+    # Beat 2's copy (4 words) has 1.6 s where it needs 1.8 s: shown, and the run says so.
+    assert any("b02-trail" in w and "shows it for 1.6 s" in w for w in new_ctx.warnings), new_ctx.warnings
+    video = Path(row.path)
+
+    def reads(n: int, words: str) -> bool:
+        frame = _frame(video, n)
+        keyed = [ocr(colour_key(frame, c, 90)) for c in ("#ffffff", "#1d2a44")]
+        return words_in_order(words, "\n".join([ocr(frame), *keyed]))
+
+    assert reads(30, SUPER2["headline"]) and not reads(30, SUPER1["headline"])
+    assert reads(66, SUPER1["headline"])
+    assert not reads(114, CARD_COPY["headline"])  # 3.8 s: the end card starts at 4.0 s now
+    assert reads(140, CARD_COPY["headline"])

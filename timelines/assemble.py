@@ -121,6 +121,16 @@ def build_edit(env: StageEnv, inp: TimelineInputs) -> otio.schema.Timeline:
         marker.metadata["studio"] = {"kind": "beat", "narration": clip.metadata["studio"]["narration"]}
         clip.markers.append(marker)
         track.append(clip)
+    # The supers and end card as titles on a track of their own (timelines.graphics), timed
+    # as the conform sets them: an editor moves, trims, drops or swaps them there.
+    from timelines.graphics import beat_spans, edit_titles, graphics_track
+
+    total = Fraction(sum(sh.frames for sh in inp.shots)) / rate
+    legal = [s.legal_min_seconds for s in inp.video_specs if s.legal_min_seconds is not None]
+    titles = edit_titles(inp.brief, beat_spans([(sh.beat_id, sh.frames) for sh in inp.shots], rate), float(total),
+                         max(legal) if legal else None)
+    if titles:
+        tl.tracks.append(graphics_track(titles, rate, inp.brief.pass_locale))
     build_audio_tracks(env, inp, tl)
     return tl
 

@@ -249,13 +249,16 @@ def conform_deliverables(env: StageEnv, inputs: ConformInputs) -> ConformOutputs
         from timelines.captions import CODE_VERSION as CAPTIONS_VERSION
         from timelines.conform import CODE_VERSION as GRAPH_VERSION
         from timelines.graphics import CODE_VERSION as GRAPHICS_VERSION
-        from timelines.graphics import FrameReader, build_graphics, graphics_recipe
+        from timelines.graphics import FrameReader, build_graphics, graphics_recipe, read_titles
 
         cache = ActionCache(env.engine, env.store)
         jobs: list[VideoJob] = []
         keys: dict[str, str] = {}
         graphics: dict[str, dict[str, Any]] = {}
         frames = FrameReader(clips)  # the masters' frames the supers are fitted over, read once
+        # The supers and end card where the edit's graphics track has them (an editor may
+        # have moved, trimmed, dropped or swapped them); an edit without one: from the brief.
+        titles = read_titles(otio.adapters.read_from_file(str(tl["path"])))
         for spec in inputs.video_specs:
             master = inputs.masters.get(spec.name)
             job = VideoJob(
@@ -296,7 +299,7 @@ def conform_deliverables(env: StageEnv, inputs: ConformInputs) -> ConformOutputs
             shown = build_graphics(inputs.brief, spec, clips, inputs.catalog,
                                    env.scratch_dir / "graphics" / spec.name,
                                    captions_top=min((int(b[1]) for b in boxes), default=None), frames=frames,
-                                   warn=env.warn)
+                                   warn=env.warn, titles=titles)
             if shown:
                 graphics[spec.name] = {"locale": inputs.brief.pass_locale, "code_version": GRAPHICS_VERSION,
                                        "overlays": [g.record() for g in shown]}

@@ -213,10 +213,9 @@ def read_titles(tl: otio.schema.Timeline) -> list[dict[str, Any]] | None:
     whatever its metadata says: an editor swapped it). None when the edit has no graphics
     track (an edit made before there was one: the conform times them as before)."""
     for track in tl.video_tracks()[1:]:
-        clips = list(track.find_clips())
-        ours = [c for c in clips if _title_of(c) is not None]
-        if track.name != GRAPHICS_TRACK and not ours:
+        if not is_graphics_track(track):
             continue
+        ours = [c for c in track.find_clips() if _title_of(c) is not None]
         out = []
         for clip in ours:
             kind, beat = _title_of(clip)  # type: ignore[misc]
@@ -227,6 +226,13 @@ def read_titles(tl: otio.schema.Timeline) -> list[dict[str, Any]] | None:
                         "end": rng.end_time_exclusive().to_seconds()})
         return sorted(out, key=lambda t: t["start"])
     return None
+
+
+def is_graphics_track(track: otio.schema.Track) -> bool:
+    """A video track of titles: named ``graphics``, or holding title clips only (an NLE's
+    export renames tracks but keeps clip names)."""
+    clips = list(track.find_clips())
+    return track.name == GRAPHICS_TRACK or (bool(clips) and all(_title_of(c) is not None for c in clips))
 
 
 def _title_of(clip: otio.schema.Clip) -> tuple[str, str | None] | None:
@@ -309,6 +315,16 @@ def beat_times(clips: Sequence[ConformClip]) -> list[tuple[str, float, float]]:
         else:
             out.append((c.name, float(t), float(end)))
         t = end
+    return out
+
+
+def beat_spans(cuts: Sequence[tuple[str, int]], rate: Fraction) -> list[tuple[str, float, float]]:
+    """``beat_times`` of cuts given as (beat id, frames) at the edit ``rate``."""
+    out: list[tuple[str, float, float]] = []
+    at = 0
+    for beat, frames in cuts:
+        out.append((beat, float(Fraction(at) / rate), float(Fraction(at + frames) / rate)))
+        at += frames
     return out
 
 
@@ -502,8 +518,8 @@ def _logo_bug(brand: BrandKit, spec: ChannelSpec, style_file: Path | None, out_d
 
 def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip], catalog: Catalog,
                    out_dir: Path, locale: str | None = None, captions_top: int | None = None,
-                   frames: FrameReader | None = None, warn: Callable[[str], None] | None = None
-                   ) -> list[Graphic]:
+                   frames: FrameReader | None = None, warn: Callable[[str], None] | None = None,
+                   titles: Sequence[dict[str, Any]] | None = None) -> list[Graphic]:
     """The supers and end card of ``spec``'s deliverable, in ``locale`` (default the
     brief's first), as overlay images in ``out_dir``. ``captions_top`` is the highest
     burned-in caption's top row: supers and the end card's copy are set above it (captions
@@ -530,7 +546,13 @@ def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip]
         safe = copyfit.video_copy_area(spec, reach)
     except StudioError as e:
         raise StageError(e.what, fix=e.fix, stage=STAGE, field=e.field) from e
-    windows, problems = super_windows(brief, beat_times(clips), total, spec.legal_min_seconds, spec.name)
+    card_span: tuple[float, float] | None = None
+    if titles is None:
+        windows, problems = super_windows(brief, beat_times(clips), total, spec.legal_min_seconds, spec.name)
+        if brief.end_card is not None:
+            card_span = (max(0.0, total - brief.end_card.duration), total)
+    else:
+        windows, problems, card_span = _edited_windows(brief, titles, total, spec, warn)
     if problems and warn is None:
         e = problems[0]
         raise StageError(e.what, fix=e.fix, stage=STAGE, field=e.field, shot=e.shot)
@@ -562,16 +584,16 @@ def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip]
         path, x, y, box, sha = _png(layout.render(placement), out_dir)
         out.append(Graphic(path, x, y, start, end, box, "super", field_name, sha, beat=beat.id,
                            placement=placement.to_dict()))
-    card = brief.end_card
+    card = brief.end_card if card_span is not None else None
     if brand.logo_bug is not None:
-        until = _snap(max(0.0, total - card.duration), rate) if card is not None else total
+        until = _snap(card_span[0], rate) if card_span is not None else total
         out += _logo_bug(brand, spec, style_file, out_dir, safe[3], until, out, rate)
-    if card is not None:
+    if card is not None and card_span is not None:
         copy_text = card.copy_ or brief.copy_
         field_name = "end_card.copy" if card.copy_ is not None else "copy"
         assert copy_text is not None  # the brief's own check
         lay = known[copyfit.layout_name(brief, spec, "end_card")]
-        start = _snap(max(0.0, total - card.duration), rate)
+        start, card_end = _snap(card_span[0], rate), _snap(card_span[1], rate)
         copy = copy_text.for_locale(locale)
         if card.background == "brand":
             ground = Image.new("RGB", (spec.width, spec.height), layout.hex_rgb(brand.colours.primary))
@@ -579,13 +601,57 @@ def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip]
             layer = layout.render(placement, ground)
         else:
             pictures = [frames.picture(min(t, total - 1 / float(rate)), spec)
-                        for t in (start, (start + total) / 2, total)]
+                        for t in (start, (start + card_end) / 2, card_end)]
             placement = _fit_worst(lay, copy, brand, spec, None, style_file, pictures, field_name, safe)
             layer = layout.render(placement)
         path, x, y, box, sha = _png(layer, out_dir, full=card.background == "brand")
-        out.append(Graphic(path, x, y, start, total, box, "end_card", field_name, sha, fade_in=CARD_FADE,
-                           fade_out=0.0, placement=placement.to_dict()))
+        out.append(Graphic(path, x, y, start, card_end, box, "end_card", field_name, sha, fade_in=CARD_FADE,
+                           fade_out=0.0 if card_end >= total else CARD_FADE, placement=placement.to_dict()))
     return out
+
+
+def _edited_windows(brief: Brief, titles: Sequence[dict[str, Any]], total: float, spec: ChannelSpec,
+                    warn: Callable[[str], None] | None
+                    ) -> tuple[list[Window], list[StudioError], tuple[float, float] | None]:
+    """The supers' windows and the end card's span where an edit's graphics track puts
+    them (``read_titles``): the editor's timing and choice of copy, each super still held
+    to its reading time or reported (a problem, shown as long as the edit has it). A title
+    naming no super of the brief is left out with a warning."""
+    index = {b.id: i for i, b in enumerate(brief.beats) if b.supers is not None}
+    windows: list[Window] = []
+    problems: list[StudioError] = []
+    card: tuple[float, float] | None = None
+    for t in titles:
+        start, end = max(0.0, float(t["start"])), min(total, float(t["end"]))
+        if end <= start:
+            continue
+        if t["kind"] == "end_card":
+            if brief.end_card is None:
+                if warn is not None:
+                    warn(f"{spec.name}: the edit's graphics track has an end card but the brief has none; "
+                         "left out (add end_card to the brief)")
+            elif card is None:
+                card = (start, end)
+            continue
+        i = index.get(str(t["beat"]))
+        if i is None:
+            if warn is not None:
+                warn(f"{spec.name}: the edit's graphics track has {t['name']!r}, but no beat {t['beat']!r} "
+                     "with supers is in the brief; left out (name the title 'super <beat id>' of a beat with supers)")
+            continue
+        sup = brief.beats[i].supers
+        assert sup is not None
+        need, why = max((_need(sup.for_locale(loc), spec.legal_min_seconds) for loc in brief.all_locales),
+                        key=lambda x: x[0])
+        if end - start + 1e-6 < need:
+            problems.append(StudioError(
+                f"needs {why} in {spec.name} but the edit's graphics track shows it for {end - start:.1f} s",
+                field=f"beats[{i}].supers", shot=brief.beats[i].id,
+                fix="lengthen its title on the graphics track, or shorten the super"))
+            if end - start < MIN_SHOWN:
+                continue
+        windows.append(Window(i, brief.beats[i].id, start, end))
+    return windows, problems, card
 
 
 def graphics_recipe(brief: Brief, spec: ChannelSpec, catalog: Catalog) -> dict[str, Any] | None:
@@ -622,6 +688,6 @@ def graphics_recipe(brief: Brief, spec: ChannelSpec, catalog: Catalog) -> dict[s
     return json.loads(json.dumps(doc))
 
 
-__all__ = ["CODE_VERSION", "GRAPHICS_TRACK", "TITLE_KIND", "FrameReader", "Graphic", "Window", "beat_times",
-           "build_graphics", "copy_text", "edit_titles", "graphics_recipe", "graphics_track", "read_titles",
+__all__ = ["CODE_VERSION", "GRAPHICS_TRACK", "TITLE_KIND", "FrameReader", "Graphic", "Window", "beat_spans", "beat_times",
+           "build_graphics", "copy_text", "edit_titles", "is_graphics_track", "graphics_recipe", "graphics_track", "read_titles",
            "reading_seconds", "super_windows", "supers_problems", "title_clip", "title_name"]

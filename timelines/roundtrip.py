@@ -103,13 +103,48 @@ def map_edit(engine: Any, run_id: str, edited: Path) -> tuple[otio.schema.Timeli
     if not order:
         raise StudioError("the edited timeline has no video clips", fix="export the video track",
                           source=str(edited))
+    # The graphics track as the editor left it (moved, trimmed, dropped or swapped titles):
+    # the conform sets the supers and end card there (timelines.graphics.read_titles).
+    from timelines.graphics import graphics_track, read_titles
+
+    titles_before, titles_after = read_titles(original), read_titles(tl_in)
+    graphics_changes: dict[str, Any] = {}
+    if titles_after is not None:
+        known = {title_key(t): t for t in (titles_before or [])}
+        src_meta_by_name = {c.name: dict(c.metadata.get("studio", {})) for t in original.video_tracks()[1:]
+                            for c in t.find_clips()}
+        kept = []
+        for t in titles_after:
+            meta = src_meta_by_name.get(t["name"], {})
+            kept.append({**t, "field": meta.get("field"), "text": meta.get("text", ""),
+                         "beat": t["beat"] if t["kind"] == "super" else None})
+        locale = next((m.get("locale") for m in src_meta_by_name.values() if m.get("locale")), "")
+        out.tracks.append(graphics_track(kept, rate, locale))
+        graphics_changes = {"graphics": {
+            "before": [_title_row(t) for t in titles_before or []],
+            "after": [_title_row(t) for t in titles_after],
+            "changed": sorted({t["name"] for t in titles_after if _title_row(t) != _title_row(known.get(title_key(t), {}))}
+                              | {t["name"] for t in titles_before or [] if title_key(t) not in
+                                 {title_key(a) for a in titles_after}})}}
     audio_changes = _map_audio(tl_in, original, out, rate, edited)
     before = [c.metadata["studio"]["beat_id"] for c in original.video_tracks()[0].find_clips()]
     changes = {"order_before": before, "order_after": order,
                "dropped": [b for b in before if b not in order],
                "not_conformed": not_conformed(video_tracks),
-               "durations": [c.source_range.duration.value for c in track.find_clips()], **audio_changes}
+               "durations": [c.source_range.duration.value for c in track.find_clips()], **audio_changes,
+               **graphics_changes}
     return out, changes
+
+
+def title_key(t: dict[str, Any]) -> str:
+    return str(t.get("name") or "")
+
+
+def _title_row(t: dict[str, Any]) -> list[Any]:
+    """A title as the changes record it: name, start and end in seconds (ms precision)."""
+    if not t:
+        return []
+    return [t["name"], round(float(t["start"]), 3), round(float(t["end"]), 3)]
 
 
 def not_conformed(video_tracks: list[Any]) -> list[dict[str, Any]]:
@@ -117,8 +152,12 @@ def not_conformed(video_tracks: list[Any]) -> list[dict[str, Any]]:
     dropped in silence: Studio cuts the first video track's shots end to end, so its
     transitions become cuts, its gaps close, and further video tracks are left out."""
     out: list[dict[str, Any]] = []
+    from timelines.graphics import is_graphics_track
+
     for i, track in enumerate(video_tracks):
         if i > 0:
+            if is_graphics_track(track):
+                continue  # the supers and end card: conformed where the editor left them
             if any(isinstance(c, otio.schema.Clip) for c in track):
                 out.append({"kind": "track", "name": track.name or f"V{i + 1}",
                             "what": "a further video track (overlays, B-roll) is not conformed"})
