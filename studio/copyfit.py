@@ -151,6 +151,10 @@ def video_copy_area(spec: ChannelSpec, captions_top: int | None) -> Rect:
     return safe[0], safe[1], safe[2], bottom
 
 
+# What of a brand kit shows in videos only: a change to it makes no still again.
+VIDEO_ONLY_BRAND = ("logo_bug", "motion")
+
+
 @dataclass
 class StillCopy:
     """What a still channel's conform needs to set the copy on its picture, and what its
@@ -174,8 +178,9 @@ class StillCopy:
                 "layout": {"name": self.layout.name, "sha256": self.layout_sha256},
                 # The kit without its file paths (an action key holds content, not paths):
                 # the files count by their bytes below.
-                "brand": self.brand.model_dump(mode="json", by_alias=True,
-                                               exclude={"logo": {"path"}, "font": {"path"}}),
+                "brand": {k: v for k, v in self.brand.model_dump(
+                    mode="json", by_alias=True, exclude={"logo": {"path"}, "font": {"path"}}).items()
+                          if k not in VIDEO_ONLY_BRAND},
                 "font_sha256": sha256_file(font), "logo_sha256": sha256_file(logo) if logo else None,
                 "copy_space": list(self.copy_space) if self.copy_space else None}
 

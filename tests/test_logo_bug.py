@@ -193,3 +193,31 @@ def test_a_pack_without_a_logo_bug_keeps_its_keys(tmp_path: Path) -> None:
     assert len({json.dumps(d, sort_keys=True) for d in (doc, with_bug, moved)}) == 3
     # A bug alone is graphics: the spot gets a graphics share of its key.
     assert graphics_recipe(_brief(end_card=False), spec, _catalog(tmp_path / "d", {})) is not None
+
+
+def test_a_logo_bug_makes_no_still_again(tmp_path: Path) -> None:
+    """The bug shows in videos only: adding or moving it leaves the stills' keys alone
+    (the copy recipe holds the rest of the kit), while a change a still shows (its logo's
+    clear space) changes them."""
+    from studio.copyfit import still_copies
+
+    spec = Catalog().spec("banner-300x250")
+    d = yaml.safe_load(EXAMPLE.read_text())
+    d.update(channels=[spec.name], style_pack="bug-test")
+    brief = Brief.model_validate(d)
+
+    def key(root: Path, bug: dict[str, Any] | None, clear: float | None = None) -> str:
+        catalog = _catalog(root, bug)
+        if clear is not None:
+            path = catalog.style_paths["bug-test"]
+            style = yaml.safe_load(path.read_text())
+            style["brand"]["logo_clear_space"] = clear
+            path.write_text(yaml.safe_dump(style))
+            catalog = Catalog(styles_dir=path.parent)
+        (copy,) = still_copies(brief, spec, catalog)
+        return json.dumps(copy.recipe(), sort_keys=True)
+
+    plain = key(tmp_path / "a", None)
+    assert key(tmp_path / "b", {"corner": "top-left"}) == plain
+    assert key(tmp_path / "c", {"corner": "bottom-right", "opacity": 0.5}) == plain
+    assert key(tmp_path / "d", None, clear=0.4) != plain
