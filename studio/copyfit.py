@@ -62,6 +62,20 @@ def brand_kit(style: StylePack) -> BrandKit:
     return style.brand if style.brand is not None else BrandKit()
 
 
+def brand_inputs(brand: BrandKit, style_file: Path | None, texts: list[dict[str, str]]) -> dict[str, Any]:
+    """What a deliverable's copy was set with, as its record keeps it: each piece of copy
+    (field and text), the font file and its licence, the logo file and its rights, each
+    file by its sha256 (the same bytes the deliverable's key holds)."""
+    font = brand.font_file(style_file)
+    logo = brand.logo_file(style_file)
+    return {
+        "copy": texts,
+        "font": {"file": font.name, "sha256": sha256_file(font), "licence": brand.font.licence},
+        "logo": None if logo is None or brand.logo is None else {
+            "file": logo.name, "sha256": sha256_file(logo), "rights": brand.logo.rights.model_dump(mode="json")},
+    }
+
+
 def copy_side(beat: Beat) -> str:
     """Where the beat keeps room for text: its ``copy_space``, else what its composition
     says ("copy space right"), else "none" (studio.prompts.compose, which the keyframe's

@@ -102,6 +102,14 @@ def test_one_set_per_locale_with_the_locale_in_each_name(run: dict[str, Any]) ->
         for loc, d in by.items():
             assert re.search(rf"_{spec}_{loc}_v\d{{3}}\.(mp4|jpg|png)$", d["path"]), d["path"]
             assert (run["out"] / d["path"]).is_file()
+    # what each shows is on its record: the copy, the font and the logo with hashes and rights
+    banner, video = _by(m, BANNER)["fr-FR"]["copy_inputs"], _by(m, VIDEO)["fr-FR"]["copy_inputs"]
+    assert {"field": "copy.headline", "text": HEADLINE["fr-FR"]} in banner["copy"]
+    assert {"field": "copy.cta", "text": CTA["fr-FR"]} in banner["copy"]
+    assert {"field": "beats[0].supers.headline", "text": SUPERS["fr-FR"]} in video["copy"]
+    for rec in (banner, video):
+        assert rec["font"]["file"].endswith(".ttf") and len(rec["font"]["sha256"]) == 64 and rec["font"]["licence"]
+        assert rec["logo"]["rights"]["licence"] and len(rec["logo"]["sha256"]) == 64
     # each locale's edit, its voice and how it was spoken
     kinds = {t["kind"] for t in m["timelines"] if t["format"] == "otio_json"}
     assert kinds == {"edit", "edit.fr-FR", "edit.de-DE", "stills"}, kinds

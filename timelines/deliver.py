@@ -20,7 +20,7 @@ from studio import db
 from studio.brief import Brief
 from studio.cache import file_digest, key_of
 from studio.context import StageEnv
-from studio.copyfit import StillCopy, still_copies
+from studio.copyfit import StillCopy, brand_inputs, brand_kit, still_copies
 from studio.errors import StageError
 from studio.media import url_to_path
 from studio.specs import Catalog, ChannelSpec, StylePack
@@ -90,6 +90,9 @@ def _record(env: StageEnv, spec: ChannelSpec, path: Path, timeline_id: str | Non
     }
     if params.get("locale"):
         entry["locale"] = params["locale"]  # one of several the brief ships in
+    brand = (params.get("copy") or params.get("graphics") or {}).get("inputs")
+    if brand:
+        entry["copy_inputs"] = brand  # the copy, font and logo it shows, with their hashes and rights
     if "loudness" in params:
         entry["loudness"] = params["loudness"]
     if "captions" in params:
@@ -301,8 +304,13 @@ def conform_deliverables(env: StageEnv, inputs: ConformInputs) -> ConformOutputs
                                    captions_top=min((int(b[1]) for b in boxes), default=None), frames=frames,
                                    warn=env.warn, titles=titles)
             if shown:
+                style = inputs.catalog.style(inputs.brief.style_pack)
+                texts = [{"field": f"{g.field}.{t['role']}", "text": t["text"]} for g in shown
+                         for t in (g.placement or {}).get("texts", [])]
                 graphics[spec.name] = {"locale": inputs.brief.pass_locale, "code_version": GRAPHICS_VERSION,
-                                       "overlays": [g.record() for g in shown]}
+                                       "overlays": [g.record() for g in shown],
+                                       "inputs": brand_inputs(brand_kit(style), inputs.catalog.style_paths.get(style.name),
+                                                              texts)}
                 job = replace(job, overlays=[*shown, *job.overlays])
             jobs.append(job)
         last = [0.0]
@@ -402,6 +410,10 @@ def _conform_still(env: StageEnv, inputs: ConformInputs, spec: ChannelSpec, clip
         started = time.monotonic()
         params = conform_still(image, focus, spec, out, sharpen=sharpen, subject_scale=meta.get("subject_scale"),
                                copy=copy)
+        if copy is not None and "copy" in params:
+            params["copy"]["inputs"] = brand_inputs(
+                copy.brand, copy.style_file, [{"field": f"copy.{k}", "text": v}
+                                              for k, v in copy.copy.model_dump(exclude_none=True).items()])
         params["frame"] = frame
         if tag:
             params["locale"] = tag
