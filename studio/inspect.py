@@ -112,8 +112,25 @@ def manifest_json_schema() -> dict[str, Any]:
                             "required": ["integrated", "true_peak", "lra", "target", "ceiling", "within_spec"],
                         },
                         "captions": {"type": "object", "required": ["srt", "vtt", "burned_in"]},
+                        "locale": {"type": "string", "description": "one of the brief's locales, when it has several"},
+                        "copy_inputs": {
+                            "type": "object",
+                            "description": "the copy the deliverable shows, and the font and logo it is set with",
+                            "required": ["copy", "font", "logo"],
+                            "properties": {
+                                "copy": {"type": "array", "items": {"type": "object", "required": ["field", "text"]}},
+                                "font": {"type": "object", "required": ["file", "sha256", "licence"]},
+                                "logo": {"type": ["object", "null"], "required": ["file", "sha256", "rights"]},
+                            },
+                        },
                     },
                 },
+            },
+            "locales": {
+                "type": "array",
+                "description": "a brief in several locales: how each was spoken",
+                "items": {"type": "object", "required": ["locale", "voice", "mode"],
+                          "properties": {"mode": {"enum": ["voiced", "subtitled", "silent"]}}},
             },
             "timelines": {
                 "type": "array",

@@ -94,7 +94,12 @@ def _pcm(video: Path) -> np.ndarray:
 
 
 def test_one_set_per_locale_with_the_locale_in_each_name(run: dict[str, Any]) -> None:
+    import jsonschema
+
+    from studio.inspect import manifest_json_schema
+
     m = run["manifest"]
+    jsonschema.validate(m, manifest_json_schema())
     assert m["brief"]["locales"] == LOCALES
     for spec in (VIDEO, BANNER):
         by = _by(m, spec)
