@@ -35,6 +35,9 @@ from studio.context import StageEnv
 from studio.errors import StageError
 from studio.specs import CaptionRules, ChannelSpec
 from studio.store import atomic_output, atomic_write_text
+from studio.textbreak import CLOSERS, OPENERS, TRAILING_PUNCT
+from studio.textbreak import is_cjk as _is_cjk
+from studio.textbreak import split_token as _split_token
 
 CODE_VERSION = "captions.2"
 STAGE = "captions"
@@ -70,16 +73,6 @@ REPORT_DECIMALS = 2
 STRONG_PUNCT = (".", "!", "?", "…", "。", "！", "？")
 CLAUSE_PUNCT = (";", ":", "—", "–", "；", "：")
 COMMAS = (",", "，", "、")
-# Punctuation that closes what it follows: it stays with the word before it and never
-# starts a caption or a line. Straight quotes close or open by their count in the text.
-CLOSERS = "\"'”’»›)]）］」』】〉》"
-# Punctuation that opens what follows: it stays with the word after it.
-OPENERS = "\"'“‘«‹([（［「『【〈《¿¡"
-# Sentence and clause punctuation, which French sets after a space ("Vraiment ?").
-TRAILING_PUNCT = ".,;:!?…。！？、，；：%‰"
-# Japanese characters that may not start a line (small kana, the long vowel mark,
-# iteration marks): they stay with the character before them.
-CJK_NONSTARTERS = frozenset("ぁぃぅぇぉっゃゅょゎゕゖァィゥェォッャュョヮヵヶㇰㇱㇲㇳㇴㇵㇶㇷㇸㇹㇺㇻㇼㇽㇾㇿー々ゝゞヽヾ")
 CONJUNCTIONS = frozenset({
     "and", "but", "or", "nor", "so", "yet", "because", "which", "that", "who", "whom",
     "whose", "when", "while", "where", "if", "then", "though", "although", "until",
@@ -190,44 +183,10 @@ class _Word(str):
         return word
 
 
-def _is_cjk(ch: str) -> bool:
-    """A Chinese or Japanese character: written without spaces, a line may break between
-    any two. (Korean is written with spaces, so Hangul is not.)"""
-    name = unicodedata.name(ch, "")
-    return name.startswith(("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH", "HIRAGANA",
-                            "KATAKANA", "BOPOMOFO", "HALFWIDTH KATAKANA"))
-
-
 def _wide(ch: str) -> bool:
     """CJK text or its full-width punctuation: no space between two of these."""
     return _is_cjk(ch) or (unicodedata.east_asian_width(ch) in ("W", "F")
                            and unicodedata.category(ch).startswith("P"))
-
-
-def _split_token(token: str) -> list[str]:
-    """A whitespace-free token as units: CJK characters one each (small kana and closing
-    punctuation with the character before, opening punctuation with the one after), any
-    other run (Latin words, numbers, "3.5", "iPhone") whole."""
-    units: list[str] = []
-    cur, kind = "", ""  # kind of ``cur``: "" (empty or openers only), "cjk" or "other"
-    for ch in token:
-        if _is_cjk(ch) and ch not in CJK_NONSTARTERS:
-            if kind:
-                units.append(cur)
-                cur = ""
-            cur, kind = cur + ch, "cjk"
-        elif ch in CLOSERS or ch in TRAILING_PUNCT or ch in CJK_NONSTARTERS:
-            cur += ch
-        else:  # an opener, or anything else: after CJK it starts a new unit
-            if kind == "cjk":
-                units.append(cur)
-                cur, kind = "", ""
-            cur += ch
-            if ch not in OPENERS:
-                kind = "other"
-    if cur:
-        units.append(cur)
-    return units
 
 
 def _words(text: str) -> list[_Word]:
