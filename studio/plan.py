@@ -94,11 +94,12 @@ class Plan:
         if self.up_to_date:
             out.append(f"up to date: {self.up_to_date['out']} holds run {self.up_to_date['run_id']} "
                        f"(v{self.up_to_date['version']:03d}), made from exactly this; nothing to render")
+        width = max([10, *(len(s.stage) for s in self.steps)])  # "conform fr-FR": a later locale's
         for s in self.steps:
             cost = ""
             if s.status != "current" and s.seconds is not None:
                 cost = f"  [{s.seconds:.1f} s" + (f", {s.gpu_seconds:.1f} GPU-s" if s.gpu_seconds else "") + "]"
-            out.append(f"  {s.status:<8} {s.stage:<10} {s.item:<24}{cost}")
+            out.append(f"  {s.status:<8} {s.stage:<{width}} {s.item:<24}{cost}")
             for w in s.why:
                 out.append(f"           - {w}")
         out.append(f"  always   {', '.join(ALWAYS)} (cheap, deterministic: run every time)")

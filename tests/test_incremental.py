@@ -41,7 +41,7 @@ class _Counts(QuietReporter):
 
 
 def _brief(path: Path, **changes: Any) -> Path:
-    d = yaml.safe_load(next(EXAMPLE.glob("*.yaml")).read_text())
+    d = yaml.safe_load((EXAMPLE / "launch.yaml").read_text())
     words = {"b01-sunrise": "Sunrise.", "b02-trail": "Trail.", "b03-city": "City."}
     # The example's end card stays; its supers go (1.2 s beats are too short to read them).
     d["beats"] = [{k: v for k, v in dict(b, duration=1.2, narration=words[b["id"]]).items() if k != "supers"}

@@ -195,3 +195,24 @@ def test_a_rerender_reuses_every_locale(run: dict[str, Any], tmp_path: Path) -> 
     cache = r.settings["cache"]
     for stage in ("voice fr-FR", "conform fr-FR", "conform de-DE", "conform"):
         assert cache[stage]["made"] == 0, (stage, cache)
+
+
+def test_the_bilingual_example_fits_every_channel_in_both_locales(tmp_path: Path) -> None:
+    """examples/briefs/launch-en-fr.yaml: its French copy, supers and narration pass every
+    check (each text fitted to each channel in both locales), and its plan has each
+    locale's steps; French goes out subtitled (no French voice ships)."""
+    from audio.voices import VoiceRegistry
+    from studio.brief import load_brief
+    from studio.pipeline import locale_plan, plan
+    from studio.settings import Settings
+
+    path = EXAMPLE.parent / "launch-en-fr.yaml"
+    brief, _ = load_brief(path)
+    assert brief.all_locales == ["en-GB", "fr-FR"]
+    settings = Settings(home=tmp_path / "home")
+    p = plan(path, settings=settings)
+    stages = {s.stage for s in p.steps}
+    assert {"conform", "conform fr-FR", "mix fr-FR"} <= stages and "voice fr-FR" not in stages, stages
+    (fr,) = locale_plan(brief, VoiceRegistry(settings.voices_dir))
+    assert fr["mode"] == "subtitled" and "no registered voice speaks fr" in fr["why"]
+    assert any("conform fr-FR" in line for line in p.lines())

@@ -27,7 +27,7 @@ EXAMPLE = ROOT / "examples" / "briefs"
 
 
 def _brief(path: Path) -> Path:
-    d = yaml.safe_load(next(EXAMPLE.glob("*.yaml")).read_text())
+    d = yaml.safe_load((EXAMPLE / "launch.yaml").read_text())
     words = {"b01-sunrise": "Sunrise.", "b02-trail": "Trail.", "b03-city": "City."}
     # Without the example's supers and end card: 1.5 s beats are too short to read them.
     d["beats"] = [{k: v for k, v in dict(b, duration=1.5, narration=words[b["id"]]).items() if k != "supers"}
