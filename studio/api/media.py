@@ -179,9 +179,11 @@ def _is_video(asset: _Asset) -> bool:
 
 
 def _target_of(asset: _Asset) -> str | None:
-    """The name a frame note uses for a video output: deliverable:SPEC or review:animatic."""
+    """The name a frame note uses for a video output: deliverable:SPEC (deliverable:SPEC.LOCALE
+    where the brief ships in several locales) or review:animatic."""
     if asset.out["role"] == "deliverable" and asset.out.get("kind") == "video":
-        return f"deliverable:{asset.out['spec']}"
+        locale = asset.out.get("locale")
+        return f"deliverable:{asset.out['spec']}" + (f".{locale}" if locale else "")
     if asset.out["role"] == "review" and _is_video(asset) and "animatic" in asset.out["name"]:
         return "review:animatic"
     return None
@@ -516,7 +518,8 @@ def edit_with_markers(path: Path, decisions: list[db.Decision], current: dict[st
 class NoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     target: str = Field(max_length=120, pattern=TARGET_RE,
-                        description="the video: deliverable:SPEC (a channel's deliverable) or review:animatic")
+                        description="the video: deliverable:SPEC (a channel's deliverable; deliverable:SPEC.LOCALE in a brief "
+                                    "of several locales) or review:animatic")
     frame: int = Field(ge=0, le=10_000_000, description="0-based frame number in that video")
     fps: str = Field(max_length=20, pattern=FPS_RE, description="the video's own frame rate, e.g. 30/1 or 30000/1001")
     note: str = Field("", max_length=gates.MAX_NOTE)

@@ -73,6 +73,7 @@ class OutputOut(BaseModel):
     path: str = Field(description="its path in the run's output folder")
     spec: str | None = Field(None, description="the channel spec (a deliverable, or its captions)")
     kind: str | None = Field(None, description="video | still (deliverables); edit | stills (timelines)")
+    locale: str | None = Field(None, description="a deliverable's locale, when the brief ships in several")
     format: str | None = Field(None, description="the file format of an edit export or captions: otio_json, "
                                                  "fcpxml, fcp7_xml, edl, srt, vtt")
     media_type: str = Field(description="its Content-Type when downloaded")
@@ -168,7 +169,8 @@ def assets(engine: Engine, job_id: str, run_id: str | None) -> list[_Asset]:
 
     for d in deliverables:
         add(d.id, rel_of(d.path), Path(d.path), role="deliverable", spec=d.spec, kind=d.kind, sha256=d.sha256,
-            bytes=d.size, width=d.width, height=d.height, fps=d.fps, duration=d.duration)
+            bytes=d.size, width=d.width, height=d.height, fps=d.fps, duration=d.duration,
+            locale=(d.params or {}).get("locale"))
     manifest_path = root / "manifest.json"
     manifest: dict[str, Any] = {}
     try:
