@@ -139,6 +139,9 @@ class BrandKit(BaseModel):
     logo_min_height_px: int = Field(16, ge=1, le=2000)
     type_scale: TypeScale = TypeScale()
     logo_bug: LogoBug | None = None
+    motion: Literal["fade", "slide", "scale"] = Field(
+        "fade", description="how supers and the logo bug come on in videos: fade in, slide up into place, or "
+                            "scale in about their centre, all while fading (timelines.conform); the end card fades")
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -147,6 +150,9 @@ class BrandKit(BaseModel):
         out = handler(self)
         if isinstance(out, dict) and out.get("logo_bug", 0) is None:
             out.pop("logo_bug")
+        # motion too, while the default fade: a kit that does not choose keeps its keys.
+        if isinstance(out, dict) and out.get("motion") == "fade":
+            out.pop("motion")
         return out
 
     @model_validator(mode="after")

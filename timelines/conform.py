@@ -256,13 +256,14 @@ def _sharpen_kernel(sharpen: float) -> str:
     return " ".join(str(t) for t in taps)
 
 
-MOTIONS = ("none", "fade", "slide")
+MOTIONS = ("none", "fade", "slide", "scale")
 SLIDE_FRACTION = 0.03  # a sliding overlay travels this much of the frame height, easing out
+SCALE_FROM = 0.85  # a scaling overlay grows from this fraction of its size, easing out
 
 
 def overlay_motion(ov: Any) -> tuple[str, float, float]:
-    """An overlay's optional motion (duck-typed: ``motion`` "none", "fade" or "slide",
-    ``fade_in``/``fade_out`` seconds; absent means none): (motion, in, out). "none", or no
+    """An overlay's optional motion (duck-typed: ``motion`` "none", "fade", "slide" or
+    "scale", ``fade_in``/``fade_out`` seconds; absent means none): (motion, in, out). "none", or no
     ramp at all, is a still image switched on and off, as captions are."""
     motion = getattr(ov, "motion", None) or "none"
     fade_in = float(getattr(ov, "fade_in", 0.0) or 0.0)
@@ -336,6 +337,20 @@ def _overlay_stream(video: Any, ov: Any, spec: ChannelSpec, origin: float | None
             if fade_out > 0:
                 parts.append(f"{d}*pow(clip((t-({e}-{fade_out:.6f}))/{fade_out:.6f},0,1),2)")
             y = "+".join(parts)
+        elif motion == "scale" and fade_in > 0:
+            # Grows about its own centre from SCALE_FROM to full size as it fades in,
+            # easing out (quadratic, as slide), and fades out as "fade" does. Sized per
+            # image frame n, one per output frame from the overlay's first, in its own
+            # time: the same sizes whichever segment a frame falls in. Each side gives up a
+            # multiple of 2 px (the width and height a multiple of 4): the centre stays
+            # exact and the corner on the 4:2:0 chroma grid (overlay rounds x and y down
+            # to even). Full size after the ramp, where scale passes the frame through.
+            with Image.open(path) as im:
+                w0, h0 = im.size
+            shrink = f"{1 - SCALE_FROM:.6f}*pow(1-clip(n/{fade_in * float(rate):.6f},0,1),2)"
+            image = image.scale(w=f"{w0}-4*round({w0}*{shrink}/4)", h=f"{h0}-4*round({h0}*{shrink}/4)",
+                                eval="frame")
+            x, y = f"{x}+({w0}-overlay_w)/2", f"{y}+({h0}-overlay_h)/2"
     return video.overlay(image, x=x, y=y, eof_action="repeat",
                          enable=f"gte(t,{lo:.6f})*lt(t,{hi:.6f})")
 
@@ -830,8 +845,11 @@ def _motion_key(ov: Any, seg: _Segment, spec: ChannelSpec) -> dict[str, Any]:
     if motion == "none":
         return {}
     origin = float(ov.start) - float(Fraction(seg.first) / spec.rate)
-    return {"motion": motion, "fade_in": fade_in, "fade_out": fade_out, "origin": round(origin, 6),
-            "span": round(float(ov.end) - float(ov.start), 6)}
+    key = {"motion": motion, "fade_in": fade_in, "fade_out": fade_out, "origin": round(origin, 6),
+           "span": round(float(ov.end) - float(ov.start), 6)}
+    if motion == "scale":
+        key["scale_from"] = SCALE_FROM  # only here: fade's and slide's keys stay as they were
+    return key
 
 
 def _index_path(store: Store, key: str) -> Path:

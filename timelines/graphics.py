@@ -52,7 +52,7 @@ WORDS_PER_SECOND = 3.0
 READING_LEAD = 0.5
 SUPER_FADE = 0.25  # s, in and out
 CARD_FADE = 0.5  # s, in (the spot ends on it: no fade out)
-MOTION = "fade"
+MOTION = "fade"  # the end card's (the spot ends on it); supers and the logo bug: the brand's motion
 CONTRAST_FRAMES = 3  # picture frames a super's contrast is measured on: its start, middle, end
 
 
@@ -512,7 +512,8 @@ def _logo_bug(brand: BrandKit, spec: ChannelSpec, style_file: Path | None, out_d
                  "logo_sha256": sha256_file(logo_path),
                  "hidden_for": [g.field for g in hits]}
     return [Graphic(path, px, py, s, e, box, "logo_bug", "brand.logo_bug", sha,
-                    fade_in=SUPER_FADE if s > 0 else 0.0, fade_out=SUPER_FADE, placement=placement)
+                    fade_in=SUPER_FADE if s > 0 else 0.0, fade_out=SUPER_FADE, motion=brand.motion,
+                    placement=placement)
             for s, e in spans]
 
 
@@ -582,7 +583,7 @@ def build_graphics(brief: Brief, spec: ChannelSpec, clips: Sequence[ConformClip]
         placement = _fit_worst(lay, beat.supers.for_locale(locale), brand, spec, space, style_file, pictures,
                                field_name, safe)
         path, x, y, box, sha = _png(layout.render(placement), out_dir)
-        out.append(Graphic(path, x, y, start, end, box, "super", field_name, sha, beat=beat.id,
+        out.append(Graphic(path, x, y, start, end, box, "super", field_name, sha, beat=beat.id, motion=brand.motion,
                            placement=placement.to_dict()))
     card = brief.end_card if card_span is not None else None
     if brand.logo_bug is not None:
@@ -669,7 +670,7 @@ def graphics_recipe(brief: Brief, spec: ChannelSpec, catalog: Catalog) -> dict[s
     sup = known[copyfit.layout_name(brief, spec, "supers")]
     doc: dict[str, Any] = {
         "code_version": CODE_VERSION, "locale": locale,
-        "motion": {"kind": MOTION, "super_fade": SUPER_FADE, "card_fade": CARD_FADE},
+        "motion": {"kind": brand.motion, "super_fade": SUPER_FADE, "card_fade": CARD_FADE},
         "reading": [WORDS_PER_SECOND, READING_LEAD],
         "supers": [{"beat": b.id, "copy": b.supers.for_locale(locale).model_dump(mode="json", exclude_none=True),
                     "copy_space": copyfit.copy_side(b)} for b in brief.beats if b.supers is not None],
