@@ -105,7 +105,7 @@ def test_the_listing_is_the_runs_records(rendered: Rendered) -> None:
     video = _video(outputs)
     assert video == {
         "id": d.id, "role": "deliverable", "name": Path(d.path).name, "path": f"deliverables/youtube-1080p/{Path(d.path).name}",
-        "spec": "youtube-1080p", "kind": "video", "format": None, "media_type": "video/mp4", "sha256": d.sha256,
+        "spec": "youtube-1080p", "kind": "video", "locale": None, "format": None, "media_type": "video/mp4", "sha256": d.sha256,
         "bytes": d.size, "width": 1920, "height": 1080, "fps": d.fps, "duration": d.duration, "available": True,
         "url": f"/v1/jobs/{rendered.job.id}/outputs/{d.id}"}
     by_path = {o["path"]: o for o in outputs}
