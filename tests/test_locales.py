@@ -216,3 +216,15 @@ def test_the_bilingual_example_fits_every_channel_in_both_locales(tmp_path: Path
     (fr,) = locale_plan(brief, VoiceRegistry(settings.voices_dir))
     assert fr["mode"] == "subtitled" and "no registered voice speaks fr" in fr["why"]
     assert any("conform fr-FR" in line for line in p.lines())
+
+
+def test_a_frame_note_names_each_locales_video() -> None:
+    from studio.api.media import TARGET_RE, _target_of
+    from studio.api.outputs import _Asset
+
+    def target(locale: str | None) -> str | None:
+        return _target_of(_Asset({"role": "deliverable", "kind": "video", "spec": VIDEO, "locale": locale}, None))
+
+    assert target(None) == f"deliverable:{VIDEO}"
+    assert target("fr-FR") == f"deliverable:{VIDEO}.fr-FR" != target("en-GB")
+    assert re.match(TARGET_RE, target("fr-FR") or "")
