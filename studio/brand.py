@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+from PIL import Image
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,6 +24,7 @@ from pydantic import (
 )
 
 from studio.errors import StudioError
+from studio.vector import is_svg, rasterize, svg_size
 from studio.versioning import upgrade
 
 HEX_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -50,14 +52,15 @@ class Rights(BaseModel):
 
 class Logo(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: str = Field(min_length=1, description="a PNG with transparency, relative to the style pack file")
+    path: str = Field(min_length=1, description="an SVG, or a PNG with transparency, relative to the style pack "
+                                                "file (an SVG is drawn at the size each layout places it)")
     rights: Rights
 
     @field_validator("path")
     @classmethod
-    def _png(cls, v: str) -> str:
-        if not v.lower().endswith(".png"):
-            raise ValueError(f"{v!r} is not a .png file (an SVG must be exported to PNG for now)")
+    def _png_or_svg(cls, v: str) -> str:
+        if not v.lower().endswith((".png", ".svg")):
+            raise ValueError(f"{v!r} is not a .png or .svg file (export the logo as SVG, or as PNG with transparency)")
         return v
 
 
@@ -158,7 +161,7 @@ class BrandKit(BaseModel):
     @model_validator(mode="after")
     def _bug_needs_logo(self) -> BrandKit:
         if self.logo_bug is not None and self.logo is None:
-            raise ValueError("logo_bug needs a logo: add brand.logo (a PNG with its rights) or drop logo_bug")
+            raise ValueError("logo_bug needs a logo: add brand.logo (an SVG or PNG with its rights) or drop logo_bug")
         return self
 
     @model_validator(mode="before")
@@ -198,7 +201,33 @@ class BrandKit(BaseModel):
             raise StudioError(f"logo file {str(p)!r} not found", field="brand.logo.path",
                               source=str(style_file) if style_file else None,
                               fix="check the path (relative to the style pack file)")
+        if is_svg(p):
+            # Checked here (studio.vector: read once, cached), so every user of the logo
+            # (layouts, the logo bug, a recipe) refuses a bad SVG alike, before drawing.
+            try:
+                svg_size(p)
+            except StudioError as e:
+                e.source = e.source or (str(style_file) if style_file else None)
+                raise
         return p
+
+
+def logo_size(path: Path) -> tuple[float, float]:
+    """A logo file's size in px: an SVG's intrinsic size (studio.vector), a PNG's pixels.
+    Layouts and the logo bug take its aspect and check minimum sizes from this."""
+    if is_svg(path):
+        return svg_size(path)
+    with Image.open(path) as im:
+        return im.size
+
+
+def logo_image(path: Path, width: int, height: int) -> Image.Image:
+    """A logo file drawn at exactly ``width`` x ``height`` px, RGBA: an SVG rasterized at
+    that size (sharp at any channel's size), a PNG resized with Lanczos."""
+    if is_svg(path):
+        return rasterize(path, width, height)
+    with Image.open(path) as im:
+        return im.convert("RGBA").resize((width, height), Image.Resampling.LANCZOS)
 
 
 class Copy(BaseModel):

@@ -26,7 +26,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from studio import documents
-from studio.brand import BrandKit, Copy, TypeRange
+from studio.brand import BrandKit, Copy, TypeRange, logo_image, logo_size
 from studio.errors import StudioError
 from studio.specs import NAME_RE
 from studio.store import sha256_file
@@ -529,8 +529,7 @@ def fit(layout: Layout, copy: Copy, brand: BrandKit, width: int, height: int, sa
     reg = layout.regions.logo
     if logo_path is not None and reg is not None:
         region = _region_px(reg, frame(reg))
-        with Image.open(logo_path) as im:
-            lw, lh = im.size
+        lw, lh = logo_size(logo_path)  # an SVG's intrinsic size, a PNG's pixels
         c = brand.logo_clear_space
         rw, rh = region[2] - region[0], region[3] - region[1]
         # The logo plus its clear space on every side fits the region.
@@ -667,8 +666,8 @@ def render(placement: Placement, background: Image.Image | None = None,
             _paste_shape(layer, t.button.box, (*hex_rgb(t.button.colour), 255), t.button.radius)
     if placement.logo is not None:
         x0, y0, x1, y1 = placement.logo.box
-        with Image.open(placement.logo.path) as im:
-            logo = im.convert("RGBA").resize((x1 - x0, y1 - y0), Image.Resampling.LANCZOS)
+        # an SVG drawn at the placed size itself, a PNG resized to it
+        logo = logo_image(Path(placement.logo.path), x1 - x0, y1 - y0)
         layer.alpha_composite(logo, dest=(x0, y0))
     for t in placement.texts:
         font = _font(placement.font, t.size_px)
