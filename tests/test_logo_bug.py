@@ -221,3 +221,43 @@ def test_a_logo_bug_makes_no_still_again(tmp_path: Path) -> None:
     assert key(tmp_path / "b", {"corner": "top-left"}) == plain
     assert key(tmp_path / "c", {"corner": "bottom-right", "opacity": 0.5}) == plain
     assert key(tmp_path / "d", None, clear=0.4) != plain
+
+
+def test_an_svg_logo_makes_a_sharp_logo_bug(tmp_path: Path) -> None:
+    """An SVG logo is drawn at the bug's own size (not a bitmap scaled): the overlay's pixels
+    are the vector drawn at that size, at the bug's opacity."""
+    from studio.vector import rasterize
+    from timelines.graphics import build_graphics
+
+    svg = tmp_path / "logo.svg"
+    svg.write_text('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 200 100" width="200" height="100">'
+                   '<rect x="4" y="4" width="92" height="92" fill="#d7263d"/>'
+                   '<circle cx="150" cy="50" r="44" fill="#1b998b"/></svg>')
+    catalog = _catalog(tmp_path, {"height": 0.12, "opacity": 1.0})
+    path = catalog.style_paths["bug-test"]
+    style = yaml.safe_load(path.read_text())
+    style["brand"]["logo"]["path"] = str(svg)
+    path.write_text(yaml.safe_dump(style))
+    catalog = Catalog(styles_dir=path.parent)
+    brief = _brief(end_card=False)
+    spec = Catalog().spec(SPEC).model_copy(update={"width": W, "height": H})
+    clips = _clips(_master(tmp_path / "m.mp4", BEATS * BEAT), brief)
+    (bug,) = [g for g in build_graphics(brief, spec, clips, catalog, tmp_path / "g") if g.kind == "logo_bug"]
+    h = bug.placement["height_px"]
+    w = 2 * h  # the SVG's 2:1
+    sx0, sy0, sx1, _ = spec.safe_rect()
+    x0, y0 = (sx1 - w) // 2 * 2, sy0 + sy0 % 2  # the default corner, top right, on even offsets
+    x1, y1 = x0 + w, y0 + h
+    drawn = rasterize(svg, w, h).getchannel("A").getbbox()
+    assert drawn is not None
+    # what the bug draws is the vector's own extent, where the corner puts it
+    assert bug.placement["box"] == [x0 + drawn[0], y0 + drawn[1], x0 + drawn[2], y0 + drawn[3]], bug.placement
+    # the overlay (cropped to what it draws) put back where it goes in the frame
+    frame = Image.new("RGBA", (W, H), (0, 0, 0, 0))
+    with Image.open(bug.path) as im:
+        frame.paste(im.convert("RGBA"), (bug.x, bug.y))
+    got = np.asarray(frame.crop((x0, y0, x1, y1)), np.float64)
+    want = np.asarray(rasterize(svg, w, h), np.float64)
+    assert np.abs(got[..., 3] - want[..., 3]).mean() < 2.0  # the same shapes, at the same place
+    inside = want[..., 3] > 250
+    assert np.abs(got[inside][:, :3] - want[inside][:, :3]).mean() < 2.0  # in the same colours

@@ -35,7 +35,7 @@ import opentimelineio as otio
 from PIL import Image
 
 from studio import copyfit, layout
-from studio.brand import BrandKit, Copy
+from studio.brand import BrandKit, Copy, logo_image, logo_size
 from studio.brief import Brief
 from studio.errors import StageError, StudioError
 from studio.framing import crop_box
@@ -483,10 +483,10 @@ def _logo_bug(brand: BrandKit, spec: ChannelSpec, style_file: Path | None, out_d
     assert bug is not None and logo_path is not None  # BrandKit's own check
     x0, y0, x1, y1 = spec.safe_rect()
     h = max(brand.logo_min_height_px, round(bug.height * (y1 - y0)))
-    with Image.open(logo_path) as im:
-        logo = im.convert("RGBA")
-    w = max(1, round(logo.width * h / logo.height))
-    logo = logo.resize((w, h), Image.Resampling.LANCZOS)
+    # A PNG resized, an SVG drawn at the size (studio.brand.logo_image).
+    lw, lh = logo_size(logo_path)
+    w = max(1, round(lw * h / lh))
+    logo = logo_image(logo_path, w, h)
     if bug.opacity < 1:
         a = np.asarray(logo.getchannel("A"), np.float64) * bug.opacity
         logo.putalpha(Image.fromarray(np.round(a).astype(np.uint8)))
