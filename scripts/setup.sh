@@ -20,6 +20,9 @@ if [ "$mode" = "--test" ]; then
   # with English and French (accents) trained data.
   { command -v tesseract >/dev/null && tesseract --list-langs 2>/dev/null | grep -x fra >/dev/null; } \
     || apt_pkgs+=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-fra)
+  # Chinese and Japanese copy is laid out in a font with their glyphs (DejaVu has none):
+  # WenQuanYi Micro Hei (Apache-2.0), 1.6 MB.
+  [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || apt_pkgs+=(fonts-wqy-microhei)
 fi
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -4,8 +4,10 @@ checked for contrast, and rendered as an RGBA layer.
 A layout (``studio/data/layouts/*.yaml``, schema ``Layout.1``) names regions for the
 headline, subline, call to action, legal line and logo as fractions of the safe rectangle
 or of the beat's copy space. ``fit`` sets each piece of copy in its region at the largest
-size of the brand's type scale that fits, broken into lines at spaces (never inside a
-word, never clipped), keeps the logo's clear space free of text, measures each text's
+size of the brand's type scale that fits, broken into lines by the language's rules (at
+spaces, never inside a word; Chinese and Japanese between characters, by the kinsoku rules
+of ``studio.textbreak``; never clipped), headlines and sublines in lines of even length,
+keeps the logo's clear space free of text, measures each text's
 WCAG contrast against the picture under it and adds a scrim where it fails. The result,
 a ``Placement``, is plain data (JSON) that ``render`` draws, the same bytes every time.
 """
@@ -13,9 +15,12 @@ a ``Placement``, is plain data (JSON) that ``render`` draws, the same bytes ever
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import re
+import unicodedata
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -25,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from studio import documents
+from studio import documents, textbreak
 from studio.brand import BrandKit, Copy, TypeRange, logo_image, logo_size
 from studio.errors import StudioError
 from studio.specs import NAME_RE
@@ -54,9 +59,19 @@ BUTTON_PAD_Y = 0.45
 BUTTON_RADIUS = 0.35
 
 # Punctuation that stays on its word's line: French sets a space before ! ? ; : » and
-# after «, and that space must never become a line break.
-_CLOSING = set("!?;:»)]}%…,.")
-_OPENING = set("«([{¿¡")
+# after «, and that space must never become a line break; nor may one before a CJK
+# closing mark or after a CJK opening bracket (straight quotes open or close: left alone).
+_CLOSING = set("!?;:»)]}%…,.") | (textbreak.NO_LINE_START - set("\"'"))
+_OPENING = set("«([{¿¡") | (textbreak.NO_LINE_END - set("\"'"))
+# Roles set in lines of even length (a headline's last word is never left alone on its
+# line; a call to action that must break does so evenly); a legal line fills its lines
+# like a paragraph.
+_BALANCED = ("headline", "subline", "cta")
+# Glyph presence is the same at any size; this one is large enough to tell shapes apart.
+_GLYPH_PROBE_PX = 32
+# A code point of plane 16's private use area: no text font maps it, so it draws as the
+# font's "missing glyph" (.notdef) box, which any character the font lacks draws too.
+_NO_GLYPH = "\U0010fffd"
 # Line breaks happen at ordinary spaces only: a no-break space (U+00A0, U+202F) holds.
 _BREAK = re.compile(r"[ \t\r\n]+")
 
@@ -318,25 +333,166 @@ def _is_bold(path: str) -> bool:
     return any(w in style.lower() for w in ("bold", "black", "heavy"))
 
 
-def units(text: str) -> list[str]:
-    """The pieces a line may break between: words, with French punctuation («, », !, ?,
-    :, ;) glued to its word by the space that stands between them."""
-    out: list[str] = []
+@lru_cache(maxsize=8192)
+def _ink(font_path: str, text: str) -> tuple[tuple[int, ...], bytes]:
+    """How ``text`` comes out in the font: its box and its pixels."""
+    font = _font(font_path, _GLYPH_PROBE_PX)
+    box = tuple(int(v) for v in font.getbbox(text))
+    im = Image.new("L", (max(1, box[2] - box[0]), max(1, box[3] - box[1])))
+    ImageDraw.Draw(im).text((-box[0], -box[1]), text, font=font, fill=255)
+    return box, im.tobytes()
+
+
+def missing_glyphs(text: str, font_path: str) -> str:
+    """The characters of ``text`` the font has no glyph for, each once, in order (Chinese
+    or Japanese in a Latin font such as DejaVu). FreeType draws those as the font's
+    missing-glyph box and Pillow has no per-character query, so each is drawn and compared
+    with that box (the check ``timelines.captions.undrawable`` makes for captions)."""
+    notdef = _ink(font_path, _NO_GLYPH)
+    return "".join(ch for ch in dict.fromkeys(text)
+                   if not ch.isspace() and unicodedata.category(ch) not in ("Cc", "Cf")
+                   and _ink(font_path, ch) == notdef)
+
+
+def _no_glyphs(role: str, text: str, font_path: str, channel: str) -> StudioError:
+    missing = missing_glyphs(text, font_path)
+    listed = ", ".join(f"{ch} (U+{ord(ch):04X})" for ch in missing[:8])
+    if len(missing) > 8:
+        listed += f" and {len(missing) - 8} more"
+    family, style = _font(font_path, _GLYPH_PROBE_PX).getname()
+    noun = {"cta": "call to action", "legal": "legal line"}.get(role, role)
+    cjk = any(textbreak.is_cjk(ch, hangul=True) for ch in missing)
+    example = (" (for Chinese, Japanese or Korean: Noto Sans CJK, Debian's fonts-noto-cjk, SIL Open Font "
+               "Licence)") if cjk else ""
+    return StudioError(
+        f"the brand font {family} {style} ({font_path}) has no glyph for {listed} in the {noun} in channel "
+        f"{channel}: it would draw empty boxes", field=f"copy.{role}", stage="layout",
+        fix=f"give the brand a font that covers them in brand.font.path{example}, with its licence in "
+            "brand.font.licence")
+
+
+def _pieces(text: str) -> list[tuple[str, bool]]:
+    """The pieces a line may break between, each with whether it is glued to the one before
+    (no space between them: Chinese and Japanese characters). Words, with French
+    punctuation («, », !, ?, :, ;) glued to its word by the space that stands between them;
+    text written without spaces split between characters (``studio.textbreak``: a closing
+    mark or small kana stays with the character before, an opening bracket with the one
+    after)."""
+    words = [w for w in _BREAK.split(text.strip()) if w]
+    # Korean sets spaces between words, which then stay whole; Korean copy run together
+    # without any breaks between its syllables.
+    hangul = len(words) == 1 and any(unicodedata.name(ch, "").startswith("HANGUL SYLLABLE") for ch in words[0])
+    out: list[tuple[str, bool]] = []
     pending_open = ""
-    for word in (w for w in _BREAK.split(text.strip()) if w):
-        if out and not pending_open and all(ch in _CLOSING for ch in word):
-            out[-1] = f"{out[-1]} {word}"
-        elif all(ch in _OPENING for ch in word):
-            pending_open += word + " "
+    for word in words:
+        first, *rest = textbreak.kinsoku(textbreak.split_token(word, hangul=hangul))
+        # A token that starts with closing punctuation ("!" in "Vite !", "。" after a space
+        # in CJK text, which split_token keeps with the character after it) joins the word
+        # before: no line starts with it.
+        closing = all(ch in _CLOSING for ch in first) or (
+            first[0] in _CLOSING and any(textbreak.is_cjk(ch, hangul=hangul) for ch in first))
+        if out and not pending_open and closing:
+            out[-1] = (f"{out[-1][0]} {first}", out[-1][1])
+        elif not rest and all(ch in _OPENING for ch in first):
+            pending_open += first + " "
+            continue
         else:
-            out.append(pending_open + word)
+            out.append((pending_open + first, False))
             pending_open = ""
+        out.extend((piece, True) for piece in rest)
     if pending_open:
         if out:
-            out[-1] = f"{out[-1]} {pending_open.strip()}"
+            out[-1] = (f"{out[-1][0]} {pending_open.strip()}", out[-1][1])
         else:
-            out.append(pending_open.strip())
+            out.append((pending_open.strip(), False))
     return out
+
+
+def units(text: str) -> list[str]:
+    """The pieces a line may break between (see ``_pieces``), without the spacing."""
+    return [piece for piece, _ in _pieces(text)]
+
+
+def _join(line: str, piece: str, glued: bool) -> str:
+    return piece if not line else f"{line}{piece}" if glued else f"{line} {piece}"
+
+
+def _line(pieces: list[tuple[str, bool]], i: int, j: int) -> str:
+    """``pieces[i:j]`` as one line of text."""
+    line = ""
+    for piece, glued in pieces[i:j]:
+        line = _join(line, piece, glued)
+    return line
+
+
+def _greedy_starts(pieces: list[tuple[str, bool]], ink_width: Callable[[str], int], width: int,
+                   backward: bool = False) -> list[int]:
+    """Where each line starts when each is filled as far as it goes: from the first piece
+    on (the fewest lines, each line's end as late as it can be), or ``backward`` from the
+    last piece (each line's start as early as the lines after it allow). A piece wider than
+    ``width`` stays whole on its own line."""
+    n = len(pieces)
+    starts: list[int] = []
+    line = ""
+    order = range(n - 1, -1, -1) if backward else range(n)
+    for i in order:
+        piece, glued = pieces[i]
+        if line:
+            if backward:  # the space (or none) before the line's first piece
+                joined = f"{piece}{line}" if pieces[i + 1][1] else f"{piece} {line}"
+            else:
+                joined = _join(line, piece, glued)
+            if ink_width(joined) <= width:
+                line = joined
+                continue
+            starts.append(i + 1 if backward else i)
+        line = piece
+    return [0, *sorted(starts)]
+
+
+def _greedy_lines(pieces: list[tuple[str, bool]], ink_width: Callable[[str], int], width: int) -> list[str]:
+    """Each line filled as far as it goes: the fewest lines."""
+    starts = _greedy_starts(pieces, ink_width, width)
+    return [_line(pieces, i, j) for i, j in zip(starts, [*starts[1:], len(pieces)], strict=True)]
+
+
+def _balanced_lines(pieces: list[tuple[str, bool]], ink_width: Callable[[str], int], width: int) -> list[str]:
+    """The fewest lines, and among those the most even: the least sum of squared slack
+    (``width`` less each line's ink width, the last line included, so no word is left
+    alone on it). In any breaking into the fewest lines, line k starts no later than
+    greedy filling from the front starts it, and no earlier than greedy filling from the
+    back does: only the starts between are tried (a few per line, so fitting stays about
+    as fast as greedy). Costs are whole pixels, compared exactly, the earlier start kept
+    on a tie: the same breaks every time."""
+    n = len(pieces)
+    ahead = _greedy_starts(pieces, ink_width, width)
+    behind = _greedy_starts(pieces, ink_width, width, backward=True)
+    greedy = [_line(pieces, i, j) for i, j in zip(ahead, [*ahead[1:], n], strict=True)]
+    if len(behind) != len(ahead) or any(b > a for a, b in zip(ahead, behind, strict=True)):
+        return greedy  # widths that shrink as text is added (kerning): keep greedy's lines
+    spans = [range(b, a + 1) for a, b in zip(ahead, behind, strict=True)] + [range(n, n + 1)]
+    # best[k][j]: (cost, start of line k - 1) for lines 0..k-1 set from pieces[:j]
+    best: list[dict[int, tuple[int, int]]] = [{0: (0, 0)}]
+    for k in range(1, len(spans)):
+        row: dict[int, tuple[int, int]] = {}
+        for j in spans[k]:
+            for i, (cost, _) in best[k - 1].items():
+                if i >= j:
+                    continue
+                w = ink_width(_line(pieces, i, j))
+                if w > width and j - i > 1:
+                    continue
+                cand = (cost + max(width - w, 0) ** 2, i)
+                if j not in row or cand[0] < row[j][0]:
+                    row[j] = cand
+        best.append(row)
+    if n not in best[-1]:
+        return greedy
+    starts = [n]
+    for k in range(len(spans) - 1, 0, -1):
+        starts.append(best[k][starts[-1]][1])
+    starts.reverse()
+    return [_line(pieces, i, j) for i, j in itertools.pairwise(starts)]
 
 
 @dataclasses.dataclass
@@ -351,9 +507,10 @@ class _Set:
     widest_unit: tuple[str, int]
 
 
-def _set_text(text: str, font_path: str, size: int, width: int) -> _Set:
-    """Greedy line breaking at ``size`` into ``width`` px (a unit wider than that stays
-    whole on its own line: the caller sees it in ``widest_unit``)."""
+def _set_text(text: str, font_path: str, size: int, width: int, *, balanced: bool = False) -> _Set:
+    """Line breaking at ``size`` into ``width`` px: greedy (each line as full as it goes),
+    or ``balanced`` (as few lines, as even as possible). A piece wider than ``width`` stays
+    whole on its own line: the caller sees it in ``widest_unit``."""
     font = _font(font_path, size)
     ascent, descent = font.getmetrics()
 
@@ -364,14 +521,10 @@ def _set_text(text: str, font_path: str, size: int, width: int) -> _Set:
         left, _, right, _ = extent(s)
         return right - min(left, 0)
 
-    lines: list[str] = []
-    for unit in units(text):
-        if lines and ink_width(f"{lines[-1]} {unit}") <= width:
-            lines[-1] = f"{lines[-1]} {unit}"
-        else:
-            lines.append(unit)
+    pieces = _pieces(text)
+    lines = (_balanced_lines if balanced else _greedy_lines)(pieces, ink_width, width)
     boxes = [extent(s) for s in lines]
-    widest = max(units(text), key=ink_width)
+    widest = max((piece for piece, _ in pieces), key=ink_width)
     top = max(ascent, *(-b[1] for b in boxes))
     bottom = max(descent, *(b[3] for b in boxes))
     pitch = ascent + descent
@@ -428,32 +581,39 @@ def _overrun(role: str, layout: Layout, channel: str, need: int, have: int, deta
 def _place_text(role: str, text: str, region: Rect, reg: Region, layout: Layout, channel: str, font_path: str,
                 sizes: tuple[int, int], pad: tuple[float, float]) -> tuple[int, _Set, Rect]:
     """The largest size in ``sizes`` at which ``text`` fits ``region`` (less ``pad`` x/y of
-    the size on each side, a button's), its lines, and the block's rectangle."""
+    the size on each side, a button's), its lines, and the block's rectangle. A call to
+    action stays on one line at the largest size where it can; headlines and sublines are
+    set in even lines at the size found."""
     rw, rh = region[2] - region[0], region[3] - region[1]
 
     def room(size: int) -> tuple[int, int]:
         return rw - 2 * round(pad[0] * size), rh - 2 * round(pad[1] * size)
 
-    def attempt(size: int) -> _Set | None:
+    def attempt(size: int, max_lines: int) -> _Set | None:
         w, h = room(size)
         if w <= 0 or h <= 0:
             return None
         s = _set_text(text, font_path, size, w)
-        return s if _fits(s, w, h, reg.max_lines) else None
+        return s if _fits(s, w, h, max_lines) else None
 
     lo, hi = sizes
     best: tuple[int, _Set] | None = None
     # Larger text wraps into more lines, so fitting is nearly but not strictly monotonic:
-    # bisect, then the found size is checked for real (attempt) before it is used.
-    a, b = lo, hi
-    while a <= b:
-        mid = (a + b) // 2
-        s = attempt(mid)
-        if s is not None:
-            best = (mid, s)
-            a = mid + 1
-        else:
-            b = mid - 1
+    # bisect, then the found size is checked for real (attempt) before it is used. The
+    # size is found with greedy breaking, which gives the fewest lines: even lines come as
+    # many, so they fit wherever greedy ones do, and are worked out once, at that size.
+    for limit in ((1, reg.max_lines) if role == "cta" and reg.max_lines > 1 else (reg.max_lines,)):
+        a, b = lo, hi
+        while a <= b:
+            mid = (a + b) // 2
+            s = attempt(mid, limit)
+            if s is not None:
+                best = (mid, s)
+                a = mid + 1
+            else:
+                b = mid - 1
+        if best is not None:
+            break
     if best is None:
         w, h = room(lo)
         s = _set_text(text, font_path, lo, max(w, 1))
@@ -469,6 +629,10 @@ def _place_text(role: str, text: str, region: Rect, reg: Region, layout: Layout,
                        f"high: {len(s.lines)} lines at {lo} px{limit}")
     size, s = best
     w, h = room(size)
+    if role in _BALANCED and len(s.lines) > 1:
+        even = _set_text(text, font_path, size, w, balanced=True)
+        if _fits(even, w, h, len(s.lines)):  # never more lines than greedy's (so it fits)
+            s = even
     px, py = round(pad[0] * size), round(pad[1] * size)
     inner = (region[0] + px, region[1] + py, region[2] - px, region[3] - py)
     bw = s.width
@@ -571,6 +735,9 @@ def fit(layout: Layout, copy: Copy, brand: BrandKit, width: int, height: int, sa
             raise StudioError(f"the logo's clear space covers the whole {role} region of layout {layout.name} "
                               f"in channel {channel}", field=f"copy.{role}", stage="layout",
                               fix="pick another layout, or lower brand.logo_clear_space")
+        # Before any measuring: widths of missing-glyph boxes mean nothing.
+        if missing_glyphs(text, font_path):
+            raise _no_glyphs(role, text, font_path, channel)
         sizes = _sizes(getattr(scale, role), sh, layout.type_factor, scale.min_px)
         # A button's padding; other text keeps a scrim's margin from a side of the safe area
         # it would touch (a scrim stays inside the safe area: text on its edge would touch
