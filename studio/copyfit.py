@@ -28,6 +28,7 @@ from PIL import ImageFont
 from studio.brand import BrandKit, Copy
 from studio.brief import Beat, Brief, CopyText
 from studio.errors import StudioError
+from studio.layout import CODE_VERSION as LAYOUT_VERSION
 from studio.layout import Layout, layouts
 from studio.prompts import compose
 from studio.specs import Catalog, ChannelSpec, StylePack
@@ -189,6 +190,7 @@ class StillCopy:
         font = self.brand.font_file(self.style_file)
         logo = self.brand.logo_file(self.style_file)
         return {"locale": self.locale, "copy": self.copy.model_dump(mode="json", exclude_none=True),
+                "setting": LAYOUT_VERSION,
                 "layout": {"name": self.layout.name, "sha256": self.layout_sha256},
                 # The kit without its file paths (an action key holds content, not paths):
                 # the files count by their bytes below.

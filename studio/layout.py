@@ -36,6 +36,10 @@ from studio.errors import StudioError
 from studio.specs import NAME_RE
 from studio.store import sha256_file
 
+# How copy is set (line breaking, sizing, scrims): part of every still's and video's key, so
+# a change here makes the deliverables that show copy again. 2: balanced lines, CJK kinsoku.
+CODE_VERSION = "layout.2"
+
 Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels, end exclusive
 TEXT_ROLES = ("headline", "subline", "cta", "legal")
 

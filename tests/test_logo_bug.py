@@ -186,6 +186,9 @@ def test_a_pack_without_a_logo_bug_keeps_its_keys(tmp_path: Path) -> None:
     assert graphics_recipe(_brief(end_card=False), spec, plain) is None
     doc = graphics_recipe(_brief(), spec, plain)
     assert doc is not None and "logo_bug" not in doc["brand"]
+    from studio.layout import CODE_VERSION as SETTING
+
+    assert doc["setting"] == SETTING
     with_bug = graphics_recipe(_brief(), spec, _catalog(tmp_path / "b", {"corner": "top-left"}))
     moved = graphics_recipe(_brief(), spec, _catalog(tmp_path / "c", {"corner": "bottom-right"}))
     assert with_bug is not None and moved is not None
@@ -217,7 +220,10 @@ def test_a_logo_bug_makes_no_still_again(tmp_path: Path) -> None:
         (copy,) = still_copies(brief, spec, catalog)
         return json.dumps(copy.recipe(), sort_keys=True)
 
+    from studio.layout import CODE_VERSION as SETTING
+
     plain = key(tmp_path / "a", None)
+    assert json.loads(plain)["setting"] == SETTING  # how copy is set: a new line breaker makes stills again
     assert key(tmp_path / "b", {"corner": "top-left"}) == plain
     assert key(tmp_path / "c", {"corner": "bottom-right", "opacity": 0.5}) == plain
     assert key(tmp_path / "d", None, clear=0.4) != plain

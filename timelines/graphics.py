@@ -669,7 +669,7 @@ def graphics_recipe(brief: Brief, spec: ChannelSpec, catalog: Catalog) -> dict[s
     known = layout.layouts()
     sup = known[copyfit.layout_name(brief, spec, "supers")]
     doc: dict[str, Any] = {
-        "code_version": CODE_VERSION, "locale": locale,
+        "code_version": CODE_VERSION, "setting": layout.CODE_VERSION, "locale": locale,
         "motion": {"kind": brand.motion, "super_fade": SUPER_FADE, "card_fade": CARD_FADE},
         "reading": [WORDS_PER_SECOND, READING_LEAD],
         "supers": [{"beat": b.id, "copy": b.supers.for_locale(locale).model_dump(mode="json", exclude_none=True),
