@@ -9,6 +9,8 @@ mode=${1:-run}
 
 apt_pkgs=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || apt_pkgs+=(ffmpeg)
+# Disclosure writes IPTC digitalSourceType into each deliverable's XMP with exiftool.
+command -v exiftool >/dev/null || apt_pkgs+=(libimage-exiftool-perl)
 if [ "$mode" = "--test" ]; then
   command -v xmllint >/dev/null || apt_pkgs+=(libxml2-utils)
   # The database tests run the same code against a real PostgreSQL on loopback.

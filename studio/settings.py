@@ -68,6 +68,18 @@ class Settings(BaseSettings):
         description="libx264 preset of shot masters: intermediates, so encode and decode speed "
         "matter more than their size",
     )
+    # Disclosure (studio.provenance): C2PA manifests are signed with the organisation's
+    # certificate. Paths only: the key stays wherever the operator keeps it, never in the repo.
+    signing_cert: Path | None = Field(
+        default=None, description="PEM: the organisation's C2PA signing certificate (EC P-256 leaf "
+        "issued by a CA, digitalSignature + emailProtection/documentSigning usages), then its "
+        "intermediates.")
+    signing_key: Path | None = Field(
+        default=None, description="PEM: the signing certificate's private key (unencrypted; keep it "
+        "readable by Studio only).")
+    trust_anchors: Path | None = Field(
+        default=None, description="PEM: root CA certificates `studio verify` trusts (default: none; "
+        "a valid signature is then reported untrusted).")
 
     @property
     def store_root(self) -> Path:

@@ -76,6 +76,20 @@ class CaptionRules(BaseModel):
     font_size: float = Field(0.045, gt=0.01, le=0.2, description="text height as a fraction of frame height")
 
 
+class PlatformDisclosure(BaseModel):
+    """A disclosure a platform asks of AI-generated or altered media: which setting or label
+    says so at upload. Recorded in the deliverable's signed C2PA manifest (studio.provenance,
+    ``studio.disclosure`` assertion) so whoever uploads it knows what to set."""
+
+    model_config = ConfigDict(extra="forbid")
+    platform: str = Field(min_length=1, max_length=40, description="e.g. youtube, tiktok, instagram")
+    label: str = Field(min_length=1, max_length=80, description="the platform's name for it, e.g. "
+                                                                "altered-or-synthetic-content")
+    setting: str = Field("", max_length=300, description="where the uploader sets it")
+    when: str = Field("", max_length=300, description="what the platform's rule covers")
+    source: str = Field("", max_length=300, description="where the rule comes from")
+
+
 class ChannelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -124,6 +138,9 @@ class ChannelSpec(BaseModel):
         None, description="drop-frame timecode; default: yes at 30000/1001 and 60000/1001 "
                           "(US broadcast counts DF), no elsewhere (DF exists only at those rates)")
     source: str = Field("", description="where the figures come from")
+    disclosure: list[PlatformDisclosure] = Field(
+        default_factory=list, max_length=10, description="the platform's AI-content disclosures "
+        "(studio.provenance records them in the signed manifest); none: the channel asks none")
 
     @field_validator("fps")
     @classmethod
