@@ -90,6 +90,52 @@ class PlatformDisclosure(BaseModel):
     source: str = Field("", max_length=300, description="where the rule comes from")
 
 
+# The technical QC battery's checks (studio.qc); a spec's ``qc`` says which block delivery.
+QC_CHECKS = ("format", "colour", "audio_format", "duration", "file_size", "decode", "black", "freeze",
+             "silence", "loudness", "true_peak", "lra", "clipping", "levels", "captions", "av_length",
+             "palette", "flash", "red_flash")
+QC_DEFAULT_BLOCK = ("format", "colour", "audio_format", "duration", "file_size", "decode", "flash",
+                    "red_flash")
+
+
+class QcPolicy(BaseModel):
+    """Which QC checks block delivery and which only warn. A check named in ``skip`` is not
+    run, in ``block`` blocks, in ``warn`` warns; one named nowhere blocks if it is in
+    QC_DEFAULT_BLOCK (the file's format, colour tags, duration, size, decode errors and the
+    photosensitive flash screen) and warns otherwise."""
+
+    model_config = ConfigDict(extra="forbid")
+    block: list[str] = []
+    warn: list[str] = []
+    skip: list[str] = []
+    black_seconds: float = Field(0.5, gt=0, le=60, description="black at least this long is reported")
+    freeze_seconds: float = Field(1.0, gt=0, le=60, description="a still picture at least this long")
+    silence_seconds: float = Field(1.0, gt=0, le=60, description="silence at least this long")
+    silence_db: float = Field(-60.0, ge=-120, le=-20, description="silence is below this level, dBFS")
+    loudness_tolerance: float = Field(1.0, gt=0, le=10, description="LU either side of loudness_target "
+                                                                    "(EBU R 128: ±1 LU)")
+    palette_delta_e: float = Field(20.0, gt=0, le=100, description="mean CIEDE2000 from the palette")
+
+    @model_validator(mode="after")
+    def _known(self) -> QcPolicy:
+        seen: dict[str, str] = {}
+        for group in ("block", "warn", "skip"):
+            for check in getattr(self, group):
+                if check not in QC_CHECKS:
+                    raise ValueError(f"unknown QC check {check!r} in qc.{group}; known: {', '.join(QC_CHECKS)}")
+                if check in seen:
+                    raise ValueError(f"QC check {check!r} is in both qc.{seen[check]} and qc.{group}")
+                seen[check] = group
+        return self
+
+    def severity(self, check: str) -> str:
+        """"block", "warn" or "skip" for ``check``."""
+        for group in ("skip", "block", "warn"):
+            if check in getattr(self, group):
+                return group
+        return "block" if check in QC_DEFAULT_BLOCK else "warn"
+
+
 class ChannelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -124,6 +170,7 @@ class ChannelSpec(BaseModel):
         None, gt=0, le=60, description="least time a legal super stays on screen in this channel (a "
                                        "broadcaster's clearance rule); default: its reading time only")
     captions: CaptionRules = CaptionRules()
+    qc: QcPolicy = Field(QcPolicy(), description="which QC checks block and which warn (studio.qc)")
     color: Literal["bt709"] = "bt709"
     # Letterbox / pillarbox: the picture's own aspect inside the frame, the rest black.
     # The safe area is then a fraction of the active picture, not of the frame.
