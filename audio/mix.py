@@ -354,6 +354,7 @@ def mix_stage(env: StageEnv, inputs: MixInputs) -> MixOutputs:
                                 code_version=CODE_VERSION,
                                 params={"path": str(env.out_dir / path.relative_to(env.work_dir)),
                                         "as_mixed": True, **{k: v for k, v in params.items() if k != "graph"},
+                                        **({"locale": env.locale} if env.locale else {}),
                                         **({"reused_from": reused_from} if reused_from else {})},
                                 rights=inputs.sound.get("rights", {}).get(name, {})))
     # the mix itself and each channel's master, each a cached step
@@ -388,6 +389,7 @@ def mix_stage(env: StageEnv, inputs: MixInputs) -> MixOutputs:
                                 spec=spec.name, sha256=ref.sha256, start=0.0, duration=total,
                                 code_version=CODE_VERSION,
                                 params={**{k: v for k, v in info.items() if k != "ref"},
+                                        **({"locale": env.locale} if env.locale else {}),
                                         **({"reused_from": made_by} if made_by else {})}))
         env.reporter.advance("mix", spec=spec.name)
     return MixOutputs(sound=sound, masters=masters, master_keys=master_keys, counts=counts)

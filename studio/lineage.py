@@ -178,18 +178,34 @@ def run_edges(s: Session, run_id: str) -> set[tuple[str, str, str, str, str]]:
     parts = {"voice": [a for a in audio if a.run_id == source.id and a.kind == "voice-line"],
              "music": [a for a in audio if a.run_id == source.id and a.kind == "music-bed"],
              "effects": [a for a in audio if a.run_id == source.id and a.kind == "effect-cue"]}
-    masters = {a.spec or a.name: a for a in own if a.kind == "master"}
+    # A brief in several locales has a mix per locale (params["locale"]; none for the
+    # first locale of a one-locale brief): each locale's masters, stems and voice lines
+    # are its own, its bed and cues the run's. A locale that ships subtitled has no lines
+    # of its own: its voice stem is the first locale's lines.
+    def loc(a: Any) -> str | None:
+        return (a.params or {}).get("locale")
+
+    masters = {(a.spec or a.name, loc(a)): a for a in own if a.kind == "master"}
     stems = [a for a in own if a.kind == "stem"]
-    mix = ("mix", run.id)
+    locales = ((bv.document or {}).get("locales") or []) if bv is not None else []
+    first = locales[0] if len(locales) > 1 else None  # the voice a subtitled locale keeps
+
+    def mix_of(locale: str | None) -> Node:
+        return ("mix", f"{run.id}.{locale}" if locale else run.id)
+
     for d in deliverables:
-        if d.kind == "video" and d.spec in masters:
-            add(("deliverable", d.id), ("audio", masters[d.spec].id), "audio")
-    for a in masters.values():
-        add(("audio", a.id), mix, "mix")
+        key = (d.spec, (d.params or {}).get("locale"))
+        if d.kind == "video" and key in masters:
+            add(("deliverable", d.id), ("audio", masters[key].id), "audio")
+    for (_spec, locale), a in masters.items():
+        add(("audio", a.id), mix_of(locale), "mix")
     role_of = {"voice": "line", "music": "bed", "effects": "cue"}
     for a in stems:
-        add(mix, ("audio", a.id), "stem")
-        for part in parts.get(a.name, []):
+        add(mix_of(loc(a)), ("audio", a.id), "stem")
+        members = parts.get(a.name, [])
+        if a.name == "voice":
+            members = [p for p in members if loc(p) == loc(a)] or [p for p in members if loc(p) == first]
+        for part in members:
             add(("audio", a.id), ("audio", part.id), role_of[a.name])
     for a in own:
         node = ("audio", a.id)
@@ -362,7 +378,8 @@ def _labels(s: Session, nodes: set[Node]) -> dict[Node, str]:
         out[("audio", a.id)] = f"{a.id} {a.kind} {a.name}"
     for k, i in nodes:
         if k == "mix":
-            out[(k, i)] = f"the mix of run {i}"
+            run_id, _, locale = i.partition(".")
+            out[(k, i)] = f"the mix of run {run_id}" + (f" ({locale})" if locale else "")
     return out
 
 

@@ -228,3 +228,30 @@ def test_a_frame_note_names_each_locales_video() -> None:
     assert target(None) == f"deliverable:{VIDEO}"
     assert target("fr-FR") == f"deliverable:{VIDEO}.fr-FR" != target("en-GB")
     assert re.match(TARGET_RE, target("fr-FR") or "")
+
+
+def test_each_locales_video_traces_to_its_own_voice(run: dict[str, Any]) -> None:
+    """Lineage per locale: the French video reaches the French voice's lines and its own
+    mix; the English one the English voice; the subtitled German one the English lines."""
+    from studio import lineage
+
+    engine = db.make_engine(run["settings"].db_url)
+    by = _by(run["manifest"], VIDEO)
+
+    def reached(loc: str) -> tuple[set[str], set[str]]:
+        with Session(engine) as s:
+            row = s.exec(select(db.Deliverable).where(db.Deliverable.run_id == run["ctx"].run_id,
+                                                      db.Deliverable.sha256 == by[loc]["sha256"])).one()
+        found: set[tuple[str, str]] = set()
+
+        def walk(item: dict[str, Any]) -> None:
+            found.add((item["kind"], item["id"]))
+            for child in item.get("children", []):
+                walk(child)
+
+        walk(lineage.lineage(engine, row.id)["tree"])
+        return {i for k, i in found if k == "voice"}, {i for k, i in found if k == "mix"}
+
+    (en_voice, en_mix), (fr_voice, fr_mix), (de_voice, de_mix) = (reached(loc) for loc in LOCALES)
+    assert en_voice == {"joe-us"} and fr_voice == {"tiny-vits-fr"} and de_voice == {"joe-us"}
+    assert len(en_mix | fr_mix | de_mix) == 3 and en_mix != fr_mix != de_mix, (en_mix, fr_mix, de_mix)
