@@ -179,6 +179,16 @@ def _finishing_record(params: dict[str, Any], grades: list[dict[str, Any] | None
         params["finishing"]["luts"] = [{"lut": p, "lut_sha256": h} for p, h in sorted(luts)]
 
 
+# What of a spec says nothing about a deliverable's pixels or sound: the platforms'
+# disclosure labels (signed in after the conform) and the QC battery's thresholds.
+NOT_IN_KEY = {"disclosure", "qc"}
+
+
+def spec_key(spec: ChannelSpec) -> dict[str, Any]:
+    """The spec as a deliverable's key holds it: everything that shapes the file."""
+    return spec.model_dump(mode="json", by_alias=True, exclude=NOT_IN_KEY)
+
+
 def conform_recipe(edit_key: str, spec: ChannelSpec, *, lut_sha: str | None, grain: float, sharpen: float,
                    preset: str, master: str | None, captions: dict[str, Any], graph: str,
                    graphics: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -186,7 +196,7 @@ def conform_recipe(edit_key: str, spec: ChannelSpec, *, lut_sha: str | None, gra
     spec, the finishing, the encoder preset, the channel's audio master, the captions
     settings and the supers and end card (timelines.graphics.graphics_recipe). What its
     action key is made from; `studio plan` computes the same."""
-    dumped = spec.model_dump(mode="json", by_alias=True)
+    dumped = spec_key(spec)
     if dumped.get("legal_min_seconds") is None:
         # Added later: left out while unset, so deliverables made before keep their keys.
         dumped.pop("legal_min_seconds", None)
@@ -372,7 +382,7 @@ def still_recipe(image_sha256: str, focus: tuple[float, float], subject_scale: f
     the layout, the brand kit and the font's and logo's bytes: studio.copyfit). A changed
     headline makes the stills again, not the keyframes they are cut from."""
     return {"frame": image_sha256, "focus": [float(focus[0]), float(focus[1])], "subject_scale": subject_scale,
-            "spec": spec.model_dump(mode="json", by_alias=True), "sharpen": sharpen, "graph": graph,
+            "spec": spec_key(spec), "sharpen": sharpen, "graph": graph,
             "copy": copy.recipe() if copy is not None else None}
 
 
