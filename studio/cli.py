@@ -294,6 +294,48 @@ def schema(kind: str) -> None:
 
 
 @main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--spec", "spec_name", required=True, help="channel spec to check against (`studio specs`)")
+@click.option("--captions", type=click.Path(path_type=Path), help="SRT or WebVTT file to check")
+@click.option("--style", help="style pack whose palette the picture is compared with")
+@click.option("--duration", "expected", type=float, help="the edit's length in seconds (checked to the frame)")
+@click.option("--json", "as_json", is_flag=True, help="print the QcReport.1 JSON")
+@click.option("--json-out", type=click.Path(path_type=Path), help="write the JSON report here")
+@click.option("--html", "html_out", type=click.Path(path_type=Path), help="write the HTML report here")
+def qc(file: Path, spec_name: str, captions: Path | None, style: str | None, expected: float | None,
+       as_json: bool, json_out: Path | None, html_out: Path | None) -> None:
+    """Technical QC of a deliverable FILE against a channel spec. Exit status 0 when no
+    blocking check fails (warnings allowed), 1 when one does."""
+    from studio.qc import run_qc
+    from studio.settings import get_settings
+    from studio.specs import Catalog
+
+    s = get_settings()
+    cat = Catalog(s.specs_dir, s.styles_dir)
+    spec = cat.spec(spec_name, field="--spec")
+    palette = cat.style(style, field="--style").palette if style else None
+    report = run_qc(file, spec, captions=captions, palette=palette, expected_duration=expected)
+    if json_out:
+        report.write_json(json_out)
+    if html_out:
+        report.write_html(html_out)
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        click.echo(f"{file}: {report.verdict} against {spec.name}")
+        for c in report.checks:
+            click.echo(f"  {c.status:<7} {c.id:<12} {c.finding}")
+            for ev in c.events[:5]:
+                click.echo(f"  {'':<20} {ev.start_tc} – {ev.end_tc}  {ev.detail}")
+            if len(c.events) > 5:
+                click.echo(f"  {'':<20} … {len(c.events) - 5} more")
+            if c.status in ("fail", "warn") and c.fix:
+                click.echo(f"  {'':<20} fix: {c.fix}")
+    if report.blocked:
+        sys.exit(1)
+
+
+@main.command()
 def specs() -> None:
     """List channel specs."""
     from studio.settings import get_settings

@@ -156,12 +156,12 @@ class FlashScreen:
             j = i
             while j + 1 < n_frames and bad[j + 1]:
                 j += 1
-            # First transition inside the first failing window, last inside the last one,
-            # over the cells that fail there.
-            first_cells = failing[i]
-            first = next(f for f in range(starts[i], i + 1) if h[f, first_cells].any())
-            last_cells = failing[j]
-            last = next(f for f in range(j, starts[j] - 1, -1) if h[f, last_cells].any())
+            # The stretch runs from the first frame of the first failing window where the
+            # failing cells change together over more than the area limit (the flash's own
+            # first transition, not a stray change of the picture before it) to the last such
+            # frame of the last failing window; without one, the first and last transition.
+            first = _edge(h, failing[i], range(starts[i], i + 1))
+            last = _edge(h, failing[j], range(j, starts[j] - 1, -1))
             spans.append((int(first), int(last)))
             i = j + 1
         worst = int(counts.max()) if counts.size else 0
@@ -171,3 +171,13 @@ class FlashScreen:
             "max_area": round(float(area.max()), 4),
             "cells": n_cells,
         }
+
+
+def _edge(h: np.ndarray, cells: np.ndarray, frames: range) -> int:
+    """The first frame in ``frames`` (in its order) where ``cells`` transition over more
+    than AREA_LIMIT of the screen, else the first where any of them does."""
+    n_cells = h.shape[1]
+    for f in frames:
+        if h[f, cells].sum() > AREA_LIMIT * n_cells:
+            return f
+    return next(f for f in frames if h[f, cells].any())
