@@ -40,7 +40,7 @@ from studio.timecode import default_drop_frame, to_label
 
 SCHEMA = "QcReport.1"
 Status = Literal["pass", "warn", "fail", "skipped"]
-# EBU R 103: luma within -1% .. 103% of the 16-235 range on the low-passed signal.
+# EBU R 103: luma within -1% .. 103% of the 16-235 range (measured on the small picture).
 R103 = (round(16 - 0.01 * 219), round(16 + 1.03 * 219))
 OUT_OF_RANGE_AREA = 0.01  # R 103 tolerates excursions over up to 1% of the picture
 FREEZE_MOTION = 0.002  # mean |ΔY| (of the legal range) under which a frame repeats the last
@@ -333,7 +333,7 @@ def _picture_checks(spec: ChannelSpec, vm: VideoMeasures, clock: _Clock, intende
                       measured={"ymin": min(vm.ymin, default=None), "ymax": max(vm.ymax, default=None),
                                 "frames_out_of_range": len(bad_frames)},
                       threshold={"y_range": [lo, hi], "area": OUT_OF_RANGE_AREA,
-                                 "rule": "EBU R 103 (-1%..103% of 16-235, low-passed, ≤1% of the picture)"},
+                                 "rule": "EBU R 103 (-1%..103% of 16-235, over more than 1% of the picture)"},
                       spec_field="pix_fmt (limited range)",
                       finding=(f"luma outside {lo}-{hi} in {len(bad_frames)} frame(s), first at {lev_events[0].start_tc}"
                                if bad_frames else f"luma within {lo}-{hi}"),

@@ -44,7 +44,7 @@ def _spec(**qc: object) -> ChannelSpec:
                **qc}})
 
 
-def _make(out: Path, *, video: str = "", audio: str = "", amp: float = AMP,
+def _make(out: Path, *, video: str = "", audio: str = "", amp: float = AMP, post: str = "",
           tags: tuple[str, str, str] = ("bt709", "bt709", "bt709")) -> Path:
     """A 6 s 320x180 25 fps H.264 + AAC file: testsrc2 (in RGB, so drawn colours are exact)
     converted to BT.709 limited range, and a 1 kHz stereo tone; ``video``/``audio`` add
@@ -53,7 +53,7 @@ def _make(out: Path, *, video: str = "", audio: str = "", amp: float = AMP,
     v = f"testsrc2=s=320x180:r={RATE}:d={SECONDS},format=rgb24"
     if video:
         v += f",{video}"
-    v += ",scale=out_color_matrix=bt709:out_range=tv,format=yuv420p"
+    v += ",scale=out_color_matrix=bt709:out_range=tv,format=yuv420p" + (f",{post}" if post else "")
     a = f"aevalsrc={tone}|{tone}:s=48000:d={SECONDS}" + (f",{audio}" if audio else "")
     prim, trc, space = tags
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", v, "-f", "lavfi", "-i", a,
@@ -76,6 +76,8 @@ DEFECTS = {
     # Saturated red against a grey of the same relative luminance (0.2126): a red flash only.
     "red": {"video": f"drawbox=c=0xff0000:t=fill:enable='{FLASH_ON}',drawbox=c=0x7f7f7f:t=fill:enable='{FLASH_OFF}'"},
     "tags": {"tags": ("bt470bg", "gamma28", "bt470bg")},
+    # Luma pushed 25% up for one second (2.00-3.00 s): superwhites above 235.
+    "levels": {"post": "lutyuv=y='min(val*1.25,255)':enable='between(n,50,74)'"},
 }
 
 
@@ -129,6 +131,7 @@ def test_clean_media_passes_every_check(reports: dict[str, QcReport]) -> None:
     ("clipping", "clipping", 2.0, None),
     ("flash", "flash", 2.0, None),
     ("red", "red_flash", 2.0, None),
+    ("levels", "levels", 2.0, 3.0),
 ])
 def test_each_defect_is_found_with_its_timecode(reports: dict[str, QcReport], name: str, check: str,
                                                 start: float, end: float | None) -> None:
