@@ -43,6 +43,7 @@ Status = Literal["pass", "warn", "fail", "skipped"]
 # EBU R 103: luma within -1% .. 103% of the 16-235 range (measured on the small picture).
 R103 = (round(16 - 0.01 * 219), round(16 + 1.03 * 219))
 OUT_OF_RANGE_AREA = 0.01  # R 103 tolerates excursions over up to 1% of the picture
+PS_FRAMES = 30  # ffmpeg photosensitivity's default window (frames=30)
 FREEZE_MOTION = 0.002  # mean |ΔY| (of the legal range) under which a frame repeats the last
 _CODEC_NAMES = {"h264": "h264", "hevc": "hevc", "png": "png", "jpeg": "mjpeg"}
 
@@ -365,17 +366,34 @@ def _flash_checks(spec: ChannelSpec, vm: VideoMeasures, clock: _Clock) -> list[Q
                           fix="slow the flashing to 3 per second or less, shrink it below a quarter of the "
                               "screen, or lower its contrast; then re-check with an approved analyser",
                           events=events))
-    # ffmpeg's photosensitivity filter on the same decoded frames, for comparison.
-    flagged = [f < 1.0 for f in vm.ps_factor]
-    theirs = _runs(flagged)
-    mine = set()
+    # ffmpeg's photosensitivity filter on the same decoded frames, for comparison. It runs
+    # bypassed (measure only) and prints each frame's badness: the frame's own score (the
+    # change of colour from the previous frame, cell by cell on its 8x8 grid, normalised to
+    # its threshold) plus a weighted moving average of the scores of the last 30 frames (the
+    # newest weigh most); at 1 or more the filter would attenuate ("EXCEEDED" in its log).
+    # Its first frame is scored against an empty picture, which would flag the whole first
+    # window of every file, so the same sum is taken here again without that score.
+    fb = np.asarray(vm.ps_frame_badness, np.float64)
+    if fb.size:
+        fb[0] = 0.0
+    window = PS_FRAMES
+    weights = np.concatenate([[1.0], (window - np.arange(1, window)) / window])
+    moving = np.convolve(fb, weights)[: fb.size]
+    vm.ps_badness = moving.tolist()
+    theirs = _runs([bool(x >= 1.0) for x in moving])
+    mine: set[int] = set()
+    our_ends = []
     for s, e in ours["flash"] + ours["red_flash"]:
         mine.update(range(s, e + 1))
+        our_ends.append(e)
     theirs_set = {i for s, e in theirs for i in range(s, e)}
     both = len(mine & theirs_set)
+    only_theirs = theirs_set - mine
+    tail = {i for i in only_theirs if any(0 < i - e <= window for e in our_ends)}
     comparison = {
         "ffmpeg_frames_flagged": len(theirs_set), "ours_frames_flagged": len(mine), "both": both,
-        "ffmpeg_max_badness": round(max(vm.ps_badness, default=0.0), 3),
+        "ffmpeg_only": len(only_theirs), "ffmpeg_only_in_window_tail": len(tail), "ours_only": len(mine - theirs_set),
+        "ffmpeg_max_moving_badness": round(float(moving.max()) if moving.size else 0.0, 3),
         "ffmpeg_spans": [[clock.event(s / rate, e / rate).start_tc, clock.event(s / rate, e / rate).end_tc]
                          for s, e in theirs],
     }
@@ -384,11 +402,15 @@ def _flash_checks(spec: ChannelSpec, vm: VideoMeasures, clock: _Clock) -> list[Q
     if mine or theirs_set:
         note = (f"; ffmpeg's photosensitivity filter flags {len(theirs_set)} frame(s), ours {len(mine)}, "
                 f"{both} in common")
-        if theirs_set - mine:
-            note += (" (ffmpeg also flags frames we pass: it scores frame-to-frame change on an 8×8 grid "
-                     "without the 0.80 darker-image rule or the 25% area rule)")
+        if tail:
+            note += (f"; {len(tail)} of ffmpeg's follow our stretches: its {window}-frame moving average "
+                     "stays high after the flashing stops")
+        if only_theirs - tail:
+            note += (f"; {len(only_theirs - tail)} flagged by ffmpeg alone: it scores any change of colour on "
+                     "an 8x8 grid, with no 0.80 darker-image rule, no 25% area rule and no count of opposing "
+                     "changes, so fast motion or cuts can raise it")
         if mine - theirs_set:
-            note += " (we flag frames ffmpeg does not: its score is a moving sum that lags the flashes' start)"
+            note += f"; {len(mine - theirs_set)} flagged by us alone: ffmpeg's score stays under its threshold there"
         flash.finding += note
     return out
 

@@ -84,7 +84,7 @@ class VideoMeasures:
     thumbs: dict[int, np.ndarray] = field(default_factory=dict)  # frame -> RGB
     palette_samples: list[np.ndarray] = field(default_factory=list)  # RGB pixels
     ps_badness: list[float] = field(default_factory=list)  # ffmpeg photosensitivity, per frame
-    ps_factor: list[float] = field(default_factory=list)
+    ps_frame_badness: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
@@ -195,8 +195,8 @@ def video_pass(path: Path, stream: dict[str, Any], rate: Fraction, *, full_range
             for line in ps_file.read_text().splitlines():
                 if line.startswith("lavfi.photosensitivity.badness="):
                     m.ps_badness.append(float(line.split("=", 1)[1]))
-                elif line.startswith("lavfi.photosensitivity.factor="):
-                    m.ps_factor.append(float(line.split("=", 1)[1]))
+                elif line.startswith("lavfi.photosensitivity.frame-badness="):
+                    m.ps_frame_badness.append(float(line.split("=", 1)[1]))
     return m
 
 
