@@ -41,7 +41,7 @@ from studio.timecode import default_drop_frame, to_label
 SCHEMA = "QcReport.1"
 Status = Literal["pass", "warn", "fail", "skipped"]
 # EBU R 103: luma within -1% .. 103% of the 16-235 range (measured on the small picture).
-R103 = (round(16 - 0.01 * 219), round(16 + 1.03 * 219))
+R103 = (math.ceil(16 - 0.01 * 219), math.floor(16 + 1.03 * 219))  # 14, 241
 OUT_OF_RANGE_AREA = 0.01  # R 103 tolerates excursions over up to 1% of the picture
 PS_FRAMES = 30  # ffmpeg photosensitivity's default window (frames=30)
 FREEZE_MOTION = 0.002  # mean |ΔY| (of the legal range) under which a frame repeats the last
@@ -218,6 +218,9 @@ def _format_checks(path: Path, spec: ChannelSpec, info: dict[str, Any], v: dict[
             "fps": str(spec.rate), "pix_fmt": spec.pix_fmt}
     got = {"codec": v.get("codec_name"), "width": v.get("width"), "height": v.get("height"),
            "fps": str(rate), "pix_fmt": v.get("pix_fmt")}
+    if spec.profile:  # ffprobe says "High", "Main"; the spec "high", "main"
+        want["profile"] = spec.profile.lower()
+        got["profile"] = str(v.get("profile", "")).lower()
     avg = v.get("avg_frame_rate", "0/0")
     if avg not in ("0/0", None):
         got["avg_fps"] = str(Fraction(avg))
@@ -327,9 +330,10 @@ def _picture_checks(spec: ChannelSpec, vm: VideoMeasures, clock: _Clock, intende
         lo, hi = 0, 255
     else:
         lo, hi = R103
-    bad_frames = [i for i in range(vm.frames) if vm.out_of_range[i] > OUT_OF_RANGE_AREA]
+    bad_flags = [x > OUT_OF_RANGE_AREA for x in vm.out_of_range]
+    bad_frames = [i for i, b in enumerate(bad_flags) if b]
     lev_events = [clock.event(s / rate, e / rate, f"Y {min(vm.ymin[s:e])}-{max(vm.ymax[s:e])}")
-                  for s, e in _runs([i in set(bad_frames) for i in range(vm.frames)])] if bad_frames else []
+                  for s, e in _runs(bad_flags)]
     out.append(_check("levels", spec, bool(bad_frames),
                       measured={"ymin": min(vm.ymin, default=None), "ymax": max(vm.ymax, default=None),
                                 "frames_out_of_range": len(bad_frames)},

@@ -57,7 +57,7 @@ def _make(out: Path, *, video: str = "", audio: str = "", amp: float = AMP, post
     a = f"aevalsrc={tone}|{tone}:s=48000:d={SECONDS}" + (f",{audio}" if audio else "")
     prim, trc, space = tags
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", v, "-f", "lavfi", "-i", a,
-                    "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-g", "25",
+                    "-c:v", "libx264", "-preset", "superfast", "-crf", "18", "-g", "25",
                     "-color_primaries", prim, "-color_trc", trc, "-colorspace", space, "-color_range", "tv",
                     "-c:a", "aac", "-b:a", "192k", "-ar", "48000", str(out)], check=True)
     return out
@@ -92,7 +92,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             src = f"testsrc2=s=320x180:r={RATE}:d={SECONDS},format=rgb24,split[x][y];[x][y]freezeframes=first=75:last=124:replace=75,scale=out_color_matrix=bt709:out_range=tv,format=yuv420p[v]"
             subprocess.run(["ffmpeg", "-v", "error", "-y", "-filter_complex", src,
                             "-f", "lavfi", "-i", f"aevalsrc={TONE}|{TONE}:s=48000:d={SECONDS}",
-                            "-map", "[v]", "-map", "0:a", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18",
+                            "-map", "[v]", "-map", "0:a", "-c:v", "libx264", "-preset", "superfast", "-crf", "18",
                             "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
                             "-color_range", "tv", "-c:a", "aac", "-ar", "48000", str(path)], check=True)
             out[name] = path
@@ -292,3 +292,19 @@ def test_cli_exit_status(media: dict[str, Path], tmp_path: Path) -> None:
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "silence" in bad.stdout and "00:00:03:00" in bad.stdout and html.is_file()
+
+
+def test_decode_errors_and_duration_to_the_frame(media: dict[str, Path], tmp_path: Path) -> None:
+    spec = _spec()
+    r = run_qc(media["clean"], spec, expected_duration=SECONDS)
+    assert r.check("duration").status == "pass" and r.check("decode").status == "pass"
+    d = run_qc(media["clean"], spec, expected_duration=SECONDS - 0.2).check("duration")
+    assert d.status == "fail" and "150 frames, expected 145 (+5)" in d.finding
+    # Garbage over part of the picture data: the decoder complains, the check says so.
+    broken = tmp_path / "broken.mp4"
+    data = bytearray(media["clean"].read_bytes())
+    mid = len(data) // 2
+    data[mid: mid + 4000] = bytes((i * 97 + 13) % 256 for i in range(4000))
+    broken.write_bytes(bytes(data))
+    c = run_qc(broken, spec).check("decode")
+    assert c.status == "fail" and c.measured["errors"] > 0, c.measured
