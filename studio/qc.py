@@ -24,7 +24,7 @@ import json
 import math
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
@@ -111,10 +111,10 @@ class QcReport:
         raise KeyError(check_id)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("thumbs")
-        return {"schema": self.schema, "verdict": self.verdict, "blocked": self.blocked,
-                **{k: v for k, v in d.items() if k != "schema"}}
+        # Field by field: asdict would deep-copy every thumbnail only to drop them.
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("thumbs", "schema")}
+        d["checks"] = [asdict(c) for c in self.checks]
+        return {"schema": self.schema, "verdict": self.verdict, "blocked": self.blocked, **d}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)
