@@ -37,8 +37,9 @@ from studio.qc_measure import AudioMeasures, VideoMeasures, audio_pass, probe, r
 from studio.specs import ChannelSpec
 from studio.store import atomic_write_text
 from studio.timecode import default_drop_frame, to_label
+from studio.versioning import schema_string
 
-SCHEMA = "QcReport.1"
+SCHEMA = schema_string("QcReport")  # QcReport.1
 Status = Literal["pass", "warn", "fail", "skipped"]
 # EBU R 103: luma within -1% .. 103% of the 16-235 range (measured on the small picture).
 R103 = (math.ceil(16 - 0.01 * 219), math.floor(16 + 1.03 * 219))  # 14, 241

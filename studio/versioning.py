@@ -26,6 +26,7 @@ CURRENT: dict[str, int] = {
     "MusicTrack": 1,
     "BrandKit": 1,
     "Layout": 1,
+    "QcReport": 1,
 }
 
 # family -> {from_version: function that returns the document at from_version + 1}
