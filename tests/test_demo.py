@@ -20,6 +20,9 @@ from studio.store import sha256_file
 
 from .conftest import EXAMPLE_BRIEF, shared_file
 
+# the example's beats with supers (each a title on the edit's graphics track)
+SUPERED = {b.id for b in load_brief(EXAMPLE_BRIEF)[0].beats if b.supers is not None}
+
 
 def ffprobe(path: Path) -> dict:
     out = subprocess.run(
@@ -219,7 +222,11 @@ def test_every_run_exports_the_edit_for_editors(demo_run, manifest) -> None:
         assert sha256_file(out / t["path"]) == t["sha256"]
     fcpxml = out / edit["fcpxml"]["path"]
     tl = otio.adapters.read_from_file(str(fcpxml))
-    assert [c.name for c in tl.find_clips() if c.parent().kind == "Video"] == [b["id"] for b in manifest["beats"]]
+    # the picture on the first video track; the supers and end card as titles on the graphics track
+    assert [c.name for c in tl.video_tracks()[0].find_clips()] == [b["id"] for b in manifest["beats"]]
+    graphics = [t for t in tl.video_tracks()[1:] if t.name == "graphics"]
+    assert len(graphics) == 1 and [c.name for c in graphics[0].find_clips()] == [
+        f"super {b['id']}" for b in manifest["beats"] if b["id"] in SUPERED] + ["end card"]
     assert "01:00:00:00" in (out / edit["edl"]["path"]).read_text()
     version = fcpxml.read_text().split('<fcpxml version="', 1)[1].split('"', 1)[0]
     dtd = shared_file("conformance", "fcpxml-dtd", f"FCPXMLv{version.replace('.', '_')}.dtd")

@@ -565,3 +565,42 @@ def test_an_editors_change_to_the_graphics_track_is_conformed(setup: dict[str, A
     assert reads(66, SUPER1["headline"])
     assert not reads(114, CARD_COPY["headline"])  # 3.8 s: the end card starts at 4.0 s now
     assert reads(140, CARD_COPY["headline"])
+
+
+def test_scrims_hold_on_every_picture_for_every_text(tmp_path: Path) -> None:
+    """A super is fitted over three frames of its window; each text gets the scrim the
+    frame it reads worst on needs. Here the headline's band is bright in one frame and the
+    legal line's in another: both get scrims (taking the single frame with the worst text
+    left the other text bare over the other frame's bright band)."""
+    from studio.brand import BrandKit
+    from timelines import graphics as G
+
+    spec = Catalog().spec(SPEC)
+    lay = L.layouts()["lower-third"]
+    copy = L.Copy(headline="Cold at sunrise", legal="Terms apply. Up to 24 h cold.")
+    brand = BrandKit()
+    dark = Image.new("RGB", (W, H), (20, 24, 40))
+    plain = G._fit_worst(lay, copy, brand, spec, None, None, [dark], "beats[0].supers")
+    boxes = {t.role: t.box for t in plain.texts}
+    assert set(boxes) == {"headline", "legal"} and all(t.scrim is None for t in plain.texts)
+
+    def bright_under(role: str) -> Image.Image:
+        im = dark.copy()
+        x0, y0, x1, y1 = boxes[role]
+        im.paste((250, 245, 235), (0, y0 - 10, W, y1 + 10))
+        return im
+
+    pictures = [bright_under("headline"), bright_under("legal"), dark]
+    fitted = G._fit_worst(lay, copy, brand, spec, None, None, pictures, "beats[0].supers")
+    assert {t.role: t.scrim is not None for t in fitted.texts} == {"headline": True, "legal": True}
+    # and the scrims hold: measured on each picture with the layer composited
+    layer = L.render(fitted)
+    for pic in pictures:
+        shown = pic.convert("RGBA")
+        shown.alpha_composite(layer)
+        px = np.asarray(shown.convert("RGB"))
+        for t in fitted.texts:
+            x0, y0, x1, y1 = t.scrim.box if t.scrim else t.box
+            under = px[y0:y1, x0:x1].reshape(-1, 3)
+            # the scrim's own pixels (away from the glyphs): dark enough for white text
+            assert L.worst_ratio((255, 255, 255), under[np.asarray(L.luminance(under)) < 0.5]) >= t.required_ratio

@@ -422,23 +422,36 @@ def _png(layer: Image.Image, out_dir: Path, full: bool = False) -> tuple[Path, i
 def _fit_worst(lay: layout.Layout, copy: Copy, brand: BrandKit, spec: ChannelSpec, space: Any,
                style_file: Path | None, pictures: list[Image.Image], field_name: str,
                safe: tuple[int, int, int, int] | None = None) -> layout.Placement:
-    """The copy fitted over each picture; the placement of the picture the text reads
-    worst on (lowest measured contrast before scrims), so its scrims hold on all of them."""
-    best: tuple[float, layout.Placement] | None = None
-    for pic in pictures:
-        try:
-            p = layout.fit(lay, copy, brand, spec.width, spec.height, safe or spec.safe_rect(), space,
-                           channel=spec.name, background=pic, style_file=style_file)
-        except StudioError as e:
-            if e.field and e.field.startswith("copy."):
-                e.field = f"{field_name}.{e.field.removeprefix('copy.')}"
-            raise
-        ratios = [t.ratio_before for t in p.texts if t.ratio_before is not None and t.button is None]
-        worst = min(ratios) if ratios else math.inf
-        if best is None or worst < best[0]:
-            best = (worst, p)
-    assert best is not None
-    return best[1]
+    """The copy fitted over the worst of ``pictures``, pixel by pixel: each pixel as it
+    is in the picture where it contrasts least with the brand's text colour. The contrast
+    measured there, and the scrims added for it, hold on every picture, for every text
+    (taking the one picture a text reads worst on would leave another text, over a part
+    of the frame that is brighter in another picture, without the scrim it needs)."""
+    ground = worst_picture(pictures, layout.hex_rgb(brand.colours.text))
+    try:
+        return layout.fit(lay, copy, brand, spec.width, spec.height, safe or spec.safe_rect(), space,
+                          channel=spec.name, background=ground, style_file=style_file)
+    except StudioError as e:
+        if e.field and e.field.startswith("copy."):
+            e.field = f"{field_name}.{e.field.removeprefix('copy.')}"
+        raise
+
+
+def worst_picture(pictures: Sequence[Image.Image], text_rgb: tuple[int, int, int]) -> Image.Image:
+    """Per pixel, the picture's pixel with the least WCAG contrast against ``text_rgb``."""
+    if len(pictures) == 1:
+        return pictures[0]
+    stack = np.stack([np.asarray(p.convert("RGB")) for p in pictures])  # n, h, w, 3 (uint8)
+    lt = float(layout.luminance(np.array(text_rgb)))
+    # WCAG luminance by table: each channel's linear value for its 8-bit code, weighted.
+    codes = np.arange(256)
+    lin = np.stack([layout.luminance(np.stack([codes * (k == 0), codes * (k == 1), codes * (k == 2)], axis=1))
+                    for k in range(3)]).astype(np.float32)  # 3, 256: channel k's share of the luminance
+    lum = lin[0][stack[..., 0]] + lin[1][stack[..., 1]] + lin[2][stack[..., 2]]  # n, h, w
+    ratio = (np.maximum(lum, lt) + 0.05) / (np.minimum(lum, lt) + 0.05)
+    pick = np.argmin(ratio, axis=0)  # h, w
+    worst = np.take_along_axis(stack, pick[None, :, :, None], axis=0)[0]
+    return Image.fromarray(np.ascontiguousarray(worst))
 
 
 def _snap(t: float, rate: Fraction) -> float:
