@@ -119,7 +119,9 @@ class Beat(BaseModel):
     duration: float = Field(gt=0, le=600, description="seconds on screen")
     narration: LocalText = Field(
         "", description="what the voice says over the beat: one text, or one per locale ({en-GB: ..., fr-FR: ...}); "
-                        "at most 2000 characters each")
+                        "at most 2000 characters each",
+        # the one text's limit, for forms built from the schema (a mapping's texts are checked alike)
+        json_schema_extra={"maxLength": 2000})
     subject: str = Field(min_length=1, max_length=500)
     environment: str = Field("", max_length=500)
     composition: str = Field(

@@ -37,11 +37,16 @@
   function unwrap(s) {
     s = resolve(s);
     if (Array.isArray(s.anyOf)) {
-      const others = s.anyOf.filter((a) => a.type !== "null");
+      let others = s.anyOf.filter((a) => a.type !== "null");
+      // One text, or one per locale ({en-GB: ..., fr-FR: ...}): the form writes the one
+      // text every locale shares; a brief in several locales gives its own in YAML.
+      if (others.length === 2 && others.some((a) => a.type === "string") && others.some((a) => a.type === "object")) {
+        others = others.filter((a) => a.type === "string");
+      }
       if (others.length === 1) {
         const inner = Object.assign({}, resolve(others[0]));
-        for (const k of ["title", "description", "default"]) if (s[k] !== undefined) inner[k] = s[k];
-        return { s: inner, nullable: others.length < s.anyOf.length };
+        for (const k of ["title", "description", "default", "maxLength"]) if (s[k] !== undefined) inner[k] = s[k];
+        return { s: inner, nullable: s.anyOf.some((a) => a.type === "null") };
       }
     }
     return { s, nullable: false };
