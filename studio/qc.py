@@ -245,13 +245,17 @@ def _format_checks(path: Path, spec: ChannelSpec, info: dict[str, Any], v: dict[
                       fix="tag the stream BT.709 (-color_primaries bt709 -color_trc bt709 -colorspace bt709 "
                           f"-color_range {want_c['color_range']}); if the picture was made in another space, "
                           "convert it, do not just retag"))
+    out.append(_file_size(path, spec, "lower the bitrate or shorten it"))
+    return out
+
+
+def _file_size(path: Path, spec: ChannelSpec, fix: str) -> QcCheck:
+    """The file's bytes against the spec's ``max_file_size`` (when it has one)."""
     size = path.stat().st_size
     limit = spec.max_file_size
-    out.append(_check("file_size", spec, limit is not None and size > limit, measured={"bytes": size},
-                      threshold={"max_bytes": limit}, spec_field="max_file_size",
-                      finding=f"{size} bytes" + (f" (limit {limit})" if limit else " (no limit)"),
-                      fix="lower the bitrate or shorten it"))
-    return out
+    return _check("file_size", spec, limit is not None and size > limit, measured={"bytes": size},
+                  threshold={"max_bytes": limit}, spec_field="max_file_size",
+                  finding=f"{size} bytes" + (f" (limit {limit})" if limit else " (no limit)"), fix=fix)
 
 
 def _audio_format(spec: ChannelSpec, a: dict[str, Any] | None) -> QcCheck:
@@ -688,12 +692,7 @@ def _run_still(path: Path, spec: ChannelSpec, palette: list[str] | None) -> QcRe
                          spec_field="color",
                          finding=("sRGB" if colour_ok else f"tagged {desc!r}, not sRGB"),
                          fix="convert the image to sRGB and embed the sRGB profile (or none)"))
-    nbytes = path.stat().st_size
-    limit = spec.max_file_size
-    checks.append(_check("file_size", spec, limit is not None and nbytes > limit, measured={"bytes": nbytes},
-                         threshold={"max_bytes": limit}, spec_field="max_file_size",
-                         finding=f"{nbytes} bytes" + (f" (limit {limit})" if limit else ""),
-                         fix="lower the JPEG quality or simplify the image"))
+    checks.append(_file_size(path, spec, "lower the JPEG quality or simplify the image"))
     checks.append(_palette(spec, rgb.reshape(-1, 3), palette))
     checks = [c if spec.qc.severity(c.id) != "skip" else _skipped(c.id, spec, "skipped by the spec's qc.skip", "qc.skip")
               for c in checks]

@@ -569,6 +569,11 @@ def read_from_string(input_str: str) -> otio.schema.Timeline:
         ref_md = _read_md(asset)
         if ref_md:
             ref.metadata["studio"] = ref_md
+        return clip_of(elem, ref)
+
+    def clip_of(elem: ET.Element, ref: otio.core.MediaReference) -> otio.schema.Clip:
+        """A story element (``<asset-clip>``, ``<title>``) as a clip of ``ref``: its name,
+        source range, enabled flag, studio metadata and markers."""
         clip = otio.schema.Clip(
             name=elem.get("name", ""), media_reference=ref,
             source_range=otio.opentime.TimeRange(_rt(parse_time(elem.get("start")), rate),
@@ -593,17 +598,7 @@ def read_from_string(input_str: str) -> otio.schema.Timeline:
         effect = effects.get(elem.get("ref", ""))
         if effect is not None:
             ref.metadata["fcpxml"] = {"effect": effect.get("name", ""), "uid": effect.get("uid", "")}
-        clip = otio.schema.Clip(
-            name=name, media_reference=ref,
-            source_range=otio.opentime.TimeRange(_rt(parse_time(elem.get("start")), rate),
-                                                 _rt(parse_time(elem.get("duration")), rate)))
-        clip.enabled = elem.get("enabled", "1") != "0"
-        md = _read_md(elem)
-        if md:
-            clip.metadata["studio"] = md
-        for m in elem.findall("marker"):
-            clip.markers.append(_read_marker(m, rate))
-        return clip
+        return clip_of(elem, ref)
 
     video = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
     tl.tracks.append(video)
