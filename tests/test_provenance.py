@@ -204,6 +204,36 @@ def test_source_type_from_components() -> None:
         prov.components_from([{**SHOT, "sha256": "abc"}])
 
 
+def test_code_made_parts_are_algorithmic_not_trained() -> None:
+    # The procedural generator is code, not a trained model: its pictures alone are
+    # algorithmicMedia, with a logo compositeSynthetic; one trained part (a neural voice)
+    # makes the whole composite-with-trained.
+    code = {**SHOT, "model": "procedural", "trained": False}
+    assert prov.source_type(prov.components_from([code])) == prov.ALGORITHMIC
+    assert prov.source_type(prov.components_from([code, LOGO])) == prov.COMPOSITE_SYNTHETIC
+    assert prov.source_type(prov.components_from([code, VOICE, LOGO])) == prov.COMPOSITE
+    assert prov.ALGORITHMIC.endswith("/algorithmicMedia") and prov.COMPOSITE_SYNTHETIC.endswith("/compositeSynthetic")
+
+
+def test_dev_identity_signs_and_verifies_when_no_certificate_is_set(tmp_path: Path) -> None:
+    from studio.devcert import dev_dir, make_dev_identity
+    from studio.settings import Settings
+
+    bare = Settings(home=tmp_path / "bare")
+    with pytest.raises(StudioError, match=r"no signing credentials: STUDIO_SIGNING_CERT and STUDIO_SIGNING_KEY "
+                                          r"not set, and no development identity in .* — run `studio keys dev`"):
+        prov.load_credentials(bare)
+    home = tmp_path / "home"
+    files = make_dev_identity(dev_dir(home))
+    assert files.key.stat().st_mode & 0o077 == 0  # the key is the owner's only
+    creds = prov.load_credentials(Settings(home=home))
+    assert "Studio dev signer" in creds.signer
+    path = make_media(tmp_path, ".jpg")
+    prov.disclose(path, prov.components_from(COMPOSITE), title="dev", credentials=creds)
+    report = prov.verify(path, trust_anchors_pem=files.trust.read_bytes())
+    assert report["trusted"] and report["digital_source_type"] == prov.COMPOSITE
+
+
 # ---------------------------------------------------------------- XMP
 
 
