@@ -27,6 +27,8 @@ from pydantic import (
 from studio import documents
 from studio.brand import Copy
 from studio.errors import ManyErrors, StudioError
+from studio.policy import region_problem
+from studio.rights import WORLDWIDE
 from studio.specs import NAME_RE, Catalog, ChannelSpec, parse_rate
 from studio.timecode import Timecode, check_label
 
@@ -216,6 +218,14 @@ def _beat_ref(value: str, info: ValidationInfo) -> str:
     return value
 
 
+def _region(value: str) -> str:
+    """A region a brief ships to: an assigned ISO 3166-1 alpha-2 code, EU, EEA or worldwide."""
+    problem = region_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 class Brief(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -230,6 +240,10 @@ class Brief(BaseModel):
     characters: list[Character] = []
     candidates: int = Field(4, ge=1, le=64, description="candidates per beat")
     usage_class: Literal["experiment", "internal", "public"] = "internal"
+    regions: list[Annotated[str, AfterValidator(_region)]] = Field(
+        default_factory=lambda: [WORLDWIDE], min_length=1, max_length=300,
+        description="where the deliverables ship: ISO 3166-1 alpha-2 country codes in capitals (GB, FR, "
+                    "US), EU, EEA, or worldwide; every licence must cover each (studio.policy)")
     locale: str = Field("en-US", pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")
     fps: str | None = Field(None, description="edit rate; default: the first video channel's")
     seed: int | None = Field(None, ge=0, lt=2**31, description="base seed; default from project")
@@ -294,6 +308,16 @@ class Brief(BaseModel):
     @classmethod
     def _timecode(cls, v: str | None) -> str | None:
         return check_label(v) if v is not None else v
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("lists a region twice")
+        if WORLDWIDE in v and len(v) > 1:
+            raise ValueError(f"{WORLDWIDE} already covers every region; list either {WORLDWIDE} or the countries "
+                             "and unions")
+        return v
 
     @model_validator(mode="after")
     def _refs(self) -> Brief:
@@ -420,7 +444,8 @@ class Brief(BaseModel):
         return next(b for b in self.beats if b.id == beat_id)
 
 
-LATER_FIELDS: dict[str, Any] = {"copy": None, "end_card": None, "layouts": {}, "locales": [], "voices": {}}
+LATER_FIELDS: dict[str, Any] = {"copy": None, "end_card": None, "layouts": {}, "locales": [], "voices": {},
+                                "regions": [WORLDWIDE]}
 
 
 def brief_json_schema() -> dict[str, Any]:

@@ -1159,5 +1159,64 @@ def sign_(file: Path, components: Path, spec_name: str | None, title: str | None
                f"{done['components']} components")
 
 
+@main.group()
+def policy() -> None:
+    """The delivery policy (studio.policy): allowed models and voices per usage class, channel
+    and region, disclosure and likeness rules; STUDIO_POLICY names your own file."""
+
+
+@policy.command("show")
+@click.option("--json", "as_json", is_flag=True, help="print the whole policy as JSON")
+def policy_show(as_json: bool) -> None:
+    """The active policy file, its name and version, and its rules."""
+    from studio.policy import load_policy
+
+    p = load_policy()
+    summary = p.summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(f"{p.name} version {p.version}{f' ({p.title})' if p.title else ''}: {p.source}")
+    for uc, rules in sorted(p.usage_classes.items()):
+        parts = []
+        for what in ("models", "voices", "channels"):
+            g = getattr(rules, what)
+            text = ", ".join(f"{k} {' '.join(v)}" for k, v in g.model_dump().items() if v and v != ["*"])
+            if text:
+                parts.append(f"{what}: {text}")
+        click.echo(f"  {uc}: {'; '.join(parts) or 'anything'}")
+    for r in p.channel_rules:
+        extra = [f"disclosure {r.disclosure}"] if r.disclosure != "none" else []
+        extra += [f"{w} deny {' '.join(g.deny)}" for w, g in (("models", r.models), ("voices", r.voices)) if g.deny]
+        click.echo(f"  channels {' '.join(r.match)}: {'; '.join(extra) or 'no rule'}")
+    for r in p.region_rules:
+        extra = [f"{w} deny {' '.join(g.deny)}" for w, g in (("models", r.models), ("voices", r.voices)) if g.deny]
+        click.echo(f"  regions {' '.join(r.regions)}: {'; '.join(extra) or 'no rule'}")
+    click.echo(f"  likeness: consent required for {', '.join(p.likeness.consent_required_for) or 'no class'}")
+    relaxed = {k: v for k, v in p.severity.items() if v != "block"}
+    click.echo("  severity: " + (", ".join(f"{k} {v}" for k, v in relaxed.items()) or "every rule blocks"))
+
+
+@policy.command("override")
+@click.option("--rule", required=True, help="the rule id the policy report names, e.g. licence.territory")
+@click.option("--component", required=True, help="the component as the report names it, kind:id")
+@click.option("--scope", required=True, help="the brief's name or the job id the sign-off is for")
+@click.option("--approver", required=True, help="who signs it off")
+@click.option("--reason", required=True, help="why the rule may be broken here")
+@click.option("--role", default="legal", show_default=True, help="the approver's role")
+@click.option("--expires", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="the last day it counts, YYYY-MM-DD (default: no end)")
+def policy_override(rule: str, component: str, scope: str, approver: str, reason: str, role: str,
+                    expires: Any) -> None:
+    """Record an approver's sign-off that RULE may be broken by COMPONENT in SCOPE."""
+    from studio.policy import record_override
+
+    o = record_override(_engine(), rule=rule, component=component, scope=scope, approver=approver,
+                        reason=reason, role=role, expires=expires.date() if expires else None)
+    until = f" until {o.expires.isoformat()}" if o.expires else ""
+    click.echo(f"override {o.id}: {o.rule} for {o.component} in {o.scope}{until}, signed off by {o.approver} "
+               f"({o.role}): {o.reason}")
+
+
 if __name__ == "__main__":
     main()

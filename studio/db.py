@@ -15,7 +15,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -835,3 +835,21 @@ class WebSession(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now)
     expires_at: datetime
     revoked_at: datetime | None = None
+
+
+class PolicyOverride(SQLModel, table=True):
+    """Append-only: an approver's recorded sign-off that one policy rule may be broken by one
+    component (``component`` as "kind:id", e.g. model:flux-dev) in one scope (a brief's name
+    or a job id), with the reason, until ``expires`` (the last day it counts; None: no end).
+    studio.policy.record_override writes it; a policy report shows it on the violation."""
+
+    __tablename__ = "policy_override"
+    id: int | None = Field(default=None, primary_key=True)
+    rule: str  # a studio.policy.RULES id, e.g. licence.territory
+    component: str
+    scope: str = Field(index=True)
+    approver: str
+    role: str = "legal"
+    reason: str
+    created_at: datetime = Field(default_factory=now)
+    expires: date | None = None

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     music_dir: Path | None = Field(
         default=None, description="Music library folder (tracks with rights sidecars) for briefs "
         "with music.source: library.")
+    policy: Path | None = Field(
+        default=None, description="The organisation's policy file (Policy.1 YAML: allowed models and "
+        "voices per usage class, channel and region, disclosure and likeness rules; studio.policy); "
+        "default: the one Studio ships (studio/data/policy/default.yaml).")
     effects_dir: Path | None = Field(
         default=None, description="Effects library folder; default: Studio's procedural effects.")
     assets_roots: str = Field(

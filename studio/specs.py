@@ -185,6 +185,9 @@ class ChannelSpec(BaseModel):
         None, description="drop-frame timecode; default: yes at 30000/1001 and 60000/1001 "
                           "(US broadcast counts DF), no elsewhere (DF exists only at those rates)")
     source: str = Field("", description="where the figures come from")
+    medium: Literal["digital", "broadcast", "print"] = Field(
+        "digital", description="where its deliverables appear: digital (web, social, apps), broadcast (on "
+        "air) or print; a component's licence must cover it (studio.policy)")
     disclosure: list[PlatformDisclosure] = Field(
         default_factory=list, max_length=10, description="the platform's AI-content disclosures "
         "(studio.provenance records them in the signed manifest); none: the channel asks none")

@@ -27,6 +27,8 @@ CURRENT: dict[str, int] = {
     "BrandKit": 1,
     "Layout": 1,
     "QcReport": 1,
+    "Policy": 1,
+    "PolicyReport": 1,
 }
 
 # family -> {from_version: function that returns the document at from_version + 1}

@@ -180,8 +180,9 @@ def _finishing_record(params: dict[str, Any], grades: list[dict[str, Any] | None
 
 
 # What of a spec says nothing about a deliverable's pixels or sound: the platforms'
-# disclosure labels (signed in after the conform) and the QC battery's thresholds.
-NOT_IN_KEY = {"disclosure", "qc"}
+# disclosure labels (signed in after the conform), the QC battery's thresholds and the
+# medium (which licences the policy asks for: studio.policy).
+NOT_IN_KEY = {"disclosure", "qc", "medium"}
 
 
 def spec_key(spec: ChannelSpec) -> dict[str, Any]:
