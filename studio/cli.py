@@ -514,7 +514,8 @@ def where(thing: str, as_json: bool) -> None:
         return
     click.echo(f"{names}: in {len(info['deliverables'])} deliverable(s)")
     for d in info["deliverables"]:
-        click.echo(f"  {d['id']:<22} {d['spec']:<26} run {d['run_id']}  {d['path']}")
+        state = ("  BLOCKED: " + "; ".join(b["detail"] or b["reason"] for b in d["blocks"])) if d["blocked"] else ""
+        click.echo(f"  {d['id']:<22} {d['spec']:<26} run {d['run_id']}  {d['path']}{state}")
 
 
 @main.command()
@@ -537,6 +538,142 @@ def lineage(deliverable: str, as_json: bool) -> None:
         click.echo(f"(run {info['deliverable']['run_id']} is a conform of run {info['conform_of']})")
     for line in lin.format_tree(info["tree"]):
         click.echo(line)
+
+
+class _RightsGroup(StudioGroup):
+    """`studio rights DELIVERABLE` is `studio rights show DELIVERABLE`: anything that is not
+    a subcommand is a deliverable."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group(cls=_RightsGroup)
+def rights() -> None:
+    """The rights ledger: `studio rights DELIVERABLE` lists each part of a deliverable with
+    its licence (licensor, usage classes, territories, media, term, consent) and its blocks;
+    `revoke` and `check` block what a revoked or expired licence reaches."""
+
+
+def _term(rec: dict[str, Any]) -> str:
+    if not rec.get("starts") and not rec.get("expires"):
+        return "no end"
+    return f"{rec.get('starts') or '...'} to {rec.get('expires') or '...'}"
+
+
+def _consent(rec: dict[str, Any]) -> str:
+    if not rec.get("real_person"):
+        return "-"
+    c = rec.get("consent")
+    return f"{rec['real_person']}: " + (f"consent {c['granted']} ({c['document']})" if c else "NO CONSENT")
+
+
+@rights.command("show")
+@click.argument("deliverable")
+@click.option("--json", "as_json", is_flag=True)
+def rights_show(deliverable: str, as_json: bool) -> None:
+    """DELIVERABLE's parts (by its id, its file's sha256 or its path) with their rights."""
+    from studio import lineage as lin
+    from studio import rights as rts
+    from studio.settings import get_settings
+
+    engine = _engine()
+    lin.record_missing(engine)
+    info = rts.rights_of(engine, deliverable, get_settings())
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    d = info["deliverable"]
+    if info["matched"] > 1:
+        click.echo(f"({info['matched']} deliverables have this file; the newest is shown)")
+    click.echo(f"{d['id']} {d['spec']} ({d['kind']}) run {d['run_id']}  {d['path']}")
+    # The same licence on many parts (a voice's lines, a model's keyframes) is one row.
+    rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for p in info["parts"]:
+        rows.setdefault((p["kind"], p["rights"]["licence_id"]), []).append(p)
+    table = [("COMPONENT", "LICENCE ID", "LICENCE", "LICENSOR", "USAGE", "TERRITORIES", "MEDIA", "TERM",
+              "CONSENT")]
+    for (kind, _lid), parts in rows.items():
+        rec, ledger = parts[0]["rights"], parts[0]["ledger"]
+        name = parts[0]["name"] if len(parts) == 1 else f"{kind} x{len(parts)}"
+        if ledger["revoked"]:
+            name += " [REVOKED]"
+        elif ledger["expired"]:
+            name += " [EXPIRED]"
+        licence = rec["licence"] if len(rec["licence"]) <= 40 else rec["licence"][:39] + "…"
+        table.append((name, rec["licence_id"], licence, rec["licensor"], ",".join(rec["usage_classes"]),
+                      ",".join(rec["territories"]), ",".join(rec["media"]), _term(rec), _consent(rec)))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for r in table:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    if not info["blocks"]:
+        click.echo("blocks: none")
+    for b in info["blocks"]:
+        click.echo(f"BLOCKED ({b['reason']}, {b['licence_id']}): {b['detail']}")
+
+
+@rights.command("revoke")
+@click.argument("licence_id")
+@click.option("--reason", required=True, help="why (e.g. the licensor's notice)")
+@click.option("--by", "by", required=True, help="who revokes it")
+def rights_revoke(licence_id: str, reason: str, by: str) -> None:
+    """Revoke LICENCE_ID in the ledger and block every deliverable it reaches."""
+    from studio import lineage as lin
+    from studio import rights as rts
+
+    engine = _engine()
+    lin.record_missing(engine)
+    blocked = rts.revoke(engine, licence_id, reason=reason, by=by)
+    click.echo(f"licence {licence_id} revoked: {len(blocked)} deliverable(s) blocked")
+    for did in blocked:
+        click.echo(f"  {did}")
+
+
+@rights.command("check")
+@click.option("--on", "on", default=None, help="the day to check against, YYYY-MM-DD (default: today)")
+def rights_check(on: str | None) -> None:
+    """Block what every licence (or consent) expired by --on reaches."""
+    import datetime as dt
+
+    from studio import lineage as lin
+    from studio import rights as rts
+
+    try:
+        day = dt.date.fromisoformat(on) if on else dt.date.today()
+    except ValueError:
+        raise StudioError(f"{on!r} is not a date", fix="give --on as YYYY-MM-DD (e.g. 2027-01-31)",
+                          field="--on") from None
+    engine = _engine()
+    lin.record_missing(engine)
+    made = rts.check_expiry(engine, day)
+    click.echo(f"licences expired by {day.isoformat()}: {len(made)} deliverable block(s) made")
+    for b in made:
+        click.echo(f"  {b['deliverable_id']}  {b['detail']}")
+
+
+@main.group()
+def keys() -> None:
+    """Signing identities for the C2PA manifests deliverables carry."""
+
+
+@keys.command("dev")
+@click.option("--force", is_flag=True, help="replace an existing development identity")
+def keys_dev(force: bool) -> None:
+    """Make a development signing identity under STUDIO_HOME/signing (a root CA, an
+    intermediate and an ES256 leaf), used when STUDIO_SIGNING_CERT is not set. It signs for
+    this machine only: production sets STUDIO_SIGNING_CERT/KEY to the organisation's."""
+    from studio.devcert import dev_dir, make_dev_identity
+    from studio.settings import get_settings
+
+    s = get_settings()
+    folder = dev_dir(s.home)
+    if (folder / "chain.pem").is_file() and not force:
+        click.echo(f"{folder}: a development identity is there already (--force replaces it)")
+        return
+    files = make_dev_identity(folder)
+    click.echo(f"development signing identity: {files.cert} (key {files.key}, root {files.trust})")
 
 
 @main.group()
@@ -751,10 +888,11 @@ def submit(brief: Path, server: str, token: str | None, priority: int | None, la
     """Submit BRIEF to a Studio server and follow the job's progress until it finishes.
 
     Exit code: 0 succeeded; 1 failed (its error printed); 3 waiting on a person at a human
-    gate (what to do printed: `studio pick`, `studio approve`); 143 canceled; 2 refused
+    gate (what to do printed: `studio pick`, `studio approve`); 4 blocked by the release gate
+    (each violation and QC failure printed; `studio override`); 143 canceled; 2 refused
     (each problem printed) or the server unreachable; 130 when Ctrl-C stops the following
     (the job goes on on the server)."""
-    from studio.client import GATE_EXIT, GATES, Client
+    from studio.client import BLOCKED_EXIT, GATE_EXIT, GATES, Client
 
     with Client(server, token) as client:
         status, body = client.submit(brief.read_bytes(), source=str(brief), priority=priority,
@@ -803,8 +941,21 @@ def submit(brief: Path, server: str, token: str | None, priority: int | None, la
         todo = {"awaiting_selection": f"pick a candidate for beat(s) {waiting}: `studio candidates {job_id}`, then "
                                       f"`studio pick {job_id} BEAT CANDIDATE`",
                 "awaiting_approval": f"sign-off(s) {waiting} to give: `studio approve {job_id} --role ROLE`",
-                "rejected": f"rejected: change a pick (`studio pick`) or ask for more (`studio more {job_id} BEAT NOTE`)"}
+                "rejected": f"rejected: change a pick (`studio pick`) or ask for more (`studio more {job_id} BEAT NOTE`)",
+                "blocked": f"the release gate holds {waiting}: an approver signs off each violation (`studio override "
+                           f"{job_id} --rule RULE --component KIND:ID --reason TEXT`); a QC failure needs the media or "
+                           f"the spec fixed, then `studio retry {job_id}`"}
         click.echo(f"studio: job {job_id} waits on a person ({job['state']}): {todo[job['state']]}", err=True)
+        if job["state"] == "blocked":
+            gate = job.get("gate") or {}
+            for v in gate.get("violations") or []:
+                done = f" [overridden by {v['overridden_by'].get('approver')}]" if v.get("overridden_by") else ""
+                click.echo(f"studio: {v.get('spec')}: {v.get('rule')} {v.get('component')}: {v.get('what')} — "
+                           f"{v.get('fix')}{done}", err=True)
+            for q in gate.get("qc") or []:
+                click.echo(f"studio: {q.get('spec')}: QC check {q.get('check')} failed: {q.get('finding')} — "
+                           f"{q.get('fix') or 'see the QC report'} ({q.get('html')})", err=True)
+            sys.exit(BLOCKED_EXIT)
         sys.exit(GATE_EXIT)
 
 
@@ -1003,6 +1154,28 @@ def approve_(job_id: str, role: str, reject: bool, content_sha256: str | None, n
         out = client.decide(job_id, "approvals", {"role": role, "decision": "reject" if reject else "approve",
                                                   "content_sha256": content_sha256, "note": note})
     _decided(out, as_json, f"{'rejected' if reject else 'approved'} as {role}")
+
+
+@main.command("override")
+@click.argument("job_id", metavar="ID")
+@click.option("--rule", required=True, help="The violation's rule, as the job's release gate lists it.")
+@click.option("--component", required=True, help="The violation's component, kind:id (e.g. model:flux-dev).")
+@click.option("--reason", required=True, help="Why the rule may be broken here: kept with the sign-off.")
+@click.option("--expires", default=None, metavar="YYYY-MM-DD", help="The last day it counts (default: no end).")
+@server_option
+@token_option
+@click.option("--json", "as_json", is_flag=True)
+def override_(job_id: str, rule: str, component: str, reason: str, expires: str | None, server: str,
+              token: str | None, as_json: bool) -> None:
+    """Sign off one blocking policy violation of job ID, which its release gate blocked
+    (approver token): recorded as a legal override for the job's project and campaign, with
+    you as the approver. The job goes on once each violation is signed off; a QC failure is
+    never overridden (fix the media or the spec)."""
+    from studio.client import Client
+
+    with Client(server, token) as client:
+        out = client.override(job_id, rule, component, reason, expires)
+    _decided(out, as_json, f"overrode {rule} for {component}")
 
 
 

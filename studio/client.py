@@ -22,8 +22,9 @@ import httpx
 from studio.errors import StudioError
 
 FINAL = frozenset({"succeeded", "failed", "canceled"})
-GATES = frozenset({"awaiting_selection", "awaiting_approval", "rejected"})  # waiting on a person
+GATES = frozenset({"awaiting_selection", "awaiting_approval", "rejected", "blocked"})  # waiting on a person
 GATE_EXIT = 3  # `studio submit`'s exit code for a job that waits on a person (as `studio render`'s)
+BLOCKED_EXIT = 4  # ... and for one its release gate blocked (as `studio render`'s: studio.errors.ReleaseBlocked)
 RECONNECT_FOR = 300.0  # seconds a follower keeps trying to reach a server that went away
 READ_TIMEOUT = 60.0  # the server sends a keep-alive every 15 s: this much silence is a dead link
 
@@ -158,6 +159,15 @@ class Client:
         """POST /v1/jobs/{id}/{what} (picks | annotations | more | approvals): the decision,
         the job after it and the state it moved to."""
         return self.request("POST", f"/v1/jobs/{job_id}/{what}", json=body).json()
+
+    def override(self, job_id: str, rule: str, component: str, reason: str,
+                 expires: str | None = None) -> dict[str, Any]:
+        """POST /v1/jobs/{id}/overrides: an approver's sign-off of one blocking violation of
+        the job's release gate; the decision, the job after it and the state it moved to."""
+        body: dict[str, Any] = {"rule": rule, "component": component, "reason": reason}
+        if expires is not None:
+            body["expires"] = expires
+        return self.request("POST", f"/v1/jobs/{job_id}/overrides", json=body).json()
 
     def decisions(self, job_id: str) -> list[dict[str, Any]]:
         return self.request("GET", f"/v1/jobs/{job_id}/decisions").json()["decisions"]

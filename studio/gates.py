@@ -24,7 +24,13 @@ What moves a job on (each in one transaction with its decision and events):
 - an approval while ``awaiting_approval``: once every sign-off the brief asks for approves
   the gate's release hash, queued again (``approved``); the next attempt renders (all
   cached) and publishes only when the release it made is still the approved one;
-- a rejection: ``rejected`` until a pick or ``more`` changes the content.
+- a rejection: ``rejected`` until a pick or ``more`` changes the content;
+- an override while ``blocked`` (the release gate refused the render: studio.release): an
+  approver's recorded sign-off (studio.policy.record_override) of one blocking policy
+  violation, for the gate's scope; once every blocking violation is signed off and no QC
+  check failed, queued again (``overridden``): the next render reuses every step, and its
+  release gate sees the overrides and passes. A QC failure cannot be overridden: the
+  media or the spec must change.
 An annotation changes no state. Every state change keeps its event in the same transaction
 (studio.jobs), so the job resumes after a server restart exactly as if none had happened.
 """
@@ -44,7 +50,7 @@ from studio.db import Decision, Job, now
 from studio.errors import StudioError, quote
 from studio.jobs import GATED, UnknownJob, _change, _held, _read, _tx
 
-KINDS = ("pick", "annotate", "more", "approve", "reject")
+KINDS = ("pick", "annotate", "more", "approve", "reject", "override")
 # What a reviewer can say about a candidate, as codes a report can count.
 REASON_CODES = ("composition_solid", "expression_off", "product_unclear", "off_palette", "artefact",
                 "good_for_alt")
@@ -100,8 +106,10 @@ def wait(engine: Engine, lease_token: str, state: str, gate: dict[str, Any], *,
             return False
         job.gate = gate
         job.error = None
+        counts = ({"violations": len(gate.get("violations") or []), "qc": len(gate.get("qc") or [])}
+                  if gate.get("gate") == "release" else {})
         _change(tx, job, state, at, attempt=attempt.n, gate=gate.get("gate"),
-                waiting_on=gate.get("waiting_on"), content_sha256=gate.get("content_sha256"))
+                waiting_on=gate.get("waiting_on"), content_sha256=gate.get("content_sha256"), **counts)
         return True
 
 
@@ -362,6 +370,111 @@ def sign(engine: Engine, job_id: str, role: str, approve: bool, content_sha256: 
                 # every rejection of this content was answered by an approval: waits again
                 _change(tx, job, "awaiting_approval", at, role=role)
                 moved = "awaiting_approval"
+        return Outcome(d, job, moved)
+
+
+# -- the release gate: an approver's override of a policy violation -----------------------
+
+
+def release_waiting_on(gate: dict[str, Any]) -> list[str]:
+    """What a release gate still holds: each blocking violation nobody has signed off, as
+    ``RULE COMPONENT`` (what an override names), then each failed QC check as ``qc SPEC
+    CHECK`` (no override lets those through)."""
+    held = [f"{v.get('rule')} {v.get('component')}" for v in gate.get("violations") or []
+            if v.get("blocking", True) and not v.get("overridden_by")]
+    failed = [f"qc {q.get('spec')}{' ' + str(q['locale']) if q.get('locale') else ''} {q.get('check')}"
+              for q in gate.get("qc") or []]
+    return list(dict.fromkeys(held + failed))
+
+
+def override_sha256(scope: str, rule: str, component: str) -> str:
+    """What an override decision is made on: the rule broken by the component in the scope."""
+    return hashlib.sha256(json.dumps([scope, rule, component]).encode()).hexdigest()
+
+
+def _check_override(job: Job, rule: str, component: str) -> None:
+    gate = job.gate or {}
+    if job.state != "blocked" or gate.get("gate") != "release":
+        raise GateConflict(f"job {job.id} is {job.state}, not blocked at the release gate: there is nothing to "
+                           "override", fix="an override is for a job whose release gate blocked it (state blocked)",
+                           field="state")
+    qc = gate.get("qc") or []
+    checks = {str(q.get("check")) for q in qc}
+    if rule.startswith("qc") or rule in checks:
+        failed = "; ".join(f"{q.get('spec')} {q.get('check')}: {q.get('finding')}" for q in qc) or "none now"
+        raise GateConflict(f"a QC failure cannot be overridden (job {job.id}'s QC failures: {failed})",
+                           fix="fix the media or the channel spec (its qc: severities) and `studio retry "
+                               f"{job.id}`, or submit a corrected brief; each QC report says what failed and where",
+                           field="rule")
+    matching = [v for v in gate.get("violations") or [] if v.get("rule") == rule and v.get("component") == component
+                and v.get("blocking", True)]
+    held = [h for h in release_waiting_on(gate) if not h.startswith("qc ")]
+    if not matching:
+        raise GateConflict(f"rule {quote(rule)} for component {quote(component)} is not one of job {job.id}'s "
+                           f"blocking violations; its release gate holds: {', '.join(held) or 'no policy violation'}",
+                           fix="override one of those, naming its rule and component as the gate lists them",
+                           field="rule")
+    if all(v.get("overridden_by") for v in matching):
+        by = matching[0]["overridden_by"].get("approver")
+        raise GateConflict(f"rule {rule} for component {component} was overridden already, by {by}",
+                           fix=f"nothing to do for it; the gate still holds: {', '.join(held) or 'QC failures'}",
+                           field="rule")
+
+
+def override(engine: Engine, job_id: str, rule: str, component: str, reason: str, who: str, *, approver: str,
+             role: str = "legal", expires: Any = None) -> Outcome:
+    """An approver signs off one blocking policy violation of the job's release gate (``rule``
+    broken by ``component``, as the gate lists it), with the reason: recorded as a policy
+    override for the gate's scope (studio.policy.record_override: what the next release gate
+    reads) and as an append-only ``override`` decision with its ``overridden`` event. Once
+    every blocking violation is signed off and no QC check failed, the job is queued again
+    (``overridden``). Refused (GateConflict) when the job is not blocked, for a QC failure,
+    or for a rule and component the gate does not hold."""
+    import datetime as dt
+
+    from studio.policy import record_override
+
+    rule, component, reason = rule.strip(), component.strip(), _note(reason)
+    if not reason:
+        raise StudioError("an override needs the reason it is granted", field="reason",
+                          fix="say why the rule may be broken here (kept with the sign-off)")
+    if expires is not None and expires < dt.date.today():
+        raise StudioError(f"expires {expires.isoformat()} is in the past", field="expires",
+                          fix="give the last day the override counts (today or later), or none")
+    with _read(engine) as s:
+        job = s.get(Job, job_id)
+    if job is None:
+        raise UnknownJob(f"no job {quote(job_id)}", fix="list jobs to find its id", field="job_id")
+    _check_override(job, rule, component)
+    gate_run = (job.gate or {}).get("run_id")
+    scope = str((job.gate or {}).get("scope") or f"{job.project}/{job.campaign}")
+    # The sign-off itself, in the policy's own table and transaction (a second writer inside
+    # ours would wait on our own lock on SQLite). It stands even if the job moves meanwhile:
+    # it was given for the scope, and the decision below records it either way.
+    signed = record_override(engine, rule=rule, component=component, scope=scope, approver=approver,
+                             reason=reason, role=role, expires=expires)
+    with _tx(engine) as tx:
+        job = _job_for_update(tx, job_id)
+        at = now()
+        d = _add(tx, job, "override", who, at, role=role, note=reason, target=f"{rule} {component}",
+                 content_sha256=override_sha256(scope, rule, component), run_id=gate_run)
+        tx.event(job.id, "overridden", {"rule": rule, "component": component, "scope": scope, "approver": approver,
+                                        "role": role, "reason": reason, "who": who, "decision": d.id,
+                                        "override": signed.id,
+                                        "expires": expires.isoformat() if expires is not None else None}, at)
+        moved = None
+        gate = dict(job.gate or {})
+        if job.state == "blocked" and gate.get("gate") == "release" and gate.get("run_id") == gate_run:
+            gate["violations"] = [
+                {**v, "overridden_by": signed.signed()}
+                if v.get("rule") == rule and v.get("component") == component and not v.get("overridden_by") else v
+                for v in gate.get("violations") or []]
+            gate["waiting_on"] = release_waiting_on(gate)
+            if gate["waiting_on"]:
+                job.gate = gate
+                tx.s.add(job)
+            else:
+                moved = _requeue(tx, job, "overridden", at, decision=d.id, scope=scope)
         return Outcome(d, job, moved)
 
 

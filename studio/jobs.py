@@ -6,6 +6,9 @@ States: ``queued`` -> ``running`` -> ``succeeded`` | ``failed`` | ``canceled``;
 first); ``running`` -> ``interrupted`` -> ``queued`` when a lease lapses (the worker died
 or hung), without counting a failure. A failed attempt goes back to ``queued`` until
 ``max_attempts`` attempts have failed; then the job is ``failed`` with the last error.
+``running`` -> a gate state (studio.gates: ``awaiting_selection``, ``awaiting_approval``,
+``rejected``, ``blocked``) when the render stops for a person; a decision (a pick, a
+sign-off, an override of the release gate) queues it again.
 
 Leases: ``claim`` gives a worker a lease token for ``lease_seconds``; ``heartbeat``
 extends it; an attempt whose lease expired is lost to its worker for good (it can neither
@@ -57,11 +60,13 @@ __all__ = [
 ]
 
 STATES = ("queued", "running", "canceling", "suspending", "suspended", "awaiting_selection",
-          "awaiting_approval", "rejected", "succeeded", "failed", "canceled")
+          "awaiting_approval", "rejected", "blocked", "succeeded", "failed", "canceled")
 FINAL = frozenset({"succeeded", "failed", "canceled"})
 ACTIVE = frozenset({"running", "canceling", "suspending"})  # a worker holds (or held) a lease
 # Waiting on a person (studio.gates): no worker holds them; a decision moves them on.
-GATED = frozenset({"awaiting_selection", "awaiting_approval", "rejected"})
+# ``blocked``: the release gate (studio.release) refused what the render made (a policy
+# violation or a QC failure); an approver's override of each violation moves it on.
+GATED = frozenset({"awaiting_selection", "awaiting_approval", "rejected", "blocked"})
 # "gated": the render stopped at a human gate; the job waits (not a failure, not interrupted).
 ATTEMPT_STATES = ("running", "succeeded", "failed", "interrupted", "canceled", "gated")
 # Ageing: a queued job's effective priority grows by this much per minute it waits, so
@@ -556,17 +561,24 @@ def _wrong(job: Job, control: str, applies: str, fix: str) -> WrongState:
 
 
 def _gate_fix(job: Job) -> str:
+    if job.state == "blocked":
+        return (f"the release gate blocked it: an approver overrides each violation (`studio override {job.id} "
+                f"--rule RULE --component KIND:ID --reason TEXT`), or fix what it names and `studio retry "
+                f"{job.id}`, or `studio cancel {job.id}`")
     return (f"it waits for a person: decide at its gate (`studio pick` / `studio approve`), or "
             f"`studio cancel {job.id}`")
 
 
 def retry(engine: Engine, job_id: str, *, by: str | None = None, note: str | None = None) -> Job:
-    """Queue a failed or canceled job again with a new retry budget (failures back to 0).
-    Only what failed or was interrupted is redone: the re-run takes every finished step
-    from the engine's action cache. Any other state raises WrongState."""
+    """Queue a failed, canceled or blocked job again with a new retry budget (failures back
+    to 0). Only what failed or was interrupted is redone: the re-run takes every finished
+    step from the engine's action cache. A blocked job is retried once what its release
+    gate named was fixed where the server reads it (the policy file, a licence in the
+    rights ledger, a spec): its gate goes, and the render checks again. Any other state
+    raises WrongState."""
     with _tx(engine) as tx:
         job = _locked_job(tx, job_id)
-        if job.state not in ("failed", "canceled"):
+        if job.state not in ("failed", "canceled", "blocked"):
             if job.state == "succeeded":
                 fix = "nothing failed; submit the brief again (a new job) to render it anew"
             elif job.state in GATED:
@@ -575,8 +587,10 @@ def retry(engine: Engine, job_id: str, *, by: str | None = None, note: str | Non
                 fix = f"resume it instead: `studio resume {job.id}`"
             else:
                 fix = f"wait until it has finished (`studio job {job.id}`); retry it if it failed"
-            raise _wrong(job, "retry", "failed or canceled", fix)
+            raise _wrong(job, "retry", "failed, canceled or blocked", fix)
         at = _now()
+        if job.state == "blocked":
+            job.gate = None
         before = {"failures": job.failures, "error": job.error}
         job.failures = 0
         job.cancel_requested = False

@@ -22,7 +22,11 @@ re-run after one reuses every finished step (the engine's action cache). The wor
 - when asked to stop (``stop`` set) in the middle of a job, stops the render and gives the
   lease back: the job is ``interrupted`` and queued again without a failure counted;
 - when the job is being suspended (heartbeat "suspending"), stops the render the same way
-  and gives the lease back: the job is ``interrupted``, then ``suspended`` until resumed.
+  and gives the lease back: the job is ``interrupted``, then ``suspended`` until resumed;
+- when the render stops at a gate (exit 3: the selection gate; exit 4 with the release
+  gate's event: a policy violation or a QC failure), ends the attempt ``gated`` and the job
+  waits (``awaiting_selection``, ``blocked``) with the gate as ``job.gate``; the attempt's
+  folder is deleted (what a person needs is in the store and the database).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from studio.settings import Settings
 from studio.store import atomic_write_text
 
 GATE_EXIT = 3  # the render stopped at a human gate (studio.errors.AwaitingDecision)
+BLOCKED_EXIT = 4  # the release gate blocked it (studio.errors.ReleaseBlocked)
 PROGRESS_EVERY = 1.0  # seconds between progress events of one stage
 STOP_GRACE = 60.0  # seconds a SIGTERMed render gets to clean up before SIGKILL
 ERROR_PREFIX = "studio: error: "
@@ -148,7 +153,7 @@ class _Events:
         stage = str(rec.get("stage", ""))
         if kind == "run_start":
             self.run_id = rec.get("run_id")
-        if kind == "gate":  # the render stops at a human gate: what it waits on (studio.gates)
+        if kind == "gate":  # the render stops at a gate: what it waits on (studio.gates, studio.release)
             self.gate = dict(rec)
         if kind == "progress":
             amount = float(rec.get("amount", 1) or 0)
@@ -294,6 +299,15 @@ def run_job(engine: Engine, settings: Settings, claim: jobs.Claim, *, lease_seco
         if gates.wait(engine, claim.lease_token, "awaiting_selection", events.gate, run_id=events.run_id):
             return "gated"
         return "canceled" if jobs.get(engine, claim.job_id).state == "canceled" else "lost"  # type: ignore[union-attr]
+    if rc == BLOCKED_EXIT and events.gate is not None and events.gate.get("gate") == "release":
+        # The release gate refused what it made: nothing is published, the job waits for an
+        # approver's overrides (or a fix). The QC reports were kept in the store by the
+        # render, so nothing of this attempt needs keeping either.
+        discard()
+        gate = _release_gate(claim.job_id, events.gate, _error_line(rc, tail))
+        if gates.wait(engine, claim.lease_token, "blocked", gate, run_id=events.run_id):
+            return "gated"
+        return "canceled" if jobs.get(engine, claim.job_id).state == "canceled" else "lost"  # type: ignore[union-attr]
     if rc != 0:
         discard()
         jobs.finish(engine, claim.lease_token, "failed", error=_error_line(rc, tail), run_id=events.run_id)
@@ -331,8 +345,13 @@ def _release(out: Path, run_id: str | None) -> dict[str, Any]:
     return {
         "gate": None, "run_id": run_id, "content_sha256": gates.release_hash(manifest.get("deliverables") or []),
         "out": str(out),
-        "deliverables": [{k: d.get(k) for k in ("spec", "kind", "path", "sha256", "size", "width", "height",
-                                                 "fps", "duration")} for d in manifest.get("deliverables") or []],
+        # With what the release gate found and did (QC verdict and report, policy, signature,
+        # licences): the page shows it beside each deliverable.
+        "deliverables": [{**{k: d.get(k) for k in ("spec", "kind", "path", "sha256", "size", "width", "height",
+                                                    "fps", "duration", "locale", "qc", "policy", "rights")},
+                          "provenance": {k: v for k, v in (d.get("provenance") or {}).items()
+                                         if k in ("signed", "signer", "source_type", "disclosures", "why")}}
+                         for d in manifest.get("deliverables") or []],
         "beats": [{"beat": b.get("id"), "selected": b.get("selected"),
                    "selected_sha256": b.get("selected_keyframe_sha256"), "reason": b.get("selection_reason"),
                    "candidates": [{"id": c.get("id"), "index": c.get("index"), "seed": c.get("seed"),
@@ -340,6 +359,20 @@ def _release(out: Path, run_id: str | None) -> dict[str, Any]:
                                   for c in b.get("candidates") or []]}
                   for b in manifest.get("beats") or []],
     }
+
+
+def _release_gate(job_id: str, gate: dict[str, Any], error: str) -> dict[str, Any]:
+    """The release gate's event as the job keeps it: what it still holds (``waiting_on``),
+    the render's error line, and each QC report's download URL (the reports are in the
+    store; GET /v1/jobs/{id}/gate/reports/{name} serves only the ones the gate names)."""
+    qc = []
+    for item in gate.get("qc") or []:
+        urls = {f"{k}_url": f"/v1/jobs/{job_id}/gate/reports/{Path(str(item[k])).name}"
+                for k in ("report", "html") if item.get(k)}
+        qc.append({**item, **urls})
+    out = {**gate, "qc": qc, "error": error}
+    out["waiting_on"] = gates.release_waiting_on(out)
+    return out
 
 
 def _approval_gate(engine: Engine, claim: jobs.Claim, release: dict[str, Any]) -> str | None:

@@ -1,6 +1,6 @@
 """Job controls (issue 11): retry, suspend, resume and a priority change, for editors.
 
-``POST /v1/jobs/{id}/retry`` queues a failed or canceled job again with a new retry budget
+``POST /v1/jobs/{id}/retry`` queues a failed, canceled or blocked job again with a new retry budget
 (the re-run takes every finished step from the engine's cache, so only what failed or was
 interrupted is redone); ``/suspend`` puts a job aside (queued or at a gate: at once;
 running: ``suspending`` until its worker has stopped, then ``suspended``); ``/resume``
@@ -81,9 +81,10 @@ def add_routes(v1: APIRouter) -> None:
     @v1.post("/jobs/{job_id}/retry", **common)
     def retry_job(engine: EngineDep, principal: PrincipalDep, job_id: Annotated[str, JOB_ID],
                   body: NoteBody = None) -> dict[str, Any]:
-        """Queue a failed or canceled job again, with a new retry budget. Only what failed or
-        was interrupted is redone: every finished step comes from the cache. Any other state
-        is a 409."""
+        """Queue a failed, canceled or blocked job again, with a new retry budget (a blocked
+        one once what its release gate named is fixed on the server: the policy, a licence, a
+        spec). Only what failed or was interrupted is redone: every finished step comes from
+        the cache. Any other state is a 409."""
         return job_out(_control(engine, principal, job_id, jobs.retry, note=body.note if body else None))
 
     @v1.post("/jobs/{job_id}/suspend", **common)

@@ -1,14 +1,17 @@
 """The human gates over HTTP (studio.gates): the candidates a job's selection is made
-from, picks, annotations, more candidates, sign-offs, and the decision log.
+from, picks, annotations, more candidates, sign-offs, overrides of the release gate, the
+QC reports a blocked job's gate names, and the decision log.
 
 Editors pick, annotate and ask for more; approvers sign off (each sign-off names the
-content hash it covers: a release that changed since is a 409, never counted). Every
-decision is recorded with the token that made it (``tok_...:name``)."""
+content hash it covers: a release that changed since is a 409, never counted) and
+override a blocked job's policy violations (each one named by its rule and component, with
+a reason). Every decision is recorded with the token that made it (``tok_...:name``)."""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
+from pathlib import PurePath
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
@@ -37,6 +40,10 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorOut, "description": "the job's state or content does not allow this decision now"}}
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 CANDIDATE_ID = Path(description="a candidate's id (cand_...)", max_length=100)
+REPORT_NAME = Path(description="a QC report's file name, as the gate's qc entries link it", max_length=100)
+REPORT = re.compile(r"^([0-9a-f]{64})\.(?:html|json)$")
+# A QC report is Studio's own HTML, styled inline, with no scripts: nothing else may run or load.
+REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; frame-ancestors 'self'"
 
 
 class CandidateOut(BaseModel):
@@ -95,11 +102,21 @@ class SignIn(BaseModel):
     note: str = Field("", max_length=gates.MAX_NOTE)
 
 
+class OverrideIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rule: str = Field(min_length=1, max_length=100, description="the violation's rule, as the gate lists it "
+                                                                 "(e.g. licence.territory)")
+    component: str = Field(min_length=1, max_length=300, description="the violation's component, kind:id "
+                                                                      "(e.g. model:flux-dev)")
+    reason: str = Field(min_length=1, max_length=gates.MAX_NOTE, description="why the rule may be broken here")
+    expires: date | None = Field(None, description="the last day the override counts; none: no end")
+
+
 class DecisionOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
     job_id: str
-    kind: str = Field(description="pick | annotate | more | approve | reject")
+    kind: str = Field(description="pick | annotate | more | approve | reject | override")
     beat: str | None = None
     candidate_id: str | None = None
     role: str | None = None
@@ -109,7 +126,8 @@ class DecisionOut(BaseModel):
     content_sha256: str = Field(description="what it was made on: a keyframe's or a release's sha256")
     frame: int | None = None
     fps: str | None = None
-    target: str | None = Field(None, description="what a frame note is on: deliverable:SPEC or review:animatic")
+    target: str | None = Field(None, description="what a frame note is on: deliverable:SPEC or review:animatic; "
+                                                 "what an override signs off: RULE COMPONENT")
     run_id: str | None = None
     created_at: datetime
     counts: bool = Field(True, description="false when the content it was made on has changed since")
@@ -282,3 +300,48 @@ def add_routes(v1: APIRouter) -> None:
         job = visible(engine, job_id, principal)
         state = _gate_state(job)
         return {"decisions": [_decision(d, state) for d in gates.decisions(engine, job_id)]}
+
+    @v1.post("/jobs/{job_id}/overrides", response_model=DecisionResultOut, tags=["gates"],
+             openapi_extra=needs("approver"), responses={404: ERRORS[404], **CONFLICT})
+    async def override(engine: EngineDep, principal: PrincipalDep, job_id: Annotated[str, JOB_ID],
+                       body: OverrideIn) -> dict[str, Any]:
+        """Sign off one blocking policy violation of a job its release gate blocked: the
+        ``rule`` broken by the ``component`` (as the gate lists them), with the reason; kept
+        as the policy override of the gate's scope, approver the token's name. The job goes on
+        once every blocking violation is signed off and no QC check failed (a QC failure is
+        never overridden: fix the media or the spec)."""
+        visible(engine, job_id, principal)
+        approver = f"{principal.name} ({principal.token_id})" if principal.name else principal.token_id
+        return await run_in_threadpool(_decide, gates.override, engine, job_id, body.rule, body.component,
+                                       body.reason, _who(principal), approver=approver, role="legal",
+                                       expires=body.expires)
+
+    @v1.get("/jobs/{job_id}/gate/reports/{name}", tags=["gates"], response_class=FileResponse,
+            responses={200: {"content": {"text/html": {}, "application/json": {}},
+                             "description": "a QC report (HTML, or QcReport.1 JSON)"}, 404: ERRORS[404],
+                       410: {"model": ErrorOut, "description": "the report is no longer in the store"}})
+    def gate_report(engine: EngineDep, settings: SettingsDep, principal: PrincipalDep,
+                    job_id: Annotated[str, JOB_ID], name: Annotated[str, REPORT_NAME]) -> FileResponse:
+        """A QC report the job's release gate names (its ``qc`` entries' ``html_url`` and
+        ``report_url``), from the store: a blocked run publishes nothing, so its reports
+        are kept there. No other file can be named."""
+        from studio.store import Store
+
+        job = visible(engine, job_id, principal)
+        named = {PurePath(str(item.get(k))).name for item in (job.gate or {}).get("qc") or [] for k in ("report", "html")
+                 if item.get(k)}
+        match = REPORT.match(name)
+        if name not in named or match is None:
+            raise ApiError(404, f"job {job_id}'s release gate names no QC report {name!r}",
+                           fix=f"GET /v1/jobs/{job_id} lists its gate's QC failures with their report URLs")
+        try:
+            path = Store(settings.store_root).find(match.group(1))
+        except StudioError:
+            path = None
+        if path is None or path.name != name:
+            raise ApiError(410, f"QC report {name} is no longer in the store",
+                           fix=f"retry the job (`studio retry {job_id}`) to check it again")
+        html = name.endswith(".html")
+        return FileResponse(path, media_type="text/html; charset=utf-8" if html else "application/json",
+                            headers={"ETag": f'"{match.group(1)}"', "X-Content-Type-Options": "nosniff",
+                                     **({"Content-Security-Policy": REPORT_CSP} if html else {})})

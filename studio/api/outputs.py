@@ -68,7 +68,8 @@ class OutputOut(BaseModel):
 
     id: str = Field(description="the output's id: a deliverable's or timeline's record id, `manifest`, or "
                                 "`file_` + a hash of its path in the run's folder")
-    role: str = Field(description="deliverable | timeline | captions | review | manifest | file")
+    role: str = Field(description="deliverable | timeline | captions | review | qc (a deliverable's QC report, "
+                                  "HTML and JSON) | manifest | file")
     name: str = Field(description="the file's name")
     path: str = Field(description="its path in the run's output folder")
     spec: str | None = Field(None, description="the channel spec (a deliverable, or its captions)")
@@ -121,7 +122,7 @@ def _role(rel: str) -> str:
     suffix = Path(rel).suffix.lower()
     if suffix in (".srt", ".vtt"):
         return "captions"
-    return {"timelines": "timeline", "review": "review", "deliverables": "deliverable"}.get(top, "file")
+    return {"timelines": "timeline", "review": "review", "deliverables": "deliverable", "qc": "qc"}.get(top, "file")
 
 
 def _available(path: Path | None, size: int | None) -> bool:
@@ -336,5 +337,15 @@ def add_routes(v1: APIRouter) -> None:
                            headers={"Content-Range": f"bytes */{st.st_size}"})
         assert asset.file is not None  # check() refused it otherwise
         etag = f'"{asset.out.get("sha256") or _sha256_of(asset.file, st)}"'
+        headers = {"ETag": etag}
+        if asset.out["media_type"].startswith("text/html"):
+            # A QC report: Studio's own HTML, styled inline, no scripts; shown in the browser
+            # (not saved), with nothing else allowed to run or load.
+            from studio.api.gates import REPORT_CSP
+
+            headers.update({"Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff"})
+            return _Download(asset.file, media_type=asset.out["media_type"], stat_result=st, headers=headers,
+                             honour_range=wanted is not None, content_disposition_type="inline",
+                             filename=asset.out["name"])
         return _Download(asset.file, media_type=asset.out["media_type"], filename=asset.out["name"],
-                         stat_result=st, headers={"ETag": etag}, honour_range=wanted is not None)
+                         stat_result=st, headers=headers, honour_range=wanted is not None)

@@ -45,7 +45,7 @@ class JobOut(BaseModel):
     project: str
     campaign: str
     state: str = Field(description="queued | running | canceling | suspending | suspended | awaiting_selection | "
-                                   "awaiting_approval | rejected | succeeded | failed | canceled")
+                                   "awaiting_approval | rejected | blocked | succeeded | failed | canceled")
     priority: int
     labels: dict[str, str] = {}
     dry_run: bool = False
@@ -60,7 +60,8 @@ class JobOut(BaseModel):
     updated_at: datetime
     queued_at: datetime | None = None
     gate: dict[str, Any] | None = Field(None, description="what the job waits on at a human gate (gate: selection "
-                                                            "| approval, waiting_on, content_sha256, beats), or "
+                                                            "| approval, waiting_on, content_sha256, beats; "
+                                                            "release: scope, violations, qc, waiting_on), or "
                                                             "the release it delivered (gate: null)")
 
 
