@@ -144,6 +144,7 @@ WAITS_ON = {
     "queued": "a worker", "running": "its render", "canceling": "its render to stop",
     "suspending": "its render to stop", "suspended": "someone to resume it",
     "awaiting_selection": "an editor's picks", "awaiting_approval": "sign-off", "rejected": "changes",
+    "blocked": "an approver's override, or a fix",
 }
 
 
@@ -154,6 +155,8 @@ def _job_row(job: Any) -> dict[str, Any]:
         waiting = "sign-off: " + ", ".join(gate["waiting_on"])
     elif job.state == "awaiting_selection" and gate.get("waiting_on"):
         waiting = "picks: " + ", ".join(gate["waiting_on"])
+    elif job.state == "blocked" and gate.get("waiting_on"):
+        waiting = "release gate: " + ", ".join(gate["waiting_on"])
     return {"id": job.id, "campaign": job.campaign, "state": job.state, "priority": job.priority,
             "waiting": waiting, "updated_at": job.updated_at, "error": job.error,
             "purpose": (job.brief or {}).get("purpose", "")}

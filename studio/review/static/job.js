@@ -1,7 +1,8 @@
 // The job page: state and progress, each beat's candidates (pick by keyboard or mouse),
 // compare two (side by side and a wipe), notes with reason codes, more candidates steered
-// by a note, sign-off by role on the release's content hash, the deliverables and the
-// decision log. Everything comes from the /v1 API and stays live from the job's event
+// by a note, sign-off by role on the release's content hash, the deliverables (with their QC
+// verdict, report and signature), a blocked release's violations (overridden by an approver
+// as legal) and QC failures, and the decision log. Everything comes from the /v1 API and stays live from the job's event
 // stream. Controls a role may not use are never built (the API refuses them anyway).
 "use strict";
 
@@ -19,7 +20,7 @@
   const WAITS_ON = {
     queued: "a worker", running: "its render", canceling: "its render to stop", suspending: "its render to stop",
     suspended: "someone to resume it", awaiting_selection: "an editor's picks", awaiting_approval: "sign-off",
-    rejected: "changes",
+    rejected: "changes", blocked: "an approver's override, or a fix",
   };
   // When a pick or more candidates are taken (studio.gates), and when a sign-off is.
   const PICKABLE = new Set(["awaiting_selection", "awaiting_approval", "rejected", "succeeded"]);
@@ -84,6 +85,7 @@
 
   function show() {
     showHeader();
+    showRelease();
     showSheets();
     showCompare();
     showSignOff();
@@ -102,6 +104,8 @@
       waiting = `an editor's picks for beat ${gate.waiting_on.join(", ")}`;
     } else if (job.state === "awaiting_approval" && gate.waiting_on && gate.waiting_on.length) {
       waiting = `sign-off: ${gate.waiting_on.join(", ")}`;
+    } else if (job.state === "blocked" && gate.waiting_on && gate.waiting_on.length) {
+      waiting = `the release gate: ${gate.waiting_on.join(", ")}`;
     }
     document.getElementById("job-waiting").textContent = waiting;
     const stages = (job.progress && job.progress.stages) || [];
@@ -119,6 +123,81 @@
     const err = document.getElementById("job-error");
     err.hidden = !job.error;
     err.textContent = job.error || "";
+  }
+
+  // -- the release gate: a blocked job's violations (overridden as legal) and QC failures --
+  let releaseKey = "";
+  function showRelease() {
+    const sec = document.getElementById("release");
+    const gate = job.gate || {};
+    const blocked = job.state === "blocked" && gate.gate === "release";
+    sec.hidden = !blocked;
+    if (!blocked) { releaseKey = ""; return; }
+    const key = JSON.stringify([gate.run_id, (gate.violations || []).map((v) => [v.rule, v.component, !!v.overridden_by]),
+                                (gate.qc || []).length]);
+    if (key === releaseKey) return;  // unchanged: a reason being typed stays
+    releaseKey = key;
+    // One entry per rule and component: an override covers every deliverable it reaches.
+    const groups = new Map();
+    for (const v of gate.violations || []) {
+      const k = `${v.rule} ${v.component}`;
+      if (!groups.has(k)) groups.set(k, Object.assign({}, v, { specs: [] }));
+      groups.get(k).specs.push(v.locale ? `${v.spec} (${v.locale})` : v.spec);
+    }
+    document.getElementById("violations").replaceChildren(...(groups.size
+      ? [...groups.values()].map((v, i) => violationCard(v, i)) : [el("p", { class: "sub", text: "None." })]));
+    const qc = gate.qc || [];
+    document.getElementById("qc-failures").replaceChildren(qc.length
+      ? el("ul", { class: "qc-failures" }, ...qc.map((q) => el("li", { "data-spec": q.spec, "data-check": q.check },
+        el("strong", { text: `${q.spec}${q.locale ? ` (${q.locale})` : ""}: ${q.check}` }),
+        ` failed${q.at && q.at.length ? ` at ${q.at.join(", ")}` : ""}: ${q.finding}. `,
+        q.fix ? el("span", { text: `Fix: ${q.fix}. ` }) : null,
+        q.html_url ? el("a", { href: q.html_url, target: "_blank", rel: "noopener",
+                               text: `QC report of ${q.spec}${q.locale ? ` (${q.locale})` : ""}` }) : null)))
+      : el("p", { class: "sub", text: "None." }));
+  }
+
+  function violationCard(v, i) {
+    const id = `violation-${i}`;
+    const signed = v.overridden_by;
+    const card = el("article", { class: "violation card", "data-rule": v.rule, "data-component": v.component,
+                                 "aria-labelledby": `${id}-h` },
+      el("h4", { id: `${id}-h`, text: `${v.rule}: ${v.component}` }),
+      facts([["Deliverables", v.specs.join(", "), "specs"], ["Rule", v.rule, "rule"],
+             ["Component", v.name && v.name !== v.component ? `${v.component} (${v.name})` : v.component, "component"],
+             ["What is wrong", v.what, "what"], ["Fix", v.fix, "fix"],
+             ["Overridden by", signed ? `${signed.approver} (${signed.role}) at ${when(signed.at)}: “${signed.reason}”`
+               : "nobody yet", "overridden-by"]]));
+    if (canApprove && !signed) {
+      const reason = el("textarea", { id: `${id}-reason`, maxlength: "2000", rows: "2", required: true,
+                                      "aria-describedby": "release-hint" });
+      const form = el("form", { class: "override", novalidate: true },
+        el("label", { for: `${id}-reason`, text: `Reason for overriding ${v.rule} for ${v.component} (required)` }),
+        reason,
+        el("div", { class: "acts" }, el("button", { type: "submit", class: "danger", text: "Override as legal" })));
+      form.addEventListener("submit", (e) => { e.preventDefault(); override(v, reason); });
+      card.append(form);
+    }
+    return card;
+  }
+
+  async function override(v, reason) {
+    const text = reason.value.trim();
+    if (!text) {
+      reason.setAttribute("aria-invalid", "true");
+      fail(`Override of ${v.rule} for ${v.component}`, new Error("give the reason: it is kept with your sign-off"));
+      reason.focus();
+      return;
+    }
+    reason.removeAttribute("aria-invalid");
+    try {
+      const r = await studio.api("POST", `/v1/jobs/${JOB}/overrides`, { rule: v.rule, component: v.component, reason: text });
+      job = r.job;
+      ok(`Overrode ${v.rule} for ${v.component}` + (r.moved ? `: the job is now ${r.moved}.` : "."));
+    } catch (e) {
+      fail(`Override of ${v.rule} for ${v.component}`, e);
+    }
+    schedule(0);
   }
 
   // -- the candidates ------------------------------------------------------------------
@@ -669,10 +748,31 @@
                                                  (!d.sha256 || f.sha256 === d.sha256));
       const name = out ? el("a", { href: out.url, class: "deliverable", download: out.name, text: `${d.spec}: ${out.name}` })
         : el("span", { class: "deliverable", text: d.spec });
-      return el("li", {}, name, el("span", { class: "sub", text: ` ${facts}` }),
+      return el("li", { "data-spec": d.spec }, name, el("span", { class: "sub", text: ` ${facts}` }),
         el("code", { class: "hash", title: d.sha256 || "", text: ` ${short(d.sha256)}` }),
-        delivered ? null : el("span", { class: "sub", text: " (downloads once delivered)" }));
+        delivered ? null : el("span", { class: "sub", text: " (downloads once delivered)" }),
+        releaseFacts(d, delivered ? files : []));
     }));
+  }
+
+  // What the release gate found and did for a deliverable: its QC verdict (with the HTML
+  // report, once delivered), the policy's verdict and whether it is signed (C2PA).
+  function releaseFacts(d, files) {
+    const qc = d.qc;
+    const prov = d.provenance || {};
+    if (!qc && !d.policy && !d.provenance) return null;
+    const report = qc && qc.html && files.find((f) => f.path === qc.html);
+    const warned = qc && qc.warned && qc.warned.length ? ` (warnings: ${qc.warned.map((w) => w.check).join(", ")})` : "";
+    return el("div", { class: "release-facts" },
+      qc ? el("span", { class: "qc", "data-field": "qc" }, `QC: ${qc.verdict}${warned}`,
+        report ? " " : null,
+        report ? el("a", { href: report.url, target: "_blank", rel: "noopener", text: `QC report of ${d.spec}` }) : null)
+        : null,
+      d.policy ? el("span", { class: "policy", "data-field": "policy",
+                              text: ` · policy ${d.policy.name} v${d.policy.version}: ${d.policy.passed ? "passed" : "not passed"}` })
+        : null,
+      el("span", { class: "signed", "data-field": "signed",
+                   text: prov.signed ? ` · signed (C2PA) by ${prov.signer}` : ` · not signed${prov.why ? `: ${prov.why}` : ""}` }));
   }
 
   // -- the decision log ----------------------------------------------------------------
@@ -690,7 +790,8 @@
     if (!decisions.length) return;
     body.replaceChildren(...decisions.map((d) => {
       let on = d.role ? `sign-off ${d.role}` : d.beat ? `beat ${d.beat}` : "";
-      if (d.target) on = [on, d.target.replace(":", " ")].filter(Boolean).join(", ");  // a frame note (the watch page)
+      if (d.kind === "override") on = `release gate: ${d.target} (as ${d.role})`;  // RULE COMPONENT
+      else if (d.target) on = [on, d.target.replace(":", " ")].filter(Boolean).join(", ");  // a frame note (the watch page)
       if (d.frame != null) on += `, frame ${d.frame}${d.fps ? ` at ${d.fps} fps` : ""}`;
       const n = (d.kind === "pick" || d.kind === "annotate") && !d.target ? candidateNumber(d) : null;
       if (n) on += `, candidate ${n}`;

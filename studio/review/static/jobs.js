@@ -8,7 +8,7 @@
   const WAITS_ON = {
     queued: "a worker", running: "its render", canceling: "its render to stop", suspending: "its render to stop",
     suspended: "someone to resume it", awaiting_selection: "an editor's picks", awaiting_approval: "sign-off",
-    rejected: "changes",
+    rejected: "changes", blocked: "an approver's override, or a fix",
   };
   const STATES = new Set(Object.keys(WAITS_ON).concat(["succeeded", "failed", "canceled", "interrupted"]));
 
@@ -38,6 +38,7 @@
     let waiting = WAITS_ON[job.state] || "";
     if (gate.waiting_on && gate.waiting_on.length && job.state === "awaiting_selection") waiting = "picks: " + gate.waiting_on.join(", ");
     if (gate.waiting_on && gate.waiting_on.length && job.state === "awaiting_approval") waiting = "sign-off: " + gate.waiting_on.join(", ");
+    if (gate.waiting_on && gate.waiting_on.length && job.state === "blocked") waiting = "release gate: " + gate.waiting_on.join(", ");
     tr.querySelector('[data-field="waiting"]').textContent = waiting;
     const p = job.progress;
     const cell = tr.querySelector('[data-field="progress"]');

@@ -38,9 +38,9 @@ const studio = {
     return source;
   },
   EVENT_TYPES: ["queued", "running", "canceling", "canceled", "succeeded", "failed", "interrupted",
-                "suspending", "suspended", "awaiting_selection", "awaiting_approval", "rejected",
+                "suspending", "suspended", "awaiting_selection", "awaiting_approval", "rejected", "blocked",
                 "stage_start", "stage_done", "progress", "picked", "annotated", "approved", "rejected_by",
-                "more_requested", "noted", "warning", "priority"],
+                "more_requested", "noted", "overridden", "warning", "priority"],
 
   say(text) {
     const s = document.getElementById("status");
