@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import functools
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -404,6 +405,7 @@ class Violation:
     fix: str
     blocking: bool
     overridden_by: dict[str, Any] | None = None
+    licence_id: str | None = None  # the licence a licence or consent rule is about
 
     @property
     def blocks(self) -> bool:
@@ -417,7 +419,8 @@ class Violation:
 
     def to_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "component": self.component, "name": self.name, "reason": self.reason,
-                "fix": self.fix, "blocking": self.blocking, "overridden_by": self.overridden_by}
+                "fix": self.fix, "blocking": self.blocking, "overridden_by": self.overridden_by,
+                "licence_id": self.licence_id}
 
 
 @dataclass
@@ -454,8 +457,24 @@ class PolicyReport:
                 "violations": [v.to_dict() for v in self.violations]}
 
 
-def _component(part: Part) -> str:
-    return f"{part.node[0]}:{part.node[1]}"
+# Lineage node kinds that are licensed things themselves (studio.rights.LICENSED_KINDS).
+LICENSED_NODES = ("model", "voice", "track", "composer", "effect", "font", "logo")
+
+
+def licensed(part: Part) -> tuple[str, str, str]:
+    """What a part's licence is the licence of, as (component "kind:id", kind word, name):
+    the part itself where its node is a licensed thing (model:sdxl-base, track:dawn-chorus,
+    font:...); the voice or model that made it where it is a voice line, keyframe or shot
+    (all of one model's keyframes are one component); else its licence (licence:ID, what
+    `studio where` finds). A sign-off and a report name that one component, once."""
+    kind, ident = part.node
+    if kind in LICENSED_NODES:
+        return f"{kind}:{ident}", part.kind, part.name
+    if part.model and (part.kind == "voice" or kind == "voice"):
+        return f"voice:{part.model}", "voice", part.model
+    if part.model:
+        return f"model:{part.model}", "model", part.model
+    return f"licence:{part.rights.licence_id}", part.kind, part.name
 
 
 def _words(items: list[str]) -> str:
@@ -489,7 +508,8 @@ class _Collector:
         self.out: list[Violation] = []
         self._seen: set[tuple[str, str]] = set()
 
-    def add(self, rule: str, component: str, name: str, what: str, fix: str, *, warn_only: bool = False) -> None:
+    def add(self, rule: str, component: str, name: str, reason: str, fix: str, *, warn_only: bool = False,
+            licence_id: str | None = None) -> None:
         """Report a violation once per (rule, component), as severe as the policy says (a
         ``warn_only`` one never blocks)."""
         severity = self.policy.severity_of(rule)
@@ -497,11 +517,13 @@ class _Collector:
             return
         self._seen.add((rule, component))
         blocking = severity == "block" and not warn_only
-        self.out.append(self._signed(Violation(rule, component, name, what, fix, blocking)))
+        self.out.append(self._signed(Violation(rule, component, name, reason, fix, blocking,
+                                               licence_id=licence_id)))
 
     def _signed(self, v: Violation) -> Violation:
         for o in reversed(self.overrides):  # the newest sign-off is the one shown
-            if o.covers(v.rule, v.component, self.on):
+            if o.covers(v.rule, v.component, self.on) or (
+                    v.licence_id is not None and o.covers(v.rule, f"licence:{v.licence_id}", self.on)):
                 v.overridden_by = o.signed()
                 break
         return v
@@ -509,25 +531,28 @@ class _Collector:
 
 def _licence_checks(c: _Collector, part: Part, *, usage_class: str, spec: ChannelSpec, regions: list[str],
                     on: dt.date, revoked: dict[str, str]) -> None:
-    r, comp, kind, name = part.rights, _component(part), part.kind, part.name
+    r = part.rights
+    comp, kind, name = licensed(part)
+    add = functools.partial(c.add, licence_id=r.licence_id)
     label = f"{kind} {name!r}"
     if r.licence_id in revoked:
-        c.add("licence.revoked", comp, name,
+        add("licence.revoked", comp, name,
               f"{label}: licence {r.licence_id} ({r.licensor}) was revoked: {revoked[r.licence_id]}",
-              f"replace it and render again (`studio where {comp}` lists every deliverable it reaches)")
+              f"replace it and render again (`studio where licence:{r.licence_id}` lists every deliverable "
+              "it reaches)")
     if usage_class not in r.usage_classes:
         allowed = _words([u for u in USAGE_CLASSES if u in r.usage_classes])
-        c.add("licence.usage-class", comp, name,
+        add("licence.usage-class", comp, name,
               f"{label} is licensed for {allowed} only, not {usage_class} use (licence: {r.licence})",
               f"pick a {kind} licensed for {usage_class} use{_listing(kind)}, extend its licence "
               f"(rights.usage_classes), or change the brief's usage_class")
     if r.expires is not None and on > r.expires:
-        c.add("licence.expired", comp, name,
+        add("licence.expired", comp, name,
               f"{label}: licence {r.licence_id} ({r.licensor}) expired on {r.expires.isoformat()}; the delivery "
               f"is on {on.isoformat()}",
               f"renew the licence and set its new end in rights.expires, or replace the {kind} and render again")
     if r.starts is not None and on < r.starts:
-        c.add("licence.not-yet-valid", comp, name,
+        add("licence.not-yet-valid", comp, name,
               f"{label}: licence {r.licence_id} ({r.licensor}) starts on {r.starts.isoformat()}; the delivery "
               f"is on {on.isoformat()}",
               f"deliver on or after {r.starts.isoformat()}, or get the term moved (rights.starts)")
@@ -536,17 +561,17 @@ def _licence_checks(c: _Collector, part: Part, *, usage_class: str, spec: Channe
         covered = [g for g in regions if g not in missing]
         fix = f"license it for {_words(missing)} (rights.territories)"
         fix += f", or ship to {_words(covered)} only (the brief's regions)" if covered else ", or replace it"
-        c.add("licence.territory", comp, name,
+        add("licence.territory", comp, name,
               f"{label} is licensed for {_words(list(r.territories))} only; the brief ships to {_words(missing)}",
               fix)
     where = medium(spec)
     if where not in r.media:
-        c.add("licence.medium", comp, name,
+        add("licence.medium", comp, name,
               f"{label} is licensed for {_words(list(r.media))} only, not {where} use ({spec.name} is a "
               f"{where} channel)",
               f"license it for {where} use (rights.media) or replace it with one that is")
     if not any(fnmatch.fnmatchcase(spec.name, g) for g in r.channels):
-        c.add("licence.channel", comp, name,
+        add("licence.channel", comp, name,
               f"{label} is licensed for the channels {_words(list(r.channels))} only, not {spec.name}",
               f"license it for {spec.name} (rights.channels) or drop {spec.name} from the brief's channels")
 
@@ -555,24 +580,25 @@ def _consent_check(c: _Collector, part: Part, *, usage_class: str, on: dt.date, 
     r = part.rights
     if r.real_person is None or usage_class not in policy.likeness.consent_required_for:
         return
-    comp = _component(part)
-    what = "a cloned voice" if part.kind == "voice" else "a likeness"
-    label = f"{part.kind} {part.name!r} is {what} of {r.real_person}"
+    comp, kind, name = licensed(part)
+    add = functools.partial(c.add, licence_id=r.licence_id)
+    what = "a cloned voice" if kind == "voice" else "a likeness"
+    label = f"{kind} {name!r} is {what} of {r.real_person}"
     fix = (f"record {r.real_person}'s signed consent in its rights (consent: subject, document, granted, "
            f"expires, usage_classes) or replace it")
     k = r.consent
     if k is None:
-        c.add("consent.real-person", comp, part.name, f"{label} with no recorded consent", fix)
+        add("consent.real-person", comp, name, f"{label} with no recorded consent", fix)
     elif k.expires is not None and on > k.expires:
-        c.add("consent.real-person", comp, part.name,
+        add("consent.real-person", comp, name,
               f"{label}; their consent ({k.document}) expired on {k.expires.isoformat()} and the delivery is on "
               f"{on.isoformat()}", f"renew {r.real_person}'s consent (consent.expires) or replace it")
     elif on < k.granted:
-        c.add("consent.real-person", comp, part.name,
+        add("consent.real-person", comp, name,
               f"{label}; their consent ({k.document}) starts on {k.granted.isoformat()}, after the delivery on "
               f"{on.isoformat()}", f"deliver on or after {k.granted.isoformat()}")
     elif usage_class not in k.usage_classes:
-        c.add("consent.real-person", comp, part.name,
+        add("consent.real-person", comp, name,
               f"{label}; their consent ({k.document}) covers {_words(list(k.usage_classes))} use only, not "
               f"{usage_class}", f"get {r.real_person}'s consent to {usage_class} use (consent.usage_classes) "
                                 "or change the brief's usage_class")
@@ -629,7 +655,9 @@ def evaluate(policy: Policy, parts: list[Part], *, usage_class: str, spec: Chann
     for r in policy.region_rules:
         if usage_class in r.usage_classes and overlaps(r.regions, list(regions)):
             scopes.append((f"region rule for {_words(r.regions)}", r.models, r.voices))
-    for part in parts:
+    # A licensed thing's own part first, so a violation is named after it, not after a
+    # keyframe or voice line it made.
+    for part in sorted(parts, key=lambda p: p.node[0] not in LICENSED_NODES):
         models, voices = _names(part)
         for rule, kind, names, which in (("models.denied", "model", models, 0),
                                           ("voices.denied", "voice", voices, 1)):

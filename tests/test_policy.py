@@ -239,13 +239,42 @@ def test_every_seeded_violation_is_blocked_together(default: Policy) -> None:
     assert len(report.lines()) == len(report.violations)
 
 
+def test_one_violation_per_licensed_component_as_the_lineage_resolves_parts(default: Policy) -> None:
+    """Parts as studio.rights.deliverable_parts makes them: the model, and each keyframe and
+    shot it made with the model's record; each voice line with its voice's. A violation is
+    the licensed thing's, once, named after it; a sign-off by licence covers it too."""
+    nc = {"usage_classes": ["experiment"], "licence_id": "model:sd15", "licence": "CreativeML OpenRAIL-M"}
+    parts = [
+        part("keyframe", "cand_1", node_kind="candidate", model="sd15", generated=True, **nc),
+        part("shot", "render_1", node_kind="render", model="sd15", generated=True, **nc),
+        part("model", "sd15", model="sd15", **nc),
+        part("voice", "aud_1", node_kind="audio", model="joe-us", generated=True, licence_id="voice:joe-us",
+             expires=dt.date(2025, 1, 31)),
+        part("voice", "aud_2", node_kind="audio", model="joe-us", generated=True, licence_id="voice:joe-us",
+             expires=dt.date(2025, 1, 31)),
+        part("music", "aud_3", node_kind="audio", licence_id="track:dawn", territories=["US"]),
+    ]
+    report = check(default, parts)
+    assert [(v.rule, v.component, v.name, v.licence_id) for v in report.violations] == [
+        ("licence.usage-class", "model:sd15", "sd15", "model:sd15"),
+        ("licence.expired", "voice:joe-us", "joe-us", "voice:joe-us"),
+        ("licence.territory", "licence:track:dawn", "aud_3", "track:dawn"),
+    ]
+    assert report.violations[1].reason.startswith("voice 'joe-us': licence voice:joe-us")
+    by_licence = Override(rule="licence.territory", component="licence:track:dawn", scope="s", approver="Dana Reyes",
+                          reason="US-only bed cleared for GB and FR by the label")
+    signed = check(default, parts, overrides=[by_licence])
+    assert only(signed, "licence.territory").overridden_by["approver"] == "Dana Reyes"
+    assert only(signed, "licence.expired").blocks
+
+
 def test_a_revoked_licence_and_one_for_other_channels(default: Policy) -> None:
     logo = part("logo", "partner-logo", licence_id="CO-BRAND-7", channels=["broadcast-*"])
     report = check(default, [logo], revoked={"CO-BRAND-7": "the co-branding deal ended on 2025-05-01"})
     assert sorted(report.rules()) == ["licence.channel", "licence.revoked"]
     assert only(report, "licence.revoked").reason == ("logo 'partner-logo': licence CO-BRAND-7 (Test Licensor Ltd) "
                                                     "was revoked: the co-branding deal ended on 2025-05-01")
-    assert "`studio where logo:partner-logo`" in only(report, "licence.revoked").fix
+    assert "`studio where licence:CO-BRAND-7`" in only(report, "licence.revoked").fix
     assert only(report, "licence.channel").reason == ("logo 'partner-logo' is licensed for the channels broadcast-* "
                                                     "only, not youtube-1080p")
 
