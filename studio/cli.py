@@ -262,7 +262,8 @@ def select_(run_id: str, beat: str, candidate: str, note: str) -> None:
 
 
 @main.command()
-@click.argument("kind", type=click.Choice(["brief", "spec", "style", "model", "voice", "track", "manifest"]))
+@click.argument("kind", type=click.Choice(["brief", "spec", "style", "model", "voice", "track", "manifest",
+                                           "policy"]))
 def schema(kind: str) -> None:
     """Print the JSON Schema of a document kind."""
     from studio.brief import brief_json_schema
@@ -286,6 +287,10 @@ def schema(kind: str) -> None:
         from audio.library import Track
 
         doc = Track.model_json_schema(by_alias=True)
+    elif kind == "policy":
+        from studio.policy import Policy
+
+        doc = Policy.model_json_schema(by_alias=True)
     else:
         from studio.inspect import manifest_json_schema
 

@@ -352,7 +352,9 @@ def test_studio_policy_loads_a_users_file(tmp_path: Path, monkeypatch: pytest.Mo
     (lambda d: d["usage_classes"]["public"].update(modells={"deny": ["x"]}), "usage_classes.public.modells",
      "extra inputs are not permitted — remove it (or check its spelling)"),
     (lambda d: d.update(severity={"licence.colour": "warn"}), "severity",
-     "unknown rule 'licence.colour'; the rules are: licence.usage-class"),
+     "unknown rule 'licence.colour'; the rules are: licence.usage-class, licence.expired, licence.not-yet-valid, "
+     "licence.revoked, licence.territory, licence.medium, licence.channel, consent.real-person, models.denied, "
+     "voices.denied, channel.segregation, disclosure.required — see `studio schema policy`"),
     (lambda d: d.update(severity={"licence.expired": "sometimes"}), "severity.licence.expired",
      "'sometimes': input should be 'block', 'warn' or 'off'"),
     (lambda d: d["region_rules"][0].update(regions=["UK"]), "region_rules[0].regions",
@@ -454,6 +456,9 @@ def test_policy_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert shown.output.splitlines()[0] == f"acme-strict version 7: {tmp_path / 'policy.yaml'}"
         assert "  experiment: channels: allow banner-*, deny broadcast-*" in shown.output
         assert "  regions CN: models deny sdxl-*" in shown.output
+        # A policy error's fix names `studio schema policy`: it prints the format.
+        schema = json.loads(runner.invoke(main, ["schema", "policy"]).output)
+        assert {"usage_classes", "channel_rules", "region_rules", "severity"} <= set(schema["properties"])
         as_json = json.loads(runner.invoke(main, ["policy", "show", "--json"]).output)
         assert (as_json["name"], as_json["version"]) == ("acme-strict", 7)
         assert as_json["severity"] == {"licence.channel": "warn", "licence.medium": "off"}
