@@ -17,11 +17,15 @@ step cached), passes the gate and delivers, and its page links each deliverable'
 
 from __future__ import annotations
 
+import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from studio import auth, db, gates, jobs
@@ -31,6 +35,8 @@ from studio.store import Store
 from studio.worker import _release_gate
 
 from . import test_api as base
+from .browser import axe_violations, shot, sign_in
+from .conftest import serve
 
 db_url = base.db_url
 SCOPE = "gates/spring"
@@ -227,3 +233,183 @@ def test_a_qc_failure_is_never_overridden_and_its_report_is_served(api: Api, tmp
     r = api.call("GET", f"/v1/jobs/{job_id}/gate/reports/{other.name}", "viewer")
     assert r.status_code == 404 and "names no QC report" in r.json()["detail"]
     assert api.call("GET", f"/v1/jobs/{job_id}/gate/reports/..%2F..%2Fstudio.db", "viewer").status_code == 404
+
+
+# -- the review page, against the real server -------------------------------------------------
+
+RENDER_S = 420  # a render of the small brief on a busy 2-core machine, with room
+
+
+class Live:
+    """`studio serve` (uvicorn) with its own home, a token per role of project gates."""
+
+    def __init__(self, home: Path, *, workers: int = 0, env: dict[str, str] | None = None) -> None:
+        self.home = home
+        self.proc, self.base = serve(home, workers=workers, log_level="warning",
+                                     env={"STUDIO_RAY_NUM_CPUS": "2", **(env or {})})
+        self.settings = Settings(home=home)
+        self.engine = db.make_engine(self.settings.db_url)
+        db.init_db(self.engine)
+        self.tokens = {r: auth.create(self.engine, project="gates", role=r, name=f"{r} Jo")[1] for r in auth.ROLES}
+
+    def api(self, method: str, path: str, role: str = "editor", **kw: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.tokens[role]}", **kw.pop("headers", {})}
+        return httpx.request(method, f"{self.base}{path}", headers=headers, timeout=30, **kw)
+
+    def close(self) -> str:
+        self.engine.dispose()
+        self.proc.terminate()
+        try:
+            out, _ = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return out or ""
+
+
+def wait_state(page: Any, state: str, timeout_s: float = RENDER_S) -> None:
+    page.locator("#job-state", has_text=re.compile(f"^{state}$")).wait_for(timeout=timeout_s * 1000)
+
+
+def test_the_review_page_shows_a_blocked_job_and_an_approver_overrides_it(tmp_path: Path, page: Any) -> None:
+    live = Live(tmp_path / "home")
+    try:
+        store = Store(live.settings.store_root)
+        html = tmp_path / "reels.qc.html"
+        html.write_text("<!doctype html><title>QC reels</title><h1>QC: fail</h1>", encoding="utf-8")
+        html_path = store.path(store.put_file(html, ".html"))
+        qc = [{"spec": "reels-1080x1920", "locale": None, "check": "black", "finding": "black for 0.8 s",
+               "fix": "check the shot at 00:00:01:00", "at": ["00:00:01:00"], "report": str(html_path),
+               "html": str(html_path)}]
+        api = Api.__new__(Api)  # the live server's database, without a second app
+        api.engine = live.engine
+        job_id = blocked_job(api, violations=[violation("youtube-1080p"), violation("reels-1080x1920")], qc=qc)
+
+        # An editor sees the gate, and no override form.
+        sign_in(page, live.base, live.tokens["editor"], f"/review/jobs/{job_id}")
+        wait_state(page, "blocked", 30)
+        card = page.locator('#violations article[data-rule="models.denied"]')
+        card.wait_for(timeout=15000)
+        assert card.locator('[data-field="specs"]').inner_text() == "youtube-1080p, reels-1080x1920"
+        assert "is not allowed in internal work" in card.locator('[data-field="what"]').inner_text()
+        assert card.locator('[data-field="overridden-by"]').inner_text() == "nobody yet"
+        assert card.locator("form.override").count() == 0
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url("**/review/login")
+
+        # An approver: the form per violation, the QC failure with its report.
+        sign_in(page, live.base, live.tokens["approver"], f"/review/jobs/{job_id}")
+        wait_state(page, "blocked", 30)
+        assert page.locator("#job-waiting").inner_text() == \
+            "the release gate: models.denied model:procedural, qc reels-1080x1920 black"
+        failure = page.locator('#qc-failures li[data-check="black"]')
+        assert "reels-1080x1920: black failed at 00:00:01:00: black for 0.8 s." in failure.inner_text()
+        link = failure.get_by_role("link", name="QC report of reels-1080x1920")
+        r = httpx.get(f"{live.base}{link.get_attribute('href')}", timeout=30,
+                      cookies={c["name"]: c["value"] for c in page.context.cookies()})
+        assert r.status_code == 200 and "QC: fail" in r.text
+        assert axe_violations(page) == []
+        shot(page, "40-release-gate-blocked")
+        reason = page.get_by_label("Reason for overriding models.denied for model:procedural (required)")
+        page.get_by_role("button", name="Override as legal").click()  # no reason: refused in the page
+        assert reason.get_attribute("aria-invalid") == "true"
+        assert "give the reason" in page.locator("#action-error").inner_text()
+        assert gates.decisions(live.engine, job_id) == []
+        reason.fill("cleared by counsel for this campaign")
+        page.get_by_role("button", name="Override as legal").click()
+        signed = card.locator('[data-field="overridden-by"]')
+        signed.filter(has_text="approver Jo").wait_for(timeout=15000)
+        assert re.match(r"^approver Jo \(tok_\w+\) \(legal\) at .+: “cleared by counsel for this campaign”$",
+                        signed.inner_text()), signed.inner_text()
+        assert card.locator("form.override").count() == 0
+        # The QC failure still holds it: it stays blocked.
+        assert page.locator("#job-state").inner_text() == "blocked"
+        assert page.locator("#job-waiting").inner_text() == "the release gate: qc reels-1080x1920 black"
+        (d,) = gates.decisions(live.engine, job_id)
+        assert d.kind == "override" and d.note == "cleared by counsel for this campaign"
+        row = page.locator('#decisions tr[data-kind="override"]')
+        row.wait_for(timeout=15000)
+        assert "release gate: models.denied model:procedural (as legal)" in row.inner_text()
+        assert page.errors == []  # type: ignore[attr-defined]
+    finally:
+        live.close()
+
+
+def small_brief() -> dict[str, Any]:
+    """One one-second beat, one candidate, one channel, no sound: the smallest render."""
+    return {"project": "gates", "campaign": "spring", "purpose": "a job the release gate blocks",
+            "channels": ["youtube-1080p"], "style_pack": "golden-hour", "candidates": 1, "captions": False,
+            "handles": 0, "music": {"source": "none"}, "effects": {"enabled": False},
+            "beats": [{"id": "b01", "duration": 1, "subject": "a lighthouse in a storm"}]}
+
+
+def test_a_render_the_policy_blocks_is_overridden_and_delivers(tmp_path: Path, page: Any) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump({
+        "schema": "Policy.1", "name": "no-procedural", "version": 3,
+        "usage_classes": {"internal": {"models": {"deny": ["procedural"]}}}}), encoding="utf-8")
+    live = Live(tmp_path / "home", workers=1, env={"STUDIO_POLICY": str(policy)})
+    try:
+        r = live.api("POST", "/v1/jobs", content=yaml.safe_dump(small_brief()),
+                     headers={"content-type": "application/yaml"})
+        assert r.status_code == 201, r.text
+        job_id = r.json()["id"]
+        sign_in(page, live.base, live.tokens["approver"], f"/review/jobs/{job_id}")
+        wait_state(page, "blocked")
+
+        job = live.api("GET", f"/v1/jobs/{job_id}", "viewer").json()
+        gate = job["gate"]
+        assert job["out_dir"] is None and gate["gate"] == "release" and gate["scope"] == SCOPE, gate
+        assert gate["qc"] == [] and gate["waiting_on"] == ["models.denied model:procedural"], gate
+        (v,) = gate["violations"]
+        assert (v["spec"], v["rule"], v["component"], v["blocking"]) == \
+            ("youtube-1080p", "models.denied", "model:procedural", True)
+        assert "deny 'procedural'" in v["what"] and v["fix"]
+        assert "youtube-1080p" in gate["error"] and "models.denied" in gate["error"]
+        assert not list((live.home / "jobs" / job_id).glob("attempt-*"))  # the blocked attempt's folder went
+
+        # A token that may not sign off legal matters is refused, in words; nothing is recorded.
+        body = {"rule": "models.denied", "component": "model:procedural", "reason": "fine by me"}
+        r = live.api("POST", f"/v1/jobs/{job_id}/overrides", "editor", json=body)
+        assert r.status_code == 403 and "this needs an approver or admin token" in r.json()["detail"], r.text
+        assert gates.decisions(live.engine, job_id) == []
+
+        # Legal overrides in the page: recorded (who, why), the job renders again and delivers.
+        card = page.locator('#violations article[data-rule="models.denied"]')
+        page.get_by_label("Reason for overriding models.denied for model:procedural (required)").fill(
+            "procedural frames are our own code: cleared by counsel")
+        page.get_by_role("button", name="Override as legal").click()
+        card.locator('[data-field="overridden-by"]').filter(has_text="approver Jo").wait_for(timeout=15000)
+        wait_state(page, "succeeded")
+        from studio.policy import overrides_for
+
+        (o,) = overrides_for(live.engine, SCOPE)
+        assert o.approver.startswith("approver Jo (tok_") and o.reason.startswith("procedural frames")
+        (d,) = gates.decisions(live.engine, job_id)
+        assert (d.kind, d.role, d.target) == ("override", "legal", "models.denied model:procedural")
+        events = [e.type for e in jobs.events(live.engine, job_id)]
+        assert events.count("blocked") == 1 and "overridden" in events
+        # The second render made nothing new up to the release gate (every step cached).
+        done = [e.data for e in jobs.events(live.engine, job_id) if e.type == "stage_done"
+                and e.data.get("attempt") == 2 and e.data.get("stage") in ("candidates", "conform")]
+        assert done and all(not x.get("made") for x in done), done
+
+        # Its page: each deliverable's QC verdict with its HTML report, signed or not.
+        item = page.locator('#deliverables li[data-spec="youtube-1080p"]')
+        item.wait_for(timeout=15000)
+        assert item.locator('[data-field="qc"]').inner_text().startswith("QC: ")
+        assert "policy no-procedural v3: passed" in item.locator('[data-field="policy"]').inner_text()
+        assert item.locator('[data-field="signed"]').inner_text().startswith((" · signed (C2PA) by", " · not signed"))
+        link = item.get_by_role("link", name="QC report of youtube-1080p")
+        r = httpx.get(f"{live.base}{link.get_attribute('href')}", timeout=30,
+                      cookies={c["name"]: c["value"] for c in page.context.cookies()})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), r.text[:300]
+        assert "sandbox" in r.headers["content-security-policy"] and "<h1>QC" in r.text
+        outputs = live.api("GET", f"/v1/jobs/{job_id}/outputs", "viewer").json()["outputs"]
+        assert any(o["url"] == link.get_attribute("href") and o["role"] == "qc" and o["path"].endswith(".qc.html")
+                   for o in outputs), outputs
+        assert axe_violations(page) == []
+        shot(page, "41-release-gate-delivered")
+        assert page.errors == []  # type: ignore[attr-defined]
+    finally:
+        live.close()
