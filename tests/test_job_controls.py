@@ -116,7 +116,7 @@ def test_retry_of_a_job_that_did_not_fail_is_refused(engine: Any, setup: str, fi
         jobs.suspend(engine, job.id)
     with pytest.raises(jobs.WrongState) as e:
         jobs.retry(engine, job.id)
-    assert f"is {setup}; retry is for a job that is failed or canceled" in e.value.what
+    assert f"is {setup}; retry is for a job that is failed, canceled or blocked" in e.value.what
     assert fix in e.value.fix
     assert _state(engine, job.id) == setup
     with pytest.raises(jobs.UnknownJob):
@@ -271,7 +271,7 @@ def test_api_controls(api: tuple[Any, TestClient, str]) -> None:
     job = _submit(engine, max_attempts=1)
     r = c.post(f"/v1/jobs/{job.id}/retry")
     assert r.status_code == 409, r.text
-    assert r.json()["detail"] == f"job {job.id} is queued; retry is for a job that is failed or canceled"
+    assert r.json()["detail"] == f"job {job.id} is queued; retry is for a job that is failed, canceled or blocked"
     assert "wait until it has finished" in r.json()["fix"]
     r = c.post(f"/v1/jobs/{job.id}/suspend", json={"note": "hold for legal"})
     assert (r.status_code, r.json()["state"]) == (202, "suspended")
