@@ -28,15 +28,24 @@ import math
 import subprocess
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from audio.music import write_wav
 from audio.voices import ID_RE, USAGE_CLASSES, UsageClass
 from studio import documents
 from studio.errors import ManyErrors, StageError, StudioError
+from studio.rights import TERRITORY_RE, Consent, Medium
 
 Kind = Literal["music", "effects"]
 FAMILY = "MusicTrack"
@@ -54,6 +63,39 @@ class Rights(BaseModel):
     usage_classes: list[UsageClass] = Field(min_length=1)
     attribution: str | None = Field(None, description="credit line the licence requires, if any")
     expires: date | None = Field(None, description="last day the licence allows use")
+    # The rights ledger's fields (studio.rights), each optional: the contract or grant
+    # number (default track:<id>), who granted it (default: owner), where, on which media
+    # and channels, from when, and whose voice or likeness the track holds, with consent.
+    licence_id: str | None = Field(None, min_length=1, max_length=200, description="the contract or grant number")
+    licensor: str | None = Field(None, min_length=1, max_length=200, description="who grants it (default: owner)")
+    territories: list[Annotated[str, Field(pattern=TERRITORY_RE)]] | None = Field(
+        None, min_length=1, description="ISO 3166-1 alpha-2 codes, EU, EEA or worldwide")
+    media: list[Medium] | None = Field(None, min_length=1, description="digital, broadcast, print")
+    channels: list[str] | None = Field(None, min_length=1, description="channel spec names or globs (* = any)")
+    starts: date | None = Field(None, description="first day the licence allows use")
+    real_person: str | None = Field(None, min_length=1, max_length=200,
+                                    description="whose voice or likeness the track holds, if a real person's")
+    consent: Consent | None = None
+
+    @model_validator(mode="after")
+    def _term(self) -> Rights:
+        if self.starts and self.expires and self.expires < self.starts:
+            raise ValueError(f"expires {self.expires} is before starts {self.starts}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The ledger's fields came later: left out while unset, so a sidecar without them
+        # records (and keys what it makes) as it did.
+        out = handler(self)
+        if isinstance(out, dict):
+            for key in _LEDGER_FIELDS:
+                if out.get(key, 0) is None:
+                    out.pop(key)
+        return out
+
+
+_LEDGER_FIELDS = ("licence_id", "licensor", "territories", "media", "channels", "starts", "real_person", "consent")
 
 
 class Track(BaseModel):

@@ -296,8 +296,8 @@ def voice_identity(entry: Any) -> dict[str, Any]:
     its id and revision."""
     from studio.cache import file_digest, folder_digest
 
-    # where it runs (device, GPUs per actor) is not what it says
-    doc = entry.model_dump(mode="json", by_alias=True, exclude={"device", "gpus"})
+    # where it runs (device, GPUs per actor) is not what it says, nor are its ledger terms
+    doc = entry.model_dump(mode="json", by_alias=True, exclude={"device", "gpus", "rights"})
     doc["source"] = {k: v for k, v in doc["source"].items() if k != "path"}
     files: dict[str, str | None] = {}
     for name, path in entry.files().items():
@@ -407,9 +407,7 @@ def _apply_voice(env: StageEnv, inputs: VoiceInputs, out: dict[str, Any],
                         **({"locale": env.locale} if env.locale else {}),
                         "synthesis": line["synthesis"],
                         **({"reused_from": reused_from} if reused_from else {})},
-                rights={"voice": entry.id, "kind": entry.kind, "licence": entry.licence,
-                        "usage_classes": list(entry.usage_classes),
-                        "consent": entry.consent.model_dump(mode="json") if entry.consent else None},
+                rights=entry.ledger_rights(),  # what studio.rights makes the voice's record of
             ))
     for beat_id, _, _ in beat_times(inputs.shots, inputs.edit_rate):
         env.reporter.advance("voice", shot=beat_id)

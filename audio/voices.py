@@ -21,12 +21,20 @@ import os
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from studio import documents
 from studio.errors import StudioError
+from studio.rights import RightsTerms
 
 USAGE_CLASSES = ("experiment", "internal", "public")
 ENV_DIR = "STUDIO_VOICES_DIR"
@@ -113,6 +121,10 @@ class VoiceEntry(BaseModel):
     usage_classes: list[UsageClass] = Field(min_length=1)
     usage_reason: str = Field("", description="why usage_classes is what it is")
     consent: Consent | None = None
+    # The rights ledger's terms beyond licence and usage classes (licence id, licensor,
+    # territories, media, channels, term), and for a cloned voice whose voice it is
+    # (``rights.real_person``) with their consent: studio.rights.voice_record.
+    rights: RightsTerms | None = None
     # Where it runs. Piper is in process on the CPU; other backends run on one Ray actor
     # per voice that asks for ``gpus`` (fractions share a GPU between small voices).
     gpus: float = Field(0.0, ge=0, le=8, description="GPUs per actor (GPU backends)")
@@ -156,6 +168,40 @@ class VoiceEntry(BaseModel):
             raise ValueError(f"voice {self.id!r} is a cloned voice with no consent record — "
                              "add consent: {who, when, scope}")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # rights came later: left out while unset, so an entry without it dumps (and keys
+        # its lines) as it did.
+        out = handler(self)
+        if isinstance(out, dict) and out.get("rights", 0) is None:
+            out.pop("rights")
+        return out
+
+    @property
+    def real_person(self) -> str | None:
+        """Whose voice this is when it is a real person's: ``rights.real_person``, else the
+        consenting speaker of a cloned voice (a stock voice is nobody's in particular)."""
+        if self.rights is not None and self.rights.real_person:
+            return self.rights.real_person
+        return self.consent.who if self.kind == "cloned" and self.consent is not None else None
+
+    def ledger_rights(self) -> dict[str, Any]:
+        """What a voice line records of its voice's rights (AudioAsset.rights), which
+        studio.rights.voice_record makes the ledger's record of."""
+        out: dict[str, Any] = {"voice": self.id, "kind": self.kind, "licence": self.licence,
+                               "usage_classes": list(self.usage_classes),
+                               "consent": self.consent.model_dump(mode="json") if self.consent else None}
+        src = self.source
+        out["licensor"] = (src.hub_id.split("/")[0] if src.hub_id else
+                           f"{src.package} (package)" if src.package else None)
+        if src.upstream:
+            out["provenance"] = src.upstream
+        if self.real_person:
+            out["real_person"] = self.real_person
+        if self.rights is not None:
+            out["terms"] = self.rights.model_dump(mode="json", exclude_none=True)
+        return out
 
     def files(self) -> dict[str, Path | None]:
         """Absolute paths of the model, its config and model card (not checked to exist)."""

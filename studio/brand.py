@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from studio.errors import StudioError
+from studio.rights import RightsTerms
 from studio.vector import is_svg, rasterize, svg_size
 from studio.versioning import upgrade
 
@@ -33,6 +34,7 @@ HEX_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 # licence, every Latin accent, and bold, which reads well small.
 DEFAULT_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 DEFAULT_FONT_LICENCE = "Bitstream Vera/DejaVu licence (open)"
+DEFAULT_FONT_LICENSOR = "Bitstream, Inc. and the DejaVu fonts project"
 
 
 def _hex(v: str) -> str:
@@ -48,6 +50,21 @@ class Rights(BaseModel):
     owner: str = Field(min_length=1, max_length=200)
     licence: str = Field(min_length=1, max_length=200)
     source: str = Field(min_length=1, max_length=500, description="where the file came from (URL, brand portal, agency)")
+    # The rights ledger's terms (studio.rights): licence id (default logo:<sha256[:12]>),
+    # licensor (default: owner), territories, media, channels, term.
+    terms: RightsTerms | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_unset_terms(handler(self))
+
+
+def _drop_unset_terms(out: Any) -> Any:
+    # terms came later: left out while unset, so the kit's dump (which stills' and videos'
+    # keys hold) and the deliverables' records of a kit without them stay as they were.
+    if isinstance(out, dict) and out.get("terms", 0) is None:
+        out.pop("terms")
+    return out
 
 
 class Logo(BaseModel):
@@ -69,6 +86,13 @@ class Font(BaseModel):
     path: str = Field(DEFAULT_FONT, min_length=1,
                       description="a TrueType/OpenType file, relative to the style pack file or absolute")
     licence: str = Field(DEFAULT_FONT_LICENCE, min_length=1, max_length=200)
+    # The rights ledger's terms (studio.rights): licence id (default font:<sha256[:12]>),
+    # licensor, media (a font licensed for print only is not for a video), term.
+    terms: RightsTerms | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_unset_terms(handler(self))
 
     @field_validator("path")
     @classmethod

@@ -519,7 +519,8 @@ def where(thing: str, as_json: bool) -> None:
         return
     click.echo(f"{names}: in {len(info['deliverables'])} deliverable(s)")
     for d in info["deliverables"]:
-        click.echo(f"  {d['id']:<22} {d['spec']:<26} run {d['run_id']}  {d['path']}")
+        state = ("  BLOCKED: " + "; ".join(b["detail"] or b["reason"] for b in d["blocks"])) if d["blocked"] else ""
+        click.echo(f"  {d['id']:<22} {d['spec']:<26} run {d['run_id']}  {d['path']}{state}")
 
 
 @main.command()
@@ -542,6 +543,119 @@ def lineage(deliverable: str, as_json: bool) -> None:
         click.echo(f"(run {info['deliverable']['run_id']} is a conform of run {info['conform_of']})")
     for line in lin.format_tree(info["tree"]):
         click.echo(line)
+
+
+class _RightsGroup(StudioGroup):
+    """`studio rights DELIVERABLE` is `studio rights show DELIVERABLE`: anything that is not
+    a subcommand is a deliverable."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group(cls=_RightsGroup)
+def rights() -> None:
+    """The rights ledger: `studio rights DELIVERABLE` lists each part of a deliverable with
+    its licence (licensor, usage classes, territories, media, term, consent) and its blocks;
+    `revoke` and `check` block what a revoked or expired licence reaches."""
+
+
+def _term(rec: dict[str, Any]) -> str:
+    if not rec.get("starts") and not rec.get("expires"):
+        return "no end"
+    return f"{rec.get('starts') or '...'} to {rec.get('expires') or '...'}"
+
+
+def _consent(rec: dict[str, Any]) -> str:
+    if not rec.get("real_person"):
+        return "-"
+    c = rec.get("consent")
+    return f"{rec['real_person']}: " + (f"consent {c['granted']} ({c['document']})" if c else "NO CONSENT")
+
+
+@rights.command("show")
+@click.argument("deliverable")
+@click.option("--json", "as_json", is_flag=True)
+def rights_show(deliverable: str, as_json: bool) -> None:
+    """DELIVERABLE's parts (by its id, its file's sha256 or its path) with their rights."""
+    from studio import lineage as lin
+    from studio import rights as rts
+    from studio.settings import get_settings
+
+    engine = _engine()
+    lin.record_missing(engine)
+    info = rts.rights_of(engine, deliverable, get_settings())
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    d = info["deliverable"]
+    if info["matched"] > 1:
+        click.echo(f"({info['matched']} deliverables have this file; the newest is shown)")
+    click.echo(f"{d['id']} {d['spec']} ({d['kind']}) run {d['run_id']}  {d['path']}")
+    # The same licence on many parts (a voice's lines, a model's keyframes) is one row.
+    rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for p in info["parts"]:
+        rows.setdefault((p["kind"], p["rights"]["licence_id"]), []).append(p)
+    table = [("COMPONENT", "LICENCE ID", "LICENCE", "LICENSOR", "USAGE", "TERRITORIES", "MEDIA", "TERM",
+              "CONSENT")]
+    for (kind, _lid), parts in rows.items():
+        rec, ledger = parts[0]["rights"], parts[0]["ledger"]
+        name = parts[0]["name"] if len(parts) == 1 else f"{kind} x{len(parts)}"
+        if ledger["revoked"]:
+            name += " [REVOKED]"
+        elif ledger["expired"]:
+            name += " [EXPIRED]"
+        licence = rec["licence"] if len(rec["licence"]) <= 40 else rec["licence"][:39] + "…"
+        table.append((name, rec["licence_id"], licence, rec["licensor"], ",".join(rec["usage_classes"]),
+                      ",".join(rec["territories"]), ",".join(rec["media"]), _term(rec), _consent(rec)))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for r in table:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    if not info["blocks"]:
+        click.echo("blocks: none")
+    for b in info["blocks"]:
+        click.echo(f"BLOCKED ({b['reason']}, {b['licence_id']}): {b['detail']}")
+
+
+@rights.command("revoke")
+@click.argument("licence_id")
+@click.option("--reason", required=True, help="why (e.g. the licensor's notice)")
+@click.option("--by", "by", required=True, help="who revokes it")
+def rights_revoke(licence_id: str, reason: str, by: str) -> None:
+    """Revoke LICENCE_ID in the ledger and block every deliverable it reaches."""
+    from studio import lineage as lin
+    from studio import rights as rts
+
+    engine = _engine()
+    lin.record_missing(engine)
+    blocked = rts.revoke(engine, licence_id, reason=reason, by=by)
+    click.echo(f"licence {licence_id} revoked: {len(blocked)} deliverable(s) blocked")
+    for did in blocked:
+        click.echo(f"  {did}")
+
+
+@rights.command("check")
+@click.option("--on", "on", default=None, help="the day to check against, YYYY-MM-DD (default: today)")
+def rights_check(on: str | None) -> None:
+    """Block what every licence (or consent) expired by --on reaches."""
+    import datetime as dt
+
+    from studio import lineage as lin
+    from studio import rights as rts
+
+    try:
+        day = dt.date.fromisoformat(on) if on else dt.date.today()
+    except ValueError:
+        raise StudioError(f"{on!r} is not a date", fix="give --on as YYYY-MM-DD (e.g. 2027-01-31)",
+                          field="--on") from None
+    engine = _engine()
+    lin.record_missing(engine)
+    made = rts.check_expiry(engine, day)
+    click.echo(f"licences expired by {day.isoformat()}: {len(made)} deliverable block(s) made")
+    for b in made:
+        click.echo(f"  {b['deliverable_id']}  {b['detail']}")
 
 
 @main.group()

@@ -69,9 +69,12 @@ def brand_inputs(brand: BrandKit, style_file: Path | None, texts: list[dict[str,
     file by its sha256 (the same bytes the deliverable's key holds)."""
     font = brand.font_file(style_file)
     logo = brand.logo_file(style_file)
+    font_rec: dict[str, Any] = {"file": font.name, "sha256": sha256_file(font), "licence": brand.font.licence}
+    if brand.font.terms is not None:  # the ledger's terms (studio.rights.font_record), when the kit gives them
+        font_rec["terms"] = brand.font.terms.model_dump(mode="json", exclude_none=True)
     return {
         "copy": texts,
-        "font": {"file": font.name, "sha256": sha256_file(font), "licence": brand.font.licence},
+        "font": font_rec,
         "logo": None if logo is None or brand.logo is None else {
             "file": logo.name, "sha256": sha256_file(logo), "rights": brand.logo.rights.model_dump(mode="json")},
     }

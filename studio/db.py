@@ -220,6 +220,36 @@ class Edge(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now)
 
 
+class Licence(SQLModel, table=True):
+    """The rights ledger (studio.rights): one row per licence a component carries, keyed by
+    its licence id, with its record as last seen (upserted whenever a run's lineage is
+    recorded) and, once revoked, when, by whom and why. What a licence reaches is found
+    through the lineage edges (``licence`` nodes)."""
+
+    licence_id: str = Field(primary_key=True)
+    record: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))  # a RightsRecord
+    first_seen: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+    revoked_reason: str | None = None
+
+
+class DeliverableBlock(SQLModel, table=True):
+    """A deliverable that must not ship: a licence it uses expired or was revoked, or a
+    policy rule refused it. ``licence_id`` is what the block is about (for a policy block:
+    the licence or the rule). One per deliverable, licence and reason."""
+
+    __tablename__ = "deliverable_block"
+    __table_args__ = (UniqueConstraint("deliverable_id", "licence_id", "reason"),)
+    id: int | None = Field(default=None, primary_key=True)
+    deliverable_id: str = Field(foreign_key="deliverable.id", index=True)
+    licence_id: str = Field(index=True)
+    reason: str  # expired | revoked | policy
+    detail: str = ""
+    created_at: datetime = Field(default_factory=now)
+
+
 class Action(SQLModel, table=True):
     """The action cache (studio.cache): what an expensive step made from exactly these
     inputs. ``key`` is the sha256 of the canonical JSON of (stage, code version, inputs);

@@ -22,8 +22,17 @@ The graph, top down (node kinds in brackets)::
         -bed-> [audio] (music bed) -track-> [track] | -composer-> [composer], -params-> [params]
         -cue-> [audio] (effect cue) -effect-> [effect]
     [deliverable] -spec-> [spec], -style-> [style], -lut-> [lut] (file sha256) -file-> [lut-file]
+    [deliverable] -font-> [font] (file sha256), -logo-> [logo] (file sha256): what its copy is set with
     [deliverable] (a still) -frame-> [candidate]
+    [render] -model-> [model] (a clip model's master)
     [run] (a conform) -conform-of-> [run]
+
+Every component that carries rights points at its licence (studio.rights: the ledger)::
+
+    [model] | [voice] | [track] | [composer] | [effect] | [font] | [logo] -licence-> [licence]
+
+so ``where licence:ID`` (or the bare licence id) walks up to every deliverable a licence
+reaches: what a revoked or expired licence blocks.
 """
 
 from __future__ import annotations
@@ -47,10 +56,11 @@ EDGE = db.Edge.__table__  # type: ignore[attr-defined]
 # Nodes that are rows of a table (their id is the row's id); the rest are values.
 ROW_KINDS = ("deliverable", "timeline", "render", "candidate", "audio", "run", "mix")
 VALUE_KINDS = ("prompt", "seed", "model", "weights", "backend", "media", "spec", "style", "lut",
-               "lut-file", "voice", "text", "track", "composer", "params", "effect")
+               "lut-file", "voice", "text", "track", "composer", "params", "effect", "font", "logo",
+               "licence")
 KINDS = ROW_KINDS + VALUE_KINDS
 # Values that are hashes: ``where`` accepts a prefix of these.
-HASH_KINDS = ("media", "weights", "prompt", "lut", "text", "params")
+HASH_KINDS = ("media", "weights", "prompt", "lut", "text", "params", "font", "logo")
 MIN_PREFIX = 6
 _HEX = re.compile(r"^[0-9a-f]+$")
 
@@ -89,8 +99,28 @@ def _lut_node(path: str) -> tuple[str, str]:
         return f"missing:{path}", p.name
 
 
-def run_edges(s: Session, run_id: str) -> set[tuple[str, str, str, str, str]]:
-    """The edges a run's rows imply, as (src_kind, src_id, dst_kind, dst_id, role)."""
+def brand_inputs(d: db.Deliverable) -> dict[str, Any]:
+    """The font and logo a deliverable's copy was set with, as its record keeps them
+    (studio.copyfit.brand_inputs: file, sha256, licence or rights): a still's ``copy``, a
+    video's ``graphics``; empty when it shows no copy."""
+    params = d.params or {}
+    return (params.get("copy") or params.get("graphics") or {}).get("inputs") or {}
+
+
+def run_edges(s: Session, run_id: str, *, licences: bool = True,
+              settings: Any = None) -> set[tuple[str, str, str, str, str]]:
+    """The edges a run's rows imply, as (src_kind, src_id, dst_kind, dst_id, role). With
+    ``licences``, each component's edge to its licence too (studio.rights.node_records,
+    with the model registry of ``settings``, else of the environment)."""
+    out = _structure_edges(s, run_id)
+    if licences:
+        from studio import rights
+
+        out |= rights.licence_edges(rights.node_records(s, out, settings))
+    return out
+
+
+def _structure_edges(s: Session, run_id: str) -> set[tuple[str, str, str, str, str]]:
     run = s.get(db.Run, run_id)
     if run is None:
         raise StudioError(f"no run {run_id!r} in the database", fix="see `studio runs`", field="RUN")
@@ -120,6 +150,8 @@ def run_edges(s: Session, run_id: str) -> set[tuple[str, str, str, str, str]]:
         for r, _beat in renders:
             add(("render", r.id), ("candidate", r.candidate_id), "selected")
             add(("render", r.id), ("media", r.media_sha256), "file")
+            if (r.params or {}).get("model_id"):  # moved by a clip model, not the procedural camera
+                add(("render", r.id), ("model", r.params["model_id"]), "model")
             candidate_ids.add(r.candidate_id)
 
     timelines = s.exec(select(db.Timeline).where(db.Timeline.run_id == run.id)).all()
@@ -150,6 +182,10 @@ def run_edges(s: Session, run_id: str) -> set[tuple[str, str, str, str, str]]:
             sha = fin.get("lut_sha256") or sha
             add(node, ("lut", sha), "lut")
             add(("lut", sha), ("lut-file", name), "file")
+        brand = brand_inputs(d)
+        for role in ("font", "logo"):  # each by its file's sha256, as the record keeps it
+            if (brand.get(role) or {}).get("sha256"):
+                add(node, (role, brand[role]["sha256"]), role)
 
     if source.id == run.id:  # every candidate, selected or not: where() knows them all
         cands = s.exec(select(db.Candidate).join(db.Shot, db.Candidate.shot_id == db.Shot.id)  # type: ignore[arg-type]
@@ -231,17 +267,23 @@ def run_edges(s: Session, run_id: str) -> set[tuple[str, str, str, str, str]]:
     return out
 
 
-def record_run_edges(engine: Engine, run_id: str) -> int:
-    """Write the lineage edges of ``run_id`` (replacing any it had: re-recording is safe).
-    Returns how many were written. A conform whose source run has no edges yet (made
+def record_run_edges(engine: Engine, run_id: str, settings: Any = None) -> int:
+    """Write the lineage edges of ``run_id`` (replacing any it had: re-recording is safe),
+    and put the licences its components carry in the rights ledger (studio.rights).
+    Returns how many edges were written. A conform whose source run has no edges yet (made
     before lineage was recorded) records the source's first."""
+    from studio import rights
+
     with Session(engine) as s:
         run = s.get(db.Run, run_id)
         source = _source_run(s, run) if run is not None else None
         if source is not None and source.id != run_id and s.connection().execute(
                 sa.select(EDGE.c.id).where(EDGE.c.run_id == source.id).limit(1)).first() is None:
-            record_run_edges(engine, source.id)
-        edges = run_edges(s, run_id)
+            record_run_edges(engine, source.id, settings)
+        edges = run_edges(s, run_id, licences=False)
+        records = rights.node_records(s, edges, settings)
+        edges |= rights.licence_edges(records)
+    rights.record_licences(engine, records.values())
     stamp = db.now()
     with engine.begin() as conn:
         conn.execute(EDGE.delete().where(EDGE.c.run_id == run_id))
@@ -279,7 +321,12 @@ def resolve(engine: Engine, thing: str) -> list[Node]:
     thing = thing.strip()
     kind, sep, rest = thing.partition(":")
     if sep and kind in KINDS and rest:
-        return [(kind, rest)]
+        with engine.connect() as c:
+            # A licence id may look like kind:id too (model:sdxl-base, font:<sha256[:12]>):
+            # the licence it names is meant as well.
+            named = c.execute(sa.select(EDGE.c.dst_id).where(EDGE.c.dst_kind == "licence",
+                                                             EDGE.c.dst_id == thing).limit(1)).first()
+        return sorted({(kind, rest)} | ({("licence", thing)} if named else set()))
     with engine.connect() as c:
         found = set(c.execute(sa.select(EDGE.c.dst_kind, EDGE.c.dst_id)
                               .where(EDGE.c.dst_kind.in_(KINDS), EDGE.c.dst_id == thing)).all())
@@ -302,6 +349,22 @@ def _deliverable_dict(d: db.Deliverable) -> dict[str, Any]:
             "sha256": d.sha256, "created_at": d.created_at.isoformat(timespec="seconds")}
 
 
+def block_dict(b: db.DeliverableBlock) -> dict[str, Any]:
+    return {"deliverable_id": b.deliverable_id, "licence_id": b.licence_id, "reason": b.reason,
+            "detail": b.detail, "created_at": b.created_at.isoformat(timespec="seconds")}
+
+
+def blocks_of(s: Session, ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """The blocks on each of the deliverables ``ids`` (studio.rights), oldest first."""
+    B = db.DeliverableBlock
+    out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    if out:
+        for b in s.exec(select(B).where(B.deliverable_id.in_(list(out)))  # type: ignore[attr-defined]
+                        .order_by(B.created_at, B.id)).all():  # type: ignore[arg-type]
+            out[b.deliverable_id].append(block_dict(b))
+    return out
+
+
 def where(engine: Engine, thing: str) -> dict[str, Any]:
     """Every deliverable containing ``thing``: one recursive walk up the edges from the
     nodes it names. An unknown thing is an error; a known one nothing used lists none."""
@@ -310,7 +373,8 @@ def where(engine: Engine, thing: str) -> dict[str, Any]:
         raise StudioError(f"nothing recorded is called {thing!r}",
                           fix="give a candidate id, a keyframe or media sha256 (or its first 6+ "
                               "digits), a model, voice, music track or style pack name, a LUT file "
-                              "name or sha256, or kind:id (e.g. seed:42)", field="THING")
+                              "name or sha256, a licence id (`studio rights DELIVERABLE` lists "
+                              "them), or kind:id (e.g. seed:42)", field="THING")
     anchor = sa.select(EDGE.c.src_kind.label("kind"), EDGE.c.src_id.label("id")) \
         .where(_match(nodes, EDGE.c.dst_kind, EDGE.c.dst_id))
     up = anchor.cte("up", recursive=True)
@@ -322,7 +386,10 @@ def where(engine: Engine, thing: str) -> dict[str, Any]:
     with Session(engine) as s:
         rows = s.exec(select(D).where(sa.or_(D.id.in_(ids), D.id.in_(direct)))  # type: ignore[attr-defined]
                       .order_by(D.created_at, D.id)).all()  # type: ignore[arg-type]
-        found = [_deliverable_dict(d) for d in rows]
+        blocked = blocks_of(s, [d.id for d in rows])
+        # Each with its blocks: a deliverable a revoked or expired licence reaches is blocked.
+        found = [{**_deliverable_dict(d), "blocked": bool(blocked[d.id]), "blocks": blocked[d.id]}
+                 for d in rows]
     return {"thing": thing, "nodes": [{"kind": k, "id": i} for k, i in nodes], "deliverables": found}
 
 
@@ -406,7 +473,8 @@ def lineage(engine: Engine, ref: str) -> dict[str, Any]:
     order = {r: n for n, r in enumerate(("timeline", "shot", "selected", "frame", "prompt", "seed",
                                          "model", "weights", "backend", "keyframe", "audio", "mix",
                                          "stem", "line", "voice", "text", "bed", "track", "composer",
-                                         "params", "cue", "effect", "file", "spec", "style", "lut"))}
+                                         "params", "cue", "effect", "file", "spec", "style", "lut",
+                                         "font", "logo", "licence"))}
     seen: set[Node] = set()
 
     def tree(node: Node, role: str) -> dict[str, Any]:

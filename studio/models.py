@@ -40,10 +40,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from studio import documents
 from studio.errors import StudioError
+from studio.rights import RightsTerms
 
 USAGE_CLASSES = ("experiment", "internal", "public")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf")
@@ -131,6 +139,9 @@ class ModelEntry(BaseModel):
     licence_url: str | None = None
     provenance: str = Field(min_length=1, description="training data and origin, as the vendor states them")
     usage_classes: list[UsageClass] = Field(min_length=1)
+    # The rights ledger's terms beyond licence, provenance and usage classes (licence id,
+    # licensor, territories, media, channels, term): studio.rights.model_record.
+    rights: RightsTerms | None = None
     notes: str = ""
     # what it needs
     gpu_memory_gb: float | None = Field(None, gt=0, description="approximate, at the default size")
@@ -185,6 +196,15 @@ class ModelEntry(BaseModel):
         elif self.max_duration is not None or self.sample_rate is not None:
             raise ValueError("max_duration and sample_rate apply to text-to-music models only")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # rights came later: left out while unset, so the documents a backend receives (and
+        # any record of them) of an entry without it stay as they were.
+        out = handler(self)
+        if isinstance(out, dict) and out.get("rights", 0) is None:
+            out.pop("rights")
+        return out
 
     @property
     def pinned(self) -> bool:

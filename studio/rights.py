@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -106,3 +106,555 @@ class Part:
     generated: bool
     model: str | None = None  # the model or voice that made a generated part
     sha256: str | None = None
+
+
+# -- builders: each source's rights as a complete record --------------------------------
+#
+# A licence id the source does not give is derived from the component, so every component
+# is in the ledger under a stable key: model:<id>, voice:<id>, track:<id>, effect:<id>,
+# font:<sha256[:12]>, logo:<sha256[:12]>; Studio's own generators share builtin:<what>.
+
+ALL_CLASSES: list[UsageClass] = ["experiment", "internal", "public"]
+NOT_RECORDED = "not recorded"
+BUILTIN_LICENSOR = "the project"  # as audio's built-in composer and effects record their owner
+BUILTIN_LICENCE = "Apache-2.0 (Studio's own code; no third-party material)"
+BUILTIN_KEYFRAMES = "procedural"  # the model id (and backend) of the built-in keyframe generator
+
+
+def _builtin(what: str, provenance: str) -> RightsRecord:
+    return RightsRecord(licence_id=f"builtin:{what}", licence=BUILTIN_LICENCE, licensor=BUILTIN_LICENSOR,
+                        usage_classes=list(ALL_CLASSES), provenance=provenance)
+
+
+# Studio's own generators: made by its code, from no one else's material.
+BUILTIN: dict[str, RightsRecord] = {
+    "keyframes": _builtin("procedural-keyframes", "shots/backends/procedural.py: keyframes drawn by "
+                                                  "Studio's procedural backend"),
+    "composer": _builtin("procedural-composer", "audio/music.py: a bed composed by Studio's procedural "
+                                                "composer"),
+    "effects": _builtin("procedural-effects", "audio/effects.py: effects synthesised by Studio"),
+}
+
+
+def _text(value: Any, limit: int = 300) -> str:
+    """A recorded text as a record field: spaces folded, cut to ``limit`` with an ellipsis
+    (a licence recorded from a model card can be a paragraph)."""
+    text = " ".join(str(value or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _terms(value: Any, what: str) -> RightsTerms | None:
+    if value is None or isinstance(value, RightsTerms):
+        return value
+    try:
+        return RightsTerms.model_validate(value)
+    except ValueError as e:
+        raise _bad(what, "terms", e) from None
+
+
+def _bad(what: str, field: str, e: Exception) -> Exception:
+    from studio.errors import StudioError
+
+    first = str(e).splitlines()
+    detail = "; ".join(ln.strip() for ln in first[1:3]) if len(first) > 1 else str(e)
+    return StudioError(f"{what}: its rights record is not valid: {detail}", field=field,
+                       fix="correct the rights in its registry entry, sidecar or style pack "
+                           "(studio.rights.RightsTerms lists the fields)")
+
+
+def _record(what: str, **fields: Any) -> RightsRecord:
+    try:
+        return RightsRecord(**fields)
+    except ValueError as e:
+        raise _bad(what, "rights", e) from None
+
+
+def _with(base: RightsRecord, terms: RightsTerms | None, what: str) -> RightsRecord:
+    """``base`` with ``terms``, checked as a whole (with_terms copies without checking: terms
+    that end before they start are refused here)."""
+    if terms is None:
+        return base
+    return _record(what, **base.with_terms(terms).model_dump())
+
+
+def _classes(value: Any) -> list[UsageClass]:
+    classes = [c for c in (value or []) if c in USAGE_CLASSES]
+    # A record without usage classes allows the least: experiments.
+    return classes or ["experiment"]
+
+
+def _consent(value: Any) -> Consent | None:
+    """A recorded consent as the ledger's: its own shape, or a voice entry's {who, when,
+    scope, reference}."""
+    if not value:
+        return None
+    if isinstance(value, Consent):
+        return value
+    if "who" in value:
+        scope = value.get("scope") or ""
+        return Consent(subject=_text(value["who"], 200), granted=value["when"],
+                       document=_text(value.get("reference") or f"{NOT_RECORDED} (scope: {scope})", 500))
+    return Consent.model_validate(value)
+
+
+def model_record(entry: Any) -> RightsRecord:
+    """A model registry entry's (studio.models.ModelEntry) record: its licence, usage
+    classes and provenance, licensed by the hub repository's owner unless its ``rights``
+    say who, under ``model:<id>`` unless they give the licence id."""
+    src = entry.source
+    licensor = src.hub_id.split("/")[0] if src.hub_id else f"{NOT_RECORDED} (a local model folder)"
+    base = _record(f"model {entry.id!r}", licence_id=f"model:{entry.id}", licence=_text(entry.licence),
+                   licensor=licensor, usage_classes=list(entry.usage_classes), provenance=entry.provenance,
+                   attribution=entry.licence_url)
+    what = f"model {entry.id!r}"
+    return _with(base, _terms(getattr(entry, "rights", None), what), what)
+
+
+def unknown_model_record(model_id: str, recorded: dict[str, Any] | None = None) -> RightsRecord:
+    """A model the registry does not know (any more): what its records kept, else nothing
+    but experiments, since nobody can say what its licence allows."""
+    recorded = recorded or {}
+    return _record(f"model {model_id!r}", licence_id=f"model:{model_id}",
+                   licence=_text(recorded.get("licence") or f"unknown: model {model_id!r} is not in the model registry"),
+                   licensor=NOT_RECORDED, usage_classes=_classes(recorded.get("usage_classes")),
+                   provenance=_text(recorded.get("provenance") or "", 2000),
+                   attribution=recorded.get("licence_url"))
+
+
+def voice_record(rights: dict[str, Any], voice_id: str | None = None) -> RightsRecord:
+    """A voice's record from what a voice line keeps of it (AudioAsset.rights, written by
+    audio.voices.VoiceEntry.ledger_rights): licence, usage classes, licensor, whose voice it
+    is and their consent, and the entry's ledger terms; under ``voice:<id>``."""
+    vid = voice_id or rights.get("voice") or "unknown"
+    what = f"voice {vid!r}"
+    base = _record(what, licence_id=f"voice:{vid}", licence=_text(rights.get("licence") or NOT_RECORDED),
+                   licensor=_text(rights.get("licensor") or NOT_RECORDED),
+                   usage_classes=_classes(rights.get("usage_classes")),
+                   provenance=_text(rights.get("provenance") or "", 2000),
+                   real_person=rights.get("real_person"), consent=_consent(rights.get("consent")))
+    return _with(base, _terms(rights.get("terms"), what), what)
+
+
+def library_record(rights: dict[str, Any], licence_id: str, what: str) -> RightsRecord:
+    """A music or effects library track's record (audio.library.Rights as recorded: licence,
+    owner, source, usage classes, attribution, expiry and the ledger's optional fields),
+    licensed by its ``licensor``, else its owner."""
+    fields = {k: rights[k] for k in ("territories", "media", "channels", "starts", "expires", "real_person")
+              if rights.get(k) is not None}
+    return _record(what, licence_id=rights.get("licence_id") or licence_id,
+                   licence=_text(rights.get("licence") or NOT_RECORDED),
+                   licensor=_text(rights.get("licensor") or rights.get("owner") or NOT_RECORDED),
+                   usage_classes=_classes(rights.get("usage_classes")),
+                   provenance=_text(rights.get("source") or "", 2000), attribution=rights.get("attribution"),
+                   consent=_consent(rights.get("consent")), **fields)
+
+
+def track_record(rights: dict[str, Any], track_id: str) -> RightsRecord:
+    """A music library track's record, under ``track:<id>`` unless it gives a licence id."""
+    return library_record(rights, f"track:{track_id}", f"music track {track_id!r}")
+
+
+def effect_record(rights: dict[str, Any], effect_id: str) -> RightsRecord:
+    """An effect's record: Studio's own synthesised effects share ``builtin:procedural-effects``;
+    a library's effect is its track's record, under ``effect:<id>``."""
+    if str(rights.get("source") or "").startswith("audio/effects.py") and not rights.get("licence_id"):
+        return BUILTIN["effects"]
+    return library_record(rights, f"effect:{effect_id}", f"effect {effect_id!r}")
+
+
+def font_record(font: dict[str, Any]) -> RightsRecord:
+    """A brand font's record, from what a deliverable keeps of it (studio.copyfit.brand_inputs:
+    file, sha256, licence, terms), under ``font:<sha256[:12]>`` unless its terms give one."""
+    from studio.brand import DEFAULT_FONT_LICENCE, DEFAULT_FONT_LICENSOR
+
+    sha = str(font.get("sha256") or "")
+    licence = font.get("licence") or NOT_RECORDED
+    licensor = DEFAULT_FONT_LICENSOR if licence == DEFAULT_FONT_LICENCE else NOT_RECORDED
+    what = f"font {font.get('file')!r}"
+    base = _record(what, licence_id=f"font:{sha[:12]}", licence=_text(licence), licensor=licensor,
+                   usage_classes=list(ALL_CLASSES), provenance=f"font file {font.get('file')} (sha256 {sha})")
+    return _with(base, _terms(font.get("terms"), what), what)
+
+
+def logo_record(logo: dict[str, Any]) -> RightsRecord:
+    """A brand logo's record (studio.brand.Rights as a deliverable keeps it: owner, licence,
+    source, terms), licensed by its owner, under ``logo:<sha256[:12]>`` unless its terms
+    give a licence id."""
+    sha = str(logo.get("sha256") or "")
+    rights = logo.get("rights") or {}
+    what = f"logo {logo.get('file')!r}"
+    base = _record(what, licence_id=f"logo:{sha[:12]}", licence=_text(rights.get("licence") or NOT_RECORDED),
+                   licensor=_text(rights.get("owner") or NOT_RECORDED), usage_classes=list(ALL_CLASSES),
+                   provenance=_text(rights.get("source") or f"logo file {logo.get('file')}", 2000))
+    return _with(base, _terms(rights.get("terms"), what), what)
+
+
+# -- resolving: a run's components and each deliverable's parts ------------------------
+
+Edge = tuple[str, str, str, str, str]
+Node = tuple[str, str]
+LICENSED_KINDS = ("model", "voice", "track", "composer", "effect", "font", "logo")
+
+
+def _registry(settings: Any) -> Any:
+    from studio.models import ModelRegistry
+
+    folder = getattr(settings, "models_dir", None) if settings is not None else None
+    return ModelRegistry(folder) if folder is not None else ModelRegistry.from_env()
+
+
+def node_records(s: Any, edges: set[Edge], settings: Any = None) -> dict[Node, RightsRecord]:
+    """The rights record of every licensed node (model, voice, track, composer, effect,
+    font, logo) the edges reach: from the model registry (``settings``' models folder, else
+    the environment's), the audio assets' recorded rights and the deliverables' records of
+    their font and logo."""
+    from sqlmodel import select
+
+    from studio import db, lineage
+
+    dsts = {(e[2], e[3]) for e in edges}
+    srcs = {(e[0], e[1]) for e in edges}
+    out: dict[Node, RightsRecord] = {}
+    audio_ids = sorted(i for k, i in srcs if k == "audio")
+    rows = s.exec(select(db.AudioAsset).where(db.AudioAsset.id.in_(audio_ids))).all() if audio_ids else []  # type: ignore[attr-defined]
+    recorded_models: dict[str, dict[str, Any]] = {}
+    for a in sorted(rows, key=lambda a: (a.created_at, a.id)):  # the newest record of a thing wins
+        p, r = a.params or {}, a.rights or {}
+        if a.kind == "voice-line":
+            vid = p.get("voice") or r.get("voice")
+            if vid and ("voice", vid) in dsts:
+                out[("voice", vid)] = voice_record(r, vid)
+        elif a.kind == "music-bed":
+            if p.get("track") and ("track", p["track"]) in dsts:
+                out[("track", p["track"])] = track_record(r, p["track"])
+            elif p.get("source") not in (None, "procedural", "library"):
+                recorded_models[p["source"]] = r
+        elif a.kind == "effect-cue" and p.get("effect") and ("effect", p["effect"]) in dsts:
+            out[("effect", p["effect"])] = effect_record(r, p["effect"])
+    for kind, ident in dsts:
+        if kind == "composer":
+            out[(kind, ident)] = BUILTIN["composer"]
+    models = sorted(i for k, i in dsts if k == "model")
+    if models:
+        registry = _registry(settings)
+        for mid in models:
+            if mid in registry.entries:
+                out[("model", mid)] = model_record(registry.entries[mid])
+            elif mid == BUILTIN_KEYFRAMES:
+                out[("model", mid)] = BUILTIN["keyframes"]
+            else:
+                out[("model", mid)] = unknown_model_record(mid, recorded_models.get(mid))
+    ids = sorted(i for k, i in srcs if k == "deliverable")
+    for d in s.exec(select(db.Deliverable).where(db.Deliverable.id.in_(ids))).all() if ids else []:  # type: ignore[attr-defined]
+        brand = lineage.brand_inputs(d)
+        if (brand.get("font") or {}).get("sha256"):
+            out[("font", brand["font"]["sha256"])] = font_record(brand["font"])
+        if (brand.get("logo") or {}).get("sha256"):
+            out[("logo", brand["logo"]["sha256"])] = logo_record(brand["logo"])
+    return out
+
+
+def licence_edges(records: dict[Node, RightsRecord]) -> set[Edge]:
+    """Each licensed node's edge to its licence: ``where licence:ID`` walks up from it."""
+    return {(k, i, "licence", r.licence_id, "licence") for (k, i), r in records.items()}
+
+
+def _children(edges: set[Edge]) -> dict[Node, list[tuple[str, Node]]]:
+    kids: dict[Node, list[tuple[str, Node]]] = {}
+    for sk, si, dk, di, role in edges:
+        kids.setdefault((sk, si), []).append((role, (dk, di)))
+    return kids
+
+
+def _reach(kids: dict[Node, list[tuple[str, Node]]], root: Node) -> set[Node]:
+    seen, todo = {root}, [root]
+    while todo:
+        for _role, n in kids.get(todo.pop(), []):
+            if n not in seen:
+                seen.add(n)
+                todo.append(n)
+    return seen
+
+
+PART_ORDER = {k: n for n, k in enumerate(("model", "keyframe", "shot", "voice", "music", "effect", "font",
+                                          "logo"))}
+
+
+def deliverable_parts(s: Any, run_id: str, settings: Any = None) -> dict[str, list[Part]]:
+    """Each deliverable of run ``run_id`` (by id): its components with their rights, found
+    by walking down its lineage (studio.lineage.run_edges of the run, and for a conform of
+    the run it came from). Works mid-run, once the Deliverable rows are written: nothing
+    needs the run's edges to be recorded. Models' rights come from the registry of
+    ``settings`` (its models folder; else the environment's)."""
+    from sqlmodel import select
+
+    from studio import db, lineage
+    from studio.errors import StudioError
+
+    run = s.get(db.Run, run_id)
+    if run is None:
+        raise StudioError(f"no run {run_id!r} in the database", fix="see `studio runs`", field="RUN")
+    edges = lineage.run_edges(s, run_id, licences=False)
+    source = lineage._source_run(s, run)
+    if source.id != run_id:  # a conform's renders, candidates and sound are its source's
+        edges |= lineage.run_edges(s, source.id, licences=False)
+    records = node_records(s, edges, settings)
+    kids = _children(edges)
+    nodes = {(e[2], e[3]) for e in edges} | {(e[0], e[1]) for e in edges}
+
+    def ids(kind: str) -> list[str]:
+        return sorted(i for k, i in nodes if k == kind)
+
+    cands = {c.id: (c, beat) for c, beat in s.exec(
+        select(db.Candidate, db.Shot.beat_id).join(db.Shot, db.Candidate.shot_id == db.Shot.id)  # type: ignore[arg-type]
+        .where(db.Candidate.id.in_(ids("candidate")))).all()}  # type: ignore[attr-defined]
+    renders = {r.id: (r, beat) for r, beat in s.exec(
+        select(db.Render, db.Shot.beat_id).join(db.Shot, db.Render.shot_id == db.Shot.id)  # type: ignore[arg-type]
+        .where(db.Render.id.in_(ids("render")))).all()}  # type: ignore[attr-defined]
+    audio = {a.id: a for a in s.exec(select(db.AudioAsset).where(db.AudioAsset.id.in_(ids("audio")))).all()}  # type: ignore[attr-defined]
+
+    def model_of(node: Node) -> str | None:
+        return next((n[1] for role, n in kids.get(node, []) if role == "model"), None)
+
+    parts: dict[Node, Part] = {}
+    for (kind, ident), rec in records.items():
+        if kind == "model":
+            parts[(kind, ident)] = Part(node=(kind, ident), kind="model", name=f"model {ident}", rights=rec,
+                                        generated=False, model=ident)
+    for cid, (c, beat) in cands.items():
+        rec = records.get(("model", c.model_id))
+        if rec is not None:
+            parts[("candidate", cid)] = Part(node=("candidate", cid), kind="keyframe",
+                                             name=f"keyframe {beat} #{c.index}", rights=rec, generated=True,
+                                             model=c.model_id, sha256=c.media_sha256)
+    for rid, (r, beat) in renders.items():
+        # A shot is its keyframe moved: by a clip model (whose rights it has), or by the
+        # procedural camera (it has its keyframe's).
+        clip = model_of(("render", rid))
+        cand = cands.get(r.candidate_id)
+        model = clip or (cand[0].model_id if cand else None)
+        rec = records.get(("model", model)) if model else None
+        if rec is not None:
+            parts[("render", rid)] = Part(node=("render", rid), kind="shot", name=f"shot {beat}", rights=rec,
+                                          generated=True, model=model, sha256=r.media_sha256)
+    for aid, a in audio.items():
+        p = a.params or {}
+        locale = f" ({p['locale']})" if p.get("locale") else ""
+        if a.kind == "voice-line":
+            vid = p.get("voice") or (a.rights or {}).get("voice")
+            if ("voice", vid) in records:
+                parts[("audio", aid)] = Part(node=("audio", aid), kind="voice",
+                                             name=f"voice line {a.name}{locale} ({vid})",
+                                             rights=records[("voice", vid)], generated=True, model=vid,
+                                             sha256=a.sha256)
+        elif a.kind == "music-bed":
+            if p.get("track"):
+                node, name, model = ("track", p["track"]), f"music bed: track {p['track']}", None
+            elif p.get("source") in (None, "procedural", "library"):
+                src = p.get("source") or "procedural"
+                node, name, model = ("composer", src), f"music bed: {src} composer", None
+            else:
+                node, name, model = ("model", p["source"]), f"music bed: model {p['source']}", p["source"]
+            if node in records:
+                parts[("audio", aid)] = Part(node=("audio", aid), kind="music", name=name, rights=records[node],
+                                             generated=model is not None, model=model, sha256=a.sha256)
+        elif a.kind == "effect-cue" and ("effect", p.get("effect")) in records:
+            parts[("audio", aid)] = Part(node=("audio", aid), kind="effect",
+                                         name=f"effect cue {a.name} ({p['effect']})",
+                                         rights=records[("effect", p["effect"])], generated=False,
+                                         sha256=a.sha256)
+    out: dict[str, list[Part]] = {}
+    for d in s.exec(select(db.Deliverable).where(db.Deliverable.run_id == run_id)).all():
+        reached = _reach(kids, ("deliverable", d.id))
+        mine = [parts[n] for n in reached if n in parts]
+        brand = lineage.brand_inputs(d)
+        for role in ("font", "logo"):
+            item = brand.get(role) or {}
+            node = (role, item.get("sha256") or "")
+            if node in records:
+                mine.append(Part(node=node, kind=role, name=f"{role} {item.get('file')}", rights=records[node],
+                                 generated=False, sha256=node[1]))
+        mine.sort(key=lambda p: (PART_ORDER.get(p.kind, 99), p.name, p.node))
+        out[d.id] = mine
+    return out
+
+
+def part_dict(part: Part) -> dict[str, Any]:
+    """A part as JSON: its node, kind, name, whether generated and by which model or voice,
+    its file's sha256 and its rights record."""
+    return {"node": list(part.node), "kind": part.kind, "name": part.name, "generated": part.generated,
+            "model": part.model, "sha256": part.sha256, "rights": part.rights.model_dump(mode="json")}
+
+
+# -- the ledger: licences in the database, and the deliverables they block --------------
+
+BLOCK_REASONS = ("expired", "revoked", "policy")
+FIX_IDS = "`studio rights DELIVERABLE` lists the licence ids of a deliverable's parts"
+
+
+def record_licences(engine: Any, records: Any) -> int:
+    """Put each record in the ledger under its licence id: a new licence is added, a known
+    one's record updated (its revocation, if any, stays). Safe to repeat and to run from
+    two processes at once. Returns how many licences it wrote."""
+    import sqlalchemy as sa
+
+    from studio import db
+
+    table = db.Licence.__table__  # type: ignore[attr-defined]
+    docs = {r.licence_id: r.model_dump(mode="json") for r in records}
+    if not docs:
+        return 0
+    stamp = db.now()
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        conn.execute(insert(table).on_conflict_do_nothing(index_elements=["licence_id"]),
+                     [{"licence_id": k, "record": v, "first_seen": stamp, "updated_at": stamp}
+                      for k, v in sorted(docs.items())])
+        have = dict(conn.execute(sa.select(table.c.licence_id, table.c.record)
+                                 .where(table.c.licence_id.in_(list(docs)))).all())
+        for k, v in sorted(docs.items()):
+            if have.get(k) != v:
+                conn.execute(table.update().where(table.c.licence_id == k).values(record=v, updated_at=stamp))
+    return len(docs)
+
+
+def _licence(s: Any, licence_id: str) -> Any:
+    from studio import db
+    from studio.errors import StudioError
+
+    row = s.get(db.Licence, licence_id)
+    if row is None:
+        raise StudioError(f"no licence {licence_id!r} in the rights ledger",
+                          fix=f"give a licence id as recorded: {FIX_IDS} (its LICENCE ID column)", field="LICENCE_ID")
+    return row
+
+
+def _block(engine: Any, licence_id: str, reason: str, detail: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """Block every deliverable licence ``licence_id`` reaches (studio.lineage.where) for
+    ``reason``. Returns the ids reached and the blocks newly made (one per deliverable,
+    licence and reason: blocking twice makes none)."""
+    from sqlmodel import Session, select
+
+    from studio import db, lineage
+
+    reached = [d["id"] for d in lineage.where(engine, f"licence:{licence_id}")["deliverables"]]
+    made: list[dict[str, Any]] = []
+    B = db.DeliverableBlock
+    with Session(engine) as s:
+        have = set(s.exec(select(B.deliverable_id).where(B.licence_id == licence_id, B.reason == reason)).all())
+        for did in reached:
+            if did not in have:
+                row = B(deliverable_id=did, licence_id=licence_id, reason=reason, detail=detail)
+                s.add(row)
+                made.append(row)
+        s.commit()
+        made_dicts = [lineage.block_dict(b) for b in made]
+    return reached, made_dicts
+
+
+def revoke(engine: Any, licence_id: str, *, reason: str, by: str) -> list[str]:
+    """Record that licence ``licence_id`` is revoked (by whom, why) and block every
+    deliverable it reaches. Returns the ids of the deliverables blocked (all it reaches; a
+    second revocation keeps the first's record and blocks what has been made since)."""
+    from sqlmodel import Session
+
+    from studio import db
+    from studio.errors import StudioError
+
+    reason, by = reason.strip(), by.strip()
+    if not reason:
+        raise StudioError("a revocation needs a reason", fix="say why with --reason TEXT (e.g. the "
+                                                              "licensor's notice)", field="--reason")
+    if not by:
+        raise StudioError("a revocation needs who revokes it", fix="name yourself with --by NAME", field="--by")
+    with Session(engine) as s:
+        row = _licence(s, licence_id)
+        if row.revoked_at is None:
+            row.revoked_at, row.revoked_by, row.revoked_reason = db.now(), by, reason
+            s.add(row)
+            s.commit()
+        when = row.revoked_at.date().isoformat()
+        detail = f"licence {licence_id} revoked by {row.revoked_by} on {when}: {row.revoked_reason}"
+    reached, _made = _block(engine, licence_id, "revoked", detail)
+    return reached
+
+
+def check_expiry(engine: Any, on: dt.date) -> list[dict[str, Any]]:
+    """Block what every ledger licence that has expired by ``on`` reaches: a licence whose
+    last day (``expires``) is before ``on``, or whose real person's consent is. Returns the
+    blocks made now (a deliverable already blocked for that licence's expiry is not blocked
+    again)."""
+    from sqlmodel import Session, select
+
+    from studio import db
+
+    with Session(engine) as s:
+        rows = s.exec(select(db.Licence).order_by(db.Licence.licence_id)).all()  # type: ignore[arg-type]
+        expired: list[tuple[str, str]] = []
+        for row in rows:
+            rec = RightsRecord.model_validate(row.record)
+            if rec.expires is not None and rec.expires < on:
+                expired.append((row.licence_id, f"licence {row.licence_id} ({rec.licence}, {rec.licensor}) "
+                                                f"expired on {rec.expires.isoformat()}"))
+            elif rec.consent is not None and rec.consent.expires is not None and rec.consent.expires < on:
+                expired.append((row.licence_id, f"the consent of {rec.consent.subject} to licence "
+                                                f"{row.licence_id} expired on {rec.consent.expires.isoformat()}"))
+    made: list[dict[str, Any]] = []
+    for licence_id, detail in expired:
+        made += _block(engine, licence_id, "expired", detail)[1]
+    return made
+
+
+def revoked_licences(engine: Any) -> dict[str, str]:
+    """Every revoked licence in the ledger: licence id -> why ("by NAME on DATE: REASON"),
+    what the policy's licence.revoked rule reports."""
+    from sqlmodel import Session, select
+
+    from studio import db
+
+    with Session(engine) as s:
+        rows = s.exec(select(db.Licence).where(db.Licence.revoked_at.is_not(None))).all()  # type: ignore[union-attr]
+        return {r.licence_id: f"by {r.revoked_by} on {r.revoked_at.date().isoformat()}: {r.revoked_reason}"
+                for r in rows if r.revoked_at is not None}
+
+
+def blocks(engine: Any, deliverable_id: str) -> list[dict[str, Any]]:
+    """The blocks on a deliverable (expired or revoked licences, policy), oldest first."""
+    from sqlmodel import Session
+
+    from studio import lineage
+
+    with Session(engine) as s:
+        return lineage.blocks_of(s, [deliverable_id])[deliverable_id]
+
+
+def rights_of(engine: Any, ref: str, settings: Any = None) -> dict[str, Any]:
+    """A deliverable's rights (``ref``: its id, its file's sha256 or a 6+ digit prefix, or
+    its path): its parts with their records, each licence's state in the ledger (known,
+    revoked, expired as of today) and the deliverable's blocks."""
+    from sqlmodel import Session, select
+
+    from studio import db, lineage
+
+    d, matched = lineage.find_deliverable(engine, ref)
+    today = dt.date.today()
+    with Session(engine) as s:
+        parts = deliverable_parts(s, d.run_id, settings).get(d.id, [])
+        ids = sorted({p.rights.licence_id for p in parts})
+        ledger = {r.licence_id: r for r in s.exec(select(db.Licence).where(db.Licence.licence_id.in_(ids))).all()}  # type: ignore[attr-defined]
+        its_blocks = lineage.blocks_of(s, [d.id])[d.id]
+
+    def state(rec: RightsRecord) -> dict[str, Any]:
+        row = ledger.get(rec.licence_id)
+        return {"in_ledger": row is not None,
+                "revoked": None if row is None or row.revoked_at is None else {
+                    "at": row.revoked_at.isoformat(timespec="seconds"), "by": row.revoked_by,
+                    "reason": row.revoked_reason},
+                "expired": rec.expires is not None and rec.expires < today}
+
+    return {"deliverable": lineage._deliverable_dict(d), "matched": matched,
+            "parts": [{**part_dict(p), "ledger": state(p.rights)} for p in parts],
+            "blocked": bool(its_blocks), "blocks": its_blocks}
