@@ -504,7 +504,8 @@ def stages() -> None:
 def where(thing: str, as_json: bool) -> None:
     """Every deliverable containing THING: a candidate id, a keyframe or media sha256 (or
     its first 6+ digits), a model, voice, music track or style pack name, a LUT file name
-    or sha256, or kind:id (e.g. seed:42)."""
+    or sha256, a licence id (licence:ID, or the bare id), or kind:id (e.g. seed:42).
+    Blocked deliverables (a revoked or expired licence) say so."""
     from studio import lineage
 
     engine = _engine()

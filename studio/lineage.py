@@ -443,6 +443,10 @@ def _labels(s: Session, nodes: set[Node]) -> dict[Node, str]:
         out[("prompt", p.hash)] = f"{p.hash} (beat {p.beat_id})"
     for a in s.exec(select(db.AudioAsset).where(db.AudioAsset.id.in_(ids.get("audio", ())))).all():  # type: ignore[attr-defined]
         out[("audio", a.id)] = f"{a.id} {a.kind} {a.name}"
+    for lic in s.exec(select(db.Licence).where(db.Licence.licence_id.in_(ids.get("licence", ())))).all():  # type: ignore[attr-defined]
+        rec = lic.record or {}
+        state = f", REVOKED by {lic.revoked_by}" if lic.revoked_at is not None else ""
+        out[("licence", lic.licence_id)] = f"{lic.licence_id} ({rec.get('licence')}; {rec.get('licensor')}{state})"
     for k, i in nodes:
         if k == "mix":
             run_id, _, locale = i.partition(".")

@@ -11,6 +11,14 @@ Registries and sidecars carry what they know in their own fields (a model's ``li
 an optional :class:`RightsTerms` block for the ledger's fields they lack; the record is
 their union. A deliverable's rights are its components' records, found through its lineage
 (:mod:`studio.lineage`): :class:`Part` is one such component with its record.
+
+Below the types: builders of each source's record (``model_record``, ``voice_record``,
+``track_record``, ``effect_record``, ``font_record``, ``logo_record``, the ``BUILTIN`` records
+of Studio's own generators), ``deliverable_parts`` (a run's deliverables' parts, mid-run
+too), and the ledger in the database: each licence under its id (``licence`` table, written
+when a run's lineage is recorded), ``revoke`` and ``check_expiry``, which block every
+deliverable a licence reaches (``deliverable_block``; ``studio where`` shows them), and
+``rights_of`` (``studio rights DELIVERABLE``).
 """
 
 from __future__ import annotations
@@ -553,6 +561,25 @@ def _block(engine: Any, licence_id: str, reason: str, detail: str) -> tuple[list
         s.commit()
         made_dicts = [lineage.block_dict(b) for b in made]
     return reached, made_dicts
+
+
+def add_block(engine: Any, deliverable_id: str, *, licence_id: str, reason: str, detail: str) -> bool:
+    """Block one deliverable (a policy's refusal: ``reason`` "policy"; ``licence_id`` what
+    it is about, a licence or the rule). False when it was blocked so already."""
+    from sqlmodel import Session, select
+
+    from studio import db
+
+    if reason not in BLOCK_REASONS:
+        raise ValueError(f"unknown block reason {reason!r}: one of {', '.join(BLOCK_REASONS)}")
+    B = db.DeliverableBlock
+    with Session(engine) as s:
+        if s.exec(select(B.id).where(B.deliverable_id == deliverable_id, B.licence_id == licence_id,
+                                     B.reason == reason)).first() is not None:
+            return False
+        s.add(B(deliverable_id=deliverable_id, licence_id=licence_id, reason=reason, detail=detail))
+        s.commit()
+    return True
 
 
 def revoke(engine: Any, licence_id: str, *, reason: str, by: str) -> list[str]:

@@ -266,6 +266,11 @@ def test_parts_ledger_where_expiry_and_revocation(engine: Any) -> None:
     logo = next(p for p in got["parts"] if p["kind"] == "logo")
     assert logo["ledger"]["revoked"]["by"] == "legal:jo" and logo["ledger"]["in_ledger"]
     assert {b["reason"] for b in rights.blocks(engine, run["video"][0])} == {"expired", "revoked"}
+    assert rights.add_block(engine, still, licence_id="licence.territory", reason="policy", detail="DE not licensed")
+    assert not rights.add_block(engine, still, licence_id="licence.territory", reason="policy", detail="again")
+    assert [b["reason"] for b in rights.blocks(engine, still)] == ["revoked", "policy"]
+    tree = lineage.format_tree(lineage.lineage(engine, still)["tree"])
+    assert any(f"licence: logo:{LOGO[:12]} (own; Aurora Inc, REVOKED by legal:jo)" in ln for ln in tree)
     why = rights.revoked_licences(engine)
     assert list(why) == [f"logo:{LOGO[:12]}"] and why[f"logo:{LOGO[:12]}"].startswith("by legal:jo on ")
     # recording the run again keeps the revocation; revoking again blocks nothing twice
@@ -273,7 +278,7 @@ def test_parts_ledger_where_expiry_and_revocation(engine: Any) -> None:
     with Session(engine) as s:
         assert s.get(db.Licence, f"logo:{LOGO[:12]}").revoked_by == "legal:jo"  # type: ignore[union-attr]
     rights.revoke(engine, f"logo:{LOGO[:12]}", reason="again", by="someone")
-    assert len(rights.blocks(engine, still)) == 1
+    assert len(rights.blocks(engine, still)) == 2
 
     with pytest.raises(StudioError) as e:
         rights.revoke(engine, "LIC-78", reason="x", by="y")
