@@ -305,10 +305,17 @@ LICENSED_KINDS = ("model", "voice", "track", "composer", "effect", "font", "logo
 
 
 def _registry(settings: Any) -> Any:
+    from studio.errors import StudioError
     from studio.models import ModelRegistry
 
     folder = getattr(settings, "models_dir", None) if settings is not None else None
-    return ModelRegistry(folder) if folder is not None else ModelRegistry.from_env()
+    try:
+        return ModelRegistry(folder) if folder is not None else ModelRegistry.from_env()
+    except StudioError:
+        # The user's folder is gone or broken since the run checked it: the shipped entries
+        # still say what they say, and any other model is recorded as unknown (experiment
+        # only) rather than failing the recording of a finished run.
+        return ModelRegistry(None)
 
 
 def node_records(s: Any, edges: set[Edge], settings: Any = None) -> dict[Node, RightsRecord]:

@@ -419,3 +419,24 @@ def test_where_a_demo_licence_reaches_and_revoking_it(demo, tmp_path: Path, monk
         assert res.exit_code == 0 and res.output.startswith("licences expired by 2999-01-01: ")
     finally:
         get_settings.cache_clear()
+
+
+def test_a_broken_user_models_folder_leaves_shipped_and_unknown_records(tmp_path: Path) -> None:
+    """A models folder gone since the run: the recording of a finished run does not fail;
+    shipped entries keep their records and other models are unknown (experiments only)."""
+    from studio.settings import Settings
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'studio.db'}")
+    db.init_db(engine)
+    run = make_run(engine, "u", beats=2, candidates=2)
+    with Session(engine) as s:
+        for c in s.exec(select(db.Candidate)).all():
+            c.model_id = "sdxl-base" if c.shot_id.endswith("_0") else "my-own-model"
+            s.add(c)
+        s.commit()
+        gone = Settings(home=tmp_path, models_dir=tmp_path / "no-such-folder")
+        parts = rights.deliverable_parts(s, run["run"], gone)[run["video"][0]]
+    models = {p.model: p.rights for p in parts if p.kind == "model"}
+    assert models["sdxl-base"].licence_id == "model:sdxl-base" and models["sdxl-base"].licensor == "stabilityai"
+    assert models["my-own-model"].usage_classes == ["experiment"]
+    assert "not in the model registry" in models["my-own-model"].licence
