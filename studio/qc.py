@@ -40,12 +40,19 @@ from studio.timecode import default_drop_frame, to_label
 from studio.versioning import schema_string
 
 SCHEMA = schema_string("QcReport")  # QcReport.1
+CODE_VERSION = "qc.1"  # what the battery checks and how (the release gate's QC step key)
 Status = Literal["pass", "warn", "fail", "skipped"]
 # EBU R 103: luma within -1% .. 103% of the 16-235 range (measured on the small picture).
 R103 = (math.ceil(16 - 0.01 * 219), math.floor(16 + 1.03 * 219))  # 14, 241
 OUT_OF_RANGE_AREA = 0.01  # R 103 tolerates excursions over up to 1% of the picture
 PS_FRAMES = 30  # ffmpeg photosensitivity's default window (frames=30)
-FREEZE_MOTION = 0.002  # mean |ΔY| (of the legal range) under which a frame repeats the last
+# Mean |ΔY| (of the legal range) under which a frame repeats the last. A held frame decodes
+# to within ~0.02 code values of the last (encoder noise); a slow camera push-in on the
+# small picture moves 0.04-0.2 (the example's Reels cut), which 0.002 (0.44 code values)
+# took for a freeze; a held frame's noise stays under 0.03 but for the odd frame (0.05). A
+# moving shot's quiet frames never last the second a freeze must (qc.freeze_seconds).
+FREEZE_MOTION = 0.00027  # 0.06 code values
+FREEZE_REFRESH = 0.0023  # 0.5 code values: a held picture's keyframe refresh, at most
 _CODEC_NAMES = {"h264": "h264", "hevc": "hevc", "png": "png", "jpeg": "mjpeg"}
 
 
@@ -321,6 +328,12 @@ def _picture_checks(spec: ChannelSpec, vm: VideoMeasures, clock: _Clock, intende
                       events=black))
     is_black = [b >= 0.98 for b in vm.black]
     frozen_flags = [m < FREEZE_MOTION and not is_black[i] for i, m in enumerate(vm.motion)]
+    # A held picture's keyframes (every GOP) decode a little differently from the frame
+    # before (0.07-0.1 code values): one such frame between held ones is held too.
+    for i in range(1, len(frozen_flags) - 1):
+        if (not frozen_flags[i] and frozen_flags[i - 1] and frozen_flags[i + 1]
+                and vm.motion[i] < FREEZE_REFRESH and not is_black[i]):
+            frozen_flags[i] = True
     # A frame is frozen when it repeats the last; the stretch starts at the repeated frame.
     runs = [(max(0, s - 1), e) for s, e in _runs(frozen_flags)]
     freeze = _stretches("freeze", [(s / rate, e / rate) for s, e in runs], intended, pol.freeze_seconds, clock)
@@ -550,7 +563,9 @@ def _captions(spec: ChannelSpec, path: Path, duration: float, clock: _Clock) -> 
         if dur < rules.min_duration:
             counts["too_short"] += 1
             problems.append(f"{dur:.2f} s on screen (min {rules.min_duration})")
-        cps = chars / dur if dur > 0 else math.inf
+        # To the hundredth: cue times are whole milliseconds in SRT/WebVTT, so a cue timed
+        # at exactly the limit reads a hair over it (38 characters in 2.235 s is 17.002/s).
+        cps = round(chars / dur, 2) if dur > 0 else math.inf
         if cps > rules.max_cps:
             counts["too_fast"] += 1
             problems.append(f"{cps:.1f} characters/s (max {rules.max_cps})")

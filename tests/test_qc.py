@@ -308,3 +308,28 @@ def test_decode_errors_and_duration_to_the_frame(media: dict[str, Path], tmp_pat
     broken.write_bytes(bytes(data))
     c = run_qc(broken, spec).check("decode")
     assert c.status == "fail" and c.measured["errors"] > 0, c.measured
+
+
+def _encode(out: Path, graph: str, gop: int) -> Path:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-filter_complex", graph,
+                    "-f", "lavfi", "-i", f"aevalsrc={TONE}|{TONE}:s=48000:d={SECONDS}", "-map", "[v]", "-map", "0:a",
+                    "-c:v", "libx264", "-preset", "superfast", "-crf", "18", "-g", str(gop),
+                    "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709", "-color_range", "tv",
+                    "-c:a", "aac", "-ar", "48000", str(out)], check=True)
+    return out
+
+
+def test_a_slow_push_in_is_not_a_freeze_and_a_held_frame_with_keyframes_is(tmp_path: Path) -> None:
+    # A slow push-in (the camera moves of the example's Reels cut: 0.04-0.2 code values of
+    # mean change a frame) was taken for a freeze; a held picture whose GOP refreshes every
+    # 12 frames (each keyframe decodes 0.07-0.1 code values off) was cut into short pieces.
+    src = f"testsrc2=s=640x360:r={RATE}:d=0.04,loop=loop={RATE * SECONDS - 1}:size=1,setpts=N/{RATE}/TB"
+    # A soft pattern drifting 1.5 px/s: sub-pixel motion every frame, as a slow move makes.
+    move = _encode(tmp_path / "move.mp4", f"nullsrc=s=320x180:r={RATE}:d={SECONDS},"
+                   "geq=lum='128+60*sin((X+T*1.5)/20)':cb=128:cr=128,format=yuv420p[v]", 25)
+    held = _encode(tmp_path / "held.mp4", f"{src},scale=320x180,format=yuv420p[v]", 12)
+    spec = _spec()
+    assert run_qc(move, spec).check("freeze").status == "pass"
+    c = run_qc(held, spec).check("freeze")
+    assert c.status == "fail" and len(c.events) == 1, c.events
+    assert c.events[0].start_s == 0 and _near(c.events[0].end_s, SECONDS)
