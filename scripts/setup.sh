@@ -52,3 +52,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q -e ".$extras"
   echo "$want" > "$stamp"
 fi
+
+# Deliverables are signed (C2PA) at release. Without the organisation's certificate
+# (STUDIO_SIGNING_CERT/KEY), a development identity for this machine signs them.
+if [ -z "${STUDIO_SIGNING_CERT:-}" ]; then
+  .venv/bin/studio keys dev >&2
+fi

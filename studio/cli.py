@@ -660,6 +660,29 @@ def rights_check(on: str | None) -> None:
 
 
 @main.group()
+def keys() -> None:
+    """Signing identities for the C2PA manifests deliverables carry."""
+
+
+@keys.command("dev")
+@click.option("--force", is_flag=True, help="replace an existing development identity")
+def keys_dev(force: bool) -> None:
+    """Make a development signing identity under STUDIO_HOME/signing (a root CA, an
+    intermediate and an ES256 leaf), used when STUDIO_SIGNING_CERT is not set. It signs for
+    this machine only: production sets STUDIO_SIGNING_CERT/KEY to the organisation's."""
+    from studio.devcert import dev_dir, make_dev_identity
+    from studio.settings import get_settings
+
+    s = get_settings()
+    folder = dev_dir(s.home)
+    if (folder / "chain.pem").is_file() and not force:
+        click.echo(f"{folder}: a development identity is there already (--force replaces it)")
+        return
+    files = make_dev_identity(folder)
+    click.echo(f"development signing identity: {files.cert} (key {files.key}, root {files.trust})")
+
+
+@main.group()
 def token() -> None:
     """API tokens for the server: one role on one project each (viewer, editor, approver,
     admin), made here on the server's machine, sent as Authorization: Bearer <token>."""

@@ -97,11 +97,11 @@ def conform_edit(run_id: str, edited: Path, out_dir: Path, *, settings: Any, rep
         for item in changes.get("not_conformed", []):
             at = f" at {item['at']}" if item.get("at") else ""
             reporter.warn(f"{edited}: {item['kind']} {item['name']!r}{at}: {item['what']}")
-        run_stages(ctx, ["mix", "captions", "conform", "manifest"])
+        run_stages(ctx, ["mix", "captions", "conform", "release", "manifest"])
         publish(work, out_dir)
         # Its edges point at the source run's renders and sound (settings["conform_of"]),
         # so a conformed deliverable traces back to the same seeds.
-        lineage.record_run_edges(engine, new_id)
+        lineage.record_run_edges(engine, new_id, settings)
         db.finish_run(engine, new_id)
         return ctx, changes
     except BaseException as e:

@@ -173,6 +173,7 @@ class RunContext:
     # A brief in several locales: how each was spoken ({"locale", "voice", "mode"}: voiced,
     # subtitled or silent), and the later locales' placed voice lines (pipeline.render_locales).
     locale_passes: list[dict[str, Any]] = field(default_factory=list)
+    release: dict[str, Any] = field(default_factory=dict)  # the release gate's record (studio.release)
     voice_lines_by_locale: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # Each cached step's action key and the content inputs it was made from, by stage and
     # item (a shot, a channel, "spot"): recorded with the run, so `studio plan` can say

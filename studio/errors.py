@@ -125,3 +125,17 @@ class AwaitingDecision(StudioError):
     def __init__(self, what: str, *, gate: dict[str, Any], **kw: Any) -> None:
         super().__init__(what, **kw)
         self.gate = gate
+
+
+class ReleaseBlocked(ManyErrors):
+    """The release gate (studio.release) blocked the run: a deliverable failed a blocking
+    QC check or breaks the policy over its rights. Nothing is published; the run is recorded
+    failed with every reason. ``gate`` is what the server's job keeps while it waits at
+    ``blocked``: each violation (deliverable, rule, component, reason, fix) and QC failure,
+    and the scope an approver's override is recorded for (`studio policy override`)."""
+
+    exit_code = 4  # not bad input (2) nor a person's pending choice (3): the gate said no
+
+    def __init__(self, errors: list[StudioError], *, gate: dict[str, Any]) -> None:
+        super().__init__(errors)
+        self.gate = gate

@@ -123,9 +123,30 @@ def manifest_json_schema() -> dict[str, Any]:
                                 "logo": {"type": ["object", "null"], "required": ["file", "sha256", "rights"]},
                             },
                         },
+                        "qc": {
+                            "type": "object",
+                            "description": "the release gate's technical QC (studio.release): its verdict and "
+                                           "the JSON and HTML reports, paths in this folder",
+                            "required": ["verdict", "blocked", "report", "html"],
+                            "properties": {"verdict": {"enum": ["pass", "warn", "fail"]}},
+                        },
+                        "policy": {
+                            "type": "object",
+                            "description": "the policy over the deliverable's rights: name, version, passed, "
+                                           "each violation (rule, component, reason, fix, override)",
+                            "required": ["name", "version", "passed", "violations"],
+                        },
+                        "rights": {"type": "array", "items": {"type": "string"},
+                                   "description": "the licence ids of its components (`studio rights`)"},
+                        "provenance": {
+                            "type": "object",
+                            "description": "signed: XMP digitalSourceType and a C2PA manifest (`studio verify`)",
+                            "required": ["signed"],
+                        },
                     },
                 },
             },
+            "release": {"type": "object", "description": "the policy the release gate applied and the signer"},
             "locales": {
                 "type": "array",
                 "description": "a brief in several locales: how each was spoken",

@@ -42,6 +42,7 @@ class ManifestInputs:
     review: dict[str, Path]
     conform_of: dict[str, Any] | None
     locale_passes: list[dict[str, Any]]  # a brief in several locales: how each was spoken
+    release: dict[str, Any]  # the release gate: the policy applied, the signer
 
 
 @dataclass
@@ -139,6 +140,8 @@ def build_manifest(env: StageEnv, inp: ManifestInputs) -> dict[str, Any]:
         "style_pack": inp.style.name,
         "backend": inp.backend,
         "deliverables": inp.deliverables,
+        # Each deliverable's QC report, policy result, rights and signature are in its entry.
+        "release": inp.release,
         "timelines": timelines,
         "review": {k: {"path": str(p.relative_to(env.work_dir)), "sha256": sha256_file(p)}
                    for k, p in inp.review.items()},

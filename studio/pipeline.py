@@ -1,7 +1,7 @@
 """The pipeline, in order. Read this first.
 
     brief ─► prompts ─► voice ─► music ─► candidates ─► select ─► review ─► clips
-          ─► timeline ─► mix ─► captions ─► conform ─► manifest
+          ─► timeline ─► mix ─► captions ─► conform ─► release ─► manifest
 
 Sound comes early: the voice lines and the bed depend only on the brief and the beat
 timing, and the review's animatic needs them before any clip is rendered.
@@ -9,6 +9,10 @@ timing, and the review's animatic needs them before any clip is rendered.
 Each stage declares what it reads and writes on the run context, the resources it uses
 and a code version (recorded with the run, so a changed stage shows in the records).
 Media moves between stages as store references, never as frames.
+
+Nothing is published until the release gate passes: every deliverable's technical QC
+against its channel spec and the policy over the rights of everything it is made of; the
+deliverables that pass are disclosed (XMP) and signed (C2PA) there (studio.release).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 
 from audio import mix, soundtrack, voiceover
 from shots import clips, contact, generate, select
-from studio import __version__, actors, db, lineage, manifest, prompts
+from studio import __version__, actors, db, lineage, manifest, prompts, release
 from studio.brief import Brief, brief_problems, edit_rate, has_sound, load_brief
 from studio.cache import record_counts
 from studio.context import RunContext
@@ -93,6 +97,7 @@ class Stage:
             "clips": beats if ctx.video_specs else 0,
             "timeline": int(bool(ctx.video_specs)) + int(bool(ctx.still_specs)),
             "conform": len(ctx.specs),
+            "release": len(ctx.deliverables),
             "manifest": 1,
         }
         return per.get(self.name, 1)
@@ -123,6 +128,8 @@ STAGES: list[Stage] = [
     Stage("conform", deliver.conform_deliverables, deliver.CODE_VERSION,
           {"ffmpeg": "one process per cut, segments joined by stream copy"},
           "reframe, scale, fps, finish, encode per spec; one cached deliverable per channel"),
+    Stage("release", release.release, release.CODE_VERSION, {"ffmpeg": "one QC decode per deliverable"},
+          "QC against the spec, policy over the rights, then XMP + a signed C2PA manifest; the gate"),
     Stage("manifest", manifest.write_manifest, manifest.CODE_VERSION,
           description="manifest.json at the root of the output folder"),
 ]
@@ -574,11 +581,11 @@ def render(
         run_stages(ctx, names[:upto])
         if brief.selection == "human":
             _selection_gate(ctx, brief_path)
-        run_stages(ctx, names[upto:-1])
+        run_stages(ctx, names[upto:-2])
         render_locales(ctx, brief, settings)
-        run_stages(ctx, names[-1:])
+        run_stages(ctx, names[-2:])  # the release gate, then the manifest
         # Edges before publishing: a run whose records could not be completed publishes nothing.
-        lineage.record_run_edges(engine, run_id)  # what each deliverable was made from
+        lineage.record_run_edges(engine, run_id, settings)  # what each deliverable was made from
         publish(work, out_dir)
         db.finish_run(engine, run_id)
         reporter.event("run_done", run_id=run_id, out=str(out_dir))

@@ -32,7 +32,7 @@ from studio import db
 from studio.cache import ActionCache, key_of
 from studio.store import sha256_file
 
-ALWAYS = ("prompts", "select", "review", "timeline", "captions", "manifest")
+ALWAYS = ("prompts", "select", "review", "timeline", "captions", "release", "manifest")
 
 
 @dataclass

@@ -529,12 +529,18 @@ class _Collector:
         return v
 
 
+def _label(kind: str, name: str) -> str:
+    """``font 'DejaVuSans-Bold.ttf'``: a part's name may start with its kind already."""
+    bare = name[len(kind) + 1:] if name.startswith(kind + " ") else name
+    return f"{kind} {bare!r}"
+
+
 def _licence_checks(c: _Collector, part: Part, *, usage_class: str, spec: ChannelSpec, regions: list[str],
                     on: dt.date, revoked: dict[str, str]) -> None:
     r = part.rights
     comp, kind, name = licensed(part)
     add = functools.partial(c.add, licence_id=r.licence_id)
-    label = f"{kind} {name!r}"
+    label = _label(kind, name)
     if r.licence_id in revoked:
         add("licence.revoked", comp, name,
               f"{label}: licence {r.licence_id} ({r.licensor}) was revoked: {revoked[r.licence_id]}",
@@ -583,7 +589,7 @@ def _consent_check(c: _Collector, part: Part, *, usage_class: str, on: dt.date, 
     comp, kind, name = licensed(part)
     add = functools.partial(c.add, licence_id=r.licence_id)
     what = "a cloned voice" if kind == "voice" else "a likeness"
-    label = f"{kind} {name!r} is {what} of {r.real_person}"
+    label = f"{_label(kind, name)} is {what} of {r.real_person}"
     fix = (f"record {r.real_person}'s signed consent in its rights (consent: subject, document, granted, "
            f"expires, usage_classes) or replace it")
     k = r.consent

@@ -467,7 +467,10 @@ def deliverable_parts(s: Any, run_id: str, settings: Any = None) -> dict[str, li
                 node, name, model = ("track", p["track"]), f"music bed: track {p['track']}", None
             elif p.get("source") in (None, "procedural", "library"):
                 src = p.get("source") or "procedural"
-                node, name, model = ("composer", src), f"music bed: {src} composer", None
+                # The procedural composer writes the bed in code: algorithmic media, made by
+                # "procedural" (studio.release discloses it as such, not as trained).
+                node, name, model = ("composer", src), f"music bed: {src} composer", \
+                    "procedural" if src == "procedural" else None
             else:
                 node, name, model = ("model", p["source"]), f"music bed: model {p['source']}", p["source"]
             if node in records:
@@ -476,7 +479,9 @@ def deliverable_parts(s: Any, run_id: str, settings: Any = None) -> dict[str, li
         elif a.kind == "effect-cue" and ("effect", p.get("effect")) in records:
             parts[("audio", aid)] = Part(node=("audio", aid), kind="effect",
                                          name=f"effect cue {a.name} ({p['effect']})",
-                                         rights=records[("effect", p["effect"])], generated=False,
+                                         rights=records[("effect", p["effect"])],
+                                         generated=_synthesized(records[("effect", p["effect"])]),
+                                         model="procedural" if _synthesized(records[("effect", p["effect"])]) else None,
                                          sha256=a.sha256)
     out: dict[str, list[Part]] = {}
     for d in s.exec(select(db.Deliverable).where(db.Deliverable.run_id == run_id)).all():
@@ -492,6 +497,11 @@ def deliverable_parts(s: Any, run_id: str, settings: Any = None) -> dict[str, li
         mine.sort(key=lambda p: (PART_ORDER.get(p.kind, 99), p.name, p.node))
         out[d.id] = mine
     return out
+
+
+def _synthesized(record: RightsRecord) -> bool:
+    """An effect the built-in procedural synthesiser made (not a library recording)."""
+    return record.licence_id.startswith("builtin:procedural")
 
 
 def part_dict(part: Part) -> dict[str, Any]:

@@ -72,7 +72,13 @@ def start_render(brief: Path, out: Path, home: Path, until: Callable[[list[str]]
 
 @pytest.fixture(scope="session")
 def studio_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("studio-home")
+    """The session's STUDIO_HOME, with a development signing identity (as set-up makes one),
+    so rendered deliverables are signed and verify."""
+    from studio.devcert import dev_dir, make_dev_identity
+
+    home = tmp_path_factory.mktemp("studio-home")
+    make_dev_identity(dev_dir(home))
+    return home
 
 
 @pytest.fixture(scope="session")
