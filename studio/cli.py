@@ -956,7 +956,7 @@ def submit(brief: Path, server: str, token: str | None, priority: int | None, la
             gate = job.get("gate") or {}
             for v in gate.get("violations") or []:
                 done = f" [overridden by {v['overridden_by'].get('approver')}]" if v.get("overridden_by") else ""
-                click.echo(f"studio: {v.get('spec')}: {v.get('rule')} {v.get('component')}: {v.get('what')} — "
+                click.echo(f"studio: {v.get('spec')}: {v.get('rule')} {v.get('component')}: {v.get('reason')} — "
                            f"{v.get('fix')}{done}", err=True)
             for q in gate.get("qc") or []:
                 click.echo(f"studio: {q.get('spec')}: QC check {q.get('check')} failed: {q.get('finding')} — "

@@ -165,7 +165,7 @@
       el("h4", { id: `${id}-h`, text: `${v.rule}: ${v.component}` }),
       facts([["Deliverables", v.specs.join(", "), "specs"], ["Rule", v.rule, "rule"],
              ["Component", v.name && v.name !== v.component ? `${v.component} (${v.name})` : v.component, "component"],
-             ["What is wrong", v.what, "what"], ["Fix", v.fix, "fix"],
+             ["What is wrong", v.reason, "reason"], ["Fix", v.fix, "fix"],
              ["Overridden by", signed ? `${signed.approver} (${signed.role}) at ${when(signed.at)}: “${signed.reason}”`
                : "nobody yet", "overridden-by"]]));
     if (canApprove && !signed) {
