@@ -333,3 +333,20 @@ def test_a_slow_push_in_is_not_a_freeze_and_a_held_frame_with_keyframes_is(tmp_p
     c = run_qc(held, spec).check("freeze")
     assert c.status == "fail" and len(c.events) == 1, c.events
     assert c.events[0].start_s == 0 and _near(c.events[0].end_s, SECONDS)
+
+
+def test_a_profile_the_specs_decoders_play_passes_and_a_higher_one_fails(media: dict[str, Path],
+                                                                       tmp_path: Path) -> None:
+    # x264's ultrafast preset signals Constrained Baseline (no CABAC, no 8x8 transform):
+    # every High decoder plays it. A High stream for a Main spec does not fit.
+    fast = tmp_path / "ultrafast.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(media["clean"]), "-c:v", "libx264", "-preset",
+                    "ultrafast", "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
+                    "-color_range", "tv", "-c:a", "copy", str(fast)], check=True)
+    high = _spec().model_copy(update={"profile": "high"})
+    c = run_qc(fast, high).check("format")
+    assert c.status == "pass" and c.measured["profile"] == "constrained baseline", (c.finding, c.measured)
+    main = _spec().model_copy(update={"profile": "main"})
+    assert run_qc(media["clean"], high).check("format").status == "pass"  # testsrc2 at superfast: High
+    c = run_qc(media["clean"], main).check("format")
+    assert c.status == "fail" and c.finding == "differs from the spec: profile high (spec main)", c.finding
