@@ -51,6 +51,7 @@ NEEDS = {
     ("POST", "/v1/jobs/{job_id}/annotations"): "editor",
     ("POST", "/v1/jobs/{job_id}/more"): "editor",
     ("POST", "/v1/jobs/{job_id}/approvals"): "approver",
+    ("POST", "/v1/jobs/{job_id}/overrides"): "approver",  # a policy sign-off, as approvals
     ("POST", "/v1/jobs/{job_id}/shares"): "editor",
     ("GET", "/v1/jobs/{job_id}/shares"): "editor",
     ("POST", "/v1/jobs/{job_id}/shares/{share_id}/revoke"): "editor",
