@@ -1379,7 +1379,7 @@ def policy_show(as_json: bool) -> None:
 @policy.command("override")
 @click.option("--rule", required=True, help="the rule id the policy report names, e.g. licence.territory")
 @click.option("--component", required=True, help="the component as the report names it, kind:id")
-@click.option("--scope", required=True, help="the brief's name or the job id the sign-off is for")
+@click.option("--scope", required=True, help="PROJECT/CAMPAIGN: the brief's project and campaign the sign-off is for")
 @click.option("--approver", required=True, help="who signs it off")
 @click.option("--reason", required=True, help="why the rule may be broken here")
 @click.option("--role", default="legal", show_default=True, help="the approver's role")

@@ -310,8 +310,8 @@ def medium(spec: ChannelSpec) -> Medium:
 
 @dataclass(frozen=True)
 class Override:
-    """A person's recorded sign-off on one rule for one component, in one scope (a brief's
-    name or a job id)."""
+    """A person's recorded sign-off on one rule for one component, in one scope: the
+    brief's ``project/campaign`` (studio.release evaluates every render of it with these)."""
 
     rule: str
     component: str
@@ -355,11 +355,11 @@ def record_override(engine: Engine, *, rule: str, component: str, scope: str, ap
         if not value.strip():
             what = {"approver": "an override needs the approver who signs it off",
                     "reason": "an override needs the reason it is granted",
-                    "scope": "an override needs the brief or job it is for",
+                    "scope": "an override needs the project/campaign it is for",
                     "role": "an override needs the approver's role"}[name]
             fix = {"approver": "give --approver NAME (the person, as they sign)",
                    "reason": "give --reason TEXT (why the rule may be broken here)",
-                   "scope": "give --scope (the brief's name or the job id)",
+                   "scope": "give --scope PROJECT/CAMPAIGN (the brief's project and campaign)",
                    "role": "give --role (e.g. legal)"}[name]
             raise StudioError(what, field=name, fix=fix)
     row = PolicyOverride(rule=rule, component=component.strip(), scope=scope.strip(), approver=approver.strip(),
