@@ -775,6 +775,25 @@ def _start_dispatcher(stop: threading.Event) -> threading.Thread:
     return thread
 
 
+def _start_expiry_watch(stop: threading.Event) -> threading.Thread:
+    """The rights ledger's expiry watch (studio.rights.watch_expiry) in a thread: licences
+    that ran out block the deliverables they reach, hourly, until ``stop`` is set."""
+    from studio import db
+    from studio.rights import watch_expiry
+    from studio.settings import get_settings
+
+    engine = db.make_engine(get_settings().db_url)
+    db.init_db(engine)
+
+    def log(line: str) -> None:
+        click.echo(f"studio serve: {line}", err=True)
+
+    thread = threading.Thread(target=watch_expiry, args=(engine, stop), kwargs={"log": log},
+                              name="studio-rights-expiry", daemon=True)
+    thread.start()
+    return thread
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (the default takes no connections from other machines).")
@@ -804,6 +823,7 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     stop = threading.Event()
     threads = _start_workers(workers, stop)
     dispatcher = _start_dispatcher(stop)
+    expiry = _start_expiry_watch(stop)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then raises the signal again with
     # the handler it found: with these no-ops that ends server.run() instead of the
     # process, so the workers below are stopped (their jobs given back) before we exit.
@@ -816,6 +836,7 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
             t.join(timeout=90)
         # A POST in flight ends within its 10 s timeout; unsent messages stay in the outbox.
         dispatcher.join(timeout=15)
+        expiry.join(timeout=15)
         for sig, handler in before.items():
             signal.signal(sig, handler)
 

@@ -652,6 +652,28 @@ def check_expiry(engine: Any, on: dt.date) -> list[dict[str, Any]]:
     return made
 
 
+EXPIRY_CHECK_SECONDS = 3600.0  # how often `studio serve` looks for licences that expired
+
+
+def watch_expiry(engine: Any, stop: Any, *, every: float = EXPIRY_CHECK_SECONDS,
+                 today: Any = dt.date.today, log: Any = None) -> None:
+    """The server's expiry watch (a thread of `studio serve`): :func:`check_expiry` for today
+    at start, then every ``every`` seconds until ``stop`` (a threading.Event) is set, so a
+    licence that runs out blocks what it reaches on its first day out without anyone
+    running `studio rights check`. A database hiccup is logged and tried again next time."""
+    while True:
+        try:
+            made = check_expiry(engine, today())
+            if made and log is not None:
+                for b in made:
+                    log(f"rights: deliverable {b['deliverable_id']} blocked: {b['detail']}")
+        except Exception as e:  # noqa: BLE001 - the watch outlives a failed check
+            if log is not None:
+                log(f"rights: the expiry check failed ({type(e).__name__}: {e}); trying again in {every:g} s")
+        if stop.wait(every):
+            return
+
+
 def revoked_licences(engine: Any) -> dict[str, str]:
     """Every revoked licence in the ledger: licence id -> why ("by NAME on DATE: REASON"),
     what the policy's licence.revoked rule reports."""

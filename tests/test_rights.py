@@ -440,3 +440,20 @@ def test_a_broken_user_models_folder_leaves_shipped_and_unknown_records(tmp_path
     assert models["sdxl-base"].licence_id == "model:sdxl-base" and models["sdxl-base"].licensor == "stabilityai"
     assert models["my-own-model"].usage_classes == ["experiment"]
     assert "not in the model registry" in models["my-own-model"].licence
+
+
+def test_the_servers_expiry_watch_blocks_what_an_expired_licence_reaches(engine: Any) -> None:
+    import threading
+
+    run = ledger_run(engine, "w")
+    stop, lines, days = threading.Event(), [], iter([dt.date(2030, 6, 30), dt.date(2030, 7, 1)])
+
+    def today() -> dt.date:  # two checks: the licence's last day, then the day after
+        day = next(days)
+        if day.day == 1:
+            stop.set()
+        return day
+
+    rights.watch_expiry(engine, stop, every=0.01, today=today, log=lines.append)
+    assert all(rights.blocks(engine, v) for v in run["video"]) and rights.blocks(engine, run["still"]) == []
+    assert len(lines) == len(run["video"]) and all("expired on 2030-06-30" in ln for ln in lines)
