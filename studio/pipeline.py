@@ -576,6 +576,8 @@ def render(
         # Ray starts when a stage first has work for it: a render of cached steps starts none.
         ctx.start_ray = lambda: _keeping_sigterm(ensure_ray, settings)
         reporter.event("run_start", run_id=run_id, brief=str(brief_path), out=str(out_dir))
+        # The policy over what it will use, before any of it runs (the release gate's rules).
+        release.preflight(ctx.env(), brief, ctx.specs, planned_parts(ctx))
         names = [s.name for s in STAGES]
         upto = names.index("review") + 1
         run_stages(ctx, names[:upto])
@@ -601,6 +603,30 @@ def render(
     finally:
         actors.leave_run(run_actors)
         engine.dispose()
+
+
+def planned_parts(ctx: RunContext) -> list[Any]:
+    """The licensed things this render will use, known before it runs: the keyframe and clip
+    models, the voice, and the brand's font and logo where copy or a logo bug shows them."""
+    from studio.copyfit import brand_inputs, brand_kit
+    from studio.rights import BUILTIN_KEYFRAMES
+    from studio.rights import planned_parts as parts_of
+
+    models: list[tuple[str, Any]] = []
+    if ctx.keyframe_model is not None:
+        models.append((ctx.keyframe_model.id, ctx.keyframe_model))
+    elif ctx.backend == BUILTIN_KEYFRAMES:
+        models.append((BUILTIN_KEYFRAMES, None))
+    if ctx.clip_model is not None and ctx.video_specs:
+        models.append((ctx.clip_model.id, ctx.clip_model))
+    voices = [(ctx.voice.id, ctx.voice.ledger_rights())] if ctx.voice is not None and ctx.video_specs else []
+    b = ctx.brief
+    kit = brand_kit(ctx.style)
+    copy = b.copy_ is not None or b.end_card is not None or any(beat.supers is not None for beat in b.beats)
+    logo_bug = kit.logo_bug is not None and bool(ctx.video_specs)
+    brand = brand_inputs(kit, ctx.catalog.style_paths.get(ctx.style.name), []) if copy or logo_bug else {}
+    return parts_of(models=models, voices=voices, font=brand.get("font") if copy else None,
+                    logo=brand.get("logo"))
 
 
 def selection_gate(ctx: RunContext) -> dict[str, Any]:

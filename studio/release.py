@@ -231,11 +231,7 @@ def release(env: StageEnv, inputs: ReleaseInputs) -> ReleaseOutputs:
                                "html": qc["html"]})
         for v in report.violations:
             if v.blocking and v.overridden_by is None:
-                problems.append(StudioError(f"{v.reason} (policy rule {v.rule}; {_short(v.component)}"
-                                            f"{', licence ' + v.licence_id if v.licence_id else ''})",
-                                            fix=f"{v.fix}; or an approver signs it off: `studio policy override "
-                                                f"--rule {v.rule} --component {v.component} --scope {scope} "
-                                                "--approver NAME --reason TEXT`", stage="release", field=label))
+                problems.append(_violation_error(v, label, scope))
                 gate["violations"].append({"spec": spec.name, "locale": entry.get("locale"), **v.to_dict()})
         entry = {**entry, "qc": {k: v for k, v in qc.items() if k != "key"},
                  "policy": {"name": pol["policy"], "version": pol["version"], "passed": report.passed,
@@ -300,6 +296,44 @@ def _parent(env: StageEnv, conform_of: dict[str, Any] | None, entry: dict[str, A
         if signed and (r.params or {}).get("locale") == entry.get("locale") and Path(r.path).is_file():
             return Path(r.path)
     return None
+
+
+def preflight(env: StageEnv, brief: Brief, specs: list[ChannelSpec], parts: list[Any]) -> None:
+    """The policy over what the render will use (its models, voices, font and logo), before
+    anything runs: a violation the release would find after hours of generation is found
+    now, the same way (same rules, components, overrides and gate), and stops the run."""
+    from studio.policy import evaluate, load_policy, overrides_for
+    from studio.rights import revoked_licences
+
+    policy = load_policy(env.settings)
+    scope = f"{brief.project}/{brief.campaign}"
+    overrides = overrides_for(env.engine, scope)
+    revoked = revoked_licences(env.engine)
+    problems: list[StudioError] = []
+    gate: dict[str, Any] = {"gate": "release", "run_id": env.run_id, "scope": scope, "violations": [], "qc": [],
+                            "preflight": True}
+    found: dict[tuple[str, str], tuple[Any, list[str]]] = {}  # one error per rule and component
+    for spec in specs:
+        report = evaluate(policy, parts, usage_class=brief.usage_class, spec=spec, regions=list(brief.regions),
+                          on=dt.date.today(), revoked=revoked, overrides=overrides)
+        for v in report.violations:
+            if not v.blocking or v.overridden_by is not None:
+                continue
+            found.setdefault((v.rule, v.component), (v, []))[1].append(spec.name)
+            gate["violations"].append({"spec": spec.name, "locale": None, **v.to_dict()})
+    for v, names in found.values():
+        problems.append(_violation_error(v, ", ".join(names), scope))
+    if problems:
+        env.reporter.event("gate", **gate)
+        raise ReleaseBlocked(problems, gate=gate)
+
+
+def _violation_error(v: Any, label: str, scope: str) -> StudioError:
+    return StudioError(f"{v.reason} (policy rule {v.rule}; {_short(v.component)}"
+                       f"{', licence ' + v.licence_id if v.licence_id else ''})",
+                       fix=f"{v.fix}; or an approver signs it off: `studio policy override "
+                           f"--rule {v.rule} --component {v.component} --scope {scope} "
+                           "--approver NAME --reason TEXT`", stage="release", field=label)
 
 
 def _title(env: StageEnv, brief: Brief, entry: dict[str, Any]) -> str:

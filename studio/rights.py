@@ -499,6 +499,31 @@ def deliverable_parts(s: Any, run_id: str, settings: Any = None) -> dict[str, li
     return out
 
 
+def planned_parts(*, models: list[tuple[str, Any]], voices: list[tuple[str, dict[str, Any]]],
+                  font: dict[str, Any] | None, logo: dict[str, Any] | None) -> list[Part]:
+    """The licensed things a render will use, known before it runs (studio.release's
+    pre-flight): its models (id and registry entry, None for the built-in generator),
+    its voices (id and what a voice line records of its rights), and the brand's font and
+    logo as a deliverable records them (studio.copyfit.brand_inputs). Each is the
+    component the policy names after a render too (model:ID, voice:ID, font:SHA, logo:SHA)."""
+    parts: list[Part] = []
+    for mid, entry in models:
+        rec = (model_record(entry) if entry is not None else
+               BUILTIN["keyframes"] if mid == BUILTIN_KEYFRAMES else unknown_model_record(mid))
+        parts.append(Part(node=("model", mid), kind="model", name=f"model {mid}", rights=rec, generated=False,
+                          model=mid))
+    for vid, recorded in voices:
+        parts.append(Part(node=("voice", vid), kind="voice", name=f"voice {vid}", rights=voice_record(recorded, vid),
+                          generated=True, model=vid))
+    if font and font.get("sha256"):
+        parts.append(Part(node=("font", font["sha256"]), kind="font", name=f"font {font.get('file')}",
+                          rights=font_record(font), generated=False, sha256=font["sha256"]))
+    if logo and logo.get("sha256"):
+        parts.append(Part(node=("logo", logo["sha256"]), kind="logo", name=f"logo {logo.get('file')}",
+                          rights=logo_record(logo), generated=False, sha256=logo["sha256"]))
+    return parts
+
+
 def _synthesized(record: RightsRecord) -> bool:
     """An effect the built-in procedural synthesiser made (not a library recording)."""
     return record.licence_id.startswith("builtin:procedural")

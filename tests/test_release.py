@@ -166,6 +166,11 @@ def test_a_print_only_font_blocks_the_release_until_an_approver_overrides(settin
     assert lines[0].endswith("or an approver signs it off: `studio policy override --rule licence.medium --component "
                              f"font:{font} --scope aurora/print-font --approver NAME --reason TEXT`"), lines[0]
     assert not out.exists()  # nothing published
+    # Found before anything was generated: the brand's font is known from the style pack.
+    assert err.gate["preflight"] and err.gate["qc"] == []
+    with Session(db.make_engine(settings.db_url)) as s:
+        run = s.exec(select(db.Run).order_by(db.Run.started_at.desc())).first()  # type: ignore[attr-defined]
+        assert run is not None and not s.exec(select(db.Shot).where(db.Shot.run_id == run.id)).all()
     (v,) = err.gate["violations"]
     assert v["rule"] == "licence.medium" and v["spec"] == "banner-300x250"
     assert err.gate["scope"] == "aurora/print-font"
@@ -185,3 +190,36 @@ def test_a_print_only_font_blocks_the_release_until_an_approver_overrides(settin
     assert "LEG-88" in ov["overridden_by"]["reason"]
     assert d["provenance"]["signed"]
     assert "ACME-TYPE-0042" in d["rights"]
+
+
+def test_a_blocking_qc_failure_stops_the_release_and_keeps_its_report(settings, ray_session, tmp_path: Path) -> None:
+    from studio.pipeline import render
+
+    # The banner spec, told to block on a palette distance no picture meets.
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    for f in (ROOT / "studio" / "data" / "specs").glob("*.yaml"):
+        (specs / f.name).write_text(f.read_text())
+    doc = yaml.safe_load((specs / "banner-300x250.yaml").read_text())
+    doc["qc"] = {"block": ["palette"], "palette_delta_e": 0.5}
+    (specs / "banner-300x250.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    brief_doc = yaml.safe_load(EXAMPLE_BRIEF.read_text())
+    brief_doc.update(channels=["banner-300x250"], candidates=1, campaign="qc-block")
+    brief_doc.pop("stills", None)
+    brief = tmp_path / "brief.yaml"
+    brief.write_text(yaml.safe_dump(brief_doc, sort_keys=False))
+    out = tmp_path / "out"
+    with pytest.raises(ReleaseBlocked) as info:
+        render(brief, out, settings=settings.model_copy(update={"specs_dir": specs}))
+    (line,) = info.value.lines()
+    (q,) = info.value.gate["qc"]
+    assert q["check"] == "palette" and q["spec"] == "banner-300x250"
+    assert line.startswith(f"{q['report']}: stage release: banner-300x250: QC check palette failed: dominant "
+                           "colours are ΔE00 "), line
+    assert line.endswith("(limit 0.5) — check the grade (the style pack's LUT) was applied; regenerate "
+                         "off-palette shots"), line
+    assert not out.exists()
+    # The report outlives the run's work folder: kept in the store, where the error says.
+    report = json.loads(Path(q["report"]).read_text())
+    assert report["verdict"] == "fail" and report["spec"] == "banner-300x250"
+    assert "<html" in Path(q["html"]).read_text().lower()
