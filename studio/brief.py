@@ -28,7 +28,7 @@ from studio import documents
 from studio.brand import Copy
 from studio.errors import ManyErrors, StudioError
 from studio.policy import region_problem
-from studio.rights import WORLDWIDE
+from studio.rights import WORLDWIDE, Consent
 from studio.specs import NAME_RE, Catalog, ChannelSpec, parse_rate
 from studio.timecode import Timecode, check_label
 
@@ -104,6 +104,16 @@ class EndCard(BaseModel):
 CameraMove = Literal["push-in", "pull-out", "pan-left", "pan-right", "parallax", "static"]
 
 
+class Likeness(BaseModel):
+    """The real person a character is drawn from (its reference images are of them): the
+    release gate's policy asks for their recorded consent (rule consent.real-person)."""
+
+    model_config = ConfigDict(extra="forbid")
+    person: str = Field(min_length=1, max_length=200, description="the person, as named in their release")
+    consent: Consent | None = Field(None, description="their signed release: subject, document, granted, "
+                                                      "expires, usage_classes")
+
+
 class Character(BaseModel):
     """A character sheet: one description and its reference images, reused in every beat
     that casts it, so the character stays the same."""
@@ -112,6 +122,7 @@ class Character(BaseModel):
     id: str = Field(pattern=ID_RE)
     description: str = Field(min_length=1, max_length=1000)
     reference_images: list[str] = []
+    likeness: Likeness | None = Field(None, description="a real person's likeness: who, and their consent")
 
 
 class Beat(BaseModel):
@@ -412,6 +423,9 @@ class Brief(BaseModel):
         for beat in data.get("beats", []):
             if beat.get("supers") is None:
                 beat.pop("supers", None)
+        for character in data.get("characters", []):
+            if character.get("likeness") is None:
+                character.pop("likeness", None)
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def content_hash(self) -> str:

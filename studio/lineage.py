@@ -15,7 +15,7 @@ deliverable traces back to the same seeds.
 The graph, top down (node kinds in brackets)::
 
     [deliverable] -timeline-> [timeline] -shot-> [render] (a clip master) -selected->
-        [candidate] -prompt-> [prompt], -seed-> [seed], -model-> [model],
+        [candidate] -prompt-> [prompt], -seed-> [seed], -model-> [model], -likeness-> [likeness],
         -weights-> [weights], -backend-> [backend], -keyframe-> [media]
     [deliverable] -audio-> [audio] (master) -mix-> [mix] -stem-> [audio] (stem)
         -line-> [audio] (voice line) -voice-> [voice], -text-> [text] (sha256 of the words)
@@ -57,7 +57,7 @@ EDGE = db.Edge.__table__  # type: ignore[attr-defined]
 ROW_KINDS = ("deliverable", "timeline", "render", "candidate", "audio", "run", "mix")
 VALUE_KINDS = ("prompt", "seed", "model", "weights", "backend", "media", "spec", "style", "lut",
                "lut-file", "voice", "text", "track", "composer", "params", "effect", "font", "logo",
-               "licence")
+               "licence", "likeness")
 KINDS = ROW_KINDS + VALUE_KINDS
 # Values that are hashes: ``where`` accepts a prefix of these.
 HASH_KINDS = ("media", "weights", "prompt", "lut", "text", "params", "font", "logo")
@@ -197,8 +197,15 @@ def _structure_edges(s: Session, run_id: str) -> set[tuple[str, str, str, str, s
             EDGE.c.src_kind == "candidate", EDGE.c.src_id.in_(candidate_ids)))} if candidate_ids else set()
         todo = candidate_ids - have
         cands = s.exec(select(db.Candidate).where(db.Candidate.id.in_(todo))).all() if todo else []  # type: ignore[attr-defined]
+    # A character drawn from a real person (the brief's characters[].likeness): each
+    # candidate of a beat that casts it is made from their likeness (studio.rights).
+    likeness = likeness_by_beat(bv.document if bv is not None else None)
+    beat_of = {sh.id: sh.beat_id for sh in s.exec(select(db.Shot).where(
+        db.Shot.id.in_({c.shot_id for c in cands})))} if likeness and cands else {}  # type: ignore[attr-defined]
     for c in cands:
         node = ("candidate", c.id)
+        for ident in likeness.get(beat_of.get(c.shot_id, ""), []):
+            add(node, ("likeness", ident), "likeness")
         add(node, ("prompt", c.prompt_hash), "prompt")
         add(node, ("seed", str(c.seed)), "seed")
         add(node, ("model", c.model_id), "model")
@@ -265,6 +272,16 @@ def _structure_edges(s: Session, run_id: str) -> set[tuple[str, str, str, str, s
         elif a.kind == "effect-cue":
             add(node, ("effect", p.get("effect")), "effect")
     return out
+
+
+def likeness_by_beat(doc: dict[str, Any] | None) -> dict[str, list[str]]:
+    """Beat id -> the likenesses it casts (``<project>/<character id>`` of each character
+    with ``likeness``), from a recorded brief document."""
+    if not doc:
+        return {}
+    real = {c.get("id") for c in doc.get("characters") or [] if c.get("likeness")}
+    return {b.get("id"): [f"{doc.get('project')}/{c}" for c in b.get("characters") or [] if c in real]
+            for b in doc.get("beats") or [] if any(c in real for c in b.get("characters") or [])}
 
 
 def record_run_edges(engine: Engine, run_id: str, settings: Any = None) -> int:

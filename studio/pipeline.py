@@ -626,7 +626,7 @@ def planned_parts(ctx: RunContext) -> list[Any]:
     logo_bug = kit.logo_bug is not None and bool(ctx.video_specs)
     brand = brand_inputs(kit, ctx.catalog.style_paths.get(ctx.style.name), []) if copy or logo_bug else {}
     return parts_of(models=models, voices=voices, font=brand.get("font") if copy else None,
-                    logo=brand.get("logo"))
+                    logo=brand.get("logo")) + release.likeness_parts(b)
 
 
 def selection_gate(ctx: RunContext) -> dict[str, Any]:

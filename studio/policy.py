@@ -458,7 +458,7 @@ class PolicyReport:
 
 
 # Lineage node kinds that are licensed things themselves (studio.rights.LICENSED_KINDS).
-LICENSED_NODES = ("model", "voice", "track", "composer", "effect", "font", "logo")
+LICENSED_NODES = ("model", "voice", "track", "composer", "effect", "font", "logo", "likeness")
 
 
 def licensed(part: Part) -> tuple[str, str, str]:

@@ -303,10 +303,14 @@ def _duration(spec: ChannelSpec, frames: int, rate: Fraction, clock: _Clock,
     threshold: dict[str, Any] = {"min_s": spec.min_duration, "max_s": spec.max_duration}
     problems = []
     if expected is not None:
-        want = round(Fraction(str(expected)) * rate)
-        threshold["expected_frames"] = want
-        if frames != want:
-            problems.append(f"{frames} frames, expected {want} ({frames - want:+d})")
+        # An edit that ends between two of the file's frames (8.5 s of a 30 fps edit at 25
+        # fps is 212.5 frames) is conformed to either: both are right to the frame.
+        exact = Fraction(str(expected)) * rate
+        allowed = sorted({math.floor(exact), math.ceil(exact)})
+        threshold["expected_frames"] = allowed[0] if len(allowed) == 1 else allowed
+        if frames not in allowed:
+            want = min(allowed, key=lambda n: abs(n - frames))
+            problems.append(f"{frames} frames, expected {' or '.join(map(str, allowed))} ({frames - want:+d})")
     if seconds < spec.min_duration:
         problems.append(f"shorter than {spec.min_duration} s")
     if spec.max_duration is not None and seconds > spec.max_duration:

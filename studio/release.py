@@ -67,7 +67,10 @@ def edit_seconds(timelines: dict[str, dict[str, Any]]) -> float | None:
     import opentimelineio as otio
 
     t = otio.adapters.read_from_file(str(tl["path"]))
-    return float(t.duration().to_seconds())
+    # The picture track's: the deliverable is cut from it (an editor's edit may leave the
+    # graphics or sound tracks longer than the picture it trimmed).
+    tracks = t.video_tracks()
+    return float((tracks[0] if tracks else t).duration().to_seconds())
 
 
 def intended_spans(params: dict[str, Any]) -> list[Any]:
@@ -296,6 +299,18 @@ def _parent(env: StageEnv, conform_of: dict[str, Any] | None, entry: dict[str, A
         if signed and (r.params or {}).get("locale") == entry.get("locale") and Path(r.path).is_file():
             return Path(r.path)
     return None
+
+
+def likeness_parts(brief: Brief) -> list[Any]:
+    """A part per character drawn from a real person that the brief's beats cast (the
+    pre-flight's; after the render the lineage finds them: studio.rights.likeness_record)."""
+    from studio.rights import Part, likeness_record
+
+    cast = {c for b in brief.beats for c in b.characters}
+    doc = brief.model_dump(mode="json", by_alias=True)
+    return [Part(node=("likeness", f"{brief.project}/{ch['id']}"), kind="reference",
+                 name=f"character {ch['id']} (likeness)", rights=likeness_record(ch, brief.project), generated=False)
+            for ch in doc.get("characters") or [] if ch.get("likeness") and ch["id"] in cast]
 
 
 def preflight(env: StageEnv, brief: Brief, specs: list[ChannelSpec], parts: list[Any]) -> None:

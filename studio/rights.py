@@ -284,6 +284,19 @@ def font_record(font: dict[str, Any]) -> RightsRecord:
     return _with(base, _terms(font.get("terms"), what), what)
 
 
+def likeness_record(character: dict[str, Any], project: str) -> RightsRecord:
+    """A character drawn from a real person (a brief's ``characters[].likeness``), under
+    ``likeness:<project>/<character id>``: licensed by that person, every usage class,
+    territory and medium open, so their consent is what the policy judges it by."""
+    like = character.get("likeness") or {}
+    consent = _consent(like.get("consent"))
+    person = _text(like.get("person") or NOT_RECORDED, 200)
+    return _record(f"character {character.get('id')!r}", licence_id=f"likeness:{project}/{character.get('id')}",
+                   licence=_text(f"likeness release ({consent.document})" if consent else "no release recorded"),
+                   licensor=person, usage_classes=list(ALL_CLASSES), real_person=person, consent=consent,
+                   provenance=_text(f"character {character.get('id')}: reference images of {person}", 2000))
+
+
 def logo_record(logo: dict[str, Any]) -> RightsRecord:
     """A brand logo's record (studio.brand.Rights as a deliverable keeps it: owner, licence,
     source, terms), licensed by its owner, under ``logo:<sha256[:12]>`` unless its terms
@@ -301,7 +314,7 @@ def logo_record(logo: dict[str, Any]) -> RightsRecord:
 
 Edge = tuple[str, str, str, str, str]
 Node = tuple[str, str]
-LICENSED_KINDS = ("model", "voice", "track", "composer", "effect", "font", "logo")
+LICENSED_KINDS = ("model", "voice", "track", "composer", "effect", "font", "logo", "likeness")
 
 
 def _registry(settings: Any) -> Any:
@@ -359,6 +372,18 @@ def node_records(s: Any, edges: set[Edge], settings: Any = None) -> dict[Node, R
                 out[("model", mid)] = BUILTIN["keyframes"]
             else:
                 out[("model", mid)] = unknown_model_record(mid, recorded_models.get(mid))
+    likeness = {(e[0], e[1]): e[3] for e in edges if e[2] == "likeness" and e[0] == "candidate"}
+    if likeness:  # from the brief the candidates were made for
+        cand = next(iter(likeness))[1]
+        bv = s.exec(select(db.BriefVersion).join(db.Run, db.Run.brief_version_id == db.BriefVersion.id)  # type: ignore[arg-type]
+                    .join(db.Shot, db.Shot.run_id == db.Run.id)  # type: ignore[arg-type]
+                    .join(db.Candidate, db.Candidate.shot_id == db.Shot.id)  # type: ignore[arg-type]
+                    .where(db.Candidate.id == cand)).first()
+        doc = (bv.document or {}) if bv is not None else {}
+        for ch in doc.get("characters") or []:
+            ident = f"{doc.get('project')}/{ch.get('id')}"
+            if ch.get("likeness") and ("likeness", ident) in dsts:
+                out[("likeness", ident)] = likeness_record(ch, str(doc.get("project")))
     ids = sorted(i for k, i in srcs if k == "deliverable")
     for d in s.exec(select(db.Deliverable).where(db.Deliverable.id.in_(ids))).all() if ids else []:  # type: ignore[attr-defined]
         brand = lineage.brand_inputs(d)
@@ -436,6 +461,10 @@ def deliverable_parts(s: Any, run_id: str, settings: Any = None) -> dict[str, li
         if kind == "model":
             parts[(kind, ident)] = Part(node=(kind, ident), kind="model", name=f"model {ident}", rights=rec,
                                         generated=False, model=ident)
+        elif kind == "likeness":
+            parts[(kind, ident)] = Part(node=(kind, ident), kind="reference",
+                                        name=f"character {ident.split('/', 1)[-1]} (likeness)", rights=rec,
+                                        generated=False)
     for cid, (c, beat) in cands.items():
         rec = records.get(("model", c.model_id))
         if rec is not None:

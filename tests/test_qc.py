@@ -300,6 +300,10 @@ def test_decode_errors_and_duration_to_the_frame(media: dict[str, Path], tmp_pat
     assert r.check("duration").status == "pass" and r.check("decode").status == "pass"
     d = run_qc(media["clean"], spec, expected_duration=SECONDS - 0.2).check("duration")
     assert d.status == "fail" and "150 frames, expected 145 (+5)" in d.finding
+    # An edit ending between two frames (149.5 of them) is right at either; not at 150 of 147.5.
+    assert run_qc(media["clean"], spec, expected_duration=SECONDS - 0.02).check("duration").status == "pass"
+    d = run_qc(media["clean"], spec, expected_duration=SECONDS - 0.1).check("duration")
+    assert d.status == "fail" and "150 frames, expected 147 or 148 (+2)" in d.finding, d.finding
     # Garbage over part of the picture data: the decoder complains, the check says so.
     broken = tmp_path / "broken.mp4"
     data = bytearray(media["clean"].read_bytes())

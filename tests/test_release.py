@@ -223,3 +223,38 @@ def test_a_blocking_qc_failure_stops_the_release_and_keeps_its_report(settings, 
     report = json.loads(Path(q["report"]).read_text())
     assert report["verdict"] == "fail" and report["spec"] == "banner-300x250"
     assert "<html" in Path(q["html"]).read_text().lower()
+
+
+def test_a_character_drawn_from_a_real_person_needs_their_consent(settings, ray_session, tmp_path: Path) -> None:
+    from studio import lineage, rights
+    from studio.pipeline import render
+
+    doc = yaml.safe_load(EXAMPLE_BRIEF.read_text())
+    doc.update(channels=["banner-300x250"], candidates=1, campaign="likeness", hero_beat="b01-sunrise")
+    doc.pop("stills", None)
+    doc["characters"][0]["likeness"] = {"person": "Maya Lind"}
+    brief = tmp_path / "brief.yaml"
+    brief.write_text(yaml.safe_dump(doc, sort_keys=False))
+    out = tmp_path / "out"
+    with pytest.raises(ReleaseBlocked) as info:
+        render(brief, out, settings=settings)
+    (line,) = info.value.lines()
+    assert line.startswith("stage release: banner-300x250: reference 'character hiker (likeness)' is a likeness "
+                           "of Maya Lind"), line
+    assert "(policy rule consent.real-person; likeness:aurora/hiker, licence likeness:aurora/hiker)" in line
+    assert info.value.gate["preflight"] and not out.exists()
+
+    doc["characters"][0]["likeness"]["consent"] = {
+        "subject": "Maya Lind", "document": "releases/maya-lind-2026.pdf", "granted": "2026-01-10",
+        "usage_classes": ["internal"]}
+    brief.write_text(yaml.safe_dump(doc, sort_keys=False))
+    render(brief, out, settings=settings)
+    manifest = json.loads((out / "manifest.json").read_text())
+    (d,) = manifest["deliverables"]
+    assert "likeness:aurora/hiker" in d["rights"] and d["policy"]["passed"]
+    engine = db.make_engine(settings.db_url)
+    found = lineage.where(engine, "likeness:aurora/hiker")["deliverables"]
+    assert [f["sha256"] for f in found] == [d["sha256"]]
+    info_rights = rights.rights_of(engine, d["sha256"])
+    (part,) = [p for p in info_rights["parts"] if p["node"][0] == "likeness"]
+    assert part["rights"]["real_person"] == "Maya Lind" and part["rights"]["consent"]["subject"] == "Maya Lind"

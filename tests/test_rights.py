@@ -366,7 +366,10 @@ def test_studio_rights_on_a_demo_video(demo, cli_home) -> None:
     assert info["deliverable"]["id"] == video.id and not info["blocked"]
     assert {p["kind"] for p in info["parts"]} == {"model", "keyframe", "shot", "voice", "music", "effect",
                                                   "font", "logo"}
-    assert all(p["generated"] == (p["kind"] in ("keyframe", "shot", "voice")) for p in info["parts"])
+    # The procedural composer's bed and the synthesised effects are made by code too.
+    assert all(p["generated"] == (p["kind"] in ("keyframe", "shot", "voice", "music", "effect"))
+               for p in info["parts"]), info["parts"]
+    assert {p["model"] for p in info["parts"] if p["kind"] in ("music", "effect")} == {"procedural"}
     res = CliRunner().invoke(main, ["rights", "revoke", "no-such-licence", "--reason", "r", "--by", "b"])
     assert res.exit_code == 2
     assert "studio: error: LICENCE_ID: no licence 'no-such-licence' in the rights ledger" in res.output
