@@ -244,7 +244,8 @@ def test_a_second_render_reuses_everything_and_an_edited_beat_alone_is_made_agai
     assert second.done["clips"] == {"reused": 2, "made": 0}
     (c1, r1), cache1 = _rows(settings, ctx1.run_id)
     (c2, r2), cache2 = _rows(settings, ctx2.run_id)
-    made = {"music": 1, "mix": 2, "conform": 1, "candidates": 4, "clips": 2}  # mix: the mix and one master
+    # mix: the mix and one master; release: the QC report (unsigned: no signing identity in this home)
+    made = {"music": 1, "mix": 2, "conform": 1, "candidates": 4, "clips": 2, "release": 1}
     assert cache1 == {k: {"reused": 0, "made": n} for k, n in made.items()}
     assert cache2 == {k: {"reused": n, "made": 0} for k, n in made.items()}
     # its own rows, the same media, each saying which run made it
