@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 # listed as pending. Kept here as names (the API does not import the pipeline for this), and
 # checked against the pipeline by tests/test_gates.py.
 STAGE_ORDER = ("prompts", "voice", "music", "candidates", "select", "review", "clips", "timeline", "mix",
-               "captions", "conform", "manifest")
+               "captions", "conform", "release", "manifest")
 
 
 class StageProgress(BaseModel):
