@@ -434,8 +434,8 @@ def test_cli_controls_against_a_real_server(tmp_path: Path) -> None:
         assert r.returncode == 2 and "101" in r.stderr
         r = _studio(["retry", job.id], base, token)
         assert r.returncode == 2, r.stdout
-        assert r.stderr.strip() == (f"studio: error: job {job.id} is queued; retry is for a job that is failed "
-                                    f"or canceled — wait until it has finished (`studio job {job.id}`); retry "
+        assert r.stderr.strip() == (f"studio: error: job {job.id} is queued; retry is for a job that is failed, "
+                                    f"canceled or blocked — wait until it has finished (`studio job {job.id}`); retry "
                                     "it if it failed"), r.stderr
         _fail_once(engine, job.id)
         r = _studio(["retry", job.id, "--json"], base, token)
