@@ -245,8 +245,15 @@ def release(env: StageEnv, inputs: ReleaseInputs) -> ReleaseOutputs:
             comps = components_of(parts)
             if comps:
                 parent = _parent(env, inputs.conform_of, entry)
-                prov, sign_made = sign_step(env, cache, spec, path, comps, _title(env, brief, entry), creds, parent)
-                made = made or sign_made
+                if parent is not None and parent[1].get("unsigned_sha256") == sha256_file(path):
+                    # The editor's conform made this deliverable's very bytes again: the signed
+                    # file it re-renders is the release (same bytes, same sign-off hash).
+                    _copy_over(parent[0], path)
+                    prov = {**parent[1], "same_as": str(parent[0])}
+                else:
+                    prov, sign_made = sign_step(env, cache, spec, path, comps, _title(env, brief, entry), creds,
+                                                parent[0] if parent is not None else None)
+                    made = made or sign_made
                 entry["sha256"] = sha256_file(path)
                 entry["size"] = path.stat().st_size
             else:
@@ -286,19 +293,27 @@ def _short(component: str) -> str:
     return f"{kind}:{ident[:12]}" if len(ident) == 64 else component
 
 
-def _parent(env: StageEnv, conform_of: dict[str, Any] | None, entry: dict[str, Any]) -> Path | None:
+def _parent(env: StageEnv, conform_of: dict[str, Any] | None,
+            entry: dict[str, Any]) -> tuple[Path, dict[str, Any]] | None:
     """An editor's conform re-signs: the signed deliverable of the run it re-renders (same
-    channel and locale), where it still is, becomes the new manifest's parent ingredient."""
+    channel and locale), where it still is, with its provenance record. It becomes the new
+    manifest's parent ingredient."""
     if not conform_of:
         return None
     with env.session() as s:
         rows = s.exec(select(db.Deliverable).where(db.Deliverable.run_id == conform_of["run_id"],
                                                       db.Deliverable.spec == entry["spec"])).all()
     for r in rows:
-        signed = (((r.params or {}).get("release") or {}).get("provenance") or {}).get("signed")
-        if signed and (r.params or {}).get("locale") == entry.get("locale") and Path(r.path).is_file():
-            return Path(r.path)
+        prov = (((r.params or {}).get("release") or {}).get("provenance") or {})
+        if prov.get("signed") and (r.params or {}).get("locale") == entry.get("locale") and Path(r.path).is_file():
+            return Path(r.path), dict(prov)
     return None
+
+
+def _copy_over(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.signed")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dst)
 
 
 def likeness_parts(brief: Brief) -> list[Any]:

@@ -123,7 +123,7 @@ def stills_run(settings, ray_session, tmp_path_factory: pytest.TempPathFactory):
 def test_stills_only_brief_makes_candidates_for_its_stills_beats_only(stills_run, settings) -> None:
     ctx, out, m, totals = stills_run
     assert totals == {"prompts": 2, "candidates": 4, "select": 2, "review": 1, "timeline": 1, "conform": 2,
-                      "manifest": 1}  # no voice, music, clips, mix or captions
+                      "release": 2, "manifest": 1}  # no voice, music, clips, mix or captions
     assert [b["id"] for b in m["beats"]] == ["b01-sunrise", "b03-city"]
     assert all(len(b["candidates"]) == 2 and b["clip_sha256"] is None for b in m["beats"])
     with Session(db.make_engine(settings.db_url)) as s:
