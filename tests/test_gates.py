@@ -233,7 +233,7 @@ def test_more_candidates_steered_by_a_note_join_the_sheet(api: Api) -> None:
                                    "made": 4}
     assert stage["review"]["state"] == "done" and stage["clips"]["state"] == "pending"  # waits at the gate
     assert progress["shots"]["b01"]["candidates"] == 4 and progress["shots"]["b02"]["candidates"] == 4
-    assert progress["counts"]["pending"] == 6 and sum(progress["counts"].values()) == 12
+    assert progress["counts"]["pending"] == 7 and sum(progress["counts"].values()) == 13  # clips .. release, manifest
     # The round's prompt carries the note.
     with Session(api.engine) as s:
         cand = s.get(db.Candidate, sheet["b02"][2]["id"])
