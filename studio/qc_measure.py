@@ -144,15 +144,28 @@ def video_pass(path: Path, stream: dict[str, Any], rate: Fraction, *, full_range
                     rgb_frames.put(b)
             rgb_frames.put(b"")
 
+        # Both outputs are drained by their own threads: ffmpeg writes them from separate
+        # threads in no fixed order, so a reader that waits on one while the other's pipe
+        # is full (one small-picture luma frame fills it) would deadlock the decode.
+        luma_frames: queue.Queue[bytes] = queue.Queue()
+
+        def drain_luma() -> None:
+            assert proc.stdout is not None
+            while b := _read_exact(proc.stdout, ysize * chunk):
+                luma_frames.put(b)
+            luma_frames.put(b"")
+
         rgb_reader = threading.Thread(target=drain_rgb)
+        luma_reader = threading.Thread(target=drain_luma)
         stderr_reader.start()
         rgb_reader.start()
+        luma_reader.start()
         prev: np.ndarray | None = None
         pending = b""
         rgb_done = False
         assert proc.stdout is not None
         while True:
-            buf = _read_exact(proc.stdout, ysize * chunk)
+            buf = luma_frames.get()
             n = len(buf) // ysize
             if n == 0:
                 break
@@ -182,6 +195,7 @@ def video_pass(path: Path, stream: dict[str, Any], rate: Fraction, *, full_range
                 if idx % palette_step == 0:
                     m.palette_samples.append(rgb[i].reshape(-1, 3).copy())
             m.frames += n
+        luma_reader.join()
         proc.stdout.close()
         proc.wait()
         stderr_reader.join()
