@@ -186,22 +186,19 @@ def sign_step(env: StageEnv, cache: Any, spec: ChannelSpec, path: Path, componen
 
 def release(env: StageEnv, inputs: ReleaseInputs) -> ReleaseOutputs:
     from studio.cache import ActionCache
-    from studio.policy import evaluate, load_policy, overrides_for
+    from studio.policy import evaluate
     from studio.provenance import load_credentials
-    from studio.rights import deliverable_parts, revoked_licences
+    from studio.rights import deliverable_parts
 
     cache = ActionCache(env.engine, env.store)
     specs = {s.name: s for s in inputs.specs}
-    policy = load_policy(env.settings)
     expected = edit_seconds(inputs.timelines) if any(s.kind == "video" for s in inputs.specs) else None
     today = dt.date.today()
     brief = inputs.brief
-    scope = f"{brief.project}/{brief.campaign}"
-    overrides = overrides_for(env.engine, scope)
+    policy, scope, overrides, revoked = _policy_context(env, brief)
     with env.session() as s:
         parts_by_id = deliverable_parts(s, env.run_id, env.settings)
         rows = {r.path: r for r in s.exec(select(db.Deliverable).where(db.Deliverable.run_id == env.run_id))}
-    revoked = revoked_licences(env.engine)
     try:
         creds = load_credentials(env.settings)
         unsigned_why = None
@@ -245,13 +242,13 @@ def release(env: StageEnv, inputs: ReleaseInputs) -> ReleaseOutputs:
             comps = components_of(parts)
             if comps:
                 parent = _parent(env, inputs.conform_of, entry)
-                if parent is not None and parent[1].get("unsigned_sha256") == sha256_file(path):
+                if parent is not None and parent[1].get("unsigned_sha256") == entry["sha256"]:
                     # The editor's conform made this deliverable's very bytes again: the signed
                     # file it re-renders is the release (same bytes, same sign-off hash).
                     _copy_over(parent[0], path)
                     prov = {**parent[1], "same_as": str(parent[0])}
                 else:
-                    prov, sign_made = sign_step(env, cache, spec, path, comps, _title(env, brief, entry), creds,
+                    prov, sign_made = sign_step(env, cache, spec, path, comps, _title(brief, entry), creds,
                                                 parent[0] if parent is not None else None)
                     made = made or sign_made
                 entry["sha256"] = sha256_file(path)
@@ -332,13 +329,9 @@ def preflight(env: StageEnv, brief: Brief, specs: list[ChannelSpec], parts: list
     """The policy over what the render will use (its models, voices, font and logo), before
     anything runs: a violation the release would find after hours of generation is found
     now, the same way (same rules, components, overrides and gate), and stops the run."""
-    from studio.policy import evaluate, load_policy, overrides_for
-    from studio.rights import revoked_licences
+    from studio.policy import evaluate
 
-    policy = load_policy(env.settings)
-    scope = f"{brief.project}/{brief.campaign}"
-    overrides = overrides_for(env.engine, scope)
-    revoked = revoked_licences(env.engine)
+    policy, scope, overrides, revoked = _policy_context(env, brief)
     problems: list[StudioError] = []
     gate: dict[str, Any] = {"gate": "release", "run_id": env.run_id, "scope": scope, "violations": [], "qc": [],
                             "preflight": True}
@@ -358,6 +351,16 @@ def preflight(env: StageEnv, brief: Brief, specs: list[ChannelSpec], parts: list
         raise ReleaseBlocked(problems, gate=gate)
 
 
+def _policy_context(env: StageEnv, brief: Brief) -> tuple[Any, str, list[Any], dict[str, str]]:
+    """What the policy is judged with, now: the policy, the brief's override scope
+    (project/campaign), the approvers' overrides for it and the revoked licences."""
+    from studio.policy import load_policy, overrides_for
+    from studio.rights import revoked_licences
+
+    scope = f"{brief.project}/{brief.campaign}"
+    return load_policy(env.settings), scope, overrides_for(env.engine, scope), revoked_licences(env.engine)
+
+
 def _violation_error(v: Any, label: str, scope: str) -> StudioError:
     return StudioError(f"{v.reason} (policy rule {v.rule}; {_short(v.component)}"
                        f"{', licence ' + v.licence_id if v.licence_id else ''})",
@@ -366,7 +369,7 @@ def _violation_error(v: Any, label: str, scope: str) -> StudioError:
                            "--approver NAME --reason TEXT`", stage="release", field=label)
 
 
-def _title(env: StageEnv, brief: Brief, entry: dict[str, Any]) -> str:
+def _title(brief: Brief, entry: dict[str, Any]) -> str:
     return f"{brief.project} {brief.campaign} {entry['spec']}{' ' + entry['locale'] if entry.get('locale') else ''}"
 
 
